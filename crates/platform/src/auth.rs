@@ -1,0 +1,270 @@
+//! HS256 access tokens: issued by the users service, checked at the gateway and again by every service
+//! (defence in depth) through the [`AuthUser`] extractor.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::config::AuthSettings;
+use crate::problem::Problem;
+
+/// The roles of shared/API.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Manager,
+    Dispatcher,
+    Driver,
+    Customer,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Manager,
+        Role::Dispatcher,
+        Role::Driver,
+        Role::Customer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Manager => "manager",
+            Role::Dispatcher => "dispatcher",
+            Role::Driver => "driver",
+            Role::Customer => "customer",
+        }
+    }
+
+    /// admin, manager and dispatcher: the "staff" of shared/API.md.
+    pub fn is_staff(self) -> bool {
+        matches!(self, Role::Admin | Role::Manager | Role::Dispatcher)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?}"))
+    }
+}
+
+/// Access-token claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: Uuid,
+    pub email: String,
+    pub role: Role,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: Uuid,
+    pub iss: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token expired")]
+    Expired,
+    #[error("token invalid: {0}")]
+    Invalid(String),
+}
+
+/// Signing and verification keys with their fixed validation rules. Cheap to clone.
+#[derive(Clone)]
+pub struct JwtKeys(Arc<JwtKeysInner>);
+
+struct JwtKeysInner {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    access_ttl: Duration,
+}
+
+impl fmt::Debug for JwtKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtKeys")
+            .field("issuer", &self.0.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtKeys {
+    pub fn new(settings: &AuthSettings) -> Self {
+        let secret = settings.jwt_secret.expose().as_bytes();
+        // Only HS256 is accepted: `alg: none` and algorithm-confusion tokens fail validation.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[settings.issuer.as_str()]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
+        validation.leeway = 5;
+        Self(Arc::new(JwtKeysInner {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            issuer: settings.issuer.clone(),
+            access_ttl: Duration::from_secs(settings.access_ttl_secs),
+        }))
+    }
+
+    pub fn access_ttl(&self) -> Duration {
+        self.0.access_ttl
+    }
+
+    /// Signs an access token for the user; returns it with its claims.
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        email: &str,
+        role: Role,
+    ) -> Result<(String, Claims), TokenError> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: user_id,
+            email: email.to_owned(),
+            role,
+            iat: now,
+            exp: now + self.0.access_ttl.as_secs() as i64,
+            jti: Uuid::now_v7(),
+            iss: self.0.issuer.clone(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.0.encoding)
+            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        Ok((token, claims))
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid(e.to_string()),
+            })
+    }
+
+    /// Verifies the bearer token of an `Authorization` header value.
+    pub fn verify_bearer(&self, authorization: Option<&str>) -> Result<Claims, Problem> {
+        let token = authorization
+            .and_then(|value| {
+                let (scheme, token) = value.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .ok_or_else(|| Problem::unauthorized("a bearer access token is required"))?;
+        self.verify(token).map_err(|e| match e {
+            TokenError::Expired => Problem::unauthorized("the access token has expired"),
+            TokenError::Invalid(_) => Problem::unauthorized("the access token is invalid"),
+        })
+    }
+}
+
+/// The authenticated caller. Extracting it verifies the bearer token: 401 when missing, invalid or expired.
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub Claims);
+
+impl AuthUser {
+    pub fn id(&self) -> Uuid {
+        self.0.sub
+    }
+
+    pub fn role(&self) -> Role {
+        self.0.role
+    }
+
+    /// 403 unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), Problem> {
+        if roles.contains(&self.0.role) {
+            Ok(())
+        } else {
+            tracing::warn!(user_id = %self.0.sub, role = %self.0.role, "access denied by role");
+            Err(Problem::forbidden(format!(
+                "role {} may not do this",
+                self.0.role
+            )))
+        }
+    }
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    S: Send + Sync,
+    JwtKeys: FromRef<S>,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let keys = JwtKeys::from_ref(state);
+        let authorization = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        keys.verify_bearer(authorization).map(AuthUser)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use base64::Engine;
+
+    fn settings(secret: &str) -> AuthSettings {
+        AuthSettings {
+            jwt_secret: Secret::new(secret),
+            issuer: "logicore".into(),
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 86_400,
+        }
+    }
+
+    #[test]
+    fn an_issued_token_verifies() {
+        let keys = JwtKeys::new(&settings("0123456789abcdef0123456789abcdef"));
+        let (token, claims) = keys
+            .issue(Uuid::now_v7(), "a@b.c", Role::Driver)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(keys.verify(&token).ok(), Some(claims));
+    }
+
+    #[test]
+    fn tokens_signed_with_another_secret_are_rejected() {
+        let keys = JwtKeys::new(&settings("0123456789abcdef0123456789abcdef"));
+        let other = JwtKeys::new(&settings("ffffffffffffffffffffffffffffffff"));
+        let (token, _) = other
+            .issue(Uuid::now_v7(), "a@b.c", Role::Admin)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(keys.verify(&token), Err(TokenError::Invalid(_))));
+    }
+
+    #[test]
+    fn unsigned_alg_none_tokens_are_rejected() {
+        let keys = JwtKeys::new(&settings("0123456789abcdef0123456789abcdef"));
+        let (token, _) = keys
+            .issue(Uuid::now_v7(), "a@b.c", Role::Customer)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let payload = token.split('.').nth(1).unwrap_or_default();
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = engine.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let forged = format!("{header}.{payload}.");
+        assert!(keys.verify(&forged).is_err());
+    }
+}

@@ -1,0 +1,240 @@
+//! Request extractors whose every rejection is a problem+json response naming the field at fault.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use crate::problem::{FieldError, Problem};
+
+/// Checks beyond what the type system says: lengths, formats, ranges.
+pub trait Validate {
+    fn validate(&self) -> Result<(), Vec<FieldError>>;
+}
+
+impl Validate for serde_json::Map<String, serde_json::Value> {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        Ok(())
+    }
+}
+
+/// Collects field errors: `v.check(ok, "email", "INVALID_FORMAT", "must be an email address")`.
+#[derive(Debug, Default)]
+pub struct Validator {
+    errors: Vec<FieldError>,
+}
+
+impl Validator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn check(&mut self, ok: bool, field: &str, code: &str, message: &str) -> &mut Self {
+        if !ok {
+            self.errors.push(FieldError::new(field, code, message));
+        }
+        self
+    }
+
+    pub fn push(&mut self, error: FieldError) -> &mut Self {
+        self.errors.push(error);
+        self
+    }
+
+    pub fn finish(&mut self) -> Result<(), Vec<FieldError>> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(std::mem::take(&mut self.errors))
+        }
+    }
+}
+
+/// A JSON body, deserialized then validated. 415 without a JSON content type, 413 over the body limit,
+/// 400 when it is not JSON, 422 with the field path when a field is missing, mistyped or invalid.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Validate,
+{
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !has_json_content_type(&request) {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "the body must be JSON with content-type application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(bytes_rejection)?;
+        let value = parse_json::<T>(&bytes)?;
+        value.validate().map_err(Problem::validation)?;
+        Ok(Json(value))
+    }
+}
+
+fn has_json_content_type(request: &Request) -> bool {
+    let Some(content_type) = request.headers().get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    let Ok(text) = content_type.to_str() else {
+        return false;
+    };
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn bytes_rejection(rejection: BytesRejection) -> Problem {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            "the request body is larger than this endpoint accepts",
+        )
+    } else {
+        Problem::bad_request("BAD_REQUEST", "the request body could not be read")
+    }
+}
+
+/// Parses JSON, telling syntax errors (400) from errors in the data (422 with the field path).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let message = strip_position(&inner.to_string());
+                let (field, code) = match missing_field(&message) {
+                    Some(name) => (join_path(&path, &name), "REQUIRED"),
+                    None if message.starts_with("unknown field") => (path, "UNKNOWN_FIELD"),
+                    None => (path, "INVALID_TYPE"),
+                };
+                let field = if field == "." { String::new() } else { field };
+                Problem::validation(vec![FieldError::new(field, code, message)])
+            }
+            serde_json::error::Category::Eof | serde_json::error::Category::Syntax => {
+                Problem::bad_request(
+                    "MALFORMED_JSON",
+                    format!("the body is not valid JSON: {inner}"),
+                )
+            }
+            serde_json::error::Category::Io => {
+                Problem::bad_request("BAD_REQUEST", "the request body could not be read")
+            }
+        }
+    })?;
+    deserializer.end().map_err(|e| {
+        Problem::bad_request("MALFORMED_JSON", format!("the body is not valid JSON: {e}"))
+    })?;
+    Ok(value)
+}
+
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(index) => message[..index].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+fn join_path(path: &str, field: &str) -> String {
+    if path.is_empty() || path == "." {
+        field.to_owned()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+/// Query parameters with problem+json rejections naming the parameter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Query<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Validate,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer = serde_urlencoded_deserializer(query);
+        let value: T = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let field = err.path().to_string();
+            let message = err.into_inner().to_string();
+            let field = match missing_field(&message) {
+                Some(name) => name,
+                None if field == "." => String::new(),
+                None => field,
+            };
+            Problem::validation(vec![FieldError::new(field, "INVALID_PARAMETER", message)])
+        })?;
+        value.validate().map_err(Problem::validation)?;
+        Ok(Query(value))
+    }
+}
+
+fn serde_urlencoded_deserializer(query: &str) -> serde_urlencoded::Deserializer<'_> {
+    serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        email: String,
+        age: u32,
+    }
+
+    #[test]
+    fn syntax_errors_are_malformed_json() {
+        let problem = parse_json::<Body>(b"{\"email\": ").unwrap_err();
+        assert_eq!(problem.status, 400);
+        assert_eq!(problem.code, "MALFORMED_JSON");
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        let problem = parse_json::<Body>(br#"{"email":"a@b.c"}"#).unwrap_err();
+        assert_eq!(problem.status, 422);
+        assert_eq!(problem.errors[0].field, "age");
+        assert_eq!(problem.errors[0].code, "REQUIRED");
+    }
+
+    #[test]
+    fn a_mistyped_field_is_named() {
+        let problem = parse_json::<Body>(br#"{"email":"a@b.c","age":"old"}"#).unwrap_err();
+        assert_eq!(problem.status, 422);
+        assert_eq!(problem.errors[0].field, "age");
+        assert_eq!(problem.errors[0].code, "INVALID_TYPE");
+    }
+
+    #[test]
+    fn trailing_garbage_is_malformed() {
+        let problem = parse_json::<Body>(br#"{"email":"a@b.c","age":3} x"#).unwrap_err();
+        assert_eq!(problem.code, "MALFORMED_JSON");
+    }
+}

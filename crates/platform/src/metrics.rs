@@ -1,0 +1,251 @@
+//! Prometheus metrics: one registry per service (no process-wide globals, so several services can share a
+//! process), HTTP request metrics by route template, and process metrics read from `/proc` on each scrape.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+/// Latency buckets in seconds, from 250 µs to 10 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A fresh registry whose series all carry `service="<name>"`.
+pub fn registry(service: &str) -> Registry {
+    let mut registry = Registry::with_labels(
+        [(
+            std::borrow::Cow::Borrowed("service"),
+            std::borrow::Cow::Owned(service.to_owned()),
+        )]
+        .into_iter(),
+    );
+    registry.register_collector(Box::new(ProcessCollector));
+    registry
+}
+
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS.iter().copied())
+}
+
+/// The finished registry, shared by the `/metrics` handler.
+#[derive(Clone)]
+pub struct MetricsHandle(Arc<Registry>);
+
+impl MetricsHandle {
+    pub fn new(registry: Registry) -> Self {
+        Self(Arc::new(registry))
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.0);
+        out
+    }
+}
+
+pub async fn metrics_handler(State(metrics): State<MetricsHandle>) -> Response {
+    let mut response = metrics.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+/// Requests by method, route template and status; latency by method and route; requests in flight.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RouteLabels, Histogram>,
+    in_flight: Gauge,
+}
+
+impl HttpMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration = Family::<RouteLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let in_flight = Gauge::default();
+        registry.register("http_requests", "HTTP requests handled", requests.clone());
+        registry.register_with_unit(
+            "http_request_duration",
+            "HTTP request latency",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        registry.register(
+            "http_requests_in_flight",
+            "HTTP requests being handled",
+            in_flight.clone(),
+        );
+        Self {
+            requests,
+            duration,
+            in_flight,
+        }
+    }
+}
+
+/// Middleware recording [`HttpMetrics`]; unmatched paths are one series so scanners cannot explode them.
+pub async fn track_http(
+    State(metrics): State<HttpMetrics>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    metrics.in_flight.inc();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.in_flight.dec();
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics
+        .duration
+        .get_or_create(&RouteLabels {
+            method: method.clone(),
+            route: route.clone(),
+        })
+        .observe(elapsed);
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// CPU time, memory and file descriptors of this process, read at scrape time.
+#[derive(Debug)]
+struct ProcessCollector;
+
+/// `USER_HZ`, the unit of `/proc/self/stat` times; fixed at 100 by the Linux ABI on every mainstream arch.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(stats) = read_process_stats() else {
+            return Ok(());
+        };
+        let cpu = ConstCounter::new(stats.cpu_seconds);
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent",
+            None,
+            cpu.metric_type(),
+        )?)?;
+        for (name, help, value) in [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size",
+                stats.resident_bytes,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size",
+                stats.virtual_bytes,
+            ),
+            ("process_open_fds", "Open file descriptors", stats.open_fds),
+            (
+                "process_start_time_seconds",
+                "Start time since the Unix epoch",
+                stats.start_time_seconds,
+            ),
+        ] {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+struct ProcessStats {
+    cpu_seconds: f64,
+    resident_bytes: f64,
+    virtual_bytes: f64,
+    open_fds: f64,
+    start_time_seconds: f64,
+}
+
+fn read_process_stats() -> Option<ProcessStats> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name, which may itself contain spaces.
+    let after_name = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index).and_then(|v| v.parse::<f64>().ok());
+    // Indices are the man page's field numbers minus 3 (pid and comm precede, and it counts from 1).
+    let cpu_seconds = (ticks(11)? + ticks(12)?) / TICKS_PER_SECOND;
+    let start_ticks = ticks(19)?;
+    let virtual_bytes = ticks(20)?;
+
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let resident_kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())?;
+    let boot_time = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse::<f64>().ok())?;
+    let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as f64;
+    Some(ProcessStats {
+        cpu_seconds,
+        resident_bytes: resident_kib * 1024.0,
+        virtual_bytes,
+        open_fds,
+        start_time_seconds: boot_time + start_ticks / TICKS_PER_SECOND,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_metrics_are_exported() {
+        let text = MetricsHandle::new(registry("test")).render();
+        assert!(
+            text.contains("process_cpu_seconds_total{service=\"test\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("process_resident_memory_bytes{service=\"test\"}"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,77 @@
+//! Request ids: accepted from the caller's `x-request-id` or made here, echoed on the response, forwarded
+//! downstream, and attached to every log line of the request through its span.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+use uuid::Uuid;
+
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+const MAX_LEN: usize = 128;
+
+tokio::task_local! {
+    static CURRENT: String;
+}
+
+/// The id of the request being handled on this task, if any.
+pub fn current() -> Option<String> {
+    CURRENT.try_with(Clone::clone).ok()
+}
+
+/// The request id as a request extension, for handlers and the proxy.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// A caller's id is kept when it is short printable ASCII, so it cannot inject into logs or headers.
+fn accept(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    let ok =
+        !text.is_empty() && text.len() <= MAX_LEN && text.bytes().all(|b| b.is_ascii_graphic());
+    ok.then(|| text.to_owned())
+}
+
+/// Middleware: assigns the id, opens the request span, logs the completed request.
+pub async fn layer(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(accept)
+        .unwrap_or_else(|| Uuid::now_v7().to_string());
+    let header = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    request
+        .headers_mut()
+        .insert(REQUEST_ID_HEADER, header.clone());
+    request.extensions_mut().insert(RequestId(id.clone()));
+
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| request.uri().path().to_owned());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        route = %route,
+    );
+    let started = Instant::now();
+    let mut response = CURRENT
+        .scope(id, next.run(request).instrument(span.clone()))
+        .await;
+    response.headers_mut().insert(REQUEST_ID_HEADER, header);
+
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::error!(status, latency_ms, "request failed");
+        } else {
+            tracing::info!(status, latency_ms, "request completed");
+        }
+    });
+    response
+}
