@@ -106,9 +106,10 @@ impl LoadedConfig {
         out
     }
 
-    /// Where the value of a dotted key came from.
-    pub fn source_of(&self, key: &str) -> Option<&Source> {
-        self.sources.get(key)
+    /// Where the value of a dotted key came from; `None` for a key that does not exist.
+    pub fn source_of(&self, key: &str) -> Option<Source> {
+        tree::get(&self.tree, key)?;
+        Some(self.sources.get(key).cloned().unwrap_or(Source::Default))
     }
 }
 

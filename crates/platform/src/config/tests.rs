@@ -1,1 +1,285 @@
+use std::collections::HashMap;
+use std::io::Write;
 
+use super::*;
+
+fn sources(env: &[(&str, &str)]) -> ConfigSources {
+    ConfigSources {
+        file: None,
+        config_dir: PathBuf::from("/nonexistent"),
+        env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+    }
+}
+
+fn load_ok(sources: &ConfigSources) -> LoadedConfig {
+    load(sources).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn issues(sources: &ConfigSources) -> Vec<ConfigIssue> {
+    match load(sources) {
+        Ok(_) => panic!("configuration unexpectedly valid"),
+        Err(e) => e.issues,
+    }
+}
+
+fn temp_file(contents: &str) -> tempfile_path::TempPath {
+    tempfile_path::TempPath::with(contents)
+}
+
+/// A file removed when dropped, without a tempfile dependency.
+mod tempfile_path {
+    use std::path::PathBuf;
+
+    pub struct TempPath(pub PathBuf);
+
+    impl TempPath {
+        pub fn with(contents: &str) -> Self {
+            let path = std::env::temp_dir().join(format!("logicore-config-{}.toml", uuid::Uuid::new_v4()));
+            let mut file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{e}"));
+            super::Write::write_all(&mut file, contents.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            Self(path)
+        }
+    }
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+#[test]
+fn defaults_alone_are_valid_and_point_at_local_postgres() {
+    let loaded = load_ok(&sources(&[]));
+    let settings = &loaded.settings;
+    assert_eq!(settings.gateway.port, 8080);
+    assert_eq!(settings.users.port, 4001);
+    assert_eq!(settings.database.host, "127.0.0.1");
+    assert_eq!(settings.database.name, "logicore");
+    assert_eq!(loaded.source_of("gateway.port"), Some(Source::Default));
+}
+
+#[test]
+fn every_seed_variable_name_sets_its_key() {
+    let env = [
+        ("GATEWAY_PORT", "9090"),
+        ("GATEWAY_JWT_SECRET", "a-very-long-secret-value-of-32-bytes!!"),
+        ("GATEWAY_LOG_LEVEL", "debug"),
+        ("GATEWAY_CIRCUIT_BREAKER_TIMEOUT", "1500"),
+        ("GATEWAY_CIRCUIT_BREAKER_ERROR_THRESHOLD", "40"),
+        ("GATEWAY_CIRCUIT_BREAKER_RESET_TIMEOUT", "20000"),
+        ("GATEWAY_RATE_LIMIT_WINDOW_MS", "60000"),
+        ("GATEWAY_RATE_LIMIT_MAX_REQUESTS", "500"),
+        ("USER_SERVICE_URL", "http://users.internal:4001"),
+        ("INVENTORY_SERVICE_URL", "http://inventory.internal:8000"),
+        ("ORDER_SERVICE_URL", "http://orders.internal:4003"),
+        ("SERVICE_NAME", "edge"),
+        ("SERVICE_VERSION", "2.0.0"),
+        ("SERVICE_HOST", "0.0.0.0"),
+        ("PORT", "7000"),
+        ("DB_HOST", "db.internal"),
+        ("DB_PORT", "6543"),
+        ("DB_NAME", "lc"),
+        ("DB_USER", "app"),
+        ("DB_PASSWORD", "pw"),
+        ("DB_POOL_MAX", "30"),
+        ("DB_POOL_MIN", "5"),
+        ("REDIS_HOST", "cache.internal"),
+        ("REDIS_PORT", "6380"),
+        ("REDIS_KEY_PREFIX", "lc:"),
+        ("RABBITMQ_URL", "amqp://guest:guest@mq:5672/%2f"),
+        ("CONSUL_HOST", "consul.internal"),
+        ("CONSUL_PORT", "8501"),
+        ("JAEGER_ENDPOINT", "http://jaeger:4318"),
+        ("LOG_LEVEL", "warn"),
+        ("DATABASE_URL", "postgres://app:pw@db.internal:6543/lc"),
+    ];
+    let loaded = load_ok(&sources(&env));
+    let s = &loaded.settings;
+    assert_eq!(s.gateway.port, 9090);
+    assert_eq!(s.auth.jwt_secret.expose(), "a-very-long-secret-value-of-32-bytes!!");
+    assert_eq!(s.gateway.log_level, "debug");
+    assert_eq!(s.gateway.circuit_breaker.timeout_ms, 1500);
+    assert_eq!(s.gateway.circuit_breaker.error_threshold_percent, 40);
+    assert_eq!(s.gateway.circuit_breaker.reset_timeout_ms, 20000);
+    assert_eq!(s.gateway.rate_limit.window_ms, 60000);
+    assert_eq!(s.gateway.rate_limit.max_requests, 500);
+    assert_eq!(s.gateway.upstreams.users, "http://users.internal:4001");
+    assert_eq!(s.gateway.upstreams.inventory, "http://inventory.internal:8000");
+    assert_eq!(s.gateway.upstreams.orders, "http://orders.internal:4003");
+    assert_eq!(s.service.name, "edge");
+    assert_eq!(s.service.version, "2.0.0");
+    assert_eq!(s.service.host, "0.0.0.0");
+    assert_eq!(s.service.port, Some(7000));
+    assert_eq!(s.database.host, "db.internal");
+    assert_eq!(s.database.port, 6543);
+    assert_eq!(s.database.name, "lc");
+    assert_eq!(s.database.user, "app");
+    assert_eq!(s.database.password.expose(), "pw");
+    assert_eq!(s.database.pool_max, 30);
+    assert_eq!(s.database.pool_min, 5);
+    assert_eq!(s.redis.host, "cache.internal");
+    assert_eq!(s.redis.port, 6380);
+    assert_eq!(s.redis.key_prefix, "lc:");
+    assert_eq!(s.messaging.rabbitmq_url.expose(), "amqp://guest:guest@mq:5672/%2f");
+    assert_eq!(s.discovery.consul_host, "consul.internal");
+    assert_eq!(s.discovery.consul_port, 8501);
+    assert_eq!(s.tracing.otlp_endpoint, "http://jaeger:4318");
+    assert_eq!(s.log.level, "warn");
+    assert_eq!(s.database.url.expose(), "postgres://app:pw@db.internal:6543/lc");
+    assert_eq!(loaded.source_of("database.pool_max"), Some(Source::Env("DB_POOL_MAX".into())));
+}
+
+#[test]
+fn environment_beats_file_which_beats_per_environment_file_which_beats_defaults() {
+    let dir = std::env::temp_dir().join(format!("logicore-config-dir-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.join("staging.toml"),
+        "[database]\npool_max = 11\npool_min = 2\n[users]\nport = 5001\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let file = temp_file("[database]\npool_max = 12\n[gateway]\nport = 8181\n");
+    let mut src = sources(&[("LOGICORE_ENV", "staging"), ("DB_POOL_MAX", "13")]);
+    src.config_dir = dir.clone();
+    src.file = Some(file.0.clone());
+    let loaded = load_ok(&src);
+    let s = &loaded.settings;
+    assert_eq!(s.environment, "staging");
+    assert_eq!(s.database.pool_max, 13, "env wins");
+    assert_eq!(s.gateway.port, 8181, "explicit file beats defaults");
+    assert_eq!(s.users.port, 5001, "per-environment file beats defaults");
+    assert_eq!(s.database.pool_min, 2);
+    assert_eq!(loaded.source_of("gateway.port"), Some(Source::File(file.0.clone())));
+    assert_eq!(
+        loaded.source_of("users.port"),
+        Some(Source::File(dir.join("staging.toml")))
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn logicore_config_names_the_file_when_no_flag_is_given() {
+    let file = temp_file("[users]\nport = 4101\n");
+    let path = file.0.display().to_string();
+    let loaded = load_ok(&sources(&[("LOGICORE_CONFIG", &path)]));
+    assert_eq!(loaded.settings.users.port, 4101);
+}
+
+#[test]
+fn generic_variables_reach_any_key_and_unknown_ones_are_errors() {
+    let loaded = load_ok(&sources(&[("LOGICORE_DATABASE__SLOW_QUERY_MS", "50")]));
+    assert_eq!(loaded.settings.database.slow_query_ms, 50);
+    let found = issues(&sources(&[("LOGICORE_DATABASE__POOL_MAXX", "5")]));
+    assert_eq!(found[0].key, "database.pool_maxx");
+    assert_eq!(found[0].rule, "unknown configuration key");
+}
+
+#[test]
+fn every_bad_key_is_reported_with_its_rule_and_value() {
+    let found = issues(&sources(&[
+        ("DB_POOL_MAX", "0"),
+        ("GATEWAY_CIRCUIT_BREAKER_ERROR_THRESHOLD", "150"),
+        ("USER_SERVICE_URL", "not a url"),
+        ("LOG_LEVEL", "loud=="),
+    ]));
+    let keys: Vec<&str> = found.iter().map(|i| i.key.as_str()).collect();
+    for expected in [
+        "database.pool_max",
+        "gateway.circuit_breaker.error_threshold_percent",
+        "gateway.upstreams.users",
+        "log.level",
+    ] {
+        assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+    }
+    let pool = found.iter().find(|i| i.key == "database.pool_max").unwrap_or_else(|| panic!("pool_max"));
+    assert_eq!(pool.value, "0");
+    assert_eq!(pool.source, "env DB_POOL_MAX");
+    assert!(pool.rule.contains("between 1 and 1000"));
+}
+
+#[test]
+fn values_of_the_wrong_type_are_reported_before_typing() {
+    let found = issues(&sources(&[("DB_PORT", "five"), ("GATEWAY_PORT", "x")]));
+    let keys: Vec<&str> = found.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(keys, ["database.port", "gateway.port"]);
+    assert!(found.iter().all(|i| i.rule == "must be an integer"));
+}
+
+#[test]
+fn a_typo_in_a_file_is_rejected_with_its_key() {
+    let file = temp_file("[gateway]\nprot = 1\n");
+    let mut src = sources(&[]);
+    src.file = Some(file.0.clone());
+    let found = issues(&src);
+    assert!(found[0].rule.contains("unknown field `prot`"), "{:?}", found[0]);
+    assert_eq!(found[0].key, "gateway.prot");
+}
+
+#[test]
+fn a_missing_config_file_is_an_error() {
+    let mut src = sources(&[]);
+    src.file = Some(PathBuf::from("/nonexistent/logicore.toml"));
+    assert_eq!(issues(&src)[0].key, "--config");
+}
+
+#[test]
+fn production_refuses_the_development_or_a_short_jwt_secret() {
+    let found = issues(&sources(&[("LOGICORE_ENV", "production")]));
+    assert!(found.iter().any(|i| i.key == "auth.jwt_secret" && i.rule.contains("development default")));
+    let found = issues(&sources(&[("LOGICORE_ENV", "production"), ("JWT_SECRET", "short")]));
+    let issue = found.iter().find(|i| i.key == "auth.jwt_secret").unwrap_or_else(|| panic!("no issue"));
+    assert!(issue.rule.contains("at least 32 bytes"));
+    assert_eq!(issue.value, "\"********\"", "the secret is masked in the report");
+    let ok = sources(&[("LOGICORE_ENV", "production"), ("JWT_SECRET", "0123456789abcdef0123456789abcdef")]);
+    assert!(load(&ok).is_ok());
+}
+
+#[test]
+fn two_aliases_with_different_values_are_a_conflict() {
+    let found = issues(&sources(&[("JWT_SECRET", "aaaaaaaa"), ("GATEWAY_JWT_SECRET", "bbbbbbbb")]));
+    assert_eq!(found[0].key, "auth.jwt_secret");
+    assert!(found[0].rule.contains("different values"));
+    assert!(!found[0].to_string().contains("aaaa"), "secret leaked: {}", found[0]);
+}
+
+#[test]
+fn the_rendered_config_masks_secrets_and_names_sources() {
+    let loaded = load_ok(&sources(&[
+        ("DB_PASSWORD", "hunter2-password"),
+        ("DATABASE_URL", "postgres://app:hunter2-url@db/lc"),
+        ("JWT_SECRET", "jwt-secret-value-that-is-long-enough"),
+        ("RABBITMQ_URL", "amqp://guest:rabbit-pass@mq:5672/%2f"),
+    ]));
+    let text = loaded.render();
+    for secret in ["hunter2-password", "hunter2-url", "jwt-secret-value", "rabbit-pass"] {
+        assert!(!text.contains(secret), "{secret} leaked in:\n{text}");
+    }
+    assert!(text.contains("database.password = \"********\"  # env DB_PASSWORD"), "{text}");
+    assert!(text.contains("database.url = \"postgres://app:********@db/lc\"  # env DATABASE_URL"), "{text}");
+    assert!(text.contains("gateway.port = 8080  # default"), "{text}");
+    let debug = format!("{:?}", loaded.settings);
+    assert!(!debug.contains("hunter2"), "Debug leaked a secret");
+}
+
+#[test]
+fn list_values_come_from_comma_separated_variables() {
+    let loaded = load_ok(&sources(&[(
+        "LOGICORE_GATEWAY__CORS_ALLOWED_ORIGINS",
+        "https://a.example, https://b.example",
+    )]));
+    assert_eq!(
+        loaded.settings.gateway.cors_allowed_origins,
+        ["https://a.example", "https://b.example"]
+    );
+}
+
+#[test]
+fn the_process_environment_is_only_read_when_asked() {
+    let env: HashMap<String, String> = HashMap::new();
+    let src = ConfigSources {
+        env,
+        ..sources(&[])
+    };
+    assert_eq!(load_ok(&src).settings.gateway.port, 8080);
+}
