@@ -1,1 +1,119 @@
+//! LogiCore's edge. Routes `/api/...` to the services by a prefix table, checks the access token and the
+//! role rules before anything reaches a service, streams requests and responses through a pooled
+//! keep-alive client, and serves the merged OpenAPI document and an offline docs page.
+//!
+//! Request path, outermost first: security headers → compression → request id, metrics, panics (platform)
+//! → CORS → access policy → proxy. Operations routes (`/health`, `/readyz`, `/metrics`, `/openapi.json`,
+//! `/docs`) are public.
+//!
+//! The gateway knows no service crate: the binary hands it each service's OpenAPI document.
 
+mod config;
+mod error;
+mod headers;
+mod openapi;
+mod pattern;
+mod policy;
+mod proxy;
+mod readiness;
+mod routes;
+mod upstream;
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::http::uri::PathAndQuery;
+use platform::health::{Check, Readiness};
+use platform::http::{PlatformLayers, with_platform_layers};
+use platform::metrics::{HttpMetrics, MetricsHandle};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::compression::CompressionLayer;
+
+pub use config::{Config, Upstream};
+pub use error::GatewayError;
+
+use policy::Policy;
+use readiness::UpstreamCheck;
+use upstream::{UpstreamClient, UpstreamMetrics};
+
+/// The full router: proxied routes, docs, operations routes and every layer. Fails on an invalid rule,
+/// pattern, origin or route table, so a bad configuration stops the start instead of a request.
+pub async fn build(
+    config: &Config,
+    specs: Vec<utoipa::openapi::OpenApi>,
+) -> Result<Router, GatewayError> {
+    let policy = Policy::compile(&config.auth, &config.public_routes, &config.rbac)?;
+    let cors = headers::cors_layer(&config.cors_allowed_origins)?;
+    let spec = openapi::merged(specs)?;
+
+    let mut registry = platform::metrics::registry("gateway");
+    let http_metrics = HttpMetrics::register(&mut registry);
+    let upstream_metrics = UpstreamMetrics::register(&mut registry);
+    let client = upstream::http_client(config.pool_idle_per_host, config.request_timeout);
+    // A little under the readiness deadline, so a slow upstream is reported by its own check (with
+    // its URL) rather than cut off by the outer timeout.
+    let check_timeout = config.readiness_timeout.mul_f64(0.9);
+
+    let mut upstreams = HashMap::new();
+    let mut checks: Vec<Box<dyn Check>> = Vec::new();
+    for upstream in &config.upstreams {
+        let handle = UpstreamClient::new(
+            upstream.clone(),
+            client.clone(),
+            config.request_timeout,
+            upstream_metrics.clone(),
+        );
+        let health = handle
+            .uri_for(Some(&PathAndQuery::from_static("/health")))
+            .map_err(|e| {
+                GatewayError::config(
+                    &format!("gateway.upstreams.{}", upstream.name),
+                    e.to_string(),
+                )
+            })?;
+        checks.push(Box::new(UpstreamCheck::new(
+            &upstream.name,
+            health,
+            client.clone(),
+            check_timeout,
+        )));
+        upstreams.insert(upstream.name.clone(), handle);
+    }
+
+    let mut app = routes::api_router(
+        routes::ROUTE_TABLE,
+        &upstreams,
+        policy,
+        config.max_body_bytes,
+    )?
+    .merge(openapi::docs_router(spec));
+    if let Some(cors) = cors {
+        app = app.layer(cors);
+    }
+    let router = with_platform_layers(
+        app,
+        PlatformLayers {
+            http_metrics,
+            metrics: MetricsHandle::new(registry),
+            readiness: Readiness::new(checks, config.readiness_timeout),
+            max_body_bytes: config.max_body_bytes,
+        },
+    );
+    Ok(router
+        .layer(CompressionLayer::new())
+        .layer(axum::middleware::from_fn(headers::security_headers)))
+}
+
+/// Builds the gateway and serves it on `listener` until `shutdown` fires, then drains in-flight
+/// requests for at most `config.shutdown_grace`.
+pub async fn run(
+    config: Config,
+    specs: Vec<utoipa::openapi::OpenApi>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), GatewayError> {
+    let router = build(&config, specs).await?;
+    platform::http::serve(listener, router, shutdown, config.shutdown_grace).await?;
+    Ok(())
+}

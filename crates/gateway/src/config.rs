@@ -1,0 +1,116 @@
+//! The gateway's typed configuration, cut out of the platform settings once at start-up so the rest of the
+//! crate never reads the settings tree (or the environment) again.
+
+use std::time::Duration;
+
+use platform::config::{AuthSettings, RbacRule, Settings};
+use url::Url;
+
+use crate::error::GatewayError;
+use crate::routes::ROUTE_TABLE;
+
+/// A service the gateway forwards to: its name in the route table and its base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub name: String,
+    /// `http://host:port` with an optional path prefix; the request's path and query are appended to it.
+    pub base_url: Url,
+}
+
+impl Upstream {
+    /// Parses and checks the base URL: plain `http` with a host, no query or fragment to collide with the
+    /// request's own.
+    pub fn new(name: impl Into<String>, base_url: &str) -> Result<Self, GatewayError> {
+        let name = name.into();
+        let invalid = |reason: &str| GatewayError::Config {
+            key: format!("gateway.upstreams.{name}"),
+            reason: reason.to_owned(),
+        };
+        let url = Url::parse(base_url).map_err(|e| invalid(&format!("not a URL: {e}")))?;
+        if url.scheme() != "http" || url.host().is_none() {
+            return Err(invalid("must be an http:// URL with a host"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid("must not have a query or fragment"));
+        }
+        Ok(Self {
+            name,
+            base_url: url,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub auth: AuthSettings,
+    pub upstreams: Vec<Upstream>,
+    /// Deadline for an upstream's response head; past it the caller gets 504.
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub pool_idle_per_host: usize,
+    /// `METHOD[,METHOD] /path` patterns reachable without a token.
+    pub public_routes: Vec<String>,
+    pub rbac: Vec<RbacRule>,
+    /// Origins allowed to call from a browser; empty means no CORS headers at all.
+    pub cors_allowed_origins: Vec<String>,
+    pub readiness_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// The gateway's part of the settings. Only the upstreams the route table uses are included, so
+    /// `/readyz` does not wait for services that nothing is routed to yet.
+    ///
+    /// `port` is `gateway.port`; `PORT` (`service.port`) is left to the binary, which knows whether the
+    /// gateway is the one service it runs.
+    pub fn from_settings(settings: &Settings) -> Result<Self, GatewayError> {
+        let gateway = &settings.gateway;
+        let mut upstreams: Vec<Upstream> = Vec::new();
+        for route in ROUTE_TABLE {
+            if upstreams.iter().any(|u| u.name == route.upstream) {
+                continue;
+            }
+            let url = match route.upstream {
+                "users" => &gateway.upstreams.users,
+                "inventory" => &gateway.upstreams.inventory,
+                "orders" => &gateway.upstreams.orders,
+                other => {
+                    return Err(GatewayError::Config {
+                        key: "gateway.upstreams".into(),
+                        reason: format!("the route table names an unknown upstream {other:?}"),
+                    });
+                }
+            };
+            upstreams.push(Upstream::new(route.upstream, url)?);
+        }
+        Ok(Self {
+            host: settings.service.host.clone(),
+            port: gateway.port,
+            auth: settings.auth.clone(),
+            upstreams,
+            request_timeout: Duration::from_millis(gateway.request_timeout_ms),
+            max_body_bytes: gateway.max_body_bytes,
+            pool_idle_per_host: gateway.upstream_pool_idle_per_host,
+            public_routes: gateway.public_routes.clone(),
+            rbac: gateway.rbac.clone(),
+            cors_allowed_origins: gateway.cors_allowed_origins.clone(),
+            readiness_timeout: Duration::from_millis(gateway.readiness_timeout_ms),
+            shutdown_grace: Duration::from_millis(settings.service.shutdown_grace_ms),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_urls_must_be_plain_http_with_a_host() {
+        assert!(Upstream::new("users", "http://127.0.0.1:4001").is_ok());
+        assert!(Upstream::new("users", "https://users.internal").is_err());
+        assert!(Upstream::new("users", "http://users.internal/?a=b").is_err());
+        assert!(Upstream::new("users", "users.internal:4001").is_err());
+    }
+}

@@ -1,0 +1,228 @@
+//! Header work at the edge: what a proxy must drop or add when forwarding (RFC 9110 §7.6), the security
+//! headers every response carries, and CORS.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{Method, Uri};
+use axum::middleware::Next;
+use axum::response::Response;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::error::GatewayError;
+
+/// Connection-scoped headers: they describe one hop and must not be passed on (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Removes the hop-by-hop headers, including any the sender named in `Connection`.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(&named) {
+        headers.remove(name);
+    }
+}
+
+/// Tells the upstream who really called: the client's address is appended to `x-forwarded-for` (keeping
+/// any chain of proxies in front of us), while proto and host describe this gateway's own listener and
+/// so replace whatever the caller claimed. `Host` itself is dropped so the client names the upstream.
+pub(crate) fn set_forwarded(headers: &mut HeaderMap, uri: &Uri, client_ip: Option<IpAddr>) {
+    let host = headers.remove(header::HOST).or_else(|| {
+        uri.authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    if let Some(ip) = client_ip {
+        let chain = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let value = if chain.is_empty() {
+            ip.to_string()
+        } else {
+            format!("{chain}, {ip}")
+        };
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(X_FORWARDED_FOR, value);
+        }
+    }
+    // The gateway terminates plain HTTP; a TLS terminator in front would set its own proto header.
+    let proto = uri.scheme_str().unwrap_or("http");
+    if let Ok(value) = HeaderValue::from_str(proto) {
+        headers.insert(X_FORWARDED_PROTO, value);
+    }
+    match host {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
+}
+
+/// API responses are data, never documents: nothing may load, frame or run from them.
+const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+/// The docs page runs Swagger UI from this origin: its scripts and styles (it sets inline styles), its
+/// icons (data: URIs) and a fetch of `/openapi.json`; nothing from elsewhere.
+const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; font-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
+pub(crate) const DOCS_PATH: &str = "/docs";
+
+/// Middleware adding helmet-like security headers to every response and removing headers that
+/// advertise the software behind the gateway.
+pub(crate) async fn security_headers(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let csp = if path == DOCS_PATH || path.starts_with("/docs/") {
+        DOCS_CSP
+    } else {
+        API_CSP
+    };
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        ),
+        (header::CONTENT_SECURITY_POLICY, csp),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+        (
+            HeaderName::from_static("cross-origin-resource-policy"),
+            "same-origin",
+        ),
+        (header::X_DNS_PREFETCH_CONTROL, "off"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    headers.remove(header::SERVER);
+    headers.remove(HeaderName::from_static("x-powered-by"));
+    response
+}
+
+/// CORS for the configured origins; `None` when there are none, so responses carry no CORS headers.
+/// Credentials are not allowed: the API authenticates with bearer tokens, not cookies.
+pub(crate) fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, GatewayError> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let values = origins
+            .iter()
+            .map(|origin| parse_origin(origin))
+            .collect::<Result<Vec<_>, _>>()?;
+        AllowOrigin::list(values)
+    };
+    let layer = CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            header::ETAG,
+            header::LOCATION,
+            header::RETRY_AFTER,
+            HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(Duration::from_secs(600));
+    Ok(Some(layer))
+}
+
+/// An origin is `scheme://host[:port]` exactly as browsers send it: no path, no trailing slash.
+fn parse_origin(origin: &str) -> Result<HeaderValue, GatewayError> {
+    let invalid = |reason: &str| {
+        GatewayError::config(
+            "gateway.cors_allowed_origins",
+            format!("{origin:?}: {reason}"),
+        )
+    };
+    let url = url::Url::parse(origin).map_err(|_| invalid("not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid("must be http(s)://host[:port]"));
+    }
+    if url.origin().ascii_serialization() != origin {
+        return Err(invalid("must be only scheme, host and port, with no path"));
+    }
+    HeaderValue::from_str(origin).map_err(|_| invalid("not a valid header value"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_named_in_connection_are_dropped_with_the_standard_ones() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("x-secret, close"),
+        );
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn the_client_address_is_appended_to_an_existing_forwarded_chain() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.7"));
+        headers.insert(header::HOST, HeaderValue::from_static("api.example.com"));
+        let ip = "198.51.100.1".parse().ok();
+        set_forwarded(&mut headers, &Uri::from_static("/x"), ip);
+        assert_eq!(headers[X_FORWARDED_FOR], "203.0.113.7, 198.51.100.1");
+        assert_eq!(headers[X_FORWARDED_HOST], "api.example.com");
+        assert_eq!(headers[X_FORWARDED_PROTO], "http");
+        assert!(!headers.contains_key(header::HOST));
+    }
+
+    #[test]
+    fn cors_origins_must_be_bare_origins() {
+        assert!(cors_layer(&["https://app.example.com".into()]).is_ok());
+        assert!(cors_layer(&["https://app.example.com/".into()]).is_err());
+        assert!(cors_layer(&["app.example.com".into()]).is_err());
+    }
+}

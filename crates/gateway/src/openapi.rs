@@ -1,0 +1,94 @@
+//! The merged OpenAPI 3.1 document of every service behind the gateway, served at `/openapi.json`, and
+//! the Swagger UI page at `/docs`. The UI's files are compiled into the binary, so it works offline.
+
+use axum::Router;
+use serde_json::json;
+use utoipa::openapi::OpenApi;
+use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
+
+use crate::error::GatewayError;
+use crate::headers::DOCS_PATH;
+
+pub(crate) const SPEC_PATH: &str = "/openapi.json";
+
+/// The gateway's own part: document info, the bearer scheme and the operations routes.
+fn gateway_document() -> serde_json::Value {
+    let text = |description: &str| json!({ "description": description, "content": { "text/plain": { "schema": { "type": "string" } } } });
+    let object = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": { "type": "object" } } } });
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "LogiCore API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Every LogiCore service behind one gateway. Send `Authorization: Bearer <access_token>` \
+                except on public routes; errors are `application/problem+json` (RFC 9457).",
+        },
+        "tags": [{ "name": "operations", "description": "Liveness, readiness, metrics and this document" }],
+        "components": {
+            "securitySchemes": {
+                "bearer_auth": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" }
+            }
+        },
+        "paths": {
+            "/health": { "get": {
+                "tags": ["operations"], "operationId": "gateway_health", "summary": "Liveness",
+                "description": "200 while the process serves requests; checks no dependency.",
+                "responses": { "200": object("`{\"status\":\"ok\"}`") }
+            }},
+            "/readyz": { "get": {
+                "tags": ["operations"], "operationId": "gateway_readiness", "summary": "Readiness",
+                "description": "Each upstream's `/health`, checked concurrently with a short timeout.",
+                "responses": {
+                    "200": object("every required upstream is up"),
+                    "503": object("a required upstream is down; the body says which")
+                }
+            }},
+            "/metrics": { "get": {
+                "tags": ["operations"], "operationId": "gateway_metrics", "summary": "Prometheus metrics",
+                "responses": { "200": text("Prometheus text exposition format 0.0.4") }
+            }},
+            "/openapi.json": { "get": {
+                "tags": ["operations"], "operationId": "gateway_openapi", "summary": "This document",
+                "responses": { "200": object("the merged OpenAPI 3.1 document") }
+            }},
+        }
+    })
+}
+
+/// The gateway's document with every service's paths, schemas and security schemes added. On a
+/// clash the earlier one wins: the gateway's own, then the specs in the order given.
+pub(crate) fn merged(specs: Vec<OpenApi>) -> Result<OpenApi, GatewayError> {
+    let mut merged: OpenApi = serde_json::from_value(gateway_document()).map_err(|e| {
+        GatewayError::config("openapi", format!("the gateway document is invalid: {e}"))
+    })?;
+    for spec in specs {
+        merged.merge(spec);
+    }
+    Ok(merged)
+}
+
+/// `/openapi.json` and the Swagger UI under `/docs`. The validator badge is off: it would fetch from
+/// an external site, which the docs page's content security policy forbids anyway.
+pub(crate) fn docs_router(spec: OpenApi) -> Router {
+    let config = SwaggerConfig::default()
+        .validator_url("none")
+        .persist_authorization(true)
+        .display_request_duration(true);
+    SwaggerUi::new(DOCS_PATH)
+        .url(SPEC_PATH, spec)
+        .config(config)
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateway_document_is_valid_openapi_with_the_operations_routes() {
+        let spec = merged(Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        for path in ["/health", "/readyz", "/metrics", "/openapi.json"] {
+            assert!(spec.paths.get_path_item(path).is_some(), "{path} missing");
+        }
+    }
+}

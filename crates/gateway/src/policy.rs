@@ -1,0 +1,270 @@
+//! Who may pass the edge: public routes need nothing, every other route a valid access token, and the
+//! first matching `gateway.rbac` rule decides which roles. Routes without a rule are open to any
+//! authenticated caller; the services check ownership and check roles again.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use platform::Problem;
+use platform::auth::{AuthUser, Claims, JwtKeys, Role};
+use platform::config::{AuthSettings, RbacRule};
+
+use crate::error::GatewayError;
+use crate::pattern::{RoutePattern, request_segments};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Roles {
+    AnyAuthenticated,
+    Only(Vec<Role>),
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    pattern: RoutePattern,
+    roles: Roles,
+}
+
+impl Rule {
+    fn admits(&self, role: Role) -> bool {
+        match &self.roles {
+            Roles::AnyAuthenticated => true,
+            Roles::Only(roles) => roles.contains(&role),
+        }
+    }
+}
+
+/// The compiled access policy; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Policy(Arc<PolicyInner>);
+
+struct PolicyInner {
+    keys: JwtKeys,
+    public: Vec<RoutePattern>,
+    rules: Vec<Rule>,
+}
+
+/// What the policy says about one request.
+#[derive(Debug)]
+pub(crate) enum Decision {
+    Public,
+    Allowed(Claims),
+    Denied {
+        claims: Claims,
+        rule: String,
+        reason: String,
+    },
+}
+
+impl Policy {
+    /// Compiles every pattern and role list; the first bad one stops the gateway from starting.
+    pub(crate) fn compile(
+        auth: &AuthSettings,
+        public_routes: &[String],
+        rbac: &[RbacRule],
+    ) -> Result<Self, GatewayError> {
+        let public = public_routes
+            .iter()
+            .map(|text| {
+                RoutePattern::parse(text).map_err(|reason| {
+                    GatewayError::config("gateway.public_routes", format!("{text:?}: {reason}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let rules = rbac
+            .iter()
+            .map(compile_rule)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self(Arc::new(PolicyInner {
+            keys: JwtKeys::new(auth),
+            public,
+            rules,
+        })))
+    }
+
+    /// Public routes first, then the token (401), then the first matching rule (403).
+    pub(crate) fn decide(
+        &self,
+        method: &Method,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> Result<Decision, Problem> {
+        let segments = request_segments(path);
+        if segments.iter().any(|s| s == "." || s == "..") {
+            // Services and anything between could resolve dot segments differently from the matcher
+            // here, so such paths are refused rather than interpreted.
+            return Err(Problem::bad_request(
+                "BAD_REQUEST",
+                "the path must not contain `.` or `..` segments",
+            ));
+        }
+        if self.0.public.iter().any(|p| p.matches(method, &segments)) {
+            return Ok(Decision::Public);
+        }
+        let claims = self.0.keys.verify_bearer(authorization)?;
+        let Some(rule) = self
+            .0
+            .rules
+            .iter()
+            .find(|rule| rule.pattern.matches(method, &segments))
+        else {
+            return Ok(Decision::Allowed(claims));
+        };
+        if rule.admits(claims.role) {
+            Ok(Decision::Allowed(claims))
+        } else {
+            Ok(Decision::Denied {
+                reason: format!("role {} is not in the rule's roles", claims.role),
+                rule: rule.pattern.text().to_owned(),
+                claims,
+            })
+        }
+    }
+}
+
+fn compile_rule(rule: &RbacRule) -> Result<Rule, GatewayError> {
+    let invalid = |reason: String| {
+        GatewayError::config("gateway.rbac", format!("rule {:?}: {reason}", rule.route))
+    };
+    let pattern = RoutePattern::parse(&rule.route).map_err(invalid)?;
+    if rule.roles.is_empty() {
+        return Err(invalid("roles must not be empty".into()));
+    }
+    let roles = if rule.roles.iter().any(|r| r == "*") {
+        if rule.roles.len() > 1 {
+            return Err(invalid(
+                "`*` already admits every role; list it alone".into(),
+            ));
+        }
+        Roles::AnyAuthenticated
+    } else {
+        Roles::Only(
+            rule.roles
+                .iter()
+                .map(|r| r.parse::<Role>())
+                .collect::<Result<_, _>>()
+                .map_err(invalid)?,
+        )
+    };
+    Ok(Rule { pattern, roles })
+}
+
+/// Middleware in front of every proxied route. Refusals never reach the upstream.
+pub(crate) async fn enforce(
+    State(policy): State<Policy>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let decision = policy.decide(request.method(), request.uri().path(), authorization);
+    match decision {
+        Ok(Decision::Public) => next.run(request).await,
+        Ok(Decision::Allowed(claims)) => {
+            request.extensions_mut().insert(AuthUser(claims));
+            next.run(request).await
+        }
+        Ok(Decision::Denied {
+            claims,
+            rule,
+            reason,
+        }) => {
+            tracing::warn!(
+                user_id = %claims.sub,
+                role = %claims.role,
+                method = %request.method(),
+                route = %request.uri().path(),
+                rule = %rule,
+                reason = %reason,
+                "access denied at the gateway"
+            );
+            Problem::forbidden(format!("role {} may not do this", claims.role)).into_response()
+        }
+        Err(problem) => {
+            let unauthorized = problem.status_code() == StatusCode::UNAUTHORIZED;
+            let mut response = problem.into_response();
+            if unauthorized {
+                // RFC 6750 §3: a 401 names the scheme the caller should use.
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platform::config::Secret;
+
+    fn auth() -> AuthSettings {
+        AuthSettings {
+            jwt_secret: Secret::new("0123456789abcdef0123456789abcdef"),
+            issuer: "logicore".into(),
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 86_400,
+        }
+    }
+
+    fn rule(route: &str, roles: &[&str]) -> RbacRule {
+        RbacRule {
+            route: route.into(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        }
+    }
+
+    fn bearer(role: Role) -> String {
+        let (token, _) = JwtKeys::new(&auth())
+            .issue(uuid::Uuid::now_v7(), "someone@example.com", role)
+            .unwrap_or_else(|e| panic!("{e}"));
+        format!("Bearer {token}")
+    }
+
+    #[test]
+    fn rules_with_unknown_roles_or_bad_patterns_stop_the_start() {
+        for bad in [
+            rule("GET /x", &["wizard"]),
+            rule("GET /x", &[]),
+            rule("GET /x", &["*", "admin"]),
+            rule("GET x", &["admin"]),
+        ] {
+            assert!(
+                Policy::compile(&auth(), &[], std::slice::from_ref(&bad)).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(Policy::compile(&auth(), &["BREW /coffee".into()], &[]).is_err());
+    }
+
+    #[test]
+    fn the_first_matching_rule_decides() {
+        let policy = Policy::compile(
+            &auth(),
+            &[],
+            &[
+                rule("* /api/v1/users/me/*", &["*"]),
+                rule("GET /api/v1/users/{id}", &["admin"]),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let customer = bearer(Role::Customer);
+        let me = policy.decide(&Method::GET, "/api/v1/users/me", Some(&customer));
+        assert!(matches!(me, Ok(Decision::Allowed(_))), "{me:?}");
+        let other = policy.decide(&Method::GET, "/api/v1/users/42", Some(&customer));
+        assert!(matches!(other, Ok(Decision::Denied { .. })), "{other:?}");
+    }
+
+    #[test]
+    fn dot_segments_are_refused_before_any_rule_is_consulted() {
+        let policy = Policy::compile(&auth(), &["GET /public/*".into()], &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let decision = policy.decide(&Method::GET, "/public/../api/v1/users", None);
+        assert!(matches!(decision, Err(p) if p.status == 400));
+    }
+}

@@ -1,0 +1,288 @@
+//! A fake upstream that shows what reached it, and a gateway in front of it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use futures::StreamExt;
+use gateway::Config;
+use http_body_util::BodyExt;
+use platform::auth::{Claims, JwtKeys, Role};
+use platform::config::{AuthSettings, Secret};
+use serde_json::{Value, json};
+use testkit::TestServer;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// What the fake upstream observed and the levers a test pulls.
+#[derive(Default)]
+pub struct Probe {
+    /// Requests to anything but `/health`.
+    pub hits: AtomicUsize,
+    /// Fired when `/upload` has received its first chunk.
+    pub first_chunk_received: Notify,
+    /// `/stream` sends its second chunk only after this fires.
+    pub release_stream: Notify,
+}
+
+pub struct FakeUpstream {
+    pub server: TestServer,
+    pub probe: Arc<Probe>,
+}
+
+impl FakeUpstream {
+    /// An upstream serving `/health` and, under any path:
+    /// `…/slow` (answers after a minute), `…/stream` (one chunk, then the rest once released),
+    /// `…/upload` (counts a streamed body), `…/mirror` (streams the body back) and otherwise an echo of
+    /// the request as JSON, sent with hop-by-hop and software-revealing headers the gateway must drop.
+    pub async fn spawn() -> Self {
+        testkit::init();
+        let probe = Arc::new(Probe::default());
+        let router = Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .fallback(any(dispatch))
+            .with_state(probe.clone());
+        Self {
+            server: TestServer::spawn(router).await,
+            probe,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url("")
+    }
+
+    pub fn hits(&self) -> usize {
+        self.probe.hits.load(Ordering::SeqCst)
+    }
+}
+
+async fn dispatch(State(probe): State<Arc<Probe>>, request: Request) -> Response {
+    probe.hits.fetch_add(1, Ordering::SeqCst);
+    let path = request.uri().path().to_owned();
+    if path.ends_with("/slow") {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        return "too late".into_response();
+    }
+    if path.ends_with("/stream") {
+        let chunks = futures::stream::unfold(0, move |step| {
+            let probe = probe.clone();
+            async move {
+                match step {
+                    0 => Some((Ok::<_, std::io::Error>(Bytes::from("first chunk\n")), 1)),
+                    1 => {
+                        probe.release_stream.notified().await;
+                        Some((Ok(Bytes::from("second chunk\n")), 2))
+                    }
+                    _ => None,
+                }
+            }
+        });
+        return Body::from_stream(chunks).into_response();
+    }
+    if path.ends_with("/upload") {
+        let mut body = request.into_body().into_data_stream();
+        let mut total = 0usize;
+        let mut first = true;
+        while let Some(chunk) = body.next().await {
+            let Ok(chunk) = chunk else {
+                return (axum::http::StatusCode::BAD_REQUEST, "body broke").into_response();
+            };
+            total += chunk.len();
+            if first {
+                first = false;
+                probe.first_chunk_received.notify_one();
+            }
+        }
+        return axum::Json(json!({ "received_bytes": total })).into_response();
+    }
+    if path.ends_with("/mirror") {
+        return Body::new(request.into_body()).into_response();
+    }
+    echo(request).await
+}
+
+async fn echo(request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+        .unwrap_or_default();
+    let echoed = json!({
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query(),
+        "headers": header_map(&parts.headers),
+        "body": body,
+    });
+    let mut response = axum::Json(echoed).into_response();
+    let headers = response.headers_mut();
+    headers.insert("connection", HeaderValue::from_static("x-upstream-hop"));
+    headers.insert("x-upstream-hop", HeaderValue::from_static("secret"));
+    headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+    headers.insert("server", HeaderValue::from_static("fake-upstream/1.0"));
+    headers.insert("x-powered-by", HeaderValue::from_static("fake"));
+    response
+}
+
+fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::<String, String>::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        map.entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    map
+}
+
+/// Gateway settings as the binary would load them, with the users upstream at `users_url`.
+pub fn config(users_url: &str) -> Config {
+    let settings = testkit::settings(&[("USER_SERVICE_URL", users_url)]);
+    Config::from_settings(&settings).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A one-path OpenAPI document, as a service would hand it to the binary.
+pub fn service_spec(path: &str, operation_id: &str) -> utoipa::openapi::OpenApi {
+    serde_json::from_value(json!({
+        "openapi": "3.1.0",
+        "info": { "title": operation_id, "version": "1" },
+        "paths": { path: { "get": {
+            "operationId": operation_id,
+            "responses": { "200": { "description": "ok" } }
+        }}},
+        "components": { "schemas": { format!("{operation_id}_body"): { "type": "object" } } }
+    }))
+    .unwrap_or_else(|e| panic!("spec: {e}"))
+}
+
+/// `gateway::run` on a random port.
+pub async fn spawn_gateway(config: Config) -> TestServer {
+    spawn_gateway_with_specs(config, Vec::new()).await
+}
+
+pub async fn spawn_gateway_with_specs(
+    config: Config,
+    specs: Vec<utoipa::openapi::OpenApi>,
+) -> TestServer {
+    testkit::init();
+    let listener = testkit::bind().await;
+    let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let handle = tokio::spawn(async move {
+        if let Err(e) = gateway::run(config, specs, listener, token).await {
+            panic!("gateway stopped: {e}");
+        }
+    });
+    TestServer::from_parts(address, shutdown, handle)
+}
+
+/// A fake upstream with a gateway in front of it, configured as the defaults say.
+pub struct Stack {
+    pub upstream: FakeUpstream,
+    pub gateway: TestServer,
+    pub auth: AuthSettings,
+}
+
+impl Stack {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let upstream = FakeUpstream::spawn().await;
+        let mut config = config(&upstream.url());
+        adjust(&mut config);
+        let auth = config.auth.clone();
+        let gateway = spawn_gateway(config).await;
+        Self {
+            upstream,
+            gateway,
+            auth,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.gateway.url(path)
+    }
+
+    /// `Bearer <token>` for a fresh user with `role`.
+    pub fn bearer(&self, role: Role) -> String {
+        let (token, _) = JwtKeys::new(&self.auth)
+            .issue(uuid::Uuid::now_v7(), "someone@example.com", role)
+            .unwrap_or_else(|e| panic!("{e}"));
+        format!("Bearer {token}")
+    }
+
+    /// A token signed with the right secret whose expiry passed an hour ago.
+    pub fn expired_bearer(&self) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: uuid::Uuid::now_v7(),
+            email: "someone@example.com".into(),
+            role: Role::Admin,
+            iat: now - 7200,
+            exp: now - 3600,
+            jti: uuid::Uuid::now_v7(),
+            iss: self.auth.issuer.clone(),
+        };
+        let key = jsonwebtoken::EncodingKey::from_secret(self.auth.jwt_secret.expose().as_bytes());
+        let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key)
+            .unwrap_or_else(|e| panic!("{e}"));
+        format!("Bearer {token}")
+    }
+
+    /// A token of the right shape signed with another secret.
+    pub fn foreign_bearer(&self) -> String {
+        let other = AuthSettings {
+            jwt_secret: Secret::new("an-entirely-different-secret-of-32-bytes!"),
+            ..self.auth.clone()
+        };
+        let (token, _) = JwtKeys::new(&other)
+            .issue(uuid::Uuid::now_v7(), "someone@example.com", Role::Admin)
+            .unwrap_or_else(|e| panic!("{e}"));
+        format!("Bearer {token}")
+    }
+}
+
+/// An address nothing listens on: bound by the OS, then released.
+pub async fn closed_port_url() -> String {
+    let listener = testkit::bind().await;
+    let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    drop(listener);
+    format!("http://{address}")
+}
+
+/// The echo of the fake upstream, checking the response was a 200.
+pub async fn echoed(response: reqwest::Response) -> Value {
+    assert_eq!(response.status(), 200, "{:?}", response.headers());
+    testkit::json(response).await
+}
+
+/// Asserts a problem+json response with the status and code.
+pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body = testkit::json(response).await;
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    body
+}
