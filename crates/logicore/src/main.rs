@@ -1,1 +1,24 @@
-fn main() {}
+//! `logicore`: parses the command line and hands over to the library crates.
+
+mod cli;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    platform::install_crypto_provider();
+    match run::execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(run::Failure::Config(error)) => {
+            eprintln!("{error}");
+            ExitCode::from(2)
+        }
+        Err(run::Failure::Other(error)) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! What each command does: load and validate configuration, start logging, run services until a signal.
+
+use std::io::Read;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use platform::config::{ConfigError, ConfigSources, LoadedConfig, Settings};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command, ConfigCommand, UsersAction};
+
+pub enum Failure {
+    /// Invalid configuration: every problem is printed, exit code 2.
+    Config(ConfigError),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure::Other(error)
+    }
+}
+
+pub fn execute(cli: Cli) -> Result<(), Failure> {
+    let loaded = platform::config::load(&ConfigSources::from_process(cli.config))
+        .map_err(Failure::Config)?;
+    match cli.command {
+        Command::Config(ConfigCommand::Show) => {
+            print!("{}", loaded.render());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check) => {
+            println!(
+                "configuration is valid ({} environment)",
+                loaded.settings.environment
+            );
+            Ok(())
+        }
+        command => runtime()?
+            .block_on(serve(command, loaded))
+            .map_err(Failure::Other),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
+    let settings = loaded.settings;
+    let log_level = match command {
+        Command::Gateway if !settings.gateway.log_level.is_empty() => {
+            settings.gateway.log_level.clone()
+        }
+        _ => settings.log.level.clone(),
+    };
+    let _log_guard = platform::telemetry::init(
+        &log_level,
+        &settings.log.format,
+        &settings.log.dir,
+        "logicore",
+    )
+    .context("cannot start logging")?;
+    if settings.auth.jwt_secret.expose() == platform::config::DEVELOPMENT_JWT_SECRET {
+        tracing::warn!(
+            "using the development JWT secret; set GATEWAY_JWT_SECRET before exposing this instance"
+        );
+    }
+    match command {
+        Command::All => run_all(&settings).await,
+        Command::Gateway => {
+            let mut config = gateway::Config::from_settings(&settings)?;
+            config.port = settings.service.port.unwrap_or(config.port);
+            let listener = bind(&config.host, config.port).await?;
+            let shutdown = platform::http::shutdown_signal();
+            gateway::run(config, service_specs(), listener, shutdown).await?;
+            Ok(())
+        }
+        Command::Users(users_command) => match users_command.action {
+            None => {
+                let mut config = users::Config::from_settings(&settings);
+                config.port = settings.service.port.unwrap_or(config.port);
+                let listener = bind(&config.host, config.port).await?;
+                users::run(config, listener, platform::http::shutdown_signal()).await?;
+                Ok(())
+            }
+            Some(UsersAction::CreateAdmin { email, .. }) => {
+                let password = read_password()?;
+                let config = users::Config::from_settings(&settings);
+                users::create_admin(&config, &email, &password).await?;
+                tracing::info!(email = %email, "admin ready");
+                Ok(())
+            }
+        },
+        Command::Migrate => {
+            users::build(&users::Config::from_settings(&settings))
+                .await?
+                .db
+                .close()
+                .await;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Config(_) => Ok(()),
+    }
+}
+
+/// The OpenAPI documents of every service, merged by the gateway.
+fn service_specs() -> Vec<utoipa::openapi::OpenApi> {
+    vec![users::openapi()]
+}
+
+/// Every service and the gateway in one process: one shutdown signal stops them all, and if one fails the
+/// others are stopped too.
+async fn run_all(settings: &Settings) -> anyhow::Result<()> {
+    let shutdown = platform::http::shutdown_signal();
+    let users_config = users::Config::from_settings(settings);
+    let gateway_config = gateway::Config::from_settings(settings)?;
+    let users_listener = bind(&users_config.host, users_config.port).await?;
+    let gateway_listener = bind(&gateway_config.host, gateway_config.port).await?;
+
+    let mut services = tokio::task::JoinSet::new();
+    services.spawn(supervised("users", shutdown.clone(), {
+        let shutdown = shutdown.clone();
+        async move {
+            users::run(users_config, users_listener, shutdown)
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    }));
+    services.spawn(supervised("gateway", shutdown.clone(), {
+        let shutdown = shutdown.clone();
+        async move {
+            gateway::run(gateway_config, service_specs(), gateway_listener, shutdown)
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    }));
+    let mut first_error = None;
+    while let Some(outcome) = services.join_next().await {
+        if let Err(error) = outcome.context("a service task panicked").and_then(|r| r) {
+            first_error.get_or_insert(error);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Runs one service; when it ends early or fails, cancels the shared token so the rest shut down too.
+async fn supervised(
+    name: &'static str,
+    shutdown: CancellationToken,
+    service: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let outcome = service.await;
+    if let Err(error) = &outcome {
+        tracing::error!(
+            service = name,
+            error = format!("{error:#}"),
+            "service failed, stopping the others"
+        );
+    } else if !shutdown.is_cancelled() {
+        tracing::error!(
+            service = name,
+            "service stopped on its own, stopping the others"
+        );
+    }
+    shutdown.cancel();
+    outcome.with_context(|| format!("{name} service"))
+}
+
+async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
+    let address: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .with_context(|| format!("invalid listen address {host}:{port}"))?;
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .context("cannot read the password from standard input")?;
+    let password = password.trim_end_matches(['\n', '\r']).to_owned();
+    anyhow::ensure!(
+        !password.is_empty(),
+        "the password on standard input is empty"
+    );
+    Ok(password)
+}

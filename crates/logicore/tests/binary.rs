@@ -1,0 +1,274 @@
+//! The real `logicore` executable: configuration commands, and `all` serving the first vertical slice.
+
+use std::io::Write;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_logicore");
+
+/// The binary with only the given environment (plus PATH), so the developer's shell cannot leak in.
+fn logicore(env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BINARY);
+    command.env_clear();
+    if let Ok(path) = std::env::var("PATH") {
+        command.env("PATH", path);
+    }
+    command.env("LOGICORE_ENV", "test");
+    command.env("LOG_LEVEL", "warn");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run logicore: {e}"))
+}
+
+#[test]
+fn config_check_lists_every_bad_key_and_exits_2() {
+    let output = run(logicore(&[
+        ("DB_POOL_MAX", "0"),
+        ("GATEWAY_PORT", "http"),
+        ("USER_SERVICE_URL", "ftp://x"),
+    ])
+    .args(["config", "check"]));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("gateway.port: must be an integer"),
+        "{stderr}"
+    );
+    let output = run(
+        logicore(&[("DB_POOL_MAX", "0"), ("USER_SERVICE_URL", "ftp://x")])
+            .args(["config", "check"]),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("database.pool_max: must be between 1 and 1000"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("gateway.upstreams.users: must be an http:// URL"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_check_accepts_the_defaults() {
+    let output = run(logicore(&[]).args(["config", "check"]));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn config_show_masks_secrets_and_says_where_values_came_from() {
+    let output = run(logicore(&[
+        ("DB_PASSWORD", "pg-secret-42"),
+        ("GATEWAY_JWT_SECRET", "jwt-secret-that-nobody-may-see-0123"),
+        ("DATABASE_URL", "postgres://app:url-secret-7@db/lc"),
+    ])
+    .args(["config", "show"]));
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for secret in ["pg-secret-42", "jwt-secret-that-nobody", "url-secret-7"] {
+        assert!(!stdout.contains(secret), "{secret} printed:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("auth.jwt_secret = \"********\"  # env GATEWAY_JWT_SECRET"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("users.port = 4001  # default"), "{stdout}");
+}
+
+#[test]
+fn production_refuses_to_start_with_the_development_jwt_secret() {
+    let output = run(logicore(&[("LOGICORE_ENV", "production")]).arg("gateway"));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("auth.jwt_secret"));
+}
+
+/// A port that was free a moment ago (the binary binds fixed ports, so the test picks them).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn promtool_accepts(metrics: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("promtool must be installed (Debian package prometheus): {e}"));
+    child
+        .stdin
+        .take()
+        .map(|mut stdin| stdin.write_all(metrics.as_bytes()))
+        .transpose()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let output = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        output.status.success(),
+        "promtool rejected the metrics: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_on_sigterm() {
+    let db = testkit::TestDb::new();
+    let gateway_port = free_port().to_string();
+    let users_port = free_port().to_string();
+    let users_url = format!("http://127.0.0.1:{users_port}");
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("GATEWAY_PORT", gateway_port.as_str()),
+        ("LOGICORE_USERS__PORT", users_port.as_str()),
+        ("USER_SERVICE_URL", users_url.as_str()),
+    ];
+
+    let mut create_admin = logicore(&env)
+        .args([
+            "users",
+            "create-admin",
+            "--email",
+            "root@logicore.test",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(mut stdin) = create_admin.stdin.take() {
+        stdin
+            .write_all(b"Admin-password-1\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(
+        create_admin
+            .wait()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .success()
+    );
+
+    let mut server = Running(
+        logicore(&env)
+            .arg("all")
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let client = testkit::client();
+    let gateway = format!("http://127.0.0.1:{gateway_port}");
+    testkit::eventually("the gateway to be ready", Duration::from_secs(60), || {
+        let client = client.clone();
+        let url = format!("{gateway}/readyz");
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+        }
+    })
+    .await;
+
+    let registered = client
+        .post(format!("{gateway}/api/v1/auth/register"))
+        .json(&json!({"email": "Ada@Example.com", "password": "correct-horse-9", "full_name": "Ada Lovelace"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(registered.status(), 201);
+    let login = client
+        .post(format!("{gateway}/api/v1/auth/login"))
+        .json(&json!({"email": "ada@example.com", "password": "correct-horse-9"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(login.status(), 200);
+    let tokens: Value = testkit::json(login).await;
+    let token = tokens["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let me = client
+        .get(format!("{gateway}/api/v1/users/me"))
+        .bearer_auth(&token)
+        .header("x-request-id", "e2e-me-1")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(me.status(), 200);
+    assert_eq!(me.headers()["x-request-id"], "e2e-me-1");
+    let profile: Value = testkit::json(me).await;
+    assert_eq!(profile["email"], "ada@example.com");
+    assert_eq!(profile["role"], "customer");
+
+    let admin_login = client
+        .post(format!("{gateway}/api/v1/auth/login"))
+        .json(&json!({"email": "root@logicore.test", "password": "Admin-password-1"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let admin: Value = testkit::json(admin_login).await;
+    let listed = client
+        .get(format!("{gateway}/api/v1/users?role=customer"))
+        .bearer_auth(admin["access_token"].as_str().unwrap_or_default())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(listed.status(), 200);
+    let page: Value = testkit::json(listed).await;
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(1));
+
+    for url in [format!("{gateway}/metrics"), format!("{users_url}/metrics")] {
+        let text = client
+            .get(url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text()
+            .await
+            .unwrap_or_default();
+        assert!(text.contains("http_requests_total"), "{text}");
+        promtool_accepts(&text);
+    }
+
+    let pid = server.0.id().to_string();
+    let signalled = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(signalled.success());
+    let status = testkit::eventually(
+        "logicore to exit after SIGTERM",
+        Duration::from_secs(30),
+        || {
+            let exited = server.0.try_wait().ok().flatten();
+            async move { exited }
+        },
+    )
+    .await;
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}

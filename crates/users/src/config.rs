@@ -1,0 +1,48 @@
+//! The users service's slice of the LogiCore settings, typed and passed in by the binary.
+
+use std::time::Duration;
+
+use platform::config::{AuthSettings, DatabaseSettings, Secret, Settings};
+
+/// How long `/readyz` waits for PostgreSQL before reporting it down. Probes run every few seconds, so
+/// an answer slower than this is as bad as none.
+pub const READINESS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Everything the users service needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to bind (`service.host`).
+    pub host: String,
+    /// `users.port`. A single-service command may override it with `service.port` (`PORT`).
+    pub port: u16,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Largest serialized preferences object accepted (413 above).
+    pub preferences_max_bytes: usize,
+    /// A first admin created at start-up when no admin exists yet; empty to skip.
+    pub admin_email: String,
+    pub admin_password: Secret,
+    /// How long in-flight requests may run on after shutdown starts.
+    pub shutdown_grace: Duration,
+    pub readiness_timeout: Duration,
+}
+
+impl Config {
+    pub fn from_settings(settings: &Settings) -> Self {
+        let users = &settings.users;
+        Self {
+            host: settings.service.host.clone(),
+            port: users.port,
+            database: settings.database.clone(),
+            auth: settings.auth.clone(),
+            max_body_bytes: users.max_body_bytes,
+            preferences_max_bytes: users.preferences_max_bytes,
+            admin_email: users.admin_email.clone(),
+            admin_password: users.admin_password.clone(),
+            shutdown_grace: Duration::from_millis(settings.service.shutdown_grace_ms),
+            readiness_timeout: READINESS_TIMEOUT,
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! `/api/v1/users` and `/api/v1/users/{id}`: account administration.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use platform::auth::{AuthUser, Role};
+use platform::db::{Db, Isolation};
+use platform::extract::{Json, Query, Validate};
+use platform::pagination::{Page, PageParams};
+use platform::{FieldError, Problem};
+use serde::Deserialize;
+use sqlx::PgConnection;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::domain::{FullName, NewAccount, UserStatus, collect};
+use crate::error::UsersError;
+use crate::handlers::me::parse_phone;
+use crate::handlers::{UserId, absent_or_nullable};
+use crate::models::{User, UserView};
+use crate::repo::{self, UserFilter, UserPatch};
+use crate::sessions::{self, current_user};
+use crate::state::AppState;
+use crate::tokens;
+
+const ADMIN: &[Role] = &[Role::Admin];
+const LISTERS: &[Role] = &[Role::Admin, Role::Manager];
+const SEARCH_MAX: usize = 200;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    pub email: String,
+    pub password: String,
+    pub full_name: String,
+    pub phone: Option<String>,
+    pub role: Role,
+}
+
+impl CreateUserRequest {
+    fn parse(&self) -> Result<NewAccount, Vec<FieldError>> {
+        NewAccount::parse(
+            &self.email,
+            &self.password,
+            &self.full_name,
+            self.phone.as_deref(),
+        )
+    }
+}
+
+impl Validate for CreateUserRequest {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        self.parse().map(drop)
+    }
+}
+
+/// What an admin may change. Deactivating (`status: inactive`) also ends every session of the account.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    pub role: Option<Role>,
+    pub status: Option<UserStatus>,
+    pub full_name: Option<String>,
+    /// `null` removes the phone number.
+    #[serde(default, deserialize_with = "absent_or_nullable")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+}
+
+impl UpdateUserRequest {
+    fn parse(&self) -> Result<UserPatch, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let patch = UserPatch {
+            full_name: self
+                .full_name
+                .as_deref()
+                .and_then(|raw| collect(FullName::parse(raw), &mut errors)),
+            phone: parse_phone(self.phone.as_ref(), &mut errors),
+            role: self.role,
+            status: self.status,
+        };
+        if errors.is_empty() {
+            Ok(patch)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+impl Validate for UpdateUserRequest {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        self.parse().map(drop)
+    }
+}
+
+/// Filters and paging of the user list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListUsersQuery {
+    /// Roles, comma-separated; a user with any of them matches.
+    #[param(example = "driver,dispatcher")]
+    pub role: Option<String>,
+    /// `active`, `inactive` or both, comma-separated.
+    pub status: Option<String>,
+    /// Case-insensitive substring of the email or the full name.
+    pub q: Option<String>,
+    /// 1-100, default 20.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl ListUsersQuery {
+    fn parse(&self) -> Result<(UserFilter, PageParams), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let roles = any_of(self.role.as_deref(), "role", &mut errors, |s| {
+            s.parse::<Role>().ok()
+        });
+        let statuses = any_of(
+            self.status.as_deref(),
+            "status",
+            &mut errors,
+            UserStatus::parse,
+        );
+        let q = self.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+        if q.is_some_and(|q| q.chars().count() > SEARCH_MAX) {
+            errors.push(FieldError::new(
+                "q",
+                "TOO_LONG",
+                "must be at most 200 characters",
+            ));
+        }
+        let page = PageParams {
+            limit: self.limit,
+            cursor: self.cursor.clone(),
+        };
+        errors.extend(page.errors());
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let filter = UserFilter {
+            roles,
+            statuses,
+            q: q.map(str::to_lowercase),
+        };
+        Ok((filter, page))
+    }
+}
+
+/// Parses a comma list where each item must be known.
+fn any_of<T>(
+    raw: Option<&str>,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Vec<T> {
+    let mut values = Vec::new();
+    for item in raw.unwrap_or_default().split(',').map(str::trim) {
+        if item.is_empty() {
+            continue;
+        }
+        match parse(item) {
+            Some(value) => values.push(value),
+            None => errors.push(FieldError::new(
+                field,
+                "INVALID_VALUE",
+                format!("{item:?} is not a known {field}"),
+            )),
+        }
+    }
+    values
+}
+
+impl Validate for ListUsersQuery {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        self.parse().map(drop)
+    }
+}
+
+/// Creates an account with any role.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; `Location` names the new user", body = UserView),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`EMAIL_TAKEN`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`VALIDATION_FAILED`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_user(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(body): Json<CreateUserRequest>,
+) -> Result<(StatusCode, HeaderMap, axum::Json<UserView>), UsersError> {
+    current_user(&state, &auth, ADMIN).await?;
+    let account = body.parse().map_err(UsersError::Validation)?;
+    let user = sessions::create_user(&state.db, account, body.role).await?;
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/users/{}", user.id)) {
+        headers.insert(header::LOCATION, location);
+    }
+    Ok((StatusCode::CREATED, headers, axum::Json(user.into())))
+}
+
+/// Lists accounts in creation order.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "users",
+    security(("bearer" = [])),
+    params(ListUsersQuery),
+    responses(
+        (status = 200, description = "A page of users", body = Page<UserView>),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is neither admin nor manager", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`VALIDATION_FAILED` naming the bad parameter", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_users(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Query(query): Query<ListUsersQuery>,
+) -> Result<axum::Json<Page<UserView>>, UsersError> {
+    current_user(&state, &auth, LISTERS).await?;
+    let (filter, page) = query.parse().map_err(UsersError::Validation)?;
+    let limit = page.limit();
+    let rows = repo::list(&state.db, &filter, page.after(), limit + 1).await?;
+    let views = rows.into_iter().map(UserView::from).collect();
+    Ok(axum::Json(Page::from_rows(views, limit, |user| user.id)))
+}
+
+/// One account.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}",
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`NOT_FOUND`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_user(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    UserId(id): UserId,
+) -> Result<axum::Json<UserView>, UsersError> {
+    current_user(&state, &auth, ADMIN).await?;
+    let user = repo::find_by_id(&state.db, id)
+        .await?
+        .ok_or(UsersError::NotFound)?;
+    Ok(axum::Json(user.into()))
+}
+
+/// Changes role, status or profile of an account.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{id}",
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The updated user", body = UserView),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`NOT_FOUND`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`VALIDATION_FAILED`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_user(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    UserId(id): UserId,
+    Json(body): Json<UpdateUserRequest>,
+) -> Result<axum::Json<UserView>, UsersError> {
+    current_user(&state, &auth, ADMIN).await?;
+    let patch = body.parse().map_err(UsersError::Validation)?;
+    let user = apply_patch(&state, id, &patch).await?;
+    Ok(axum::Json(user.into()))
+}
+
+/// Deactivates an account: it can no longer sign in, its sessions end, its data stays.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{id}",
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses(
+        (status = 204, description = "Deactivated (also when it already was)"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`NOT_FOUND`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn deactivate_user(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    UserId(id): UserId,
+) -> Result<StatusCode, UsersError> {
+    current_user(&state, &auth, ADMIN).await?;
+    let patch = UserPatch {
+        status: Some(UserStatus::Inactive),
+        ..UserPatch::default()
+    };
+    apply_patch(&state, id, &patch).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Updates the user and, when it is being deactivated, revokes its refresh tokens in the same transaction,
+/// so no session outlives the deactivation.
+async fn apply_patch(state: &AppState, id: Uuid, patch: &UserPatch) -> Result<User, UsersError> {
+    let db = state.db.clone();
+    let patch = patch.clone();
+    let updated = state
+        .db
+        .transaction(
+            Isolation::ReadCommitted,
+            repo::tx_body(move |connection| {
+                Box::pin(apply_patch_in(db.clone(), connection, id, patch.clone()))
+            }),
+        )
+        .await?;
+    updated.ok_or(UsersError::NotFound)
+}
+
+/// The body of [`apply_patch`]'s transaction; it owns its inputs (see `repo::tx_body`).
+async fn apply_patch_in(
+    db: Db,
+    connection: &mut PgConnection,
+    id: Uuid,
+    patch: UserPatch,
+) -> Result<Option<User>, UsersError> {
+    let user = repo::update(&db, connection, id, &patch).await?;
+    if let Some(user) = &user
+        && !user.is_active()
+    {
+        tokens::revoke_all_of_user(&db, connection, user.id).await?;
+        if patch.status == Some(UserStatus::Inactive) {
+            tracing::info!(user_id = %user.id, "user deactivated");
+        }
+    }
+    Ok(user)
+}

@@ -1,0 +1,166 @@
+//! `/api/v1/users/me` and its preferences: what any signed-in user may do with their own account.
+
+use axum::extract::State;
+use platform::auth::{AuthUser, Role};
+use platform::extract::{Json, Validate};
+use platform::{FieldError, Problem};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::domain::{FullName, Phone, collect};
+use crate::error::UsersError;
+use crate::handlers::absent_or_nullable;
+use crate::models::UserView;
+use crate::repo::{self, UserPatch};
+use crate::sessions::current_user;
+use crate::state::AppState;
+
+/// The profile fields a user may change. Role, email and status are not among them: sending them is a 422.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMeRequest {
+    pub full_name: Option<String>,
+    /// `null` removes the phone number.
+    #[serde(default, deserialize_with = "absent_or_nullable")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+}
+
+impl UpdateMeRequest {
+    fn parse(&self) -> Result<UserPatch, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let patch = UserPatch {
+            full_name: self
+                .full_name
+                .as_deref()
+                .and_then(|raw| collect(FullName::parse(raw), &mut errors)),
+            phone: parse_phone(self.phone.as_ref(), &mut errors),
+            role: None,
+            status: None,
+        };
+        if errors.is_empty() {
+            Ok(patch)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// `None` (absent) stays `None`; `null` becomes `Some(None)`; a number must parse.
+pub(crate) fn parse_phone(
+    raw: Option<&Option<String>>,
+    errors: &mut Vec<FieldError>,
+) -> Option<Option<Phone>> {
+    match raw {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(number)) => collect(Phone::parse(number), errors).map(Some),
+    }
+}
+
+impl Validate for UpdateMeRequest {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        self.parse().map(drop)
+    }
+}
+
+/// The caller's profile.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/me",
+    tag = "profile",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's profile", body = UserView),
+        (status = 401, description = "Missing or invalid token, or the account is inactive", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_me(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<axum::Json<UserView>, UsersError> {
+    let user = current_user(&state, &auth, &Role::ALL).await?;
+    Ok(axum::Json(user.into()))
+}
+
+/// Changes the caller's name or phone.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/me",
+    tag = "profile",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The updated profile", body = UserView),
+        (status = 401, description = "Missing or invalid token, or the account is inactive", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`VALIDATION_FAILED`, including `UNKNOWN_FIELD` for role, email or status", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_me(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(body): Json<UpdateMeRequest>,
+) -> Result<axum::Json<UserView>, UsersError> {
+    let patch = body.parse().map_err(UsersError::Validation)?;
+    let user = current_user(&state, &auth, &Role::ALL).await?;
+    let mut connection = state.db.acquire().await?;
+    let updated = repo::update(&state.db, &mut connection, user.id, &patch)
+        .await?
+        .ok_or(UsersError::InactiveCaller)?;
+    Ok(axum::Json(updated.into()))
+}
+
+/// The caller's preferences: a JSON object the clients define.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/me/preferences",
+    tag = "profile",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The stored object, `{}` when none was set", body = Object),
+        (status = 401, description = "Missing or invalid token, or the account is inactive", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_preferences(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<axum::Json<Map<String, Value>>, UsersError> {
+    let user = current_user(&state, &auth, &Role::ALL).await?;
+    let preferences = repo::preferences(&state.db, user.id)
+        .await?
+        .ok_or(UsersError::InactiveCaller)?;
+    Ok(axum::Json(preferences))
+}
+
+/// Replaces the caller's preferences.
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/me/preferences",
+    tag = "profile",
+    security(("bearer" = [])),
+    request_body(content = Object, description = "Any JSON object of at most `users.preferences_max_bytes` (16 KiB) when serialized"),
+    responses(
+        (status = 200, description = "The stored object", body = Object),
+        (status = 401, description = "Missing or invalid token, or the account is inactive", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: the object is over the preferences limit", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`VALIDATION_FAILED`: the body is not a JSON object", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn put_preferences(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(preferences): Json<Map<String, Value>>,
+) -> Result<axum::Json<Map<String, Value>>, UsersError> {
+    let user = current_user(&state, &auth, &Role::ALL).await?;
+    // Measured re-serialized, not as sent, so whitespace in the request does not count against the limit.
+    let size = serde_json::to_vec(&preferences).map_or(usize::MAX, |bytes| bytes.len());
+    if size > state.preferences_max_bytes {
+        return Err(UsersError::PreferencesTooLarge {
+            limit: state.preferences_max_bytes,
+        });
+    }
+    let stored = repo::set_preferences(&state.db, user.id, &preferences)
+        .await?
+        .ok_or(UsersError::InactiveCaller)?;
+    Ok(axum::Json(stored))
+}
