@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
+use platform::breaker::{BreakerConfig, FailureKinds};
 use platform::config::{AuthSettings, RbacRule, Settings};
 use url::Url;
 
 use crate::error::GatewayError;
+use crate::ratelimit::RateLimitConfig;
 use crate::routes::ROUTE_TABLE;
 
 /// A service the gateway forwards to: its name in the route table and its base URL.
@@ -57,6 +59,11 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     pub readiness_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// One breaker per upstream with these settings; its timeout also caps `request_timeout`.
+    pub circuit_breaker: BreakerConfig,
+    /// Which upstream outcomes count against the breaker.
+    pub breaker_failures: FailureKinds,
+    pub rate_limit: RateLimitConfig,
 }
 
 impl Config {
@@ -98,7 +105,24 @@ impl Config {
             cors_allowed_origins: gateway.cors_allowed_origins.clone(),
             readiness_timeout: Duration::from_millis(gateway.readiness_timeout_ms),
             shutdown_grace: Duration::from_millis(settings.service.shutdown_grace_ms),
+            circuit_breaker: breaker_config(settings),
+            breaker_failures: FailureKinds::from_names(&gateway.circuit_breaker.failure_on)
+                .map_err(|e| GatewayError::config("gateway.circuit_breaker.failure_on", e))?,
+            rate_limit: RateLimitConfig::from_settings(settings)?,
         })
+    }
+}
+
+fn breaker_config(settings: &Settings) -> BreakerConfig {
+    let cb = &settings.gateway.circuit_breaker;
+    BreakerConfig {
+        timeout: Duration::from_millis(cb.timeout_ms),
+        error_threshold_percent: cb.error_threshold_percent,
+        volume_threshold: cb.volume_threshold,
+        rolling_window: Duration::from_millis(cb.rolling_window_ms),
+        buckets: cb.rolling_window_buckets,
+        reset_timeout: Duration::from_millis(cb.reset_timeout_ms),
+        half_open_max_calls: cb.half_open_max_calls,
     }
 }
 

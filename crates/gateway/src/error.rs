@@ -46,6 +46,11 @@ pub enum ProxyError {
         #[source]
         source: hyper_util::client::legacy::Error,
     },
+    #[error("upstream {upstream}'s circuit breaker is open")]
+    Open {
+        upstream: String,
+        retry_after_secs: u64,
+    },
     #[error("the forwarded request could not be built")]
     BadRequest(#[source] axum::http::Error),
 }
@@ -64,6 +69,18 @@ impl IntoResponse for ProxyError {
                     "UPSTREAM_UNAVAILABLE",
                     "the service behind this route is unavailable; retry later",
                     RETRY_AFTER_SECS,
+                )
+            }
+            ProxyError::Open {
+                upstream,
+                retry_after_secs,
+            } => {
+                // Debug only: while open this is every request, and the transition was logged already.
+                tracing::debug!(upstream = %upstream, "rejected by the open circuit breaker");
+                Problem::unavailable(
+                    "UPSTREAM_UNAVAILABLE",
+                    "the service behind this route is unavailable; retry later",
+                    *retry_after_secs,
                 )
             }
             ProxyError::Timeout { .. } => {

@@ -3,11 +3,12 @@
 //! keep-alive client, and serves the merged OpenAPI document and an offline docs page.
 //!
 //! Request path, outermost first: security headers → compression → request id, metrics, panics (platform)
-//! → CORS → access policy → proxy. Operations routes (`/health`, `/readyz`, `/metrics`, `/openapi.json`,
+//! → CORS → access policy → rate limit → proxy (through the upstream's circuit breaker). Operations routes (`/health`, `/readyz`, `/metrics`, `/openapi.json`,
 //! `/docs`) are public.
 //!
 //! The gateway knows no service crate: the binary hands it each service's OpenAPI document.
 
+mod admin;
 mod config;
 mod error;
 mod headers;
@@ -15,6 +16,7 @@ mod openapi;
 mod pattern;
 mod policy;
 mod proxy;
+mod ratelimit;
 mod readiness;
 mod routes;
 mod upstream;
@@ -23,6 +25,7 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::http::uri::PathAndQuery;
+use platform::breaker::{BreakerMetrics, CircuitBreaker};
 use platform::health::{Check, Readiness};
 use platform::http::{PlatformLayers, with_platform_layers};
 use platform::metrics::{HttpMetrics, MetricsHandle};
@@ -32,10 +35,11 @@ use tower_http::compression::CompressionLayer;
 
 pub use config::{Config, Upstream};
 pub use error::GatewayError;
+pub use ratelimit::{FailMode, LimitRule, RateLimitBackend, RateLimitConfig};
 
 use policy::Policy;
 use readiness::UpstreamCheck;
-use upstream::{UpstreamClient, UpstreamMetrics};
+use upstream::{ClientParts, UpstreamClient, UpstreamMetrics};
 
 /// The full router: proxied routes, docs, operations routes and every layer. Fails on an invalid rule,
 /// pattern, origin or route table, so a bad configuration stops the start instead of a request.
@@ -50,6 +54,8 @@ pub async fn build(
     let mut registry = platform::metrics::registry("gateway");
     let http_metrics = HttpMetrics::register(&mut registry);
     let upstream_metrics = UpstreamMetrics::register(&mut registry);
+    let breaker_metrics = BreakerMetrics::register(&mut registry);
+    let limiter = ratelimit::Limiter::build(&config.rate_limit, &mut registry).await?;
     let client = upstream::http_client(config.pool_idle_per_host, config.request_timeout);
     // A little under the readiness deadline, so a slow upstream is reported by its own check (with
     // its URL) rather than cut off by the outer timeout.
@@ -58,11 +64,20 @@ pub async fn build(
     let mut upstreams = HashMap::new();
     let mut checks: Vec<Box<dyn Check>> = Vec::new();
     for upstream in &config.upstreams {
+        let breaker = CircuitBreaker::new(
+            upstream.name.clone(),
+            config.circuit_breaker.clone(),
+            Some(breaker_metrics.clone()),
+        );
         let handle = UpstreamClient::new(
             upstream.clone(),
-            client.clone(),
-            config.request_timeout,
-            upstream_metrics.clone(),
+            ClientParts {
+                client: client.clone(),
+                timeout: config.request_timeout,
+                metrics: upstream_metrics.clone(),
+                breaker: breaker.clone(),
+                failures: config.breaker_failures,
+            },
         );
         let health = handle
             .uri_for(Some(&PathAndQuery::from_static("/health")))
@@ -77,17 +92,31 @@ pub async fn build(
             health,
             client.clone(),
             check_timeout,
+            breaker,
         )));
         upstreams.insert(upstream.name.clone(), handle);
     }
 
+    let admin = admin::AdminState {
+        policy: policy.clone(),
+        upstreams: config
+            .upstreams
+            .iter()
+            .filter_map(|u| upstreams.get(&u.name).cloned())
+            .collect(),
+    };
     let mut app = routes::api_router(
         routes::ROUTE_TABLE,
         &upstreams,
         policy,
+        limiter,
         config.max_body_bytes,
     )?
-    .merge(openapi::docs_router(spec));
+    .merge(openapi::docs_router(spec))
+    .route(
+        "/admin/circuit-breakers",
+        axum::routing::get(admin::circuit_breakers).with_state(admin),
+    );
     if let Some(cors) = cors {
         app = app.layer(cors);
     }

@@ -69,6 +69,11 @@ pub(crate) async fn forward(
             },
             SendError::BodyTooLarge => ProxyError::BodyTooLarge { limit },
             SendError::Other(source) => ProxyError::Failed { upstream, source },
+            SendError::Open { retry_after } => ProxyError::Open {
+                upstream,
+                // Whole seconds for the header, never 0 so clients do not retry in a tight loop.
+                retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64,
+            },
         }
     })?;
     let (mut parts, body) = response.into_parts();

@@ -1,10 +1,11 @@
-//! `/readyz` checks: one per upstream, asking its own `/health`.
+//! `/readyz` checks: one per upstream, asking its own `/health` and showing its breaker.
 
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, Uri};
 use futures::future::BoxFuture;
+use platform::breaker::CircuitBreaker;
 use platform::health::{Check, CheckReport};
 use serde_json::json;
 
@@ -16,17 +17,25 @@ pub(crate) struct UpstreamCheck {
     url: Uri,
     client: HttpClient,
     timeout: Duration,
+    breaker: CircuitBreaker,
 }
 
 impl UpstreamCheck {
     /// `timeout` should be a little under the readiness deadline, so this check reports its own
     /// timeout (with the URL) instead of being cut off by the outer one.
-    pub(crate) fn new(name: &str, url: Uri, client: HttpClient, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        url: Uri,
+        client: HttpClient,
+        timeout: Duration,
+        breaker: CircuitBreaker,
+    ) -> Self {
         Self {
             name: name.to_owned(),
             url,
             client,
             timeout,
+            breaker,
         }
     }
 }
@@ -72,6 +81,17 @@ impl Check for UpstreamCheck {
             report
                 .details
                 .insert("url".into(), json!(self.url.to_string()));
+            let breaker = self.breaker.snapshot();
+            report.details.insert(
+                "circuit_breaker".into(),
+                json!({
+                    "state": breaker.state.as_str(),
+                    "successes": breaker.successes,
+                    "failures": breaker.failures,
+                    "rejections": breaker.rejections,
+                    "error_rate_percent": breaker.error_rate_percent,
+                }),
+            );
             report
         })
     }

@@ -9,6 +9,7 @@ use axum::routing::any;
 use crate::error::GatewayError;
 use crate::policy::{Policy, enforce};
 use crate::proxy::{Target, forward};
+use crate::ratelimit::{Limiter, limit};
 use crate::upstream::UpstreamClient;
 
 /// A path prefix (a whole-segment prefix: `/api/v1/users` covers `/api/v1/users/42`, not
@@ -37,6 +38,7 @@ pub(crate) fn api_router(
     table: &[Route],
     upstreams: &HashMap<String, UpstreamClient>,
     policy: Policy,
+    limiter: Limiter,
     max_body_bytes: usize,
 ) -> Result<Router, GatewayError> {
     let mut router = Router::new();
@@ -66,7 +68,10 @@ pub(crate) fn api_router(
             .route(route.prefix, handler.clone())
             .route(&format!("{}/{{*rest}}", route.prefix), handler);
     }
+    // Layers run outermost-last-added: the policy first (so the limiter sees verified claims), then
+    // the limiter.
     Ok(router
+        .route_layer(from_fn_with_state(limiter, limit))
         .route_layer(from_fn_with_state(policy, enforce))
         .route("/api", any(platform::http::not_found))
         .route("/api/{*rest}", any(platform::http::not_found)))

@@ -1,6 +1,6 @@
 //! One upstream service as the proxy sees it: a pooled keep-alive HTTP/1.1 client, the base URL, the
-//! response deadline and per-upstream metrics. [`UpstreamClient::send`] is the single call every
-//! forwarded request goes through, so a circuit breaker or retry policy can wrap it later.
+//! response deadline, its circuit breaker and per-upstream metrics. [`UpstreamClient::send`] is the
+//! single call every forwarded request goes through, so the breaker wraps every one of them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use platform::breaker::{CallOutcome, CircuitBreaker, FailureKinds};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -44,6 +45,8 @@ pub(crate) fn http_client(pool_idle_per_host: usize, request_timeout: Duration) 
 /// Why an upstream gave no response.
 #[derive(Debug)]
 pub(crate) enum SendError {
+    /// The breaker is open: nothing was sent.
+    Open { retry_after: Duration },
     /// No connection could be made: the service is down or unreachable.
     Connect(hyper_util::client::legacy::Error),
     /// No response head before the deadline.
@@ -62,21 +65,39 @@ struct Inner {
     client: HttpClient,
     timeout: Duration,
     metrics: UpstreamMetrics,
+    breaker: CircuitBreaker,
+    failures: FailureKinds,
+}
+
+/// The parts of an upstream client besides the upstream itself.
+pub(crate) struct ClientParts {
+    pub(crate) client: HttpClient,
+    pub(crate) timeout: Duration,
+    pub(crate) metrics: UpstreamMetrics,
+    pub(crate) breaker: CircuitBreaker,
+    pub(crate) failures: FailureKinds,
 }
 
 impl UpstreamClient {
-    pub(crate) fn new(
-        upstream: Upstream,
-        client: HttpClient,
-        timeout: Duration,
-        metrics: UpstreamMetrics,
-    ) -> Self {
+    pub(crate) fn new(upstream: Upstream, parts: ClientParts) -> Self {
+        // The breaker's call timeout is the deadline when it is the shorter one.
+        let timeout = parts.timeout.min(parts.breaker.config().timeout);
         Self(Arc::new(Inner {
             upstream,
-            client,
+            client: parts.client,
             timeout,
-            metrics,
+            metrics: parts.metrics,
+            breaker: parts.breaker,
+            failures: parts.failures,
         }))
+    }
+
+    pub(crate) fn base_url(&self) -> &str {
+        self.0.upstream.base_url.as_str()
+    }
+
+    pub(crate) fn breaker(&self) -> &CircuitBreaker {
+        &self.0.breaker
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -102,12 +123,20 @@ impl UpstreamClient {
             .build()
     }
 
-    /// Sends the request and waits for the response head within the deadline. The response body is
-    /// left streaming: a long download is not cut off by the deadline.
+    /// Sends the request through the breaker and waits for the response head within the deadline. While
+    /// the breaker is open nothing is sent. The response body is left streaming: a long download is not
+    /// cut off by the deadline, and only the head decides the breaker's outcome.
     pub(crate) async fn send(
         &self,
         request: Request<Body>,
     ) -> Result<Response<Incoming>, SendError> {
+        let permit = self
+            .0
+            .breaker
+            .try_acquire()
+            .map_err(|rejected| SendError::Open {
+                retry_after: rejected.retry_after,
+            })?;
         let started = Instant::now();
         let outcome = tokio::time::timeout(self.0.timeout, self.0.client.request(request)).await;
         let result = match outcome {
@@ -129,11 +158,26 @@ impl UpstreamClient {
             Err(SendError::Timeout(_)) => "timeout",
             Err(SendError::BodyTooLarge) => "body_too_large",
             Err(SendError::Other(_)) => "error",
+            Err(SendError::Open { .. }) => "rejected",
         };
         self.0
             .metrics
             .record(self.name(), status_class, started.elapsed());
+        permit.record(self.0.failures.is_failure(breaker_outcome(&result)));
         result
+    }
+}
+
+fn breaker_outcome(result: &Result<Response<Incoming>, SendError>) -> CallOutcome {
+    match result {
+        Ok(response) if response.status().is_server_error() => CallOutcome::ServerError,
+        Ok(response) if response.status().is_client_error() => CallOutcome::ClientError,
+        Ok(_) => CallOutcome::Success,
+        Err(SendError::Connect(_)) => CallOutcome::ConnectError,
+        Err(SendError::Timeout(_)) => CallOutcome::Timeout,
+        // The caller sent too much: the upstream is not to blame.
+        Err(SendError::BodyTooLarge | SendError::Open { .. }) => CallOutcome::ClientError,
+        Err(SendError::Other(_)) => CallOutcome::OtherError,
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Probe {
     pub first_chunk_received: Notify,
     /// `/stream` sends its second chunk only after this fires.
     pub release_stream: Notify,
+    /// `/hold` answers only after this fires.
+    pub release_hold: Notify,
 }
 
 pub struct FakeUpstream {
@@ -40,7 +42,8 @@ pub struct FakeUpstream {
 impl FakeUpstream {
     /// An upstream serving `/health` and, under any path:
     /// `…/slow` (answers after a minute), `…/stream` (one chunk, then the rest once released),
-    /// `…/upload` (counts a streamed body), `…/mirror` (streams the body back) and otherwise an echo of
+    /// `…/upload` (counts a streamed body), `…/mirror` (streams the body back), `…/fail` (a 500), `…/missing` (a 404), `…/hold`
+    /// (answers once released) and otherwise an echo of
     /// the request as JSON, sent with hop-by-hop and software-revealing headers the gateway must drop.
     pub async fn spawn() -> Self {
         testkit::init();
@@ -67,6 +70,16 @@ impl FakeUpstream {
 async fn dispatch(State(probe): State<Arc<Probe>>, request: Request) -> Response {
     probe.hits.fetch_add(1, Ordering::SeqCst);
     let path = request.uri().path().to_owned();
+    if path.ends_with("/missing") {
+        return (axum::http::StatusCode::NOT_FOUND, "no such thing").into_response();
+    }
+    if path.ends_with("/fail") {
+        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "broken").into_response();
+    }
+    if path.ends_with("/hold") {
+        probe.release_hold.notified().await;
+        return "released".into_response();
+    }
     if path.ends_with("/slow") {
         tokio::time::sleep(Duration::from_secs(60)).await;
         return "too late".into_response();
@@ -147,10 +160,13 @@ fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
     map
 }
 
-/// Gateway settings as the binary would load them, with the users upstream at `users_url`.
+/// Gateway settings as the binary would load them, with the users upstream at `users_url` and a rate
+/// limit no test reaches unless it sets its own (the default of 100 per 15 minutes would).
 pub fn config(users_url: &str) -> Config {
     let settings = testkit::settings(&[("USER_SERVICE_URL", users_url)]);
-    Config::from_settings(&settings).unwrap_or_else(|e| panic!("{e}"))
+    let mut config = Config::from_settings(&settings).unwrap_or_else(|e| panic!("{e}"));
+    config.rate_limit.default.max_requests = 1_000_000;
+    config
 }
 
 /// A one-path OpenAPI document, as a service would hand it to the binary.

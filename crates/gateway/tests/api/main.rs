@@ -1,8 +1,10 @@
 //! Black-box tests of the gateway: the real `gateway::run` on a random port in front of a fake upstream.
 
+mod breaker;
 mod edge;
 mod helpers;
 mod limits;
 mod ops;
 mod policy;
 mod proxy;
+mod ratelimit;

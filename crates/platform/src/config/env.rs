@@ -62,6 +62,8 @@ pub const ENV_ALIASES: &[EnvAlias] = &[
     alias("REDIS_HOST", "redis.host"),
     alias("REDIS_PORT", "redis.port"),
     alias("REDIS_KEY_PREFIX", "redis.key_prefix"),
+    alias("REDIS_URL", "redis.url"),
+    alias("REDIS_ENABLED", "redis.enabled"),
     alias("RABBITMQ_URL", "messaging.rabbitmq_url"),
     alias("CONSUL_HOST", "discovery.consul_host"),
     alias("CONSUL_PORT", "discovery.consul_port"),

@@ -176,6 +176,14 @@ pub struct CircuitBreakerSettings {
     pub timeout_ms: u64,
     pub error_threshold_percent: u8,
     pub reset_timeout_ms: u64,
+    /// Calls the rolling window must hold before the error rate may open the breaker.
+    pub volume_threshold: u32,
+    pub rolling_window_ms: u64,
+    pub rolling_window_buckets: u32,
+    /// Trial calls admitted once the reset timeout has passed.
+    pub half_open_max_calls: u32,
+    /// Outcomes that count as failures: `connect`, `timeout`, `5xx` (4xx never does).
+    pub failure_on: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -183,6 +191,30 @@ pub struct CircuitBreakerSettings {
 pub struct RateLimitSettings {
     pub window_ms: u64,
     pub max_requests: u32,
+    /// Requests a client may send at once; 0 means `max_requests`.
+    pub burst: u32,
+    /// `memory` (per gateway instance) or `redis` (shared by every instance).
+    pub backend: String,
+    /// What the redis backend does when Redis cannot answer in time: `open` admits, `closed` refuses.
+    pub fail_mode: String,
+    /// Longest wait for Redis's answer before the fail mode decides.
+    pub redis_timeout_ms: u64,
+    /// First match wins; a request no override matches gets the limit above.
+    pub overrides: Vec<RateLimitOverride>,
+}
+
+/// A different limit for a route pattern and/or a role (empty means any).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitOverride {
+    #[serde(default)]
+    pub route: String,
+    #[serde(default)]
+    pub role: String,
+    pub window_ms: u64,
+    pub max_requests: u32,
+    #[serde(default)]
+    pub burst: u32,
 }
 
 /// One line of the gateway's route → roles table.
@@ -197,15 +229,73 @@ pub struct RbacRule {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
+    /// Off: the cache lives in process memory (the default, so tests and a laptop need no Redis).
+    pub enabled: bool,
+    /// A full `redis://` / `rediss://` URL; when set it wins over host/port.
+    pub url: Secret,
     pub host: String,
     pub port: u16,
+    /// Put in front of every key, so several deployments can share one Redis.
     pub key_prefix: String,
+    /// Longest wait for one command: a slow or dead Redis must not add latency to a request.
+    pub command_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    /// Multiplexed connections used round-robin.
+    pub pool_size: usize,
+    /// Serialized values at least this large are zstd-compressed.
+    pub compress_threshold_bytes: usize,
+    /// Bound of the in-process cache (entries).
+    pub memory_max_entries: u64,
+}
+
+impl RedisSettings {
+    /// The URL to connect to: `url` when set, otherwise one built from host and port.
+    pub fn connection_url(&self) -> String {
+        if self.url.is_empty() {
+            format!("redis://{}:{}/", self.host, self.port)
+        } else {
+            self.url.expose().to_owned()
+        }
+    }
+
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_millis(self.command_timeout_ms)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MessagingSettings {
     pub rabbitmq_url: Secret,
+    /// `auto` (RabbitMQ when `rabbitmq_url` is set, else PostgreSQL), `rabbitmq` or `postgres`.
+    pub transport: String,
+    /// Unacknowledged deliveries one consumer instance may hold.
+    pub prefetch: u16,
+    /// Attempts before a delivery is dead-lettered.
+    pub max_attempts: u32,
+    pub retry_delay_ms: u64,
+    /// Polling interval of the outbox relay and PostgreSQL-transport consumers (besides LISTEN/NOTIFY).
+    pub relay_poll_ms: u64,
+    /// How long sent outbox rows and inbox entries are kept.
+    pub retention_hours: u64,
+}
+
+impl MessagingSettings {
+    pub fn retry_delay(&self) -> Duration {
+        Duration::from_millis(self.retry_delay_ms)
+    }
+
+    pub fn relay_poll(&self) -> Duration {
+        Duration::from_millis(self.relay_poll_ms)
+    }
+
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.retention_hours.saturating_mul(3600))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -426,6 +516,62 @@ impl Settings {
             "gateway.rate_limit.max_requests",
             "must be positive",
         );
+        let cb = &gw.circuit_breaker;
+        check(
+            (10..=3_600_000).contains(&cb.rolling_window_ms),
+            "gateway.circuit_breaker.rolling_window_ms",
+            "must be between 10 and 3600000",
+        );
+        check(
+            (1..=1000).contains(&cb.rolling_window_buckets),
+            "gateway.circuit_breaker.rolling_window_buckets",
+            "must be between 1 and 1000",
+        );
+        check(
+            cb.half_open_max_calls >= 1,
+            "gateway.circuit_breaker.half_open_max_calls",
+            "must be at least 1",
+        );
+        check(
+            cb.failure_on
+                .iter()
+                .all(|k| matches!(k.as_str(), "connect" | "timeout" | "5xx")),
+            "gateway.circuit_breaker.failure_on",
+            "each entry must be connect, timeout or 5xx",
+        );
+        let rl = &gw.rate_limit;
+        check(
+            matches!(rl.backend.as_str(), "memory" | "redis"),
+            "gateway.rate_limit.backend",
+            "must be memory or redis",
+        );
+        check(
+            matches!(rl.fail_mode.as_str(), "open" | "closed"),
+            "gateway.rate_limit.fail_mode",
+            "must be open or closed",
+        );
+        check(
+            (1..=1000).contains(&rl.redis_timeout_ms),
+            "gateway.rate_limit.redis_timeout_ms",
+            "must be between 1 and 1000",
+        );
+        for o in &rl.overrides {
+            check(
+                o.route.is_empty() || valid_route(&o.route),
+                "gateway.rate_limit.overrides",
+                "route must be empty or `METHOD[,METHOD] /path`",
+            );
+            check(
+                o.role.is_empty() || (o.role != "*" && ROLES.contains(&o.role.as_str())),
+                "gateway.rate_limit.overrides",
+                "role must be empty or one of admin, manager, dispatcher, driver, customer",
+            );
+            check(
+                o.window_ms > 0 && o.max_requests > 0,
+                "gateway.rate_limit.overrides",
+                "window_ms and max_requests must be positive",
+            );
+        }
         for route in &gw.public_routes {
             check(
                 valid_route(route),
@@ -445,13 +591,87 @@ impl Settings {
                 "roles must be a non-empty list of admin, manager, dispatcher, driver, customer or *",
             );
         }
-        check(self.redis.port != 0, "redis.port", "must be 1-65535");
+        let redis = &self.redis;
+        check(redis.port != 0, "redis.port", "must be 1-65535");
+        check(
+            redis.url.is_empty()
+                || url::Url::parse(redis.url.expose())
+                    .is_ok_and(|u| matches!(u.scheme(), "redis" | "rediss") && u.host().is_some()),
+            "redis.url",
+            "must be a redis:// or rediss:// URL with a host",
+        );
+        check(
+            !redis.enabled || !redis.key_prefix.is_empty(),
+            "redis.key_prefix",
+            "must not be empty when redis.enabled is true",
+        );
+        check(
+            (1..=1000).contains(&redis.command_timeout_ms),
+            "redis.command_timeout_ms",
+            "must be between 1 and 1000",
+        );
+        check(
+            (1..=10_000).contains(&redis.connect_timeout_ms),
+            "redis.connect_timeout_ms",
+            "must be between 1 and 10000",
+        );
+        check(
+            (1..=64).contains(&redis.pool_size),
+            "redis.pool_size",
+            "must be between 1 and 64",
+        );
+        check(
+            redis.compress_threshold_bytes >= 64,
+            "redis.compress_threshold_bytes",
+            "must be at least 64",
+        );
+        check(
+            redis.memory_max_entries >= 1,
+            "redis.memory_max_entries",
+            "must be at least 1",
+        );
         check(
             self.messaging.rabbitmq_url.is_empty()
                 || url::Url::parse(self.messaging.rabbitmq_url.expose())
                     .is_ok_and(|u| matches!(u.scheme(), "amqp" | "amqps")),
             "messaging.rabbitmq_url",
             "must be an amqp:// or amqps:// URL",
+        );
+        let mq = &self.messaging;
+        check(
+            matches!(mq.transport.as_str(), "auto" | "rabbitmq" | "postgres"),
+            "messaging.transport",
+            "must be auto, rabbitmq or postgres",
+        );
+        check(
+            mq.transport != "rabbitmq" || !mq.rabbitmq_url.is_empty(),
+            "messaging.transport",
+            "rabbitmq needs messaging.rabbitmq_url (RABBITMQ_URL)",
+        );
+        check(
+            mq.prefetch >= 1,
+            "messaging.prefetch",
+            "must be between 1 and 65535",
+        );
+        check(
+            (1..=100).contains(&mq.max_attempts),
+            "messaging.max_attempts",
+            "must be between 1 and 100",
+        );
+        check(
+            (1..=86_400_000).contains(&mq.retry_delay_ms),
+            "messaging.retry_delay_ms",
+            "must be between 1 and 86400000 (a day)",
+        );
+        check(
+            (10..=60_000).contains(&mq.relay_poll_ms),
+            "messaging.relay_poll_ms",
+            "must be between 10 and 60000",
+        );
+        check(
+            (1..=8_760).contains(&mq.retention_hours),
+            "messaging.retention_hours",
+            "must be between 1 and 8760 (a year)",
         );
         check(
             self.tracing.otlp_endpoint.is_empty()

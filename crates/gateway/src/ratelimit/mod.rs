@@ -1,0 +1,215 @@
+//! Rate limiting at the edge: GCRA per client, keyed by user id (`sub`) for authenticated calls and by
+//! peer IP otherwise, with the first matching per-route / per-role override deciding the limit. Runs
+//! inside the access policy, so it sees the verified claims; operations routes are never limited.
+//!
+//! Every limited route answers with `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; a
+//! refusal is a 429 `RATE_LIMITED` problem with `Retry-After`.
+
+mod config;
+mod gcra;
+mod memory;
+mod redis;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use platform::Problem;
+use platform::auth::{AuthUser, Role};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+pub use config::{FailMode, LimitRule, RateLimitBackend, RateLimitConfig};
+
+use crate::error::GatewayError;
+use crate::pattern::{RoutePattern, request_segments};
+use gcra::{Quota, Verdict};
+use memory::MemoryStore;
+use redis::RedisStore;
+
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+struct CompiledRule {
+    pattern: Option<RoutePattern>,
+    role: Option<Role>,
+    quota: Quota,
+}
+
+enum Store {
+    Memory(MemoryStore),
+    Redis(Box<RedisStore>, FailMode),
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    /// `allowed`, `limited`, `fail_open` or `fail_closed`.
+    decision: &'static str,
+}
+
+/// The compiled limits and their store; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Limiter(Arc<Inner>);
+
+struct Inner {
+    /// Overrides in order, then the default rule last (it matches everything).
+    rules: Vec<CompiledRule>,
+    store: Store,
+    decisions: Family<DecisionLabels, Counter>,
+}
+
+impl Limiter {
+    pub(crate) async fn build(
+        config: &RateLimitConfig,
+        registry: &mut Registry,
+    ) -> Result<Self, GatewayError> {
+        let mut rules = Vec::with_capacity(config.overrides.len() + 1);
+        for rule in config.overrides.iter().chain([&config.default]) {
+            let pattern = match &rule.route {
+                Some(text) => Some(RoutePattern::parse(text).map_err(|reason| {
+                    GatewayError::config(
+                        "gateway.rate_limit.overrides",
+                        format!("{text:?}: {reason}"),
+                    )
+                })?),
+                None => None,
+            };
+            rules.push(CompiledRule {
+                pattern,
+                role: rule.role,
+                quota: Quota::new(
+                    rule.window.as_micros() as u64,
+                    rule.max_requests,
+                    rule.burst,
+                ),
+            });
+        }
+        let store = match &config.backend {
+            RateLimitBackend::Memory => Store::Memory(MemoryStore::new()),
+            RateLimitBackend::Redis {
+                url,
+                key_prefix,
+                connect_timeout,
+                timeout,
+                fail_mode,
+            } => {
+                let store = RedisStore::new(url, key_prefix.clone(), *connect_timeout, *timeout)
+                    .map_err(|e| GatewayError::config("redis.url", e.to_string()))?;
+                store.connect().await;
+                Store::Redis(Box::new(store), *fail_mode)
+            }
+        };
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "gateway_rate_limit_decisions",
+            "Rate limiter decisions",
+            decisions.clone(),
+        );
+        Ok(Self(Arc::new(Inner {
+            rules,
+            store,
+            decisions,
+        })))
+    }
+
+    fn count(&self, decision: &'static str) {
+        self.0
+            .decisions
+            .get_or_create(&DecisionLabels { decision })
+            .inc();
+    }
+}
+
+/// Middleware in front of every proxied route, inside the access policy.
+pub(crate) async fn limit(
+    State(limiter): State<Limiter>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (identity, role) = match request.extensions().get::<AuthUser>() {
+        Some(AuthUser(claims)) => (format!("u:{}", claims.sub), Some(claims.role)),
+        None => {
+            let ip = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(address)| address.ip().to_string())
+                .unwrap_or_else(|| "unknown".to_owned());
+            (format!("ip:{ip}"), None)
+        }
+    };
+    let segments = request_segments(request.uri().path());
+    let Some((index, rule)) = limiter.0.rules.iter().enumerate().find(|(_, rule)| {
+        rule.role.is_none_or(|r| Some(r) == role)
+            && rule
+                .pattern
+                .as_ref()
+                .is_none_or(|p| p.matches(request.method(), &segments))
+    }) else {
+        // The default rule matches everything; no rule at all means no limit.
+        return next.run(request).await;
+    };
+    // One bucket per rule and client, so a tight per-route limit does not use up the general one.
+    let key = format!("{index}:{identity}");
+    let verdict = match &limiter.0.store {
+        Store::Memory(store) => store.check(&key, rule.quota),
+        Store::Redis(store, fail_mode) => match store.check(&key, rule.quota).await {
+            Ok(verdict) => verdict,
+            Err(e) => {
+                tracing::debug!(error = %e, fail_mode = ?fail_mode, "rate limiter fell back to its fail mode");
+                return match fail_mode {
+                    FailMode::Open => {
+                        limiter.count("fail_open");
+                        next.run(request).await
+                    }
+                    FailMode::Closed => {
+                        limiter.count("fail_closed");
+                        refusal("the rate limiter is unavailable; retry later", 1)
+                    }
+                };
+            }
+        },
+    };
+    let capacity = rule.quota.capacity;
+    if !verdict.allowed {
+        limiter.count("limited");
+        let mut response = refusal(
+            "too many requests; retry after the time in Retry-After",
+            secs(verdict.retry_after_us),
+        );
+        set_headers(response.headers_mut(), capacity, &verdict);
+        return response;
+    }
+    limiter.count("allowed");
+    let mut response = next.run(request).await;
+    set_headers(response.headers_mut(), capacity, &verdict);
+    response
+}
+
+/// Whole seconds, rounded up and never 0, so a client waiting that long is admitted.
+fn secs(us: u64) -> u64 {
+    us.div_ceil(1_000_000).max(1)
+}
+
+fn refusal(detail: &str, retry_after_secs: u64) -> Response {
+    let mut response =
+        Problem::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", detail).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    response
+}
+
+fn set_headers(headers: &mut HeaderMap, capacity: u32, verdict: &Verdict) {
+    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(capacity));
+    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(verdict.remaining));
+    headers.insert(
+        RATELIMIT_RESET,
+        HeaderValue::from(verdict.reset_us.div_ceil(1_000_000)),
+    );
+}

@@ -1,0 +1,339 @@
+//! A circuit breaker for any outbound client, with opossum's semantics: every call gets a deadline (a
+//! timed-out call is dropped, which cancels it); failures are counted in a rolling window of buckets and
+//! the breaker opens once at least `volume_threshold` calls were seen and the failure rate reaches the
+//! threshold; after `reset_timeout` it lets exactly `half_open_max_calls` trial calls through, closing on
+//! a success and reopening on a failure.
+//!
+//! State lives behind a `std::sync::Mutex` that is held for a few arithmetic operations and never across an
+//! `.await`, so concurrent callers race on one short critical section and "exactly N trial calls" holds
+//! however many of them arrive at once. Which outcomes count as failures is the caller's choice
+//! ([`FailureKinds`]), so a 4xx caused by the caller never opens the breaker.
+
+mod core;
+mod metrics;
+mod window;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use self::core::{Core, Ticket, Transition};
+pub use metrics::BreakerMetrics;
+
+/// How one breaker behaves; `name` is the service it protects and labels its logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerConfig {
+    /// Deadline of one call; past it the call is cancelled and counted as a timeout.
+    pub timeout: Duration,
+    /// Failure rate (percent of the calls in the window) at or above which the breaker opens.
+    pub error_threshold_percent: u8,
+    /// Calls the window must hold before the rate is judged, so one early failure cannot trip it.
+    pub volume_threshold: u32,
+    /// Span of the rolling window.
+    pub rolling_window: Duration,
+    /// Buckets the window is cut into; old buckets fall out whole.
+    pub buckets: u32,
+    /// Time spent open before trial calls are let through.
+    pub reset_timeout: Duration,
+    /// Trial calls admitted while half-open.
+    pub half_open_max_calls: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(3),
+            error_threshold_percent: 50,
+            volume_threshold: 10,
+            rolling_window: Duration::from_secs(10),
+            buckets: 10,
+            reset_timeout: Duration::from_secs(30),
+            half_open_max_calls: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl BreakerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+        }
+    }
+
+    /// The value of the state gauge: 0 closed, 1 open, 2 half-open.
+    fn gauge(self) -> i64 {
+        match self {
+            Self::Closed => 0,
+            Self::Open => 1,
+            Self::HalfOpen => 2,
+        }
+    }
+}
+
+/// What a finished call amounted to, as far as the breaker cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    Success,
+    /// No connection could be made.
+    ConnectError,
+    Timeout,
+    /// The service answered 5xx.
+    ServerError,
+    /// The caller's request was refused (4xx): the service is healthy.
+    ClientError,
+    /// Anything else that went wrong on the way (a broken connection, a malformed answer).
+    OtherError,
+}
+
+/// Which outcomes count as failures. Client errors never do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureKinds {
+    pub connect_errors: bool,
+    pub timeouts: bool,
+    pub server_errors: bool,
+}
+
+impl Default for FailureKinds {
+    fn default() -> Self {
+        Self {
+            connect_errors: true,
+            timeouts: true,
+            server_errors: true,
+        }
+    }
+}
+
+impl FailureKinds {
+    /// Parses names as configured: `connect`, `timeout`, `5xx`.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Self, String> {
+        let mut kinds = Self {
+            connect_errors: false,
+            timeouts: false,
+            server_errors: false,
+        };
+        for name in names {
+            match name.as_ref() {
+                "connect" => kinds.connect_errors = true,
+                "timeout" => kinds.timeouts = true,
+                "5xx" => kinds.server_errors = true,
+                other => return Err(format!("unknown failure kind {other:?}")),
+            }
+        }
+        Ok(kinds)
+    }
+
+    pub fn is_failure(&self, outcome: CallOutcome) -> bool {
+        match outcome {
+            CallOutcome::Success | CallOutcome::ClientError => false,
+            CallOutcome::ConnectError => self.connect_errors,
+            CallOutcome::Timeout => self.timeouts,
+            CallOutcome::ServerError => self.server_errors,
+            CallOutcome::OtherError => true,
+        }
+    }
+}
+
+/// The breaker refused the call without making it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("circuit open; retry in {retry_after:?}")]
+pub struct Rejected {
+    /// Until the next trial call may be admitted.
+    pub retry_after: Duration,
+}
+
+/// Why [`CircuitBreaker::call`] gave no value.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError<E> {
+    #[error(transparent)]
+    Rejected(Rejected),
+    #[error("the call did not finish within {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Inner(E),
+}
+
+/// A point-in-time view for admin pages and `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerSnapshot {
+    pub state: BreakerState,
+    pub successes: u64,
+    pub failures: u64,
+    pub rejections: u64,
+    /// Failure rate of the window in percent (0 when the window is empty).
+    pub error_rate_percent: u64,
+}
+
+/// A circuit breaker; clones share the state.
+#[derive(Clone)]
+pub struct CircuitBreaker(Arc<Inner>);
+
+struct Inner {
+    service: String,
+    config: BreakerConfig,
+    core: Mutex<Core>,
+    metrics: Option<BreakerMetrics>,
+}
+
+/// Leave to make one call. Report how it went with [`Permit::record`]; a permit dropped unreported (the
+/// caller gave up) counts as a failure only if it was a trial, so an abandoned trial cannot wedge the
+/// breaker half-open.
+pub struct Permit {
+    breaker: CircuitBreaker,
+    ticket: Option<Ticket>,
+}
+
+impl Permit {
+    pub fn record(mut self, failed: bool) {
+        if let Some(ticket) = self.ticket.take() {
+            self.breaker.finish(ticket, failed);
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take()
+            && ticket.trial
+        {
+            self.breaker.finish(ticket, true);
+        }
+    }
+}
+
+impl CircuitBreaker {
+    pub fn new(
+        service: impl Into<String>,
+        config: BreakerConfig,
+        metrics: Option<BreakerMetrics>,
+    ) -> Self {
+        let core = Core::new(&config, Instant::now());
+        let service = service.into();
+        if let Some(metrics) = &metrics {
+            metrics.set_state(&service, BreakerState::Closed.gauge());
+        }
+        Self(Arc::new(Inner {
+            service,
+            config,
+            core: Mutex::new(core),
+            metrics,
+        }))
+    }
+
+    pub fn service(&self) -> &str {
+        &self.0.service
+    }
+
+    pub fn config(&self) -> &BreakerConfig {
+        &self.0.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        // A panic while holding the lock leaves plain counters behind, still usable.
+        self.0.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Admits a call (returning a permit to report its outcome on) or rejects it while open.
+    pub fn try_acquire(&self) -> Result<Permit, Rejected> {
+        let (ticket, transition) = self.lock().acquire(&self.0.config, Instant::now());
+        if let Some(transition) = transition {
+            self.announce(&transition);
+        }
+        match ticket {
+            Ok(ticket) => Ok(Permit {
+                breaker: self.clone(),
+                ticket: Some(ticket),
+            }),
+            Err(rejected) => {
+                if let Some(metrics) = &self.0.metrics {
+                    metrics.rejected(&self.0.service);
+                }
+                Err(rejected)
+            }
+        }
+    }
+
+    fn finish(&self, ticket: Ticket, failed: bool) {
+        let transition = self
+            .lock()
+            .record(&self.0.config, ticket, failed, Instant::now());
+        if let Some(transition) = transition {
+            self.announce(&transition);
+        }
+    }
+
+    /// Runs `call` under the breaker: rejected at once while open, cancelled at the timeout, and its
+    /// result classified by `classify` (which turns a result into an outcome) against `failures`.
+    pub async fn call<T, E, F>(
+        &self,
+        call: F,
+        failures: FailureKinds,
+        classify: impl FnOnce(&Result<T, E>) -> CallOutcome,
+    ) -> Result<T, CallError<E>>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        let permit = self.try_acquire().map_err(CallError::Rejected)?;
+        match tokio::time::timeout(self.0.config.timeout, call).await {
+            Ok(result) => {
+                permit.record(failures.is_failure(classify(&result)));
+                result.map_err(CallError::Inner)
+            }
+            Err(_) => {
+                permit.record(failures.is_failure(CallOutcome::Timeout));
+                Err(CallError::Timeout(self.0.config.timeout))
+            }
+        }
+    }
+
+    /// The state as callers would find it: open past its reset timeout reads as half-open, although the
+    /// move itself happens when the next call arrives.
+    pub fn state(&self) -> BreakerState {
+        self.lock().effective_state(&self.0.config, Instant::now())
+    }
+
+    pub fn snapshot(&self) -> BreakerSnapshot {
+        let now = Instant::now();
+        let core = self.lock();
+        let (successes, failures) = core.window.totals(now);
+        let volume = successes + failures;
+        BreakerSnapshot {
+            state: core.effective_state(&self.0.config, now),
+            successes,
+            failures,
+            rejections: core.window.rejections(now),
+            error_rate_percent: (failures * 100).checked_div(volume).unwrap_or(0),
+        }
+    }
+
+    fn announce(&self, t: &Transition) {
+        let volume = t.successes + t.failures;
+        let error_rate = (t.failures * 100).checked_div(volume).unwrap_or(0);
+        tracing::warn!(
+            service = %self.0.service,
+            from = t.from.as_str(),
+            to = t.to.as_str(),
+            failures = t.failures,
+            successes = t.successes,
+            error_rate_percent = error_rate,
+            error_threshold_percent = self.0.config.error_threshold_percent,
+            volume_threshold = self.0.config.volume_threshold,
+            "circuit breaker state changed"
+        );
+        if let Some(metrics) = &self.0.metrics {
+            metrics.transition(&self.0.service, t.from.as_str(), t.to.as_str());
+            metrics.set_state(&self.0.service, t.to.gauge());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
