@@ -1,0 +1,5 @@
+//! The shared suite on the in-process backend.
+
+mod common;
+
+suite!(common::memory);
