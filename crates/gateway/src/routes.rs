@@ -29,6 +29,10 @@ pub(crate) const ROUTE_TABLE: &[Route] = &[
         prefix: "/api/v1/users",
         upstream: "users",
     },
+    Route {
+        prefix: "/api/v1/inventory",
+        upstream: "inventory",
+    },
 ];
 
 /// Every prefix as two axum routes (`prefix` and `prefix/{*rest}`), so request metrics carry a route

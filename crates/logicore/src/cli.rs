@@ -25,6 +25,8 @@ pub enum Command {
     Gateway,
     /// Run the users service alone, or manage users.
     Users(UsersCommand),
+    /// Run the inventory service alone, or import stock.
+    Inventory(InventoryCommand),
     /// Apply every service's database migrations, then exit.
     Migrate,
     /// Inspect the effective configuration.
@@ -48,6 +50,22 @@ pub enum UsersAction {
         /// Read the password from standard input (so it never appears in the process list or history).
         #[arg(long, required = true)]
         password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InventoryCommand {
+    #[command(subcommand)]
+    pub action: Option<InventoryAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InventoryAction {
+    /// Bulk-upsert products and stock from a CSV file `sku,name,warehouse_code,quantity[,reorder_point]`:
+    /// valid rows are applied, invalid ones reported with their line numbers.
+    Import {
+        /// The CSV file, with a header row.
+        file: PathBuf,
     },
 }
 

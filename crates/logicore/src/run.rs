@@ -8,7 +8,11 @@ use platform::config::{ConfigError, ConfigSources, LoadedConfig, Settings};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, ConfigCommand, UsersAction};
+use platform::telemetry::Console;
+
+use crate::cli::{
+    Cli, Command, ConfigCommand, InventoryAction, InventoryCommand, UsersAction, UsersCommand,
+};
 
 pub enum Failure {
     /// Invalid configuration: every problem is printed, exit code 2.
@@ -58,11 +62,19 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
         }
         _ => settings.log.level.clone(),
     };
+    let console = match command {
+        Command::All | Command::Gateway | Command::Users(UsersCommand { action: None }) => {
+            Console::Stdout
+        }
+        Command::Inventory(InventoryCommand { action: None }) => Console::Stdout,
+        _ => Console::Stderr,
+    };
     let _log_guard = platform::telemetry::init(
         &log_level,
         &settings.log.format,
         &settings.log.dir,
         "logicore",
+        console,
     )
     .context("cannot start logging")?;
     if settings.auth.jwt_secret.expose() == platform::config::DEVELOPMENT_JWT_SECRET {
@@ -96,12 +108,26 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Command::Inventory(inventory_command) => match inventory_command.action {
+            None => {
+                let mut config = inventory::Config::from_settings(&settings);
+                config.port = settings.service.port.unwrap_or(config.port);
+                let listener = bind(&config.host, config.port).await?;
+                inventory::run(config, listener, platform::http::shutdown_signal()).await?;
+                Ok(())
+            }
+            Some(InventoryAction::Import { file }) => {
+                crate::import::import(&inventory::Config::from_settings(&settings), &file).await
+            }
+        },
         Command::Migrate => {
             users::build(&users::Config::from_settings(&settings))
                 .await?
                 .db
                 .close()
                 .await;
+            let inventory = inventory::build(&inventory::Config::from_settings(&settings)).await?;
+            inventory.db.close().await;
             tracing::info!("migrations applied");
             Ok(())
         }
@@ -111,34 +137,38 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
 
 /// The OpenAPI documents of every service, merged by the gateway.
 fn service_specs() -> Vec<utoipa::openapi::OpenApi> {
-    vec![users::openapi()]
+    vec![users::openapi(), inventory::openapi()]
 }
 
 /// Every service and the gateway in one process: one shutdown signal stops them all, and if one fails the
-/// others are stopped too.
+/// others are stopped too. Every port is bound before anything starts, so a taken port fails fast.
 async fn run_all(settings: &Settings) -> anyhow::Result<()> {
     let shutdown = platform::http::shutdown_signal();
     let users_config = users::Config::from_settings(settings);
+    let inventory_config = inventory::Config::from_settings(settings);
     let gateway_config = gateway::Config::from_settings(settings)?;
     let users_listener = bind(&users_config.host, users_config.port).await?;
+    let inventory_listener = bind(&inventory_config.host, inventory_config.port).await?;
     let gateway_listener = bind(&gateway_config.host, gateway_config.port).await?;
 
     let mut services = tokio::task::JoinSet::new();
-    services.spawn(supervised("users", shutdown.clone(), {
-        let shutdown = shutdown.clone();
-        async move {
-            users::run(users_config, users_listener, shutdown)
-                .await
-                .map_err(anyhow::Error::from)
-        }
+    let token = shutdown.clone();
+    services.spawn(supervised("users", shutdown.clone(), async move {
+        users::run(users_config, users_listener, token)
+            .await
+            .map_err(anyhow::Error::from)
     }));
-    services.spawn(supervised("gateway", shutdown.clone(), {
-        let shutdown = shutdown.clone();
-        async move {
-            gateway::run(gateway_config, service_specs(), gateway_listener, shutdown)
-                .await
-                .map_err(anyhow::Error::from)
-        }
+    let token = shutdown.clone();
+    services.spawn(supervised("inventory", shutdown.clone(), async move {
+        inventory::run(inventory_config, inventory_listener, token)
+            .await
+            .map_err(anyhow::Error::from)
+    }));
+    let token = shutdown.clone();
+    services.spawn(supervised("gateway", shutdown.clone(), async move {
+        gateway::run(gateway_config, service_specs(), gateway_listener, token)
+            .await
+            .map_err(anyhow::Error::from)
     }));
     let mut first_error = None;
     while let Some(outcome) = services.join_next().await {

@@ -140,12 +140,16 @@ async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_
     let db = testkit::TestDb::new();
     let gateway_port = free_port().to_string();
     let users_port = free_port().to_string();
+    let inventory_port = free_port().to_string();
     let users_url = format!("http://127.0.0.1:{users_port}");
+    let inventory_url = format!("http://127.0.0.1:{inventory_port}");
     let env = [
         ("DATABASE_URL", db.url.as_str()),
         ("GATEWAY_PORT", gateway_port.as_str()),
         ("LOGICORE_USERS__PORT", users_port.as_str()),
         ("USER_SERVICE_URL", users_url.as_str()),
+        ("LOGICORE_INVENTORY__PORT", inventory_port.as_str()),
+        ("INVENTORY_SERVICE_URL", inventory_url.as_str()),
     ];
 
     let mut create_admin = logicore(&env)
@@ -242,7 +246,49 @@ async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_
     let page: Value = testkit::json(listed).await;
     assert_eq!(page["data"].as_array().map(Vec::len), Some(1));
 
-    for url in [format!("{gateway}/metrics"), format!("{users_url}/metrics")] {
+    let admin_token = admin["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let warehouse = client
+        .post(format!("{gateway}/api/v1/inventory/warehouses"))
+        .bearer_auth(&admin_token)
+        .json(&json!({"code": "MAIN", "name": "Main", "address": "1 Dock Road", "priority": 1}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(warehouse.status(), 201);
+    let csv = std::env::temp_dir().join(format!("logicore-import-{}.csv", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &csv,
+        "sku,name,warehouse_code,quantity\nBOLT-1,Bolt,MAIN,10\nNUT-1,Nut,NOWHERE,5\nWASHER-1,Washer,MAIN,7\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let import = run(logicore(&env).args(["inventory", "import"]).arg(&csv));
+    let _ = std::fs::remove_file(&csv);
+    assert!(
+        !import.status.success(),
+        "a rejected row makes the command fail"
+    );
+    let report: Value = serde_json::from_slice(&import.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report["rows_applied"], 2, "{report}");
+    assert_eq!(report["errors"][0]["line"], 3, "{report}");
+    let bolts = client
+        .get(format!(
+            "{gateway}/api/v1/inventory/stock-levels?sku=BOLT-1"
+        ))
+        .bearer_auth(&admin_token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let levels: Value = testkit::json(bolts).await;
+    assert_eq!(levels["data"][0]["on_hand"], 10, "{levels}");
+
+    for url in [
+        format!("{gateway}/metrics"),
+        format!("{users_url}/metrics"),
+        format!("{inventory_url}/metrics"),
+    ] {
         let text = client
             .get(url)
             .send()

@@ -32,17 +32,28 @@ pub enum TelemetryError {
     AlreadyInstalled,
 }
 
-/// Installs the global subscriber: JSON (or human-readable) lines on stdout and, when `dir` is not empty, a
-/// daily rolling file there as well.
+/// Where console logs go: servers log to stdout; commands whose stdout is their result log to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    Stdout,
+    Stderr,
+}
+
+/// Installs the global subscriber: JSON (or human-readable) lines on the console and, when `dir` is not
+/// empty, a daily rolling file there as well.
 pub fn init(
     level: &str,
     format: &str,
     dir: &str,
     file_prefix: &str,
+    console: Console,
 ) -> Result<LogGuard, TelemetryError> {
     let filter = EnvFilter::try_new(level)
         .map_err(|e| TelemetryError::Level(level.into(), e.to_string()))?;
-    let (stdout, stdout_guard) = tracing_appender::non_blocking(std::io::stdout());
+    let (stdout, stdout_guard) = match console {
+        Console::Stdout => tracing_appender::non_blocking(std::io::stdout()),
+        Console::Stderr => tracing_appender::non_blocking(std::io::stderr()),
+    };
     let mut guards = vec![stdout_guard];
     let file_layer = if dir.is_empty() {
         None

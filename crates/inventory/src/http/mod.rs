@@ -1,0 +1,137 @@
+//! The HTTP surface: routes of the Inventory table in shared/API.md, documented for OpenAPI as they are
+//! registered, and the small parsing helpers every handler shares.
+
+mod import;
+mod products;
+mod reservations;
+mod stock;
+mod warehouses;
+
+use platform::FieldError;
+use platform::pagination::PageParams;
+use serde::{Deserialize, Deserializer};
+use utoipa::Modify;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::error::InventoryError;
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "LogiCore inventory service", description = "Warehouses, products, the stock ledger and reservations."),
+    modifiers(&BearerAuth),
+    components(schemas(platform::Problem, platform::FieldError, crate::error::ShortLine)),
+    tags((name = "inventory", description = "Warehouses, products, stock, reservations and bulk import"))
+)]
+struct ApiDoc;
+
+/// Declares the `bearer_auth` scheme the operations refer to.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer_auth",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every inventory route with its OpenAPI description.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(warehouses::create, warehouses::list))
+        .routes(routes!(warehouses::get, warehouses::update))
+        .routes(routes!(products::create, products::list))
+        .routes(routes!(products::get, products::update))
+        .routes(routes!(stock::availability))
+        .routes(routes!(stock::stock_levels))
+        .routes(routes!(stock::adjust))
+        .routes(routes!(stock::transfer))
+        .routes(routes!(stock::movements))
+        .routes(routes!(reservations::create))
+        .routes(routes!(reservations::get))
+        .routes(routes!(reservations::release))
+        .routes(routes!(import::import_csv))
+}
+
+/// Request bodies and queries that are checked by parsing them into commands in the handler, where the
+/// parsed values are needed anyway; the extractor's own check has nothing to add.
+macro_rules! validated_by_parsing {
+    ($($type:ty),+ $(,)?) => {
+        $(impl platform::extract::Validate for $type {
+            fn validate(&self) -> Result<(), Vec<platform::FieldError>> {
+                Ok(())
+            }
+        })+
+    };
+}
+pub(crate) use validated_by_parsing;
+
+/// A path id; one that is not a UUID names nothing, so it is a 404 like an unknown one.
+pub(crate) fn path_id(raw: &str, what: &'static str) -> Result<Uuid, InventoryError> {
+    Uuid::parse_str(raw).map_err(|_| InventoryError::NotFound(what))
+}
+
+/// `a,b,c` → its non-blank items.
+pub(crate) fn comma_list(raw: Option<&str>) -> Vec<String> {
+    raw.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A comma list of UUIDs, or a field error naming the parameter.
+pub(crate) fn uuid_list(raw: Option<&str>, field: &str) -> Result<Vec<Uuid>, FieldError> {
+    comma_list(raw)
+        .iter()
+        .map(|s| Uuid::parse_str(s))
+        .collect::<Result<_, _>>()
+        .map_err(|_| FieldError::new(field, "INVALID_FORMAT", "must be UUIDs separated by commas"))
+}
+
+/// Paging parameters with their field errors added to `errors`.
+pub(crate) fn paging(
+    limit: Option<u32>,
+    cursor: Option<String>,
+    errors: &mut Vec<FieldError>,
+) -> PageParams {
+    let params = PageParams { limit, cursor };
+    errors.extend(params.errors());
+    params
+}
+
+/// Fails with every collected field error, if any.
+pub(crate) fn check(errors: Vec<FieldError>) -> Result<(), InventoryError> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(InventoryError::Validation(errors))
+    }
+}
+
+/// For PATCH bodies: an absent field is `None`, an explicit `null` is `Some(None)`.
+pub(crate) fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Collects the error of a parse into `errors`, keeping the value when it parsed.
+pub(crate) fn collect<T>(result: Result<T, FieldError>, errors: &mut Vec<FieldError>) -> Option<T> {
+    result.map_err(|e| errors.push(e)).ok()
+}

@@ -1,0 +1,168 @@
+//! `/api/v1/inventory/products`: create and change (admin, manager), read (any authenticated caller).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use platform::auth::AuthUser;
+use platform::extract::{Json, Query};
+use platform::pagination::Page;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{check, collect, comma_list, double_option, paging, path_id, validated_by_parsing};
+use crate::domain::{self, Sku};
+use crate::error::InventoryError;
+use crate::models::Product;
+use crate::repo::products::{self, NewProduct, ProductFilter, ProductKey, ProductPatch};
+use crate::state::{AppState, Manager};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProduct {
+    /// 1-64 letters, digits, `-`, `_`, `.`, `/`; unique, case-sensitive.
+    pub sku: String,
+    pub name: String,
+    pub weight_grams: Option<i64>,
+    /// Default 0.
+    pub reorder_point: Option<i64>,
+    /// Default false.
+    pub allow_backorder: Option<bool>,
+}
+
+/// The sku cannot change: the ledger and reservations refer to it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProduct {
+    pub name: Option<String>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub weight_grams: Option<Option<i64>>,
+    pub reorder_point: Option<i64>,
+    pub allow_backorder: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProductQuery {
+    /// 1-100, default 20.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Exact skus, comma-separated.
+    pub sku: Option<String>,
+    /// Case-insensitive text found in the sku or the name.
+    pub q: Option<String>,
+}
+
+validated_by_parsing!(CreateProduct, UpdateProduct, ProductQuery);
+
+fn count(value: i64, field: &str) -> Result<i32, platform::FieldError> {
+    domain::quantity(value, field, 0)
+}
+
+#[utoipa::path(post, path = "/api/v1/inventory/products", tag = "inventory",
+    request_body = CreateProduct, security(("bearer_auth" = [])),
+    responses((status = 201, body = Product), (status = 409, body = platform::Problem,
+        description = "SKU_TAKEN"), (status = 422, body = platform::Problem)))]
+pub async fn create(
+    _caller: Manager,
+    State(state): State<AppState>,
+    Json(body): Json<CreateProduct>,
+) -> Result<(StatusCode, axum::Json<Product>), InventoryError> {
+    let mut errors = Vec::new();
+    let sku = collect(Sku::parse(&body.sku, "sku"), &mut errors);
+    let name = collect(domain::name(&body.name, "name"), &mut errors);
+    let weight = match body.weight_grams {
+        Some(w) => collect(count(w, "weight_grams"), &mut errors).map(Some),
+        None => Some(None),
+    };
+    let reorder = collect(
+        count(body.reorder_point.unwrap_or(0), "reorder_point"),
+        &mut errors,
+    );
+    let (Some(sku), Some(name), Some(weight_grams), Some(reorder_point)) =
+        (sku, name, weight, reorder)
+    else {
+        return Err(InventoryError::Validation(errors));
+    };
+    let product = NewProduct {
+        sku,
+        name,
+        weight_grams,
+        reorder_point,
+        allow_backorder: body.allow_backorder.unwrap_or(false),
+    };
+    let product = products::insert(&state.db, &product).await?;
+    Ok((StatusCode::CREATED, axum::Json(product)))
+}
+
+#[utoipa::path(get, path = "/api/v1/inventory/products", tag = "inventory",
+    params(ProductQuery), security(("bearer_auth" = [])),
+    responses((status = 200, body = Page<Product>), (status = 422, body = platform::Problem)))]
+pub async fn list(
+    _caller: AuthUser,
+    State(state): State<AppState>,
+    Query(query): Query<ProductQuery>,
+) -> Result<axum::Json<Page<Product>>, InventoryError> {
+    let mut errors = Vec::new();
+    let page = paging(query.limit, query.cursor, &mut errors);
+    check(errors)?;
+    let filter = ProductFilter {
+        skus: comma_list(query.sku.as_deref()),
+        q: query
+            .q
+            .map(|q| q.trim().to_lowercase())
+            .filter(|q| !q.is_empty()),
+    };
+    let rows = products::list(&state.db, &filter, page.after(), page.limit() + 1).await?;
+    Ok(axum::Json(Page::from_rows(rows, page.limit(), |p| p.id)))
+}
+
+#[utoipa::path(get, path = "/api/v1/inventory/products/{id}", tag = "inventory",
+    params(("id" = uuid::Uuid, Path)), security(("bearer_auth" = [])),
+    responses((status = 200, body = Product), (status = 404, body = platform::Problem)))]
+pub async fn get(
+    _caller: AuthUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Product>, InventoryError> {
+    let id = path_id(&id, "product")?;
+    let product = products::lookup(&state.db, ProductKey::Id(id))
+        .await?
+        .ok_or(InventoryError::NotFound("product"))?;
+    Ok(axum::Json(product))
+}
+
+#[utoipa::path(patch, path = "/api/v1/inventory/products/{id}", tag = "inventory",
+    params(("id" = uuid::Uuid, Path)), request_body = UpdateProduct, security(("bearer_auth" = [])),
+    responses((status = 200, body = Product), (status = 404, body = platform::Problem),
+        (status = 409, body = platform::Problem, description = "BACKORDERS_OUTSTANDING"),
+        (status = 422, body = platform::Problem)))]
+pub async fn update(
+    _caller: Manager,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateProduct>,
+) -> Result<axum::Json<Product>, InventoryError> {
+    let id = path_id(&id, "product")?;
+    let mut errors = Vec::new();
+    let patch = ProductPatch {
+        name: body
+            .name
+            .and_then(|n| collect(domain::name(&n, "name"), &mut errors)),
+        weight_grams: match body.weight_grams {
+            Some(Some(w)) => collect(count(w, "weight_grams"), &mut errors).map(Some),
+            Some(None) => Some(None),
+            None => None,
+        },
+        reorder_point: body
+            .reorder_point
+            .and_then(|r| collect(count(r, "reorder_point"), &mut errors)),
+        allow_backorder: body.allow_backorder,
+    };
+    check(errors)?;
+    let product = products::update(&state.db, id, &patch)
+        .await?
+        .ok_or(InventoryError::NotFound("product"))?;
+    Ok(axum::Json(product))
+}

@@ -1,0 +1,145 @@
+//! `/api/v1/inventory/reservations` (staff, and other services acting for an order).
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use platform::FieldError;
+use platform::extract::Json;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{collect, path_id, validated_by_parsing};
+use crate::domain::{self, Sku};
+use crate::error::InventoryError;
+use crate::models::Reservation;
+use crate::repo::reservations::{self, ReserveRequest};
+use crate::repo::settle;
+use crate::state::{AppState, Staff};
+
+/// Most lines one reservation may have.
+const MAX_LINES: usize = 200;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateReservation {
+    /// Reserving again for the same order returns the first reservation.
+    pub order_id: Uuid,
+    /// 1-200 lines; a sku may repeat (quantities add up).
+    pub lines: Vec<LineRequest>,
+    /// How long the hold lasts unless committed; default from configuration (15 minutes).
+    pub ttl_seconds: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LineRequest {
+    pub sku: String,
+    /// At least 1.
+    pub quantity: i64,
+}
+
+validated_by_parsing!(CreateReservation);
+
+#[utoipa::path(post, path = "/api/v1/inventory/reservations", tag = "inventory",
+    request_body = CreateReservation, security(("bearer_auth" = [])),
+    responses((status = 201, body = Reservation, description = "reserved"),
+        (status = 200, body = Reservation, description = "the order already had this reservation"),
+        (status = 409, body = platform::Problem, description = "INSUFFICIENT_STOCK with short_lines"),
+        (status = 422, body = platform::Problem)))]
+pub async fn create(
+    Staff(caller): Staff,
+    State(state): State<AppState>,
+    Json(body): Json<CreateReservation>,
+) -> Result<(StatusCode, axum::Json<Reservation>), InventoryError> {
+    let mut errors = Vec::new();
+    if body.lines.is_empty() {
+        errors.push(FieldError::new(
+            "lines",
+            "REQUIRED",
+            "must have at least one line",
+        ));
+    }
+    if body.lines.len() > MAX_LINES {
+        errors.push(FieldError::new(
+            "lines",
+            "TOO_MANY",
+            "must have at most 200 lines",
+        ));
+    }
+    let mut lines = Vec::with_capacity(body.lines.len());
+    for (index, line) in body.lines.iter().enumerate() {
+        let sku = collect(
+            Sku::parse(&line.sku, &format!("lines[{index}].sku")),
+            &mut errors,
+        );
+        let quantity = collect(
+            domain::quantity(line.quantity, &format!("lines[{index}].quantity"), 1),
+            &mut errors,
+        );
+        if let (Some(sku), Some(quantity)) = (sku, quantity) {
+            lines.push((sku, quantity));
+        }
+    }
+    let max_ttl = state.config.reservation_max_ttl.as_secs();
+    let ttl = match body.ttl_seconds {
+        None => Some(state.config.reservation_ttl),
+        Some(secs) => u64::try_from(secs)
+            .ok()
+            .filter(|s| (1..=max_ttl).contains(s))
+            .map(Duration::from_secs)
+            .or_else(|| {
+                let message = format!("must be between 1 and {max_ttl}");
+                errors.push(FieldError::new("ttl_seconds", "OUT_OF_RANGE", message));
+                None
+            }),
+    };
+    let Some(ttl) = ttl.filter(|_| errors.is_empty()) else {
+        return Err(InventoryError::Validation(errors));
+    };
+    let request = ReserveRequest {
+        order_id: body.order_id,
+        lines,
+        ttl,
+        actor: Some(caller.id()),
+    };
+    let (reservation, created) = reservations::reserve(&state.db, &request).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(reservation)))
+}
+
+#[utoipa::path(get, path = "/api/v1/inventory/reservations/{id}", tag = "inventory",
+    params(("id" = uuid::Uuid, Path)), security(("bearer_auth" = [])),
+    responses((status = 200, body = Reservation), (status = 404, body = platform::Problem)))]
+pub async fn get(
+    _caller: Staff,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Reservation>, InventoryError> {
+    let id = path_id(&id, "reservation")?;
+    let reservation = reservations::get(&state.db, id)
+        .await?
+        .ok_or(InventoryError::NotFound("reservation"))?;
+    Ok(axum::Json(reservation))
+}
+
+#[utoipa::path(post, path = "/api/v1/inventory/reservations/{id}/release", tag = "inventory",
+    params(("id" = uuid::Uuid, Path)), security(("bearer_auth" = [])),
+    responses((status = 200, body = Reservation, description = "released (or already released or expired)"),
+        (status = 404, body = platform::Problem),
+        (status = 409, body = platform::Problem, description = "INVALID_TRANSITION: already consumed")))]
+pub async fn release(
+    _caller: Staff,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Reservation>, InventoryError> {
+    let id = path_id(&id, "reservation")?;
+    Ok(axum::Json(
+        settle::release_reservation(&state.db, id).await?,
+    ))
+}

@@ -1,0 +1,250 @@
+//! Stock: availability (any caller), stock levels and the ledger (staff), adjustments and transfers
+//! (admin, manager).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use platform::FieldError;
+use platform::auth::AuthUser;
+use platform::extract::{Json, Query};
+use platform::pagination::Page;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{check, collect, comma_list, paging, path_id, uuid_list, validated_by_parsing};
+use crate::domain::{self, Reason, Sku};
+use crate::error::InventoryError;
+use crate::models::{Availability, Movement, StockLevel};
+use crate::repo::products::{self, ProductKey};
+use crate::repo::reads::{self, LevelFilter, MovementFilter};
+use crate::repo::stock::{self, Adjustment, AdjustmentResult, Transfer, TransferResult};
+use crate::repo::warehouses;
+use crate::state::{AppState, Manager, Staff};
+
+#[utoipa::path(get, path = "/api/v1/inventory/products/{id}/availability", tag = "inventory",
+    params(("id" = uuid::Uuid, Path)), security(("bearer_auth" = [])),
+    responses((status = 200, body = Availability), (status = 404, body = platform::Problem)))]
+pub async fn availability(
+    _caller: AuthUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Availability>, InventoryError> {
+    let id = path_id(&id, "product")?;
+    let product = products::lookup(&state.db, ProductKey::Id(id))
+        .await?
+        .ok_or(InventoryError::NotFound("product"))?;
+    Ok(axum::Json(reads::availability(&state.db, &product).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LevelQuery {
+    /// 1-100, default 20.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Skus, comma-separated.
+    pub sku: Option<String>,
+    /// Warehouse ids, comma-separated.
+    pub warehouse_id: Option<String>,
+    /// Only rows whose available stock is at or below the product's reorder point.
+    pub below_reorder: Option<bool>,
+}
+
+#[utoipa::path(get, path = "/api/v1/inventory/stock-levels", tag = "inventory",
+    params(LevelQuery), security(("bearer_auth" = [])),
+    responses((status = 200, body = Page<StockLevel>), (status = 422, body = platform::Problem)))]
+pub async fn stock_levels(
+    _caller: Staff,
+    State(state): State<AppState>,
+    Query(query): Query<LevelQuery>,
+) -> Result<axum::Json<Page<StockLevel>>, InventoryError> {
+    let mut errors = Vec::new();
+    let page = paging(query.limit, query.cursor, &mut errors);
+    let warehouse_ids = collect(
+        uuid_list(query.warehouse_id.as_deref(), "warehouse_id"),
+        &mut errors,
+    );
+    check(errors)?;
+    let filter = LevelFilter {
+        skus: comma_list(query.sku.as_deref()),
+        warehouse_ids: warehouse_ids.unwrap_or_default(),
+        below_reorder: query.below_reorder.unwrap_or(false),
+    };
+    let rows = reads::stock_levels(&state.db, &filter, page.after(), page.limit() + 1).await?;
+    Ok(axum::Json(Page::from_rows(rows, page.limit(), |l| l.id)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MovementQuery {
+    /// 1-100, default 20.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Skus, comma-separated.
+    pub sku: Option<String>,
+    /// Warehouse ids, comma-separated.
+    pub warehouse_id: Option<String>,
+    /// Reasons, comma-separated: receipt, adjustment, count, return, damage, transfer_in, transfer_out,
+    /// import, shipment.
+    pub reason: Option<String>,
+    /// Movements at or after this time (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    /// Movements before this time (RFC 3339).
+    pub until: Option<DateTime<Utc>>,
+}
+
+#[utoipa::path(get, path = "/api/v1/inventory/movements", tag = "inventory",
+    params(MovementQuery), security(("bearer_auth" = [])),
+    responses((status = 200, body = Page<Movement>), (status = 422, body = platform::Problem)))]
+pub async fn movements(
+    _caller: Staff,
+    State(state): State<AppState>,
+    Query(query): Query<MovementQuery>,
+) -> Result<axum::Json<Page<Movement>>, InventoryError> {
+    let mut errors = Vec::new();
+    let page = paging(query.limit, query.cursor, &mut errors);
+    let warehouse_ids = collect(
+        uuid_list(query.warehouse_id.as_deref(), "warehouse_id"),
+        &mut errors,
+    );
+    let reasons = comma_list(query.reason.as_deref());
+    if reasons.iter().any(|r| Reason::parse(r).is_none()) {
+        errors.push(FieldError::new(
+            "reason",
+            "INVALID_VALUE",
+            "unknown movement reason",
+        ));
+    }
+    if let (Some(since), Some(until)) = (query.since, query.until)
+        && since > until
+    {
+        errors.push(FieldError::new(
+            "until",
+            "OUT_OF_RANGE",
+            "must not be before since",
+        ));
+    }
+    check(errors)?;
+    let filter = MovementFilter {
+        skus: comma_list(query.sku.as_deref()),
+        warehouse_ids: warehouse_ids.unwrap_or_default(),
+        reasons,
+        since: query.since,
+        until: query.until,
+    };
+    let rows = reads::movements(&state.db, &filter, page.after(), page.limit() + 1).await?;
+    Ok(axum::Json(Page::from_rows(rows, page.limit(), |m| m.id)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAdjustment {
+    pub sku: String,
+    pub warehouse_id: Uuid,
+    /// Non-zero change of on_hand.
+    pub delta: i64,
+    /// receipt, adjustment, count, return or damage.
+    pub reason: String,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTransfer {
+    pub sku: String,
+    pub from_warehouse_id: Uuid,
+    pub to_warehouse_id: Uuid,
+    /// At least 1; at most what is available (unreserved) at the source.
+    pub quantity: i64,
+}
+
+validated_by_parsing!(LevelQuery, MovementQuery, CreateAdjustment, CreateTransfer);
+
+#[utoipa::path(post, path = "/api/v1/inventory/adjustments", tag = "inventory",
+    request_body = CreateAdjustment, security(("bearer_auth" = [])),
+    responses((status = 201, body = AdjustmentResult),
+        (status = 409, body = platform::Problem, description = "NEGATIVE_STOCK or STOCK_BELOW_RESERVED"),
+        (status = 422, body = platform::Problem)))]
+pub async fn adjust(
+    Manager(caller): Manager,
+    State(state): State<AppState>,
+    Json(body): Json<CreateAdjustment>,
+) -> Result<(StatusCode, axum::Json<AdjustmentResult>), InventoryError> {
+    let mut errors = Vec::new();
+    let sku = collect(Sku::parse(&body.sku, "sku"), &mut errors);
+    let reason = Reason::parse(&body.reason).filter(|r| r.is_manual());
+    if reason.is_none() {
+        errors.push(FieldError::new(
+            "reason",
+            "INVALID_VALUE",
+            "must be one of receipt, adjustment, count, return, damage",
+        ));
+    }
+    let magnitude = collect(
+        domain::quantity(body.delta.saturating_abs(), "delta", 1),
+        &mut errors,
+    );
+    let note = match body.note.as_deref() {
+        Some(n) => {
+            collect(domain::note(n, "note"), &mut errors).map(|n| Some(n).filter(|n| !n.is_empty()))
+        }
+        None => Some(None),
+    };
+    let (Some(sku), Some(reason), Some(magnitude), Some(note)) = (sku, reason, magnitude, note)
+    else {
+        return Err(InventoryError::Validation(errors));
+    };
+    let product = products::require_sku(&state.db, &sku, "sku").await?;
+    warehouses::require(&state.db, body.warehouse_id, "warehouse_id").await?;
+    let adjustment = Adjustment {
+        product,
+        warehouse_id: body.warehouse_id,
+        delta: magnitude * body.delta.signum() as i32,
+        reason,
+        note,
+        actor: caller.id(),
+    };
+    let result = stock::adjust(&state.db, &adjustment).await?;
+    Ok((StatusCode::CREATED, axum::Json(result)))
+}
+
+#[utoipa::path(post, path = "/api/v1/inventory/transfers", tag = "inventory",
+    request_body = CreateTransfer, security(("bearer_auth" = [])),
+    responses((status = 201, body = TransferResult),
+        (status = 409, body = platform::Problem, description = "INSUFFICIENT_STOCK with short_lines"),
+        (status = 422, body = platform::Problem)))]
+pub async fn transfer(
+    Manager(caller): Manager,
+    State(state): State<AppState>,
+    Json(body): Json<CreateTransfer>,
+) -> Result<(StatusCode, axum::Json<TransferResult>), InventoryError> {
+    let mut errors = Vec::new();
+    let sku = collect(Sku::parse(&body.sku, "sku"), &mut errors);
+    let quantity = collect(domain::quantity(body.quantity, "quantity", 1), &mut errors);
+    if body.from_warehouse_id == body.to_warehouse_id {
+        errors.push(FieldError::new(
+            "to_warehouse_id",
+            "SAME_WAREHOUSE",
+            "must differ from from_warehouse_id",
+        ));
+    }
+    let (Some(sku), Some(quantity)) = (sku, quantity) else {
+        return Err(InventoryError::Validation(errors));
+    };
+    check(errors)?;
+    let product = products::require_sku(&state.db, &sku, "sku").await?;
+    warehouses::require(&state.db, body.from_warehouse_id, "from_warehouse_id").await?;
+    warehouses::require(&state.db, body.to_warehouse_id, "to_warehouse_id").await?;
+    let transfer = Transfer {
+        product,
+        from_warehouse_id: body.from_warehouse_id,
+        to_warehouse_id: body.to_warehouse_id,
+        quantity,
+        actor: caller.id(),
+    };
+    let result = stock::transfer(&state.db, &transfer).await?;
+    Ok((StatusCode::CREATED, axum::Json(result)))
+}

@@ -1,0 +1,16 @@
+//! Black-box tests of the inventory service: a real server on a random port and a fresh PostgreSQL
+//! database per test (or per property-test run).
+
+mod auth;
+mod concurrency;
+mod expiry;
+mod helpers;
+mod import;
+mod ledger;
+mod operations;
+mod products;
+mod reservations;
+mod settle;
+mod stock;
+mod transfers;
+mod warehouses;
