@@ -1,4 +1,4 @@
-//! `GET /admin/circuit-breakers`: each upstream, its endpoint and its breaker's state and window counts.
+//! `GET /admin/circuit-breakers`: each upstream, its instances (state, requests in flight, ejection) and its breaker's state and window counts.
 //! Admins only, checked here in code rather than through `gateway.rbac`, so no configuration can open it.
 
 use axum::Json;
@@ -51,7 +51,7 @@ pub(crate) async fn circuit_breakers(
             let config = breaker.config();
             json!({
                 "upstream": upstream.name(),
-                "endpoints": [upstream.base_url()],
+                "endpoints": upstream.endpoint_report(),
                 "state": snapshot.state.as_str(),
                 "window": {
                     "successes": snapshot.successes,

@@ -10,35 +10,41 @@ use url::Url;
 use crate::error::GatewayError;
 use crate::ratelimit::RateLimitConfig;
 use crate::routes::ROUTE_TABLE;
+use crate::upstream::{OutlierConfig, RetryConfig};
 
-/// A service the gateway forwards to: its name in the route table and its base URL.
+/// A service the gateway forwards to: its name in the route table and its instances' base URLs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
     pub name: String,
-    /// `http://host:port` with an optional path prefix; the request's path and query are appended to it.
-    pub base_url: Url,
+    /// `http://host:port` with an optional path prefix, one per instance; the request's path and query
+    /// are appended to it. Never empty.
+    pub endpoints: Vec<Url>,
 }
 
 impl Upstream {
-    /// Parses and checks the base URL: plain `http` with a host, no query or fragment to collide with the
-    /// request's own.
-    pub fn new(name: impl Into<String>, base_url: &str) -> Result<Self, GatewayError> {
+    /// Parses and checks a base URL or a comma-separated list of them: plain `http` with a host, no
+    /// query or fragment to collide with the request's own.
+    pub fn new(name: impl Into<String>, base_urls: &str) -> Result<Self, GatewayError> {
         let name = name.into();
         let invalid = |reason: &str| GatewayError::Config {
             key: format!("gateway.upstreams.{name}"),
             reason: reason.to_owned(),
         };
-        let url = Url::parse(base_url).map_err(|e| invalid(&format!("not a URL: {e}")))?;
-        if url.scheme() != "http" || url.host().is_none() {
-            return Err(invalid("must be an http:// URL with a host"));
+        let mut endpoints = Vec::new();
+        for entry in base_urls.split(',').map(str::trim) {
+            let url = Url::parse(entry).map_err(|e| invalid(&format!("not a URL: {e}")))?;
+            if url.scheme() != "http" || url.host().is_none() {
+                return Err(invalid("must be an http:// URL with a host"));
+            }
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(invalid("must not have a query or fragment"));
+            }
+            if endpoints.contains(&url) {
+                return Err(invalid(&format!("{url} is listed twice")));
+            }
+            endpoints.push(url);
         }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(invalid("must not have a query or fragment"));
-        }
-        Ok(Self {
-            name,
-            base_url: url,
-        })
+        Ok(Self { name, endpoints })
     }
 }
 
@@ -64,6 +70,10 @@ pub struct Config {
     /// Which upstream outcomes count against the breaker.
     pub breaker_failures: FailureKinds,
     pub rate_limit: RateLimitConfig,
+    /// Retries of requests that are safe to repeat. Defaults in code for now (no settings keys yet).
+    pub retry: RetryConfig,
+    /// When an instance is ejected from its upstream's rotation. Defaults in code for now.
+    pub outlier: OutlierConfig,
 }
 
 impl Config {
@@ -109,6 +119,8 @@ impl Config {
             breaker_failures: FailureKinds::from_names(&gateway.circuit_breaker.failure_on)
                 .map_err(|e| GatewayError::config("gateway.circuit_breaker.failure_on", e))?,
             rate_limit: RateLimitConfig::from_settings(settings)?,
+            retry: RetryConfig::default(),
+            outlier: OutlierConfig::default(),
         })
     }
 }
@@ -136,5 +148,16 @@ mod tests {
         assert!(Upstream::new("users", "https://users.internal").is_err());
         assert!(Upstream::new("users", "http://users.internal/?a=b").is_err());
         assert!(Upstream::new("users", "users.internal:4001").is_err());
+    }
+
+    #[test]
+    fn a_comma_separated_list_names_several_instances_each_checked() {
+        let upstream =
+            Upstream::new("users", "http://10.0.0.1:4001, http://10.0.0.2:4001/").unwrap();
+        assert_eq!(upstream.endpoints.len(), 2);
+        assert_eq!(upstream.endpoints[1].as_str(), "http://10.0.0.2:4001/");
+        assert!(Upstream::new("users", "http://10.0.0.1:4001,").is_err());
+        assert!(Upstream::new("users", "http://10.0.0.1:4001,https://10.0.0.2").is_err());
+        assert!(Upstream::new("users", "http://10.0.0.1:4001,http://10.0.0.1:4001").is_err());
     }
 }

@@ -35,8 +35,9 @@ pub enum ProxyError {
     #[error("upstream {upstream} is unreachable")]
     Unavailable {
         upstream: String,
+        /// `None` when the service has no instance to try.
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: Option<hyper_util::client::legacy::Error>,
     },
     #[error("upstream {upstream} did not answer within {timeout_ms} ms")]
     Timeout { upstream: String, timeout_ms: u64 },
@@ -53,6 +54,8 @@ pub enum ProxyError {
     },
     #[error("the forwarded request could not be built")]
     BadRequest(#[source] axum::http::Error),
+    #[error("the request body could not be read")]
+    ClientBody(#[source] axum::BoxError),
 }
 
 impl IntoResponse for ProxyError {
@@ -98,6 +101,10 @@ impl IntoResponse for ProxyError {
                     "UPSTREAM_ERROR",
                     "the service behind this route failed to answer",
                 )
+            }
+            ProxyError::ClientBody(_) => {
+                tracing::info!(error = %ErrorChain(&self), "cannot read the request body");
+                Problem::bad_request("BAD_REQUEST", "the request body could not be read")
             }
             ProxyError::BadRequest(_) => {
                 tracing::warn!(error = %ErrorChain(&self), "cannot build the upstream request");

@@ -3,8 +3,9 @@
 //! keep-alive client, and serves the merged OpenAPI document and an offline docs page.
 //!
 //! Request path, outermost first: security headers → compression → request id, metrics, panics (platform)
-//! → CORS → access policy → rate limit → proxy (through the upstream's circuit breaker). Operations routes (`/health`, `/readyz`, `/metrics`, `/openapi.json`,
-//! `/docs`) are public.
+//! → CORS → access policy → rate limit → proxy (through the upstream's circuit breaker, to the least busy
+//! healthy instance, retried on another when safe). Operations routes (`/health`, `/readyz`, `/metrics`,
+//! `/openapi.json`, `/docs`) are public.
 //!
 //! The gateway knows no service crate: the binary hands it each service's OpenAPI document.
 
@@ -24,7 +25,6 @@ mod upstream;
 use std::collections::HashMap;
 
 use axum::Router;
-use axum::http::uri::PathAndQuery;
 use platform::breaker::{BreakerMetrics, CircuitBreaker};
 use platform::health::{Check, Readiness};
 use platform::http::{PlatformLayers, with_platform_layers};
@@ -36,6 +36,7 @@ use tower_http::compression::CompressionLayer;
 pub use config::{Config, Upstream};
 pub use error::GatewayError;
 pub use ratelimit::{FailMode, LimitRule, RateLimitBackend, RateLimitConfig};
+pub use upstream::{OutlierConfig, RetryConfig};
 
 use policy::Policy;
 use readiness::UpstreamCheck;
@@ -64,6 +65,12 @@ pub async fn build(
     let mut upstreams = HashMap::new();
     let mut checks: Vec<Box<dyn Check>> = Vec::new();
     for upstream in &config.upstreams {
+        if upstream.endpoints.is_empty() {
+            return Err(GatewayError::config(
+                &format!("gateway.upstreams.{}", upstream.name),
+                "names no instance",
+            ));
+        }
         let breaker = CircuitBreaker::new(
             upstream.name.clone(),
             config.circuit_breaker.clone(),
@@ -75,25 +82,13 @@ pub async fn build(
                 client: client.clone(),
                 timeout: config.request_timeout,
                 metrics: upstream_metrics.clone(),
-                breaker: breaker.clone(),
+                breaker,
                 failures: config.breaker_failures,
+                retry: config.retry.clone(),
+                outlier: config.outlier.clone(),
             },
         );
-        let health = handle
-            .uri_for(Some(&PathAndQuery::from_static("/health")))
-            .map_err(|e| {
-                GatewayError::config(
-                    &format!("gateway.upstreams.{}", upstream.name),
-                    e.to_string(),
-                )
-            })?;
-        checks.push(Box::new(UpstreamCheck::new(
-            &upstream.name,
-            health,
-            client.clone(),
-            check_timeout,
-            breaker,
-        )));
+        checks.push(Box::new(UpstreamCheck::new(handle.clone(), check_timeout)));
         upstreams.insert(upstream.name.clone(), handle);
     }
 

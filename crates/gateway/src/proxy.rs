@@ -1,18 +1,20 @@
-//! The reverse proxy handler: forwards a request to its upstream with bodies streamed both ways (nothing
-//! is buffered), hop-by-hop headers dropped and forwarding headers set.
+//! The reverse proxy handler: forwards a request to its upstream with bodies streamed both ways (only a
+//! small body of a request that may be retried is buffered), hop-by-hop headers dropped and forwarding
+//! headers set.
 
 use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, Version, header};
+use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use http_body_util::Limited;
+use http_body::Body as _;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use platform::request_id::{REQUEST_ID_HEADER, RequestId};
 
 use crate::error::ProxyError;
 use crate::headers::{set_forwarded, strip_hop_by_hop};
-use crate::upstream::{SendError, UpstreamClient};
+use crate::upstream::{Outgoing, OutgoingBody, SendError, UpstreamClient, may_repeat};
 
 /// The state of one proxied route: where it goes and how much body it accepts.
 #[derive(Clone)]
@@ -51,23 +53,53 @@ pub(crate) async fn forward(
     {
         parts.headers.insert(REQUEST_ID_HEADER, value);
     }
-    parts.uri = target
-        .upstream
-        .uri_for(parts.uri.path_and_query())
-        .map_err(ProxyError::BadRequest)?;
-    // The client speaks HTTP/1.1 to upstreams whatever the caller used.
-    parts.version = Version::HTTP_11;
-    let outgoing = Request::from_parts(parts, Body::new(Limited::new(body, limit)));
+    // A request that may be retried keeps its body only if it is empty or small with a known length:
+    // that is read in full so a retry can send it again. Any other body streams through once and the
+    // request is never retried, since what was already forwarded cannot be re-sent.
+    let body = match body.size_hint().exact() {
+        Some(length)
+            if may_repeat(&parts.method, &parts.headers)
+                && length <= target.upstream.max_buffered_body_bytes() as u64 =>
+        {
+            let bytes = Limited::new(body, limit)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<LengthLimitError>() {
+                        ProxyError::BodyTooLarge { limit }
+                    } else {
+                        ProxyError::ClientBody(e)
+                    }
+                })?
+                .to_bytes();
+            OutgoingBody::Buffered(bytes)
+        }
+        _ => OutgoingBody::Streamed(Body::new(Limited::new(body, limit))),
+    };
+    let outgoing = Outgoing {
+        method: parts.method,
+        path_and_query: parts.uri.path_and_query().cloned(),
+        headers: parts.headers,
+        body,
+    };
 
     let response = target.upstream.send(outgoing).await.map_err(|e| {
         let upstream = target.upstream.name().to_owned();
         match e {
-            SendError::Connect(source) => ProxyError::Unavailable { upstream, source },
+            SendError::Connect(source) => ProxyError::Unavailable {
+                upstream,
+                source: Some(source),
+            },
+            SendError::NoInstance => ProxyError::Unavailable {
+                upstream,
+                source: None,
+            },
             SendError::Timeout(timeout) => ProxyError::Timeout {
                 upstream,
                 timeout_ms: timeout.as_millis() as u64,
             },
             SendError::BodyTooLarge => ProxyError::BodyTooLarge { limit },
+            SendError::Build(source) => ProxyError::BadRequest(source),
             SendError::Other(source) => ProxyError::Failed { upstream, source },
             SendError::Open { retry_after } => ProxyError::Open {
                 upstream,
@@ -78,5 +110,5 @@ pub(crate) async fn forward(
     })?;
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, Body::new(body)))
+    Ok(Response::from_parts(parts, body))
 }

@@ -143,7 +143,10 @@ async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_
     let inventory_port = free_port().to_string();
     let users_url = format!("http://127.0.0.1:{users_port}");
     let inventory_url = format!("http://127.0.0.1:{inventory_port}");
+    let log_dir = std::env::temp_dir().join(format!("logicore-logs-{}", uuid::Uuid::new_v4()));
+    let log_dir_text = log_dir.display().to_string();
     let env = [
+        ("LOG_DIR", log_dir_text.as_str()),
         ("DATABASE_URL", db.url.as_str()),
         ("GATEWAY_PORT", gateway_port.as_str()),
         ("LOGICORE_USERS__PORT", users_port.as_str()),
@@ -177,6 +180,8 @@ async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_
 
     let mut server = Running(
         logicore(&env)
+            .env("LOG_LEVEL", "info")
+            .stdout(Stdio::null())
             .arg("all")
             .spawn()
             .unwrap_or_else(|e| panic!("{e}")),
@@ -317,4 +322,12 @@ async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_
     )
     .await;
     assert!(status.success(), "exit status after SIGTERM: {status}");
+    let logged = std::fs::read_dir(&log_dir)
+        .unwrap_or_else(|e| panic!("LOG_DIR was not created: {e}"))
+        .filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .any(|text| text.lines().any(|line| line.contains("\"request_id\":\"e2e-me-1\"")));
+    assert!(logged, "the request's log lines carry its id in the rolling file");
+
+    let _ = std::fs::remove_dir_all(&log_dir);
 }

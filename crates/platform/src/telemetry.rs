@@ -113,9 +113,14 @@ where
 {
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let mut visitor = JsonVisitor::default();
-        attrs.record(&mut visitor);
-        span.extensions_mut().insert(SpanFields(visitor.fields));
+        let mut extensions = span.extensions_mut();
+        // The console and the log file are two layers over one registry; the first to see the span stores
+        // its fields and the other reuses them (a second insert of the same type would panic).
+        if extensions.get_mut::<SpanFields>().is_none() {
+            let mut visitor = JsonVisitor::default();
+            attrs.record(&mut visitor);
+            extensions.insert(SpanFields(visitor.fields));
+        }
     }
 
     fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
@@ -229,6 +234,25 @@ mod tests {
         type Writer = Captured;
         fn make_writer(&'w self) -> Self::Writer {
             self.clone()
+        }
+    }
+
+    #[test]
+    fn a_console_and_a_file_layer_can_log_the_same_span() {
+        let console = Captured::default();
+        let file = Captured::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(JsonLayer::new(console.clone()))
+            .with(JsonLayer::new(file.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", request_id = "r-2");
+            let _entered = span.enter();
+            tracing::info!("handled");
+        });
+        for captured in [console, file] {
+            let bytes = captured.0.lock().map(|b| b.clone()).unwrap_or_default();
+            let line: Value = serde_json::from_slice(&bytes).expect("one JSON line");
+            assert_eq!(line["request_id"], "r-2");
         }
     }
 

@@ -23,7 +23,10 @@ async fn a_missing_database_and_schema_are_created_on_first_connect() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(schema, "things");
     let text = MetricsHandle::new(registry).render();
-    assert!(text.contains("db_pool_max_connections{service=\"platform-test\"} 8"), "{text}");
+    assert!(
+        text.contains("db_pool_max_connections{service=\"platform-test\"} 8"),
+        "{text}"
+    );
     assert!(text.contains("db_pool_connections{"), "{text}");
     db.close().await;
 }
@@ -84,8 +87,12 @@ async fn a_failing_transaction_body_rolls_everything_back() {
         .unwrap_or_else(|e| panic!("{e}"));
     let result = db
         .transaction(Isolation::ReadCommitted, async |tx| {
-            sqlx::query("INSERT INTO items VALUES ('a')").execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO items VALUES ('a')").execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO items VALUES ('a')")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO items VALUES ('a')")
+                .execute(&mut *tx)
+                .await?;
             Ok::<_, sqlx::Error>(())
         })
         .await;
@@ -113,7 +120,10 @@ async fn copy_rows_inserts_every_row_with_awkward_values_and_nulls() {
     });
     let mut connection = db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
     let copied = db
-        .timed("products.copy", copy_rows(&mut connection, "products (n, name, note)", rows))
+        .timed(
+            "products.copy",
+            copy_rows(&mut connection, "products (n, name, note)", rows),
+        )
         .await
         .unwrap_or_else(|e| panic!("copy: {e}"));
     assert_eq!(copied, 20_000);
@@ -121,7 +131,10 @@ async fn copy_rows_inserts_every_row_with_awkward_values_and_nulls() {
         .fetch_one(&mut *connection)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(row.get::<String, _>("name"), "item \"7\", with comma\nand newline");
+    assert_eq!(
+        row.get::<String, _>("name"),
+        "item \"7\", with comma\nand newline"
+    );
     assert_eq!(row.get::<Option<String>, _>("note"), None);
     let nulls: i64 = sqlx::query_scalar("SELECT count(*) FROM products WHERE note IS NULL")
         .fetch_one(&mut *connection)
@@ -131,7 +144,9 @@ async fn copy_rows_inserts_every_row_with_awkward_values_and_nulls() {
     drop(connection);
     let text = MetricsHandle::new(registry).render();
     assert!(
-        text.contains("db_query_duration_seconds_count{service=\"platform-test\",query=\"products.copy\"} 1"),
+        text.contains(
+            "db_query_duration_seconds_count{service=\"platform-test\",query=\"products.copy\"} 1"
+        ),
         "{text}"
     );
     db.close().await;

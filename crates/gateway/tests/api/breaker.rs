@@ -221,7 +221,7 @@ async fn the_admin_view_lists_each_upstream_with_its_breaker_for_admins_only() {
     assert_eq!(users["state"], "open");
     assert_eq!(users["window"]["failures"], 5);
     assert!(
-        users["endpoints"][0]
+        users["endpoints"][0]["url"]
             .as_str()
             .is_some_and(|u| u.starts_with("http://127.0.0.1:"))
     );

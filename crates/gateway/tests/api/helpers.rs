@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -32,6 +32,8 @@ pub struct Probe {
     pub release_stream: Notify,
     /// `/hold` answers only after this fires.
     pub release_hold: Notify,
+    /// While set, everything but `/health` answers 503 (an overloaded or draining instance).
+    pub unavailable: AtomicBool,
 }
 
 pub struct FakeUpstream {
@@ -46,14 +48,25 @@ impl FakeUpstream {
     /// (answers once released) and otherwise an echo of
     /// the request as JSON, sent with hop-by-hop and software-revealing headers the gateway must drop.
     pub async fn spawn() -> Self {
+        Self::spawn_on(testkit::bind().await)
+    }
+
+    /// The same upstream on a listener the test bound, e.g. again on the port of one it stopped.
+    pub fn spawn_on(listener: tokio::net::TcpListener) -> Self {
         testkit::init();
         let probe = Arc::new(Probe::default());
         let router = Router::new()
             .route("/health", get(|| async { "ok" }))
             .fallback(any(dispatch))
             .with_state(probe.clone());
+        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let handle = tokio::spawn(async move {
+            let _ = platform::http::serve(listener, router, token, Duration::from_secs(5)).await;
+        });
         Self {
-            server: TestServer::spawn(router).await,
+            server: TestServer::from_parts(address, shutdown, handle),
             probe,
         }
     }
@@ -69,6 +82,9 @@ impl FakeUpstream {
 
 async fn dispatch(State(probe): State<Arc<Probe>>, request: Request) -> Response {
     probe.hits.fetch_add(1, Ordering::SeqCst);
+    if probe.unavailable.load(Ordering::SeqCst) {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "busy").into_response();
+    }
     let path = request.uri().path().to_owned();
     if path.ends_with("/missing") {
         return (axum::http::StatusCode::NOT_FOUND, "no such thing").into_response();
@@ -236,10 +252,7 @@ impl Stack {
 
     /// `Bearer <token>` for a fresh user with `role`.
     pub fn bearer(&self, role: Role) -> String {
-        let (token, _) = JwtKeys::new(&self.auth)
-            .issue(uuid::Uuid::now_v7(), "someone@example.com", role)
-            .unwrap_or_else(|e| panic!("{e}"));
-        format!("Bearer {token}")
+        bearer(&self.auth, role)
     }
 
     /// A token signed with the right secret whose expiry passed an hour ago.
@@ -271,6 +284,14 @@ impl Stack {
             .unwrap_or_else(|e| panic!("{e}"));
         format!("Bearer {token}")
     }
+}
+
+/// `Bearer <token>` for a fresh user with `role`, signed as `auth` says.
+pub fn bearer(auth: &AuthSettings, role: Role) -> String {
+    let (token, _) = JwtKeys::new(auth)
+        .issue(uuid::Uuid::now_v7(), "someone@example.com", role)
+        .unwrap_or_else(|e| panic!("{e}"));
+    format!("Bearer {token}")
 }
 
 /// An address nothing listens on: bound by the OS, then released.

@@ -1,5 +1,6 @@
 //! Black-box tests of the gateway: the real `gateway::run` on a random port in front of a fake upstream.
 
+mod balancing;
 mod breaker;
 mod edge;
 mod helpers;
@@ -8,3 +9,4 @@ mod ops;
 mod policy;
 mod proxy;
 mod ratelimit;
+mod retries;

@@ -99,9 +99,12 @@ async fn readiness_follows_the_upstream_health() {
     let body = testkit::json(response).await;
     let users = &body["checks"]["users"];
     assert_eq!(users["status"], "up", "{body}");
-    assert_eq!(users["http_status"], 200, "{body}");
+    let endpoint = &users["endpoints"][0];
+    assert_eq!(endpoint["http_status"], 200, "{body}");
+    assert_eq!(endpoint["health"], "up", "{body}");
+    assert_eq!(endpoint["state"], "healthy", "{body}");
     assert_eq!(
-        users["url"],
+        endpoint["health_url"],
         format!("http://{}/health", stack.upstream.server.address)
     );
 

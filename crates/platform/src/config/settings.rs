@@ -162,6 +162,7 @@ pub struct GatewaySettings {
     pub rbac: Vec<RbacRule>,
 }
 
+/// Each service's base URL, or a comma-separated list of them when it runs as several instances.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSettings {
@@ -453,7 +454,8 @@ impl Settings {
             "must be between 1 and 50000",
         );
         check(
-            inv.reservation_ttl_secs >= 1 && inv.reservation_ttl_secs <= inv.reservation_max_ttl_secs,
+            inv.reservation_ttl_secs >= 1
+                && inv.reservation_ttl_secs <= inv.reservation_max_ttl_secs,
             "inventory.reservation_ttl_secs",
             "must be at least 1 and at most inventory.reservation_max_ttl_secs",
         );
@@ -485,10 +487,15 @@ impl Settings {
             ("gateway.upstreams.inventory", &gw.upstreams.inventory),
             ("gateway.upstreams.orders", &gw.upstreams.orders),
         ] {
+            // A comma-separated list names several instances of one service (the gateway balances
+            // between them); every entry must be a URL on its own.
             check(
-                url::Url::parse(url).is_ok_and(|u| u.scheme() == "http" && u.host().is_some()),
+                url.split(',').all(|entry| {
+                    url::Url::parse(entry.trim())
+                        .is_ok_and(|u| u.scheme() == "http" && u.host().is_some())
+                }),
                 key,
-                "must be an http:// URL with a host",
+                "must be an http:// URL with a host, or a comma-separated list of them",
             );
         }
         check(

@@ -7,7 +7,10 @@ fn sources(env: &[(&str, &str)]) -> ConfigSources {
     ConfigSources {
         file: None,
         config_dir: PathBuf::from("/nonexistent"),
-        env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
     }
 }
 
@@ -34,9 +37,11 @@ mod tempfile_path {
 
     impl TempPath {
         pub fn with(contents: &str) -> Self {
-            let path = std::env::temp_dir().join(format!("logicore-config-{}.toml", uuid::Uuid::new_v4()));
+            let path =
+                std::env::temp_dir().join(format!("logicore-config-{}.toml", uuid::Uuid::new_v4()));
             let mut file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{e}"));
-            super::Write::write_all(&mut file, contents.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            super::Write::write_all(&mut file, contents.as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
             Self(path)
         }
     }
@@ -63,7 +68,10 @@ fn defaults_alone_are_valid_and_point_at_local_postgres() {
 fn every_seed_variable_name_sets_its_key() {
     let env = [
         ("GATEWAY_PORT", "9090"),
-        ("GATEWAY_JWT_SECRET", "a-very-long-secret-value-of-32-bytes!!"),
+        (
+            "GATEWAY_JWT_SECRET",
+            "a-very-long-secret-value-of-32-bytes!!",
+        ),
         ("GATEWAY_LOG_LEVEL", "debug"),
         ("GATEWAY_CIRCUIT_BREAKER_TIMEOUT", "1500"),
         ("GATEWAY_CIRCUIT_BREAKER_ERROR_THRESHOLD", "40"),
@@ -97,7 +105,10 @@ fn every_seed_variable_name_sets_its_key() {
     let loaded = load_ok(&sources(&env));
     let s = &loaded.settings;
     assert_eq!(s.gateway.port, 9090);
-    assert_eq!(s.auth.jwt_secret.expose(), "a-very-long-secret-value-of-32-bytes!!");
+    assert_eq!(
+        s.auth.jwt_secret.expose(),
+        "a-very-long-secret-value-of-32-bytes!!"
+    );
     assert_eq!(s.gateway.log_level, "debug");
     assert_eq!(s.gateway.circuit_breaker.timeout_ms, 1500);
     assert_eq!(s.gateway.circuit_breaker.error_threshold_percent, 40);
@@ -105,7 +116,10 @@ fn every_seed_variable_name_sets_its_key() {
     assert_eq!(s.gateway.rate_limit.window_ms, 60000);
     assert_eq!(s.gateway.rate_limit.max_requests, 500);
     assert_eq!(s.gateway.upstreams.users, "http://users.internal:4001");
-    assert_eq!(s.gateway.upstreams.inventory, "http://inventory.internal:8000");
+    assert_eq!(
+        s.gateway.upstreams.inventory,
+        "http://inventory.internal:8000"
+    );
     assert_eq!(s.gateway.upstreams.orders, "http://orders.internal:4003");
     assert_eq!(s.service.name, "edge");
     assert_eq!(s.service.version, "2.0.0");
@@ -121,13 +135,22 @@ fn every_seed_variable_name_sets_its_key() {
     assert_eq!(s.redis.host, "cache.internal");
     assert_eq!(s.redis.port, 6380);
     assert_eq!(s.redis.key_prefix, "lc:");
-    assert_eq!(s.messaging.rabbitmq_url.expose(), "amqp://guest:guest@mq:5672/%2f");
+    assert_eq!(
+        s.messaging.rabbitmq_url.expose(),
+        "amqp://guest:guest@mq:5672/%2f"
+    );
     assert_eq!(s.discovery.consul_host, "consul.internal");
     assert_eq!(s.discovery.consul_port, 8501);
     assert_eq!(s.tracing.otlp_endpoint, "http://jaeger:4318");
     assert_eq!(s.log.level, "warn");
-    assert_eq!(s.database.url.expose(), "postgres://app:pw@db.internal:6543/lc");
-    assert_eq!(loaded.source_of("database.pool_max"), Some(Source::Env("DB_POOL_MAX".into())));
+    assert_eq!(
+        s.database.url.expose(),
+        "postgres://app:pw@db.internal:6543/lc"
+    );
+    assert_eq!(
+        loaded.source_of("database.pool_max"),
+        Some(Source::Env("DB_POOL_MAX".into()))
+    );
 }
 
 #[test]
@@ -150,7 +173,10 @@ fn environment_beats_file_which_beats_per_environment_file_which_beats_defaults(
     assert_eq!(s.gateway.port, 8181, "explicit file beats defaults");
     assert_eq!(s.users.port, 5001, "per-environment file beats defaults");
     assert_eq!(s.database.pool_min, 2);
-    assert_eq!(loaded.source_of("gateway.port"), Some(Source::File(file.0.clone())));
+    assert_eq!(
+        loaded.source_of("gateway.port"),
+        Some(Source::File(file.0.clone()))
+    );
     assert_eq!(
         loaded.source_of("users.port"),
         Some(Source::File(dir.join("staging.toml")))
@@ -192,7 +218,10 @@ fn every_bad_key_is_reported_with_its_rule_and_value() {
     ] {
         assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
     }
-    let pool = found.iter().find(|i| i.key == "database.pool_max").unwrap_or_else(|| panic!("pool_max"));
+    let pool = found
+        .iter()
+        .find(|i| i.key == "database.pool_max")
+        .unwrap_or_else(|| panic!("pool_max"));
     assert_eq!(pool.value, "0");
     assert_eq!(pool.source, "env DB_POOL_MAX");
     assert!(pool.rule.contains("between 1 and 1000"));
@@ -212,7 +241,11 @@ fn a_typo_in_a_file_is_rejected_with_its_key() {
     let mut src = sources(&[]);
     src.file = Some(file.0.clone());
     let found = issues(&src);
-    assert!(found[0].rule.contains("unknown field `prot`"), "{:?}", found[0]);
+    assert!(
+        found[0].rule.contains("unknown field `prot`"),
+        "{:?}",
+        found[0]
+    );
     assert_eq!(found[0].key, "gateway.prot");
 }
 
@@ -226,21 +259,44 @@ fn a_missing_config_file_is_an_error() {
 #[test]
 fn production_refuses_the_development_or_a_short_jwt_secret() {
     let found = issues(&sources(&[("LOGICORE_ENV", "production")]));
-    assert!(found.iter().any(|i| i.key == "auth.jwt_secret" && i.rule.contains("development default")));
-    let found = issues(&sources(&[("LOGICORE_ENV", "production"), ("JWT_SECRET", "short")]));
-    let issue = found.iter().find(|i| i.key == "auth.jwt_secret").unwrap_or_else(|| panic!("no issue"));
+    assert!(
+        found
+            .iter()
+            .any(|i| i.key == "auth.jwt_secret" && i.rule.contains("development default"))
+    );
+    let found = issues(&sources(&[
+        ("LOGICORE_ENV", "production"),
+        ("JWT_SECRET", "short"),
+    ]));
+    let issue = found
+        .iter()
+        .find(|i| i.key == "auth.jwt_secret")
+        .unwrap_or_else(|| panic!("no issue"));
     assert!(issue.rule.contains("at least 32 bytes"));
-    assert_eq!(issue.value, "\"********\"", "the secret is masked in the report");
-    let ok = sources(&[("LOGICORE_ENV", "production"), ("JWT_SECRET", "0123456789abcdef0123456789abcdef")]);
+    assert_eq!(
+        issue.value, "\"********\"",
+        "the secret is masked in the report"
+    );
+    let ok = sources(&[
+        ("LOGICORE_ENV", "production"),
+        ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+    ]);
     assert!(load(&ok).is_ok());
 }
 
 #[test]
 fn two_aliases_with_different_values_are_a_conflict() {
-    let found = issues(&sources(&[("JWT_SECRET", "aaaaaaaa"), ("GATEWAY_JWT_SECRET", "bbbbbbbb")]));
+    let found = issues(&sources(&[
+        ("JWT_SECRET", "aaaaaaaa"),
+        ("GATEWAY_JWT_SECRET", "bbbbbbbb"),
+    ]));
     assert_eq!(found[0].key, "auth.jwt_secret");
     assert!(found[0].rule.contains("different values"));
-    assert!(!found[0].to_string().contains("aaaa"), "secret leaked: {}", found[0]);
+    assert!(
+        !found[0].to_string().contains("aaaa"),
+        "secret leaked: {}",
+        found[0]
+    );
 }
 
 #[test]
@@ -252,11 +308,22 @@ fn the_rendered_config_masks_secrets_and_names_sources() {
         ("RABBITMQ_URL", "amqp://guest:rabbit-pass@mq:5672/%2f"),
     ]));
     let text = loaded.render();
-    for secret in ["hunter2-password", "hunter2-url", "jwt-secret-value", "rabbit-pass"] {
+    for secret in [
+        "hunter2-password",
+        "hunter2-url",
+        "jwt-secret-value",
+        "rabbit-pass",
+    ] {
         assert!(!text.contains(secret), "{secret} leaked in:\n{text}");
     }
-    assert!(text.contains("database.password = \"********\"  # env DB_PASSWORD"), "{text}");
-    assert!(text.contains("database.url = \"postgres://app:********@db/lc\"  # env DATABASE_URL"), "{text}");
+    assert!(
+        text.contains("database.password = \"********\"  # env DB_PASSWORD"),
+        "{text}"
+    );
+    assert!(
+        text.contains("database.url = \"postgres://app:********@db/lc\"  # env DATABASE_URL"),
+        "{text}"
+    );
     assert!(text.contains("gateway.port = 8080  # default"), "{text}");
     let debug = format!("{:?}", loaded.settings);
     assert!(!debug.contains("hunter2"), "Debug leaked a secret");
@@ -282,4 +349,24 @@ fn the_process_environment_is_only_read_when_asked() {
         ..sources(&[])
     };
     assert_eq!(load_ok(&src).settings.gateway.port, 8080);
+}
+
+#[test]
+fn a_service_url_may_list_several_instances_but_each_must_be_a_url() {
+    let loaded = load_ok(&sources(&[(
+        "USER_SERVICE_URL",
+        "http://users-1.internal:4001,http://users-2.internal:4001",
+    )]));
+    assert_eq!(
+        loaded.settings.gateway.upstreams.users,
+        "http://users-1.internal:4001,http://users-2.internal:4001"
+    );
+    let found = issues(&sources(&[(
+        "USER_SERVICE_URL",
+        "http://users-1.internal:4001,nope",
+    )]));
+    assert!(
+        found.iter().any(|i| i.key == "gateway.upstreams.users"),
+        "{found:?}"
+    );
 }

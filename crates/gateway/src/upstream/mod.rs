@@ -1,0 +1,337 @@
+//! One upstream service as the proxy sees it: a pooled keep-alive HTTP/1.1 client, its instances
+//! ([`endpoints`]), the response deadline, its circuit breaker, retry budget and metrics.
+//! [`UpstreamClient::send`] is the single call every forwarded request goes through, so the breaker,
+//! balancing, ejection and retries apply to every one of them.
+//!
+//! The breaker is per service and sees one outcome per request (the last attempt's): a dead instance
+//! whose requests are retried on another one does not count against the service. Ejection is per
+//! instance and sees every attempt.
+
+mod body;
+mod endpoints;
+mod metrics;
+mod retry;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::uri::PathAndQuery;
+use axum::http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use bytes::Bytes;
+use http_body_util::LengthLimitError;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use platform::breaker::{CallOutcome, CircuitBreaker, FailureKinds};
+use serde_json::Value;
+
+use crate::config::Upstream;
+use body::TrackedBody;
+use endpoints::{Endpoints, bit};
+use retry::{RetryBudget, backoff};
+
+pub use endpoints::OutlierConfig;
+pub(crate) use metrics::UpstreamMetrics;
+pub use retry::RetryConfig;
+pub(crate) use retry::may_repeat;
+
+pub(crate) type HttpClient = Client<HttpConnector, Body>;
+
+/// Longest wait for a TCP connection: an unreachable upstream should be reported as unavailable (503)
+/// quickly instead of using up the caller's whole deadline and ending as a 504.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Idle pooled connections are closed after this, well before typical server keep-alive timeouts of
+/// the services so the gateway rarely sends on a connection the other side is closing.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The one client the gateway shares across upstreams; its pool is keyed by host.
+pub(crate) fn http_client(pool_idle_per_host: usize, request_timeout: Duration) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(request_timeout.min(MAX_CONNECT_TIMEOUT)));
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(pool_idle_per_host)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .build(connector)
+}
+
+/// Why an upstream gave no response.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// The breaker is open: nothing was sent.
+    Open { retry_after: Duration },
+    /// No connection could be made: the service is down or unreachable.
+    Connect(hyper_util::client::legacy::Error),
+    /// No response head before the deadline.
+    Timeout(Duration),
+    /// The caller's streamed body went over the limit while being forwarded.
+    BodyTooLarge,
+    /// The service has no instances (possible only once discovery can empty the list).
+    NoInstance,
+    /// The request could not be built for an instance (its URL and the path do not make a URI).
+    Build(axum::http::Error),
+    /// Anything else: the connection broke, the response was malformed.
+    Other(hyper_util::client::legacy::Error),
+}
+
+/// A request's body as the upstream client gets it.
+pub(crate) enum OutgoingBody {
+    /// Empty, or small and read in full: it can be sent again on a retry.
+    Buffered(Bytes),
+    /// Streamed from the caller as it arrives: sent once and never retried, because the part already
+    /// forwarded is gone.
+    Streamed(Body),
+}
+
+/// A request for an upstream, before an instance is chosen: the URI is made per attempt.
+pub(crate) struct Outgoing {
+    pub(crate) method: Method,
+    pub(crate) path_and_query: Option<PathAndQuery>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: OutgoingBody,
+}
+
+#[derive(Clone)]
+pub(crate) struct UpstreamClient(Arc<Inner>);
+
+struct Inner {
+    name: String,
+    endpoints: Endpoints,
+    client: HttpClient,
+    timeout: Duration,
+    metrics: UpstreamMetrics,
+    breaker: CircuitBreaker,
+    failures: FailureKinds,
+    retry: RetryConfig,
+    budget: RetryBudget,
+}
+
+/// The parts of an upstream client besides the upstream itself.
+pub(crate) struct ClientParts {
+    pub(crate) client: HttpClient,
+    pub(crate) timeout: Duration,
+    pub(crate) metrics: UpstreamMetrics,
+    pub(crate) breaker: CircuitBreaker,
+    pub(crate) failures: FailureKinds,
+    pub(crate) retry: RetryConfig,
+    pub(crate) outlier: OutlierConfig,
+}
+
+impl UpstreamClient {
+    pub(crate) fn new(upstream: Upstream, parts: ClientParts) -> Self {
+        // The breaker's call timeout is the deadline when it is the shorter one.
+        let timeout = parts.timeout.min(parts.breaker.config().timeout);
+        Self(Arc::new(Inner {
+            name: upstream.name,
+            endpoints: Endpoints::new(upstream.endpoints, parts.outlier),
+            client: parts.client,
+            timeout,
+            metrics: parts.metrics,
+            breaker: parts.breaker,
+            failures: parts.failures,
+            budget: RetryBudget::new(&parts.retry),
+            retry: parts.retry,
+        }))
+    }
+
+    pub(crate) fn breaker(&self) -> &CircuitBreaker {
+        &self.0.breaker
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    pub(crate) fn http_client(&self) -> &HttpClient {
+        &self.0.client
+    }
+
+    /// Each instance's URL.
+    pub(crate) fn urls(&self) -> Vec<url::Url> {
+        self.0
+            .endpoints
+            .current()
+            .iter()
+            .map(|e| e.url().clone())
+            .collect()
+    }
+
+    /// Each instance's state, outstanding requests and ejection, for `/readyz` and the admin view.
+    pub(crate) fn endpoint_report(&self) -> Vec<Value> {
+        self.0.endpoints.report()
+    }
+
+    /// The largest body worth buffering so the request can be retried.
+    pub(crate) fn max_buffered_body_bytes(&self) -> usize {
+        self.0.retry.max_buffered_body_bytes
+    }
+
+    /// Sends the request through the breaker to the least busy healthy instance and waits for the
+    /// response head within the deadline, retrying on another instance when that is safe (see
+    /// [`retry`]). While the breaker is open nothing is sent. The response body is left streaming: a long
+    /// download is not cut off by the deadline, and only the head decides the outcome.
+    pub(crate) async fn send(&self, outgoing: Outgoing) -> Result<Response<Body>, SendError> {
+        let inner = &*self.0;
+        let permit = inner
+            .breaker
+            .try_acquire()
+            .map_err(|rejected| SendError::Open {
+                retry_after: rejected.retry_after,
+            })?;
+        let deadline = Instant::now() + inner.timeout;
+        let Outgoing {
+            method,
+            path_and_query,
+            headers,
+            body,
+        } = outgoing;
+        let repeatable = matches!(body, OutgoingBody::Buffered(_)) && may_repeat(&method, &headers);
+        let mut body = body;
+        inner.budget.deposit();
+        let list = inner.endpoints.current();
+        let mut tried = 0u64;
+        let mut retries = 0u32;
+        let result = loop {
+            let Some(index) = inner.endpoints.pick(&list, tried) else {
+                break Err(SendError::NoInstance);
+            };
+            tried |= bit(index);
+            let endpoint = &list[index];
+            let attempt_body = match &mut body {
+                OutgoingBody::Buffered(bytes) => Body::from(bytes.clone()),
+                // Taken on the first attempt; a streamed body is never repeatable, so never retried.
+                OutgoingBody::Streamed(streamed) => std::mem::take(streamed),
+            };
+            let uri = match endpoint.uri_for(path_and_query.as_ref()) {
+                Ok(uri) => uri,
+                Err(e) => break Err(SendError::Build(e)),
+            };
+            let mut request = Request::new(attempt_body);
+            *request.method_mut() = method.clone();
+            *request.uri_mut() = uri;
+            *request.version_mut() = Version::HTTP_11;
+            *request.headers_mut() = headers.clone();
+
+            let in_flight = endpoint.start();
+            let started = Instant::now();
+            let remaining = deadline.saturating_duration_since(started);
+            let result = match tokio::time::timeout(remaining, inner.client.request(request)).await
+            {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(e)),
+                Ok(Err(e)) if caused_by_body_limit(&e) => Err(SendError::BodyTooLarge),
+                Ok(Err(e)) => Err(SendError::Other(e)),
+                Err(_) => Err(SendError::Timeout(inner.timeout)),
+            };
+            inner
+                .metrics
+                .record(&inner.name, status_class(&result), started.elapsed());
+            if let Some(length) = inner
+                .endpoints
+                .record(&list, index, instance_failed(&result))
+            {
+                inner.metrics.ejected(&inner.name, endpoint.url().as_str());
+                tracing::warn!(
+                    upstream = %inner.name,
+                    endpoint = %endpoint.url(),
+                    ejected_for_ms = length.as_millis() as u64,
+                    "upstream instance ejected after consecutive failures"
+                );
+            }
+            if let Some(reason) = retry_reason(&result).filter(|_| repeatable)
+                && retries < inner.retry.max_retries
+            {
+                retries += 1;
+                let wait = backoff(&inner.retry, retries);
+                // A retry that cannot finish before the deadline only delays the answer.
+                let in_time = Instant::now() + wait < deadline;
+                let granted = in_time && inner.budget.withdraw();
+                inner.metrics.retry(&inner.name, reason, granted);
+                if granted {
+                    drop((result, in_flight));
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            }
+            break result
+                .map(|response| response.map(|body| Body::new(TrackedBody::new(body, in_flight))));
+        };
+        permit.record(inner.failures.is_failure(breaker_outcome(&result)));
+        result
+    }
+}
+
+/// Why a failed attempt may be repeated, or `None` when it may not be. Connect errors and 502/503
+/// mean the request was not processed. A connection reset before any response (an instance going away
+/// under load) may have been processed, which only requests safe to repeat tolerate — and only those are
+/// ever retried. Timeouts are not retried: the deadline is spent.
+fn retry_reason(result: &Result<Response<Incoming>, SendError>) -> Option<&'static str> {
+    match result {
+        Err(SendError::Connect(_)) => Some("connect_error"),
+        Err(SendError::Other(_)) => Some("reset"),
+        Ok(response) if response.status() == StatusCode::BAD_GATEWAY => Some("502"),
+        Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => Some("503"),
+        _ => None,
+    }
+}
+
+/// Whether an attempt counts against its instance for ejection: it was unreachable, too slow, or
+/// answered 5xx.
+fn instance_failed(result: &Result<Response<Incoming>, SendError>) -> bool {
+    match result {
+        Ok(response) => response.status().is_server_error(),
+        Err(SendError::Connect(_) | SendError::Timeout(_) | SendError::Other(_)) => true,
+        Err(
+            SendError::Open { .. }
+            | SendError::BodyTooLarge
+            | SendError::Build(_)
+            | SendError::NoInstance,
+        ) => false,
+    }
+}
+
+fn status_class(result: &Result<Response<Incoming>, SendError>) -> &'static str {
+    match result {
+        Ok(response) => match response.status().as_u16() {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        },
+        Err(SendError::Connect(_)) => "connect_error",
+        Err(SendError::Timeout(_)) => "timeout",
+        Err(SendError::BodyTooLarge) => "body_too_large",
+        Err(SendError::Other(_) | SendError::Build(_)) => "error",
+        Err(SendError::NoInstance) => "no_instance",
+        Err(SendError::Open { .. }) => "rejected",
+    }
+}
+
+fn breaker_outcome(result: &Result<Response<Body>, SendError>) -> CallOutcome {
+    match result {
+        Ok(response) if response.status().is_server_error() => CallOutcome::ServerError,
+        Ok(response) if response.status().is_client_error() => CallOutcome::ClientError,
+        Ok(_) => CallOutcome::Success,
+        Err(SendError::Connect(_) | SendError::NoInstance) => CallOutcome::ConnectError,
+        Err(SendError::Timeout(_)) => CallOutcome::Timeout,
+        // The caller sent too much, or the request was unbuildable: the upstream is not to blame.
+        Err(SendError::BodyTooLarge | SendError::Open { .. } | SendError::Build(_)) => {
+            CallOutcome::ClientError
+        }
+        Err(SendError::Other(_)) => CallOutcome::OtherError,
+    }
+}
+
+fn caused_by_body_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<LengthLimitError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
