@@ -31,7 +31,9 @@ use platform::http::{PlatformLayers, with_platform_layers};
 use platform::metrics::{HttpMetrics, MetricsHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 
 pub use config::{Config, Upstream};
 pub use error::GatewayError;
@@ -125,7 +127,7 @@ pub async fn build(
         },
     );
     Ok(router
-        .layer(CompressionLayer::new())
+        .layer(compression())
         .layer(axum::middleware::from_fn(headers::security_headers)))
 }
 
@@ -140,4 +142,16 @@ pub async fn run(
     let router = build(&config, specs).await?;
     platform::http::serve(listener, router, shutdown, config.shutdown_grace).await?;
     Ok(())
+}
+
+/// Smallest response worth compressing: below about a kilobyte the saving is a few bytes and the CPU cost
+/// (brotli allocates and clears large windows per response) dominates the request.
+const COMPRESS_ABOVE_BYTES: u64 = 1024;
+
+/// gzip, br or zstd by `Accept-Encoding`, at a level meant for dynamic responses: each algorithm's default
+/// (brotli's is 11, its slowest) costs far more CPU per request than the proxying itself.
+fn compression() -> CompressionLayer<impl Predicate> {
+    CompressionLayer::new()
+        .quality(CompressionLevel::Precise(4))
+        .compress_when(DefaultPredicate::new().and(SizeAbove::new(COMPRESS_ABOVE_BYTES)))
 }

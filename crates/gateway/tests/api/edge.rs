@@ -53,8 +53,10 @@ async fn responses_are_compressed_with_the_encoding_the_caller_accepts() {
 #[tokio::test]
 async fn proxied_responses_are_compressed_too() {
     let stack = Stack::spawn().await;
+    // The fake upstream echoes the query, which makes its answer big enough to be worth compressing.
+    let padding = "x".repeat(2048);
     let response = testkit::client()
-        .get(stack.url("/api/v1/users/me"))
+        .get(stack.url(&format!("/api/v1/users/me?pad={padding}")))
         .header("authorization", stack.bearer(Role::Customer))
         .header("accept-encoding", "zstd;q=0.5, br;q=1.0")
         .send()
@@ -65,6 +67,20 @@ async fn proxied_responses_are_compressed_too() {
     let body = response.bytes().await.unwrap();
     let echo: serde_json::Value = serde_json::from_slice(&decode("br", &body)).unwrap();
     assert_eq!(echo["path"], "/api/v1/users/me");
+}
+
+#[tokio::test]
+async fn small_responses_are_not_compressed() {
+    let stack = Stack::spawn().await;
+    let response = testkit::client()
+        .get(stack.url("/api/v1/users/me"))
+        .header("authorization", stack.bearer(Role::Customer))
+        .header("accept-encoding", "br, gzip, zstd")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("content-encoding").is_none());
 }
 
 #[tokio::test]
