@@ -80,6 +80,18 @@ impl Tag {
         Self("availability".to_owned())
     }
 
+    /// Every product lookup, by id or SKU, "not found" included (e.g. after a bulk import, which may
+    /// create or change any product).
+    pub fn products() -> Self {
+        Self("products".to_owned())
+    }
+
+    /// The availability of the product with this SKU, for writers that know only SKUs (reservation
+    /// lines). Sound because a product's SKU never changes.
+    pub fn availability_of_sku(sku: impl AsRef<str>) -> Self {
+        Self(format!("availability:sku:{}", sku.as_ref()))
+    }
+
     pub fn custom(name: impl Into<String>) -> Self {
         Self(name.into())
     }

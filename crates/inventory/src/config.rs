@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use platform::config::{AuthSettings, DatabaseSettings, Settings};
+use platform::config::{AuthSettings, DatabaseSettings, RedisSettings, Settings};
 
 /// How long `/readyz` waits for PostgreSQL before reporting it down. Probes run every few seconds, so an
 /// answer slower than this is as bad as none.
@@ -17,6 +17,8 @@ pub struct Config {
     pub port: u16,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
+    /// The product and availability cache: Redis when `redis.enabled`, in process memory otherwise.
+    pub redis: RedisSettings,
     /// Largest JSON request body accepted (413 above).
     pub max_body_bytes: usize,
     /// Largest CSV import body accepted (413 above).
@@ -44,6 +46,7 @@ impl Config {
             port: inventory.port,
             database: settings.database.clone(),
             auth: settings.auth.clone(),
+            redis: settings.redis.clone(),
             max_body_bytes: inventory.max_body_bytes,
             import_max_bytes: inventory.import_max_bytes,
             import_batch_rows: inventory.import_batch_rows,

@@ -51,6 +51,9 @@ pub enum InventoryError {
     Database(#[source] sqlx::Error),
     #[error("database setup failed")]
     DatabaseSetup(#[from] DbError),
+    /// Only a configuration mistake: an unreachable Redis makes a degraded cache, not an error.
+    #[error("cache setup failed")]
+    CacheSetup(#[from] cache::CacheError),
     #[error("reading the import failed")]
     Io(#[from] std::io::Error),
 }
@@ -171,6 +174,7 @@ impl InventoryError {
             ),
             InventoryError::Database(_)
             | InventoryError::DatabaseSetup(_)
+            | InventoryError::CacheSetup(_)
             | InventoryError::Io(_) => Problem::internal(),
         }
     }

@@ -5,6 +5,7 @@
 //! import FILE.csv` calls [`import_csv_file`]. The saga of the orders service will use
 //! [`commit_reservation`] and [`consume_reservation`].
 
+mod caching;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -18,6 +19,7 @@ mod sweeper;
 use std::path::Path;
 use std::time::Duration;
 
+use cache::Cache;
 use platform::db::Db;
 use platform::health::{PostgresCheck, Readiness};
 use platform::http::{PlatformLayers, with_platform_layers};
@@ -40,10 +42,12 @@ pub const SCHEMA: &str = "inventory";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// A built service: its router (with the platform layers) and its database handle.
+/// A built service: its router (with the platform layers), its database handle and its cache (the library
+/// functions that change stock take both, to invalidate after they commit).
 pub struct App {
     pub router: axum::Router,
     pub db: Db,
+    pub cache: Cache,
     sweeper: SweeperSettings,
 }
 
@@ -59,6 +63,7 @@ impl App {
     pub fn spawn_sweeper(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(sweeper::run(
             self.db.clone(),
+            self.cache.clone(),
             self.sweeper.interval,
             self.sweeper.batch,
             shutdown,
@@ -80,13 +85,18 @@ async fn connect(
 pub async fn build(config: &Config) -> Result<App, InventoryError> {
     let mut registry = platform::metrics::registry("inventory");
     let db = connect(config, &mut registry).await?;
+    let cache = Cache::from_settings(&config.redis, &mut registry)?;
     let http_metrics = HttpMetrics::register(&mut registry);
     let readiness = Readiness::new(
-        vec![Box::new(PostgresCheck(db.clone()))],
+        vec![
+            Box::new(PostgresCheck(db.clone())),
+            // Not required: without the cache requests go to the database, so readiness is `degraded`.
+            Box::new(cache.health_check()),
+        ],
         config.readiness_timeout,
     );
     let router = with_platform_layers(
-        router(AppState::new(db.clone(), config)),
+        router(AppState::new(db.clone(), cache.clone(), config)),
         PlatformLayers {
             http_metrics,
             metrics: MetricsHandle::new(registry),
@@ -97,6 +107,7 @@ pub async fn build(config: &Config) -> Result<App, InventoryError> {
     Ok(App {
         router,
         db,
+        cache,
         sweeper: SweeperSettings {
             interval: config.sweeper_interval,
             batch: config.sweeper_batch,
@@ -150,13 +161,16 @@ pub async fn import_csv_file(
 ) -> Result<ImportReport, InventoryError> {
     let mut registry = platform::metrics::registry("inventory");
     let db = connect(config, &mut registry).await?;
+    // With Redis this reaches the running service's cache; the in-memory backend of another process it
+    // cannot, and there `caching`'s TTLs bound how long the old products are seen.
+    let cache = Cache::from_settings(&config.redis, &mut registry)?;
     let file = tokio::fs::File::open(path).await?;
     let total = file.metadata().await?.len();
     let input =
         import::CountingReader::new(tokio::io::BufReader::new(file), u64::MAX, |read: u64| {
             progress(read, total)
         });
-    let report = import::import(&db, input, config.import_batch_rows, None).await;
+    let report = import::import(&db, &cache, input, config.import_batch_rows, None).await;
     db.close().await;
     report
 }

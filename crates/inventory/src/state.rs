@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
+use cache::Cache;
 use platform::Problem;
 use platform::auth::{AuthUser, JwtKeys, Role};
 use platform::db::Db;
@@ -14,14 +15,17 @@ use crate::config::Config;
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
+    /// Product lookups and availability (see `caching`).
+    pub cache: Cache,
     pub keys: JwtKeys,
     pub config: Arc<Config>,
 }
 
 impl AppState {
-    pub fn new(db: Db, config: &Config) -> Self {
+    pub fn new(db: Db, cache: Cache, config: &Config) -> Self {
         Self {
             db,
+            cache,
             keys: JwtKeys::new(&config.auth),
             config: Arc::new(config.clone()),
         }

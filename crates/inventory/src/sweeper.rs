@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use cache::Cache;
 use platform::db::Db;
 use tokio_util::sync::CancellationToken;
 
@@ -10,7 +11,13 @@ use crate::repo::settle;
 
 /// Sweeps every `interval` until `shutdown` fires. Errors are logged and the next round tries again: a
 /// database blip must not stop expiry for good.
-pub async fn run(db: Db, interval: Duration, batch: u32, shutdown: CancellationToken) {
+pub async fn run(
+    db: Db,
+    cache: Cache,
+    interval: Duration,
+    batch: u32,
+    shutdown: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -18,7 +25,7 @@ pub async fn run(db: Db, interval: Duration, batch: u32, shutdown: CancellationT
             () = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        match settle::sweep_expired(&db, batch).await {
+        match settle::sweep_expired(&db, &cache, batch).await {
             Ok(0) => {}
             Ok(expired) => tracing::info!(expired, "expired lapsed reservations"),
             Err(error) => tracing::warn!(

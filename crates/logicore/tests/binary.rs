@@ -326,8 +326,14 @@ async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_
         .unwrap_or_else(|e| panic!("LOG_DIR was not created: {e}"))
         .filter_map(Result::ok)
         .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
-        .any(|text| text.lines().any(|line| line.contains("\"request_id\":\"e2e-me-1\"")));
-    assert!(logged, "the request's log lines carry its id in the rolling file");
+        .any(|text| {
+            text.lines()
+                .any(|line| line.contains("\"request_id\":\"e2e-me-1\""))
+        });
+    assert!(
+        logged,
+        "the request's log lines carry its id in the rolling file"
+    );
 
     let _ = std::fs::remove_dir_all(&log_dir);
 }

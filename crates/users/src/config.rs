@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use platform::config::{AuthSettings, DatabaseSettings, Secret, Settings};
+use platform::config::{AuthSettings, DatabaseSettings, RedisSettings, Secret, Settings};
 
 /// How long `/readyz` waits for PostgreSQL before reporting it down. Probes run every few seconds, so
 /// an answer slower than this is as bad as none.
@@ -17,6 +17,8 @@ pub struct Config {
     pub port: u16,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
+    /// The profile cache: Redis when `redis.enabled`, in process memory otherwise.
+    pub redis: RedisSettings,
     /// Largest request body accepted (413 above).
     pub max_body_bytes: usize,
     /// Largest serialized preferences object accepted (413 above).
@@ -37,6 +39,7 @@ impl Config {
             port: users.port,
             database: settings.database.clone(),
             auth: settings.auth.clone(),
+            redis: settings.redis.clone(),
             max_body_bytes: users.max_body_bytes,
             preferences_max_bytes: users.preferences_max_bytes,
             admin_email: users.admin_email.clone(),

@@ -38,6 +38,9 @@ pub enum UsersError {
     Database(#[source] sqlx::Error),
     #[error("database setup failed")]
     DatabaseSetup(#[from] DbError),
+    /// Only a configuration mistake: an unreachable Redis makes a degraded cache, not an error.
+    #[error("cache setup failed")]
+    CacheSetup(#[from] cache::CacheError),
     #[error("password hashing failed")]
     PasswordHash(#[from] argon2::password_hash::Error),
     #[error("access token could not be signed")]
@@ -123,6 +126,7 @@ impl UsersError {
             ),
             UsersError::Database(_)
             | UsersError::DatabaseSetup(_)
+            | UsersError::CacheSetup(_)
             | UsersError::PasswordHash(_)
             | UsersError::Token(_)
             | UsersError::Task(_)

@@ -3,6 +3,7 @@
 //!
 //! The binary calls [`run`] with a bound listener and a shutdown token; tests do the same on port 0.
 
+mod cached;
 mod config;
 mod domain;
 mod error;
@@ -15,6 +16,7 @@ mod sessions;
 mod state;
 mod tokens;
 
+use cache::Cache;
 use platform::db::Db;
 use platform::health::{PostgresCheck, Readiness};
 use platform::http::{PlatformLayers, with_platform_layers};
@@ -47,13 +49,18 @@ pub async fn build(config: &Config) -> Result<App, UsersError> {
     let mut registry = platform::metrics::registry("users");
     let http_metrics = HttpMetrics::register(&mut registry);
     let db = connect(config, &mut registry).await?;
-    bootstrap_admin(config, &db).await?;
+    let cache = Cache::from_settings(&config.redis, &mut registry)?;
+    bootstrap_admin(config, &db, &cache).await?;
     let readiness = Readiness::new(
-        vec![Box::new(PostgresCheck(db.clone()))],
+        vec![
+            Box::new(PostgresCheck(db.clone())),
+            // Not required: without the cache requests go to the database, so readiness is `degraded`.
+            Box::new(cache.health_check()),
+        ],
         config.readiness_timeout,
     );
     let router = with_platform_layers(
-        router(AppState::new(db.clone(), config)),
+        router(AppState::new(db.clone(), cache, config)),
         PlatformLayers {
             http_metrics,
             metrics: MetricsHandle::new(registry),
@@ -92,7 +99,10 @@ pub async fn create_admin(
 ) -> Result<UserView, UsersError> {
     let mut registry = platform::metrics::registry("users");
     let db = connect(config, &mut registry).await?;
-    let result = sessions::create_or_promote_admin(&db, email, password).await;
+    // With Redis this reaches the running service's cache; the in-memory backend of another process it
+    // cannot, and there `cached::PROFILE_TTL` bounds how long the old role or status is seen.
+    let cache = Cache::from_settings(&config.redis, &mut registry)?;
+    let result = sessions::create_or_promote_admin(&db, &cache, email, password).await;
     db.close().await;
     result.map(UserView::from)
 }
@@ -106,11 +116,16 @@ async fn connect(
     Ok(db)
 }
 
-async fn bootstrap_admin(config: &Config, db: &Db) -> Result<(), UsersError> {
+async fn bootstrap_admin(config: &Config, db: &Db, cache: &Cache) -> Result<(), UsersError> {
     if config.admin_email.is_empty() || repo::admin_exists(db).await? {
         return Ok(());
     }
-    sessions::create_or_promote_admin(db, &config.admin_email, config.admin_password.expose())
-        .await?;
+    sessions::create_or_promote_admin(
+        db,
+        cache,
+        &config.admin_email,
+        config.admin_password.expose(),
+    )
+    .await?;
     Ok(())
 }

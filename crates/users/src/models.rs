@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use platform::auth::Role;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
 use utoipa::ToSchema;
@@ -64,8 +64,8 @@ impl<'r> FromRow<'r, PgRow> for User {
     }
 }
 
-/// A user's profile as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+/// A user's profile as the API shows it, and as it is cached (Deserialize is for the cache).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UserView {
     pub id: Uuid,
     /// Normalised: trimmed and lowercased.
@@ -77,6 +77,12 @@ pub struct UserView {
     pub status: UserStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl UserView {
+    pub fn is_active(&self) -> bool {
+        self.status == UserStatus::Active
+    }
 }
 
 impl From<User> for UserView {

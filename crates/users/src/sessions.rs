@@ -1,12 +1,14 @@
 //! Sign-up, sign-in, token refresh and sign-out, and the check that a token's account may still act.
 
+use cache::Cache;
 use platform::auth::{AuthUser, Role};
 use platform::db::Db;
 use uuid::Uuid;
 
+use crate::cached;
 use crate::domain::{Email, FullName, NewAccount, Password};
 use crate::error::UsersError;
-use crate::models::{TokenResponse, User};
+use crate::models::{TokenResponse, User, UserView};
 use crate::passwords;
 use crate::repo::{self, NewUser};
 use crate::state::AppState;
@@ -84,16 +86,17 @@ pub async fn refresh(state: &AppState, presented: &str) -> Result<TokenResponse,
 
 /// The caller's account as it is now. The token proves who the caller was when it was issued; this adds
 /// 401 when the account has since been deactivated and 403 when its current role is not in `roles`
-/// (a demotion takes effect at once, not when the token expires).
+/// (a demotion takes effect at once, not when the token expires). Read through the profile cache, which
+/// every change of role or status invalidates after it commits, so "at once" still holds.
 pub async fn current_user(
     state: &AppState,
     auth: &AuthUser,
     roles: &[Role],
-) -> Result<User, UsersError> {
+) -> Result<UserView, UsersError> {
     auth.require(roles)?;
-    let user = repo::find_by_id(&state.db, auth.id())
+    let user = cached::profile(state, auth.id())
         .await?
-        .filter(User::is_active)
+        .filter(UserView::is_active)
         .ok_or(UsersError::InactiveCaller)?;
     if roles.contains(&user.role) {
         Ok(user)
@@ -102,9 +105,11 @@ pub async fn current_user(
     }
 }
 
-/// Creates an admin or promotes (and reactivates) the account with that email, setting its password.
+/// Creates an admin or promotes (and reactivates) the account with that email, setting its password, then
+/// drops the account's cached profile (it may have been cached with its old role or status).
 pub async fn create_or_promote_admin(
     db: &Db,
+    cache: &Cache,
     email: &str,
     password: &str,
 ) -> Result<User, UsersError> {
@@ -131,6 +136,7 @@ pub async fn create_or_promote_admin(
         },
     )
     .await?;
+    cached::forget(cache, user.id).await;
     tracing::info!(user_id = %user.id, "admin account created or promoted");
     Ok(user)
 }

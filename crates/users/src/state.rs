@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use axum::extract::FromRef;
+use cache::Cache;
 use platform::auth::JwtKeys;
 use platform::db::Db;
 
@@ -11,15 +12,18 @@ use crate::config::Config;
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
+    /// Profiles and preferences (see `cached`).
+    pub cache: Cache,
     pub keys: JwtKeys,
     pub refresh_ttl: Duration,
     pub preferences_max_bytes: usize,
 }
 
 impl AppState {
-    pub fn new(db: Db, config: &Config) -> Self {
+    pub fn new(db: Db, cache: Cache, config: &Config) -> Self {
         Self {
             db,
+            cache,
             keys: JwtKeys::new(&config.auth),
             refresh_ttl: Duration::from_secs(config.auth.refresh_ttl_secs),
             preferences_max_bytes: config.preferences_max_bytes,

@@ -50,6 +50,7 @@ pub async fn import_csv(
     let input = CountingReader::new(StreamReader::new(stream), limit, |_| {});
     let report = import::import(
         &state.db,
+        &state.cache,
         input,
         state.config.import_batch_rows,
         Some(caller.id()),

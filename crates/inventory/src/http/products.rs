@@ -92,7 +92,7 @@ pub async fn create(
         reorder_point,
         allow_backorder: body.allow_backorder.unwrap_or(false),
     };
-    let product = products::insert(&state.db, &product).await?;
+    let product = products::insert(&state.db, &state.cache, &product).await?;
     Ok((StatusCode::CREATED, axum::Json(product)))
 }
 
@@ -114,6 +114,13 @@ pub async fn list(
             .map(|q| q.trim().to_lowercase())
             .filter(|q| !q.is_empty()),
     };
+    // `?sku=X` alone is the product-by-SKU read clients repeat: it takes the cached lookup, which
+    // answers exactly what the query would (at most one product, no next page).
+    if let ([sku], None, None) = (filter.skus.as_slice(), &filter.q, page.after()) {
+        let found = products::lookup(&state.db, &state.cache, ProductKey::Sku(sku)).await?;
+        let rows: Vec<Product> = found.into_iter().collect();
+        return Ok(axum::Json(Page::from_rows(rows, page.limit(), |p| p.id)));
+    }
     let rows = products::list(&state.db, &filter, page.after(), page.limit() + 1).await?;
     Ok(axum::Json(Page::from_rows(rows, page.limit(), |p| p.id)))
 }
@@ -127,7 +134,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Product>, InventoryError> {
     let id = path_id(&id, "product")?;
-    let product = products::lookup(&state.db, ProductKey::Id(id))
+    let product = products::lookup(&state.db, &state.cache, ProductKey::Id(id))
         .await?
         .ok_or(InventoryError::NotFound("product"))?;
     Ok(axum::Json(product))
@@ -161,7 +168,7 @@ pub async fn update(
         allow_backorder: body.allow_backorder,
     };
     check(errors)?;
-    let product = products::update(&state.db, id, &patch)
+    let product = products::update(&state.db, &state.cache, id, &patch)
         .await?
         .ok_or(InventoryError::NotFound("product"))?;
     Ok(axum::Json(product))

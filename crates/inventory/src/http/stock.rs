@@ -31,10 +31,12 @@ pub async fn availability(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Availability>, InventoryError> {
     let id = path_id(&id, "product")?;
-    let product = products::lookup(&state.db, ProductKey::Id(id))
+    let product = products::lookup(&state.db, &state.cache, ProductKey::Id(id))
         .await?
         .ok_or(InventoryError::NotFound("product"))?;
-    Ok(axum::Json(reads::availability(&state.db, &product).await?))
+    Ok(axum::Json(
+        reads::availability(&state.db, &state.cache, &product).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -197,7 +199,7 @@ pub async fn adjust(
     else {
         return Err(InventoryError::Validation(errors));
     };
-    let product = products::require_sku(&state.db, &sku, "sku").await?;
+    let product = products::require_sku(&state.db, &state.cache, &sku, "sku").await?;
     warehouses::require(&state.db, body.warehouse_id, "warehouse_id").await?;
     let adjustment = Adjustment {
         product,
@@ -207,7 +209,7 @@ pub async fn adjust(
         note,
         actor: caller.id(),
     };
-    let result = stock::adjust(&state.db, &adjustment).await?;
+    let result = stock::adjust(&state.db, &state.cache, &adjustment).await?;
     Ok((StatusCode::CREATED, axum::Json(result)))
 }
 
@@ -235,7 +237,7 @@ pub async fn transfer(
         return Err(InventoryError::Validation(errors));
     };
     check(errors)?;
-    let product = products::require_sku(&state.db, &sku, "sku").await?;
+    let product = products::require_sku(&state.db, &state.cache, &sku, "sku").await?;
     warehouses::require(&state.db, body.from_warehouse_id, "from_warehouse_id").await?;
     warehouses::require(&state.db, body.to_warehouse_id, "to_warehouse_id").await?;
     let transfer = Transfer {
@@ -245,6 +247,6 @@ pub async fn transfer(
         quantity,
         actor: caller.id(),
     };
-    let result = stock::transfer(&state.db, &transfer).await?;
+    let result = stock::transfer(&state.db, &state.cache, &transfer).await?;
     Ok((StatusCode::CREATED, axum::Json(result)))
 }

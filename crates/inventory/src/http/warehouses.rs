@@ -157,7 +157,7 @@ pub async fn update(
         active: body.active,
     };
     check(errors)?;
-    let warehouse = warehouses::update(&state.db, id, &patch)
+    let warehouse = warehouses::update(&state.db, &state.cache, id, &patch)
         .await?
         .ok_or(InventoryError::NotFound("warehouse"))?;
     Ok(axum::Json(warehouse))

@@ -12,6 +12,7 @@ mod reader;
 
 use std::pin::Pin;
 
+use cache::Cache;
 use csv_async::{AsyncReaderBuilder, ByteRecord, Trim};
 use platform::db::Db;
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,7 @@ use tokio::io::AsyncRead;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::caching;
 use crate::domain::{self, Sku, WarehouseCode};
 use crate::error::InventoryError;
 
@@ -77,9 +79,11 @@ pub(crate) struct Row {
     pub reorder_point: Option<i32>,
 }
 
-/// Reads CSV from `input` and applies it in batches of `batch_rows`.
+/// Reads CSV from `input` and applies it in batches of `batch_rows`, invalidating the cache after each
+/// batch commits.
 pub async fn import<R: AsyncRead + Send>(
     db: &Db,
+    cache: &Cache,
     input: R,
     batch_rows: usize,
     actor: Option<Uuid>,
@@ -118,10 +122,10 @@ pub async fn import<R: AsyncRead + Send>(
             }
         }
         if pending.len() >= batch_rows {
-            apply(db, &mut pending, &mut report, actor).await?;
+            apply(db, cache, &mut pending, &mut report, actor).await?;
         }
     }
-    apply(db, &mut pending, &mut report, actor).await?;
+    apply(db, cache, &mut pending, &mut report, actor).await?;
     report.errors.sort_by_key(|e| e.line);
     tracing::info!(
         import_id = %report.id,
@@ -135,6 +139,7 @@ pub async fn import<R: AsyncRead + Send>(
 
 async fn apply(
     db: &Db,
+    cache: &Cache,
     pending: &mut Vec<Row>,
     report: &mut ImportReport,
     actor: Option<Uuid>,
@@ -144,6 +149,9 @@ async fn apply(
     }
     let rows = std::sync::Arc::new(std::mem::take(pending));
     let outcome = batch::apply(db, rows, report.id, actor).await?;
+    if outcome.applied > 0 {
+        caching::bulk_import_applied(cache).await;
+    }
     report.rows_applied += outcome.applied;
     report.rows_failed += outcome.errors.len() as u64;
     report.products_created += outcome.products_created;

@@ -1,10 +1,12 @@
 //! Product queries. [`lookup`] is the hot read path (every reservation, adjustment and transfer resolves
-//! its SKUs through it) and the single place a cache will go.
+//! its SKUs through it) and the single place the product cache sits.
 
+use cache::Cache;
 use platform::db::{Db, violated_constraint};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::caching::{self, PRODUCT_TTL};
 use crate::domain::Sku;
 use crate::error::InventoryError;
 use crate::models::{Product, product_columns};
@@ -42,9 +44,20 @@ pub enum ProductKey<'a> {
     Sku(&'a str),
 }
 
-/// Finds a product by id or sku. Every lookup goes through here so a cache (issue 7) can sit in one place;
-/// callers use it before opening a transaction, so a slow lookup never holds locks.
-pub async fn lookup(db: &Db, key: ProductKey<'_>) -> Result<Option<Product>, InventoryError> {
+/// Finds a product by id or sku, through the cache. Callers use it before opening a transaction, so a
+/// slow lookup never holds locks.
+pub async fn lookup(
+    db: &Db,
+    cache: &Cache,
+    key: ProductKey<'_>,
+) -> Result<Option<Product>, InventoryError> {
+    let (entry, tags) = caching::product_entry(key);
+    cache
+        .get_or_set(&entry, PRODUCT_TTL, &tags, || load(db, key))
+        .await
+}
+
+async fn load(db: &Db, key: ProductKey<'_>) -> Result<Option<Product>, InventoryError> {
     const BY_ID: &str = concat!(
         "SELECT ",
         product_columns!(),
@@ -73,13 +86,23 @@ pub async fn lookup(db: &Db, key: ProductKey<'_>) -> Result<Option<Product>, Inv
 }
 
 /// The product with this sku, or a 422 naming `field`: the sku came in a request body.
-pub async fn require_sku(db: &Db, sku: &Sku, field: &str) -> Result<Product, InventoryError> {
-    lookup(db, ProductKey::Sku(sku.as_str()))
+pub async fn require_sku(
+    db: &Db,
+    cache: &Cache,
+    sku: &Sku,
+    field: &str,
+) -> Result<Product, InventoryError> {
+    lookup(db, cache, ProductKey::Sku(sku.as_str()))
         .await?
         .ok_or_else(|| InventoryError::field(field, "UNKNOWN_SKU", "no product has this sku"))
 }
 
-pub async fn insert(db: &Db, product: &NewProduct) -> Result<Product, InventoryError> {
+/// Creates a product, then drops a cached "not found" of its SKU.
+pub async fn insert(
+    db: &Db,
+    cache: &Cache,
+    product: &NewProduct,
+) -> Result<Product, InventoryError> {
     const SQL: &str = concat!(
         "INSERT INTO products (id, sku, name, weight_grams, reorder_point, allow_backorder) ",
         "VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
@@ -93,17 +116,25 @@ pub async fn insert(db: &Db, product: &NewProduct) -> Result<Product, InventoryE
         .bind(product.reorder_point)
         .bind(product.allow_backorder)
         .fetch_one(db.pool());
-    Ok(db.timed("inventory.product_insert", query).await?)
+    let product = db.timed("inventory.product_insert", query).await?;
+    caching::product_changed(cache, &product).await;
+    Ok(product)
 }
 
 /// Applies `patch`; a change of the backorder flag or the reorder point is carried to the product's stock
-/// rows in the same transaction. `None` when there is no such product.
+/// rows in the same transaction; the cached lookups go after the commit. `None` when there is no such
+/// product.
 pub async fn update(
     db: &Db,
+    cache: &Cache,
     id: Uuid,
     patch: &ProductPatch,
 ) -> Result<Option<Product>, InventoryError> {
-    transaction(db, (id, patch.clone()), update_body).await
+    let updated = transaction(db, (id, patch.clone()), update_body).await?;
+    if let Some(product) = &updated {
+        caching::product_changed(cache, product).await;
+    }
+    Ok(updated)
 }
 
 fn update_body(

@@ -1,10 +1,12 @@
 //! Read-only views of stock: availability, stock levels and the ledger. None of them writes, and each
 //! subtracts expired-but-unswept holds, so availability ignores an expired hold the moment it lapses.
 
+use cache::Cache;
 use chrono::{DateTime, Utc};
 use platform::db::Db;
 use uuid::Uuid;
 
+use crate::caching::{self, AVAILABILITY_TTL};
 use crate::error::InventoryError;
 use crate::models::{
     Availability, AvailabilityTotals, Movement, Product, StockLevel, WarehouseAvailability,
@@ -34,8 +36,22 @@ macro_rules! expired_join {
     };
 }
 
-/// A product's stock per active warehouse (best priority first) and in total.
-pub async fn availability(db: &Db, product: &Product) -> Result<Availability, InventoryError> {
+/// A product's stock per active warehouse (best priority first) and in total, cached briefly (see
+/// `caching`).
+pub async fn availability(
+    db: &Db,
+    cache: &Cache,
+    product: &Product,
+) -> Result<Availability, InventoryError> {
+    let (key, tags) = caching::availability_entry(product);
+    cache
+        .get_or_set(&key, AVAILABILITY_TTL, &tags, || {
+            load_availability(db, product)
+        })
+        .await
+}
+
+async fn load_availability(db: &Db, product: &Product) -> Result<Availability, InventoryError> {
     const SQL: &str = concat!(
         "SELECT s.warehouse_id, w.code AS warehouse_code, s.on_hand::bigint AS on_hand, ",
         "(s.reserved - x.expired)::bigint AS reserved, ",

@@ -4,10 +4,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cache::Cache;
 use platform::db::Db;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::caching;
 use crate::domain::Sku;
 use crate::error::{InventoryError, ShortLine};
 use crate::models::{Product, Reservation, ReservationHead, ReservationLine, reservation_columns};
@@ -28,12 +30,17 @@ pub struct ReserveRequest {
 pub type Reserved = (Reservation, bool);
 
 /// Reserves every line or nothing. Idempotent on `order_id`: a second call returns the first reservation,
-/// whatever its state. 409 `INSUFFICIENT_STOCK` lists every line stock cannot cover.
-pub async fn reserve(db: &Db, request: &ReserveRequest) -> Result<Reserved, InventoryError> {
+/// whatever its state. 409 `INSUFFICIENT_STOCK` lists every line stock cannot cover. The cached
+/// availability of the reserved products goes after the commit.
+pub async fn reserve(
+    db: &Db,
+    cache: &Cache,
+    request: &ReserveRequest,
+) -> Result<Reserved, InventoryError> {
     if let Some(existing) = find_by_order(db, request.order_id).await? {
         return Ok((existing, false));
     }
-    let wanted = resolve(db, &request.lines).await?;
+    let wanted = resolve(db, cache, &request.lines).await?;
     let context = Arc::new(Claim {
         id: Uuid::now_v7(),
         order_id: request.order_id,
@@ -43,7 +50,10 @@ pub async fn reserve(db: &Db, request: &ReserveRequest) -> Result<Reserved, Inve
     });
     let created = transaction(db, context, reserve_body).await?;
     match created {
-        Some(reservation) => Ok((reservation, true)),
+        Some(reservation) => {
+            caching::reservation_changed(cache, &reservation).await;
+            Ok((reservation, true))
+        }
         None => {
             let existing = find_by_order(db, request.order_id).await?;
             existing
@@ -113,7 +123,11 @@ fn reserve_body(
 
 /// Looks up every sku (merging repeated ones), reporting every unknown one (or one asked for in an
 /// impossible total) by its line.
-async fn resolve(db: &Db, lines: &[(Sku, i32)]) -> Result<Vec<(Product, i64)>, InventoryError> {
+async fn resolve(
+    db: &Db,
+    cache: &Cache,
+    lines: &[(Sku, i32)],
+) -> Result<Vec<(Product, i64)>, InventoryError> {
     let mut merged: BTreeMap<&Sku, (usize, i64)> = BTreeMap::new();
     for (index, (sku, quantity)) in lines.iter().enumerate() {
         merged.entry(sku).or_insert((index, 0)).1 += i64::from(*quantity);
@@ -129,7 +143,7 @@ async fn resolve(db: &Db, lines: &[(Sku, i32)]) -> Result<Vec<(Product, i64)>, I
             ));
             continue;
         }
-        match products::lookup(db, ProductKey::Sku(sku.as_str())).await? {
+        match products::lookup(db, cache, ProductKey::Sku(sku.as_str())).await? {
             Some(product) => wanted.push((product, quantity)),
             None => unknown.push(platform::FieldError::new(
                 format!("lines[{index}].sku"),

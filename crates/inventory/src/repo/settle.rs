@@ -4,10 +4,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use cache::Cache;
 use platform::db::Db;
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
+use crate::caching;
 use crate::domain::{Reason, ReservationStatus};
 use crate::error::InventoryError;
 use crate::models::{Reservation, ReservationHead};
@@ -50,9 +52,16 @@ async fn reload(db: &Db, conn: &mut PgConnection, id: Uuid) -> Result<Reservatio
 
 /// Gives the held stock back. Released and expired reservations are returned as they are; a consumed one
 /// is 409 `INVALID_TRANSITION`. A committed one may be released (an order cancelled after confirmation):
-/// whatever it has not shipped goes back.
-pub async fn release_reservation(db: &Db, id: Uuid) -> Result<Reservation, InventoryError> {
-    transaction(db, id, release_body).await
+/// whatever it has not shipped goes back. The cached availability goes after the commit (of every
+/// operation here).
+pub async fn release_reservation(
+    db: &Db,
+    cache: &Cache,
+    id: Uuid,
+) -> Result<Reservation, InventoryError> {
+    let reservation = transaction(db, id, release_body).await?;
+    caching::reservation_changed(cache, &reservation).await;
+    Ok(reservation)
 }
 
 fn release_body(db: Db, id: Uuid, conn: &mut PgConnection) -> TxFuture<'_, Reservation> {
@@ -76,10 +85,18 @@ fn release_body(db: Db, id: Uuid, conn: &mut PgConnection) -> TxFuture<'_, Reser
 
 /// Makes a held reservation permanent (it no longer expires), e.g. once its order is paid. Committed and
 /// consumed ones are returned as they are; released, expired or lapsed ones are 409 `INVALID_TRANSITION`.
-pub async fn commit_reservation(db: &Db, id: Uuid) -> Result<Reservation, InventoryError> {
+pub async fn commit_reservation(
+    db: &Db,
+    cache: &Cache,
+    id: Uuid,
+) -> Result<Reservation, InventoryError> {
     // A lapsed hold is expired (and that is kept) before the refusal, so the body reports the refusal as
-    // a value: an error would roll the expiry back.
-    transaction(db, id, commit_body).await?
+    // a value: an error would roll the expiry back. (Expiring a lapsed hold leaves availability as it
+    // was: it already ignored the hold.)
+    let reservation = transaction(db, id, commit_body).await??;
+    // A committed hold no longer lapses, which availability would otherwise have counted on.
+    caching::reservation_changed(cache, &reservation).await;
+    Ok(reservation)
 }
 
 fn commit_body(
@@ -161,10 +178,13 @@ struct HeldLine {
 /// ledger row, and the reservation becomes consumed once nothing is left (committed until then).
 pub async fn consume_reservation(
     db: &Db,
+    cache: &Cache,
     id: Uuid,
     consumption: &Consumption,
 ) -> Result<Reservation, InventoryError> {
-    transaction(db, (id, Arc::new(consumption.clone())), consume_body).await
+    let reservation = transaction(db, (id, Arc::new(consumption.clone())), consume_body).await?;
+    caching::reservation_changed(cache, &reservation).await;
+    Ok(reservation)
 }
 
 fn consume_body(
@@ -306,10 +326,14 @@ fn plan(lines: &[HeldLine], wanted: &[ConsumeLine]) -> Result<Vec<(usize, i32)>,
 
 /// Expires every held reservation past its time, `batch` per transaction. Safe with several instances
 /// sweeping at once: each skips the reservations another has locked.
-pub async fn sweep_expired(db: &Db, batch: u32) -> Result<u64, InventoryError> {
+pub async fn sweep_expired(db: &Db, cache: &Cache, batch: u32) -> Result<u64, InventoryError> {
     let mut total = 0u64;
     loop {
         let swept = transaction(db, batch, sweep_body).await?;
+        if swept > 0 {
+            // Coarse: the batch's products are not at hand, and a sweep that finds anything is rare.
+            caching::all_stock_changed(cache).await;
+        }
         total += swept;
         if swept < u64::from(batch) {
             return Ok(total);

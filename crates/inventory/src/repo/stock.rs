@@ -2,12 +2,14 @@
 
 use std::sync::Arc;
 
+use cache::Cache;
 use platform::db::Db;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::caching;
 use crate::domain::Reason;
 use crate::error::{InventoryError, ShortLine};
 use crate::models::{Movement, Product, movement_columns};
@@ -95,10 +97,18 @@ pub struct AdjustmentResult {
     pub available: i64,
 }
 
-/// Changes on_hand by `delta`; 409 when it would fall below zero or below what is reserved.
-pub async fn adjust(db: &Db, adjustment: &Adjustment) -> Result<AdjustmentResult, InventoryError> {
+/// Changes on_hand by `delta`; 409 when it would fall below zero or below what is reserved. The cached
+/// availability goes after the commit.
+pub async fn adjust(
+    db: &Db,
+    cache: &Cache,
+    adjustment: &Adjustment,
+) -> Result<AdjustmentResult, InventoryError> {
     ensure_rows(db, &[(adjustment.product.id, adjustment.warehouse_id)]).await?;
-    transaction(db, Arc::new(adjustment.clone()), adjust_body).await
+    let result = transaction(db, Arc::new(adjustment.clone()), adjust_body).await;
+    // Also on a refusal: `ensure_rows` may have committed a new (empty) warehouse row all the same.
+    caching::stock_changed(cache, &[adjustment.product.id]).await;
+    result
 }
 
 fn adjust_body(
@@ -166,8 +176,13 @@ pub struct TransferResult {
     pub movements: Vec<Movement>,
 }
 
-/// Moves available (unreserved) stock between warehouses in one transaction.
-pub async fn transfer(db: &Db, transfer: &Transfer) -> Result<TransferResult, InventoryError> {
+/// Moves available (unreserved) stock between warehouses in one transaction; the cached availability goes
+/// after the commit.
+pub async fn transfer(
+    db: &Db,
+    cache: &Cache,
+    transfer: &Transfer,
+) -> Result<TransferResult, InventoryError> {
     let product_id = transfer.product.id;
     ensure_rows(
         db,
@@ -178,7 +193,10 @@ pub async fn transfer(db: &Db, transfer: &Transfer) -> Result<TransferResult, In
     )
     .await?;
     let context = (Uuid::now_v7(), Arc::new(transfer.clone()));
-    transaction(db, context, transfer_body).await
+    let result = transaction(db, context, transfer_body).await;
+    // Also on a refusal: `ensure_rows` may have committed new (empty) warehouse rows all the same.
+    caching::stock_changed(cache, &[product_id]).await;
+    result
 }
 
 fn transfer_body(

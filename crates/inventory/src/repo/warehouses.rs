@@ -1,8 +1,10 @@
 //! Warehouse queries.
 
+use cache::Cache;
 use platform::db::Db;
 use uuid::Uuid;
 
+use crate::caching;
 use crate::domain::WarehouseCode;
 use crate::error::InventoryError;
 use crate::models::{Warehouse, warehouse_columns};
@@ -65,8 +67,11 @@ pub async fn require(db: &Db, id: Uuid, field: &str) -> Result<Warehouse, Invent
     })
 }
 
+/// Changes a warehouse. Availability lists active warehouses by priority, so a change drops it for every
+/// product (warehouse changes are rare; their products are not known here).
 pub async fn update(
     db: &Db,
+    cache: &Cache,
     id: Uuid,
     patch: &WarehousePatch,
 ) -> Result<Option<Warehouse>, InventoryError> {
@@ -83,7 +88,11 @@ pub async fn update(
         .bind(patch.priority)
         .bind(patch.active)
         .fetch_optional(db.pool());
-    Ok(db.timed("inventory.warehouse_update", query).await?)
+    let updated = db.timed("inventory.warehouse_update", query).await?;
+    if updated.is_some() {
+        caching::all_stock_changed(cache).await;
+    }
+    Ok(updated)
 }
 
 /// Up to `limit` warehouses after `after` in id (creation) order.

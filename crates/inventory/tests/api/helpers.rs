@@ -12,6 +12,7 @@ use uuid::Uuid;
 pub struct TestApp {
     pub server: TestServer,
     pub db: Db,
+    pub cache: cache::Cache,
     pub config: inventory::Config,
     pub client: reqwest::Client,
     keys: JwtKeys,
@@ -35,10 +36,12 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
         .await
         .unwrap_or_else(|e| panic!("build: {e:?}"));
     let db = app.db.clone();
+    let cache = app.cache.clone();
     let server = TestServer::spawn(app.router).await;
     TestApp {
         server,
         db,
+        cache,
         keys: JwtKeys::new(&settings.auth),
         config,
         client: testkit::client(),

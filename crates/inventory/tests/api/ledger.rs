@@ -73,6 +73,7 @@ fn expected<T>(result: Result<T, InventoryError>) -> Option<T> {
 
 async fn run_sequence(app: &TestApp, warehouses: &[Uuid], case: usize, ops: Vec<Op>) {
     let db = &app.db;
+    let cache = &app.cache;
     let skus = [format!("A-{case}"), format!("B-{case}")];
     for sku in &skus {
         app.product(sku, json!({"reorder_point": 3})).await;
@@ -80,7 +81,7 @@ async fn run_sequence(app: &TestApp, warehouses: &[Uuid], case: usize, ops: Vec<
     let product = |sku: &str| {
         let sku = sku.to_owned();
         async move {
-            ok(products::lookup(db, ProductKey::Sku(&sku)).await)
+            ok(products::lookup(db, cache, ProductKey::Sku(&sku)).await)
                 .unwrap_or_else(|| panic!("no {sku}"))
         }
     };
@@ -100,7 +101,7 @@ async fn run_sequence(app: &TestApp, warehouses: &[Uuid], case: usize, ops: Vec<
                     note: None,
                     actor: Uuid::now_v7(),
                 };
-                expected(stock::adjust(db, &adjustment).await);
+                expected(stock::adjust(db, cache, &adjustment).await);
             }
             Op::Transfer { from, to, quantity } if from != to => {
                 let transfer = Transfer {
@@ -110,7 +111,7 @@ async fn run_sequence(app: &TestApp, warehouses: &[Uuid], case: usize, ops: Vec<
                     quantity,
                     actor: Uuid::now_v7(),
                 };
-                expected(stock::transfer(db, &transfer).await);
+                expected(stock::transfer(db, cache, &transfer).await);
             }
             Op::Transfer { .. } => {}
             Op::Reserve { a, b } => {
@@ -125,18 +126,20 @@ async fn run_sequence(app: &TestApp, warehouses: &[Uuid], case: usize, ops: Vec<
                     ttl: Duration::from_secs(600),
                     actor: None,
                 };
-                if let Some((reservation, _)) = expected(inventory::reserve(db, &request).await) {
+                if let Some((reservation, _)) =
+                    expected(inventory::reserve(db, cache, &request).await)
+                {
                     reservations.push(reservation.id);
                 }
             }
             Op::Release { which } => {
                 if let Some(id) = reservations.get(which) {
-                    expected(inventory::release_reservation(db, *id).await);
+                    expected(inventory::release_reservation(db, cache, *id).await);
                 }
             }
             Op::Commit { which } => {
                 if let Some(id) = reservations.get(which) {
-                    expected(inventory::commit_reservation(db, *id).await);
+                    expected(inventory::commit_reservation(db, cache, *id).await);
                 }
             }
             Op::Consume { which, everything } => {
@@ -155,7 +158,7 @@ async fn run_sequence(app: &TestApp, warehouses: &[Uuid], case: usize, ops: Vec<
                         lines,
                         actor: None,
                     };
-                    expected(inventory::consume_reservation(db, *id, &consumption).await);
+                    expected(inventory::consume_reservation(db, cache, *id, &consumption).await);
                 }
             }
         }

@@ -46,11 +46,14 @@ async fn a_committed_reservation_is_idempotent_and_never_expires() {
         .await;
     let id = id_of(&body);
     for _ in 0..2 {
-        let committed = ok(commit_reservation(&app.db, id).await);
+        let committed = ok(commit_reservation(&app.db, &app.cache, id).await);
         assert_eq!(committed.status, ReservationStatus::Committed);
     }
     lapse(&app, id).await;
-    assert_eq!(ok(inventory::sweep_expired(&app.db, 100).await), 0);
+    assert_eq!(
+        ok(inventory::sweep_expired(&app.db, &app.cache, 100).await),
+        0
+    );
     assert_eq!(
         app.totals(product).await,
         (10, 4, 6),
@@ -69,7 +72,7 @@ async fn a_lapsed_hold_cannot_be_committed_and_is_expired_instead() {
         .await;
     let id = id_of(&body);
     lapse(&app, id).await;
-    let refused = commit_reservation(&app.db, id).await;
+    let refused = commit_reservation(&app.db, &app.cache, id).await;
     assert!(
         matches!(&refused, Err(InventoryError::InvalidTransition { from, .. }) if from == "expired"),
         "{refused:?}"
@@ -80,7 +83,7 @@ async fn a_lapsed_hold_cannot_be_committed_and_is_expired_instead() {
     assert_eq!(now["status"], "expired");
     assert_eq!(app.totals(product).await, (10, 0, 10));
     assert!(matches!(
-        commit_reservation(&app.db, Uuid::now_v7()).await,
+        commit_reservation(&app.db, &app.cache, Uuid::now_v7()).await,
         Err(InventoryError::NotFound(_))
     ));
 }
@@ -105,18 +108,23 @@ async fn consuming_ships_reserved_stock_once_per_shipment_until_nothing_is_left(
 
     // A partial shipment spanning both warehouses of A-1; replaying it changes nothing.
     for _ in 0..2 {
-        let after = ok(consume_reservation(&app.db, id, &shipment("ship-1", &[("A-1", 4)])).await);
+        let after =
+            ok(
+                consume_reservation(&app.db, &app.cache, id, &shipment("ship-1", &[("A-1", 4)]))
+                    .await,
+            );
         assert_eq!(after.status, ReservationStatus::Committed);
         assert_eq!(app.totals(a).await, (9, 1, 8));
     }
-    let over = consume_reservation(&app.db, id, &shipment("ship-2", &[("B-1", 3)])).await;
+    let over =
+        consume_reservation(&app.db, &app.cache, id, &shipment("ship-2", &[("B-1", 3)])).await;
     assert!(
         matches!(over, Err(InventoryError::OverConsumption { .. })),
         "{over:?}"
     );
 
     // An empty shipment takes everything still held.
-    let done = ok(consume_reservation(&app.db, id, &shipment("ship-3", &[])).await);
+    let done = ok(consume_reservation(&app.db, &app.cache, id, &shipment("ship-3", &[])).await);
     assert_eq!(done.status, ReservationStatus::Consumed);
     assert!(done.lines.iter().all(|l| l.consumed == l.quantity));
     assert_eq!(app.totals(a).await, (8, 0, 8));
@@ -131,7 +139,7 @@ async fn consuming_ships_reserved_stock_once_per_shipment_until_nothing_is_left(
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "INVALID_TRANSITION");
-    let late = consume_reservation(&app.db, id, &shipment("ship-4", &[])).await;
+    let late = consume_reservation(&app.db, &app.cache, id, &shipment("ship-4", &[])).await;
     assert!(
         matches!(late, Err(InventoryError::InvalidTransition { .. })),
         "{late:?}"
@@ -164,8 +172,8 @@ async fn releasing_a_partly_shipped_reservation_returns_only_the_rest() {
         .reserve(Uuid::now_v7(), json!([{"sku": "A-1", "quantity": 6}]))
         .await;
     let id = id_of(&body);
-    ok(consume_reservation(&app.db, id, &shipment("ship-1", &[("A-1", 2)])).await);
-    let released = ok(inventory::release_reservation(&app.db, id).await);
+    ok(consume_reservation(&app.db, &app.cache, id, &shipment("ship-1", &[("A-1", 2)])).await);
+    let released = ok(inventory::release_reservation(&app.db, &app.cache, id).await);
     assert_eq!(released.status, ReservationStatus::Released);
     assert_eq!(app.totals(product).await, (8, 0, 8));
     app.assert_ledger_explains_stock().await;

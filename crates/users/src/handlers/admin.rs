@@ -12,6 +12,7 @@ use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::cached;
 use crate::domain::{FullName, NewAccount, UserStatus, collect};
 use crate::error::UsersError;
 use crate::handlers::me::parse_phone;
@@ -253,10 +254,10 @@ pub async fn get_user(
     UserId(id): UserId,
 ) -> Result<axum::Json<UserView>, UsersError> {
     current_user(&state, &auth, ADMIN).await?;
-    let user = repo::find_by_id(&state.db, id)
+    let user = cached::profile(&state, id)
         .await?
         .ok_or(UsersError::NotFound)?;
-    Ok(axum::Json(user.into()))
+    Ok(axum::Json(user))
 }
 
 /// Changes role, status or profile of an account.
@@ -315,7 +316,8 @@ pub async fn deactivate_user(
 }
 
 /// Updates the user and, when it is being deactivated, revokes its refresh tokens in the same transaction,
-/// so no session outlives the deactivation.
+/// so no session outlives the deactivation. The cached profile goes after the commit, so a deactivated
+/// user's next request is a 401 even with an access token still valid.
 async fn apply_patch(state: &AppState, id: Uuid, patch: &UserPatch) -> Result<User, UsersError> {
     let db = state.db.clone();
     let patch = patch.clone();
@@ -328,6 +330,7 @@ async fn apply_patch(state: &AppState, id: Uuid, patch: &UserPatch) -> Result<Us
             }),
         )
         .await?;
+    cached::forget(&state.cache, id).await;
     updated.ok_or(UsersError::NotFound)
 }
 

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use crate::cached;
 use crate::domain::{FullName, Phone, collect};
 use crate::error::UsersError;
 use crate::handlers::absent_or_nullable;
@@ -80,8 +81,7 @@ pub async fn get_me(
     State(state): State<AppState>,
     auth: AuthUser,
 ) -> Result<axum::Json<UserView>, UsersError> {
-    let user = current_user(&state, &auth, &Role::ALL).await?;
-    Ok(axum::Json(user.into()))
+    Ok(axum::Json(current_user(&state, &auth, &Role::ALL).await?))
 }
 
 /// Changes the caller's name or phone.
@@ -104,9 +104,10 @@ pub async fn update_me(
     let patch = body.parse().map_err(UsersError::Validation)?;
     let user = current_user(&state, &auth, &Role::ALL).await?;
     let mut connection = state.db.acquire().await?;
-    let updated = repo::update(&state.db, &mut connection, user.id, &patch)
-        .await?
-        .ok_or(UsersError::InactiveCaller)?;
+    let updated = repo::update(&state.db, &mut connection, user.id, &patch).await?;
+    // A single autocommitted statement: committed by now.
+    cached::forget(&state.cache, user.id).await;
+    let updated = updated.ok_or(UsersError::InactiveCaller)?;
     Ok(axum::Json(updated.into()))
 }
 
@@ -126,7 +127,7 @@ pub async fn get_preferences(
     auth: AuthUser,
 ) -> Result<axum::Json<Map<String, Value>>, UsersError> {
     let user = current_user(&state, &auth, &Role::ALL).await?;
-    let preferences = repo::preferences(&state.db, user.id)
+    let preferences = cached::preferences(&state, user.id)
         .await?
         .ok_or(UsersError::InactiveCaller)?;
     Ok(axum::Json(preferences))
@@ -159,8 +160,8 @@ pub async fn put_preferences(
             limit: state.preferences_max_bytes,
         });
     }
-    let stored = repo::set_preferences(&state.db, user.id, &preferences)
-        .await?
-        .ok_or(UsersError::InactiveCaller)?;
+    let stored = repo::set_preferences(&state.db, user.id, &preferences).await?;
+    cached::forget(&state.cache, user.id).await;
+    let stored = stored.ok_or(UsersError::InactiveCaller)?;
     Ok(axum::Json(stored))
 }

@@ -21,17 +21,28 @@ pub struct TestApp {
 }
 
 pub fn config_for(db: &TestDb) -> users::Config {
-    let settings = testkit::settings(&[
-        ("DATABASE_URL", &db.url),
+    config_with(db, &[])
+}
+
+/// The test configuration plus `env` (e.g. the `REDIS_*` variables).
+pub fn config_with(db: &TestDb, env: &[(&str, &str)]) -> users::Config {
+    let mut vars = vec![
+        ("DATABASE_URL", db.url.as_str()),
         ("ADMIN_EMAIL", ADMIN_EMAIL),
         ("ADMIN_PASSWORD", ADMIN_PASSWORD),
-    ]);
-    users::Config::from_settings(&settings)
+    ];
+    vars.extend_from_slice(env);
+    users::Config::from_settings(&testkit::settings(&vars))
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// A service with extra environment settings.
+pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
     let db = TestDb::new();
-    let config = config_for(&db);
+    let config = config_with(&db, env);
     let listener = testkit::bind().await;
     let address = listener
         .local_addr()

@@ -1,0 +1,203 @@
+//! Applying deliveries: one lane handles its events in order, several per database transaction when they
+//! queue up, each under its own savepoint, so a busy lane pays one commit (one WAL flush) for many events
+//! while a declined event still rolls back alone.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::FutureExt;
+use sqlx::{Connection, PgConnection};
+use tokio::sync::mpsc;
+
+use super::{Context, Outcome};
+use crate::envelope::Envelope;
+use crate::metrics::Metrics;
+use crate::transport::{Delivery, TxAck};
+
+/// Most deliveries applied in one transaction; bounds how long a transaction holds its locks.
+const MAX_CHUNK: usize = 32;
+
+pub(super) async fn lane(
+    context: Arc<Context>,
+    mut receiver: mpsc::Receiver<(Envelope, Delivery)>,
+) {
+    let mut chunk = Vec::with_capacity(MAX_CHUNK);
+    // `recv_many` takes what is already queued (at least one): one event when idle, a batch when busy.
+    while receiver.recv_many(&mut chunk, MAX_CHUNK).await > 0 {
+        apply_chunk(&context, std::mem::take(&mut chunk)).await;
+    }
+}
+
+/// Why an event's changes were rolled back.
+enum Declined {
+    Database(sqlx::Error),
+    Retry(String),
+    Reject(String),
+}
+
+impl From<sqlx::Error> for Declined {
+    fn from(error: sqlx::Error) -> Self {
+        Declined::Database(error)
+    }
+}
+
+/// `Ok(true)` applied, `Ok(false)` already in the inbox (a redelivery).
+type Applied = Result<bool, Declined>;
+
+async fn apply_chunk(context: &Context, chunk: Vec<(Envelope, Delivery)>) {
+    let started = Instant::now();
+    let (envelopes, deliveries): (Vec<Envelope>, Vec<Delivery>) = chunk.into_iter().unzip();
+    let attempts: Vec<u32> = deliveries.iter().map(|d| d.attempt).collect();
+    let acks: Vec<Option<TxAck>> = deliveries.iter().map(|d| d.settle.tx_ack()).collect();
+    let mut results: Vec<Applied> = Vec::with_capacity(envelopes.len());
+    let committed = run_transaction(context, &envelopes, &attempts, &acks, &mut results).await;
+    if let Err(error) = committed {
+        // Nothing of the chunk is committed: every event that looked applied has to be tried again.
+        let reason = format!("database error: {error}");
+        results.truncate(0);
+        results.extend(
+            envelopes
+                .iter()
+                .map(|_| Err(Declined::Retry(reason.clone()))),
+        );
+    }
+    let labels = Metrics::group(&context.group);
+    let elapsed = started.elapsed().as_secs_f64();
+    for (((envelope, delivery), result), ack) in
+        envelopes.iter().zip(deliveries).zip(results).zip(acks)
+    {
+        context
+            .metrics
+            .handler_duration
+            .get_or_create(&labels)
+            .observe(elapsed);
+        settle(context, &labels, envelope, delivery, result, ack.is_some()).await;
+    }
+}
+
+/// Applies every event of the chunk in one transaction; `results` gets one entry per event that was tried.
+async fn run_transaction(
+    context: &Context,
+    envelopes: &[Envelope],
+    attempts: &[u32],
+    acks: &[Option<TxAck>],
+    results: &mut Vec<Applied>,
+) -> Result<(), sqlx::Error> {
+    let mut connection = context.db.acquire().await?;
+    let mut tx = connection.begin().await?;
+    // A lone event needs no savepoint: its decline rolls back the whole transaction.
+    let savepoints = envelopes.len() > 1;
+    for ((envelope, attempt), ack) in envelopes.iter().zip(attempts).zip(acks) {
+        if savepoints {
+            sqlx::query("SAVEPOINT event").execute(&mut *tx).await?;
+        }
+        let result = apply_one(context, &mut tx, envelope, *attempt, ack.as_ref()).await;
+        if savepoints {
+            let end = if result.is_ok() {
+                "RELEASE SAVEPOINT event"
+            } else {
+                "ROLLBACK TO SAVEPOINT event"
+            };
+            sqlx::query(end).execute(&mut *tx).await?;
+        }
+        results.push(result);
+    }
+    if !savepoints && results.iter().any(Result::is_err) {
+        tx.rollback().await
+    } else {
+        tx.commit().await
+    }
+}
+
+/// Records the event in the inbox (skipping it when already there), acks it in the transaction when the
+/// transport can, and runs the handler.
+async fn apply_one(
+    context: &Context,
+    tx: &mut PgConnection,
+    envelope: &Envelope,
+    attempt: u32,
+    ack: Option<&TxAck>,
+) -> Applied {
+    let fresh = sqlx::query(
+        "INSERT INTO inbox (consumer_group, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(&context.group)
+    .bind(envelope.id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if let Some(ack) = ack {
+        ack(&mut *tx).await?;
+    }
+    if !fresh {
+        return Ok(false);
+    }
+    // A panicking handler is a failed attempt, not a dead consumer lane.
+    let outcome = AssertUnwindSafe(context.handler.handle(tx, envelope, attempt))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Outcome::RetryLater("handler panicked".into()));
+    match outcome {
+        Outcome::Success => Ok(true),
+        Outcome::RetryLater(reason) => Err(Declined::Retry(reason)),
+        Outcome::Reject(reason) => Err(Declined::Reject(reason)),
+    }
+}
+
+async fn settle(
+    context: &Context,
+    labels: &crate::metrics::GroupLabels,
+    envelope: &Envelope,
+    delivery: Delivery,
+    result: Applied,
+    acked_in_tx: bool,
+) {
+    let group = context.group.as_str();
+    let metrics = &context.metrics;
+    let attempt = delivery.attempt;
+    let settled = match result {
+        Ok(fresh) => {
+            let counter = if fresh {
+                &metrics.consumed
+            } else {
+                &metrics.duplicates
+            };
+            counter.get_or_create(labels).inc();
+            if acked_in_tx {
+                delivery.settle.acked_in_tx();
+                Ok(())
+            } else {
+                delivery.settle.ack().await
+            }
+        }
+        Err(Declined::Reject(reason)) => {
+            tracing::warn!(group, event_id = %envelope.id, event_type = %envelope.event_type, reason, "event rejected");
+            metrics.dead_lettered.get_or_create(labels).inc();
+            delivery.settle.dead_letter(reason).await
+        }
+        Err(declined) => {
+            let reason = match declined {
+                Declined::Retry(reason) | Declined::Reject(reason) => reason,
+                Declined::Database(error) => format!("database error: {error}"),
+            };
+            if attempt >= context.options.max_attempts {
+                tracing::warn!(group, event_id = %envelope.id, attempt, reason, "attempts exhausted; dead-lettering");
+                metrics.dead_lettered.get_or_create(labels).inc();
+                delivery.settle.dead_letter(reason).await
+            } else {
+                tracing::info!(group, event_id = %envelope.id, attempt, reason, "event will be retried");
+                metrics.retried.get_or_create(labels).inc();
+                delivery
+                    .settle
+                    .retry(context.options.retry_delay, reason)
+                    .await
+            }
+        }
+    };
+    if let Err(error) = settled {
+        // The delivery stays unsettled and comes back; the inbox absorbs a repeat of a success.
+        tracing::warn!(group, event_id = %envelope.id, error = %error, "cannot settle delivery");
+    }
+}
