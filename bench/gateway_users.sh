@@ -13,7 +13,7 @@ OUT=bench/out
 OHA=${OHA:-oha}
 mkdir -p "$OUT"
 
-cargo build --release --quiet -p logicore
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet -p logicore
 psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS logicore_bench WITH (FORCE)" postgres
 
 DATABASE_URL=$DB LOG_LEVEL=${LOG_LEVEL:-info} GATEWAY_RATE_LIMIT_MAX_REQUESTS=${GATEWAY_RATE_LIMIT_MAX_REQUESTS:-1000000000} "${CARGO_TARGET_DIR:-target}/release/logicore" all >"$OUT/server.log" 2>&1 &
