@@ -9,6 +9,7 @@ pub mod extract;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod openapi;
 pub mod pagination;
 pub mod problem;
 pub mod request_id;

@@ -152,6 +152,18 @@ impl IntoResponse for Problem {
     }
 }
 
+/// The response for a service error: the problem as is, with the error's whole cause chain logged first when
+/// it is a server error (whose body, by design, says nothing about the cause).
+pub fn respond<E: std::error::Error + 'static>(error: &E, problem: Problem) -> Response {
+    if problem.status >= 500 {
+        tracing::error!(
+            error = error as &dyn std::error::Error,
+            "request failed with a server error"
+        );
+    }
+    problem.into_response()
+}
+
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}: {}", self.status, self.code, self.detail)

@@ -137,14 +137,7 @@ impl UsersError {
 
 impl IntoResponse for UsersError {
     fn into_response(self) -> Response {
-        let problem = self.to_problem();
-        if problem.status >= 500 {
-            tracing::error!(
-                error = &self as &dyn std::error::Error,
-                "request failed with a server error"
-            );
-        }
-        problem.into_response()
+        platform::problem::respond(&self, self.to_problem())
     }
 }
 

@@ -1,10 +1,10 @@
 //! The API routes together with their OpenAPI description, generated from the handlers so the two cannot
 //! drift apart.
 
+use platform::openapi::BearerAuth;
 use platform::pagination::Page;
 use platform::{FieldError, Problem};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -29,24 +29,6 @@ use crate::state::AppState;
     )
 )]
 struct ApiDoc;
-
-/// Declares the `bearer` scheme the handlers' `security(("bearer" = []))` refers to.
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
 
 /// Every API route, each registered with its OpenAPI operation.
 pub(crate) fn api_router() -> OpenApiRouter<AppState> {
@@ -125,7 +107,7 @@ mod tests {
         assert_eq!(json["openapi"], "3.1.0");
         assert_eq!(json["info"]["title"], "LogiCore users service");
         assert_eq!(
-            json["components"]["securitySchemes"]["bearer"]["scheme"],
+            json["components"]["securitySchemes"]["bearer_auth"]["scheme"],
             "bearer"
         );
         let me = operation(&spec, "get", "/api/v1/users/me");

@@ -8,11 +8,10 @@ mod stock;
 mod warehouses;
 
 use platform::FieldError;
+use platform::openapi::BearerAuth;
 use platform::pagination::PageParams;
 use serde::{Deserialize, Deserializer};
-use utoipa::Modify;
 use utoipa::OpenApi;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -28,24 +27,6 @@ use crate::state::AppState;
     tags((name = "inventory", description = "Warehouses, products, stock, reservations and bulk import"))
 )]
 struct ApiDoc;
-
-/// Declares the `bearer_auth` scheme the operations refer to.
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer_auth",
-            SecurityScheme::Http(
-                Http::builder()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
 
 /// Every inventory route with its OpenAPI description.
 pub fn api() -> OpenApiRouter<AppState> {

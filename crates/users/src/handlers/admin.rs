@@ -182,7 +182,7 @@ impl Validate for ListUsersQuery {
     post,
     path = "/api/v1/users",
     tag = "users",
-    security(("bearer" = [])),
+    security(("bearer_auth" = [])),
     responses(
         (status = 201, description = "Created; `Location` names the new user", body = UserView),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
@@ -211,7 +211,7 @@ pub async fn create_user(
     get,
     path = "/api/v1/users",
     tag = "users",
-    security(("bearer" = [])),
+    security(("bearer_auth" = [])),
     params(ListUsersQuery),
     responses(
         (status = 200, description = "A page of users", body = Page<UserView>),
@@ -238,7 +238,7 @@ pub async fn list_users(
     get,
     path = "/api/v1/users/{id}",
     tag = "users",
-    security(("bearer" = [])),
+    security(("bearer_auth" = [])),
     params(("id" = Uuid, Path, description = "The user's id")),
     responses(
         (status = 200, description = "The user", body = UserView),
@@ -265,7 +265,7 @@ pub async fn get_user(
     patch,
     path = "/api/v1/users/{id}",
     tag = "users",
-    security(("bearer" = [])),
+    security(("bearer_auth" = [])),
     params(("id" = Uuid, Path, description = "The user's id")),
     responses(
         (status = 200, description = "The updated user", body = UserView),
@@ -292,7 +292,7 @@ pub async fn update_user(
     delete,
     path = "/api/v1/users/{id}",
     tag = "users",
-    security(("bearer" = [])),
+    security(("bearer_auth" = [])),
     params(("id" = Uuid, Path, description = "The user's id")),
     responses(
         (status = 204, description = "Deactivated (also when it already was)"),

@@ -136,7 +136,7 @@ pub async fn refresh(
     post,
     path = "/api/v1/auth/logout",
     tag = "auth",
-    security(("bearer" = [])),
+    security(("bearer_auth" = [])),
     responses(
         (status = 204, description = "The session's refresh tokens are revoked"),
         (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),

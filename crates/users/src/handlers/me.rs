@@ -71,7 +71,7 @@ impl Validate for UpdateMeRequest {
     get,
     path = "/api/v1/users/me",
     tag = "profile",
-    security(("bearer" = [])),
+    security(("bearer_auth" = [])),
     responses(
         (status = 200, description = "The caller's profile", body = UserView),
         (status = 401, description = "Missing or invalid token, or the account is inactive", body = Problem, content_type = "application/problem+json"),
@@ -89,7 +89,7 @@ pub async fn get_me(
     patch,
     path = "/api/v1/users/me",
     tag = "profile",
-    security(("bearer" = [])),
+    security(("bearer_auth" = [])),
     responses(
         (status = 200, description = "The updated profile", body = UserView),
         (status = 401, description = "Missing or invalid token, or the account is inactive", body = Problem, content_type = "application/problem+json"),
@@ -116,7 +116,7 @@ pub async fn update_me(
     get,
     path = "/api/v1/users/me/preferences",
     tag = "profile",
-    security(("bearer" = [])),
+    security(("bearer_auth" = [])),
     responses(
         (status = 200, description = "The stored object, `{}` when none was set", body = Object),
         (status = 401, description = "Missing or invalid token, or the account is inactive", body = Problem, content_type = "application/problem+json"),
@@ -138,7 +138,7 @@ pub async fn get_preferences(
     put,
     path = "/api/v1/users/me/preferences",
     tag = "profile",
-    security(("bearer" = [])),
+    security(("bearer_auth" = [])),
     request_body(content = Object, description = "Any JSON object of at most `users.preferences_max_bytes` (16 KiB) when serialized"),
     responses(
         (status = 200, description = "The stored object", body = Object),
