@@ -49,6 +49,19 @@ const DUPLICATE_DATABASE: &str = "42P04";
 const UNIQUE_VIOLATION: &str = "23505";
 const MAX_TX_ATTEMPTS: u32 = 6;
 
+/// The future a [`tx_body`] returns: boxed and `Send`, borrowing only the connection.
+pub type TxFuture<'c, T, E> = std::pin::Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>;
+
+/// Pins down the higher-ranked signature of a [`Db::transaction`] body. Handlers must be `Send` futures,
+/// and rustc cannot yet prove that for an `async` closure borrowing from its caller; a closure that owns its
+/// captures and returns a boxed `Send` future it can, but closure inference needs this signature spelled out.
+pub fn tx_body<T, E, F>(body: F) -> F
+where
+    F: for<'c> FnMut(&'c mut PgConnection) -> TxFuture<'c, T, E>,
+{
+    body
+}
+
 /// Transaction isolation level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isolation {

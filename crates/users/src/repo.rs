@@ -1,8 +1,5 @@
 //! Account queries. Every query is timed under a stable name for the `db_query_duration` metric.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use platform::auth::Role;
 use platform::db::Db;
 use serde_json::{Map, Value};
@@ -43,17 +40,7 @@ pub struct UserFilter {
 }
 
 /// The future of one run of a transaction body.
-pub type TxFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, UsersError>> + Send + 'c>>;
-
-/// Pins down the signature of a `Db::transaction` body. Handlers must be `Send` futures, and rustc cannot
-/// yet prove that for an `async` closure borrowing from its caller; a closure that owns its captures and
-/// returns a boxed `Send` future it can.
-pub fn tx_body<T, F>(body: F) -> F
-where
-    F: for<'c> FnMut(&'c mut PgConnection) -> TxFuture<'c, T>,
-{
-    body
-}
+pub use platform::db::tx_body;
 
 pub async fn insert(db: &Db, user: &NewUser) -> Result<User, UsersError> {
     const SQL: &str = concat!(

@@ -9,16 +9,13 @@ pub mod settle;
 pub mod stock;
 pub mod warehouses;
 
-use std::future::Future;
-use std::pin::Pin;
-
 use platform::db::{Db, Isolation};
 use sqlx::PgConnection;
 
 use crate::error::InventoryError;
 
 /// The future of one run of a transaction body.
-pub type TxFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, InventoryError>> + Send + 'c>>;
+pub type TxFuture<'c, T> = platform::db::TxFuture<'c, T, InventoryError>;
 
 /// A transaction body: it gets its own handle of the database and of `context` on every run (the whole body
 /// reruns after a serialization failure or deadlock) and borrows only the connection.
@@ -38,15 +35,7 @@ where
     let owned = db.clone();
     db.transaction(
         Isolation::ReadCommitted,
-        pinned(move |conn| body(owned.clone(), context.clone(), conn)),
+        platform::db::tx_body(move |conn| body(owned.clone(), context.clone(), conn)),
     )
     .await
-}
-
-/// Pins down the closure's higher-ranked signature, which closure inference would not find by itself.
-fn pinned<T, F>(body: F) -> F
-where
-    F: for<'c> FnMut(&'c mut PgConnection) -> TxFuture<'c, T>,
-{
-    body
 }
