@@ -22,6 +22,8 @@ use crate::stats::{Stats, StatsSnapshot};
 enum Backend {
     Memory(MemoryStore),
     Redis(Arc<RedisStore>),
+    /// Caching turned off: every read misses, nothing is stored, loaders always run.
+    Off,
 }
 
 struct Inner {
@@ -43,8 +45,9 @@ fn strings<T: AsRef<str>>(items: &[T]) -> Vec<String> {
 }
 
 impl Cache {
-    /// Redis when `redis.enabled`, the in-process store otherwise. Needs a Tokio runtime (Redis runs a
-    /// background probe); stats are registered in `registry`.
+    /// Redis when `redis.enabled`, otherwise the in-process store, or no cache at all when
+    /// `redis.memory_max_entries` is 0. Needs a Tokio runtime (Redis runs a background probe); stats are
+    /// registered in `registry`.
     pub fn from_settings(
         settings: &RedisSettings,
         registry: &mut Registry,
@@ -57,12 +60,21 @@ impl Cache {
         }
     }
 
+    /// The in-process store, bounded to `options.max_entries`; with a bound of 0, [`Cache::off`].
     pub fn memory(options: &CacheOptions, registry: &mut Registry) -> Self {
-        Self::with_backend(
-            Backend::Memory(MemoryStore::new(options.max_entries)),
-            options,
-            registry,
-        )
+        let backend = if options.max_entries == 0 {
+            Backend::Off
+        } else {
+            Backend::Memory(MemoryStore::new(options.max_entries))
+        };
+        Self::with_backend(backend, options, registry)
+    }
+
+    /// No cache: every read misses (and is counted as a miss), nothing is stored, invalidations are
+    /// no-ops, and `get_or_set` runs its loader every time, without single-flight. The uncached baseline
+    /// of a benchmark, or a way to rule the cache out while debugging, with the call sites unchanged.
+    pub fn off(registry: &mut Registry) -> Self {
+        Self::with_backend(Backend::Off, &CacheOptions::default(), registry)
     }
 
     /// Connects lazily: a Redis that is down now makes a degraded cache, not an error.
@@ -99,6 +111,7 @@ impl Cache {
         match self.inner.backend {
             Backend::Memory(_) => "memory",
             Backend::Redis(_) => "redis",
+            Backend::Off => "off",
         }
     }
 
@@ -114,7 +127,7 @@ impl Cache {
     pub(crate) fn redis_store(&self) -> Option<&RedisStore> {
         match &self.inner.backend {
             Backend::Redis(store) => Some(store),
-            Backend::Memory(_) => None,
+            Backend::Memory(_) | Backend::Off => None,
         }
     }
 
@@ -129,6 +142,7 @@ impl Cache {
         match &self.inner.backend {
             Backend::Memory(m) => Ok(m.get(key.as_str())),
             Backend::Redis(r) => r.get(key.as_str()).await,
+            Backend::Off => Ok(None),
         }
     }
 
@@ -161,6 +175,7 @@ impl Cache {
         let found = match &self.inner.backend {
             Backend::Memory(m) => Ok(keys.iter().map(|k| m.get(k.as_str())).collect()),
             Backend::Redis(r) => r.mget(&strings(keys)).await,
+            Backend::Off => Ok(vec![None; keys.len()]),
         };
         let found = found.unwrap_or_else(|e| self.failed("mget", &e, vec![None; keys.len()]));
         found
@@ -193,7 +208,7 @@ impl Cache {
         tags: &[Tag],
         snapshot: Option<u64>,
     ) -> bool {
-        if ttl.is_zero() {
+        if ttl.is_zero() || matches!(self.inner.backend, Backend::Off) {
             return false;
         }
         let bytes = match self.inner.codec.encode(value).await {
@@ -204,6 +219,7 @@ impl Cache {
         let stored = match &self.inner.backend {
             Backend::Memory(m) => Ok(m.set(key.as_str(), Bytes::from(bytes), ttl, &tags, snapshot)),
             Backend::Redis(r) => r.set(key.as_str(), &bytes, ttl, &tags, snapshot).await,
+            Backend::Off => Ok(false),
         };
         match stored {
             Ok(true) => {
@@ -243,6 +259,7 @@ impl Cache {
         let removed = match &self.inner.backend {
             Backend::Memory(m) => Ok(m.invalidate_keys(&strings(keys))),
             Backend::Redis(r) => r.invalidate_keys(&strings(keys)).await,
+            Backend::Off => Ok(0),
         };
         let removed = removed.unwrap_or_else(|e| self.failed("invalidate_keys", &e, 0));
         self.inner.stats.deletes.inc_by(removed);
@@ -254,6 +271,7 @@ impl Cache {
         let removed = match &self.inner.backend {
             Backend::Memory(m) => Ok(m.invalidate_tags(&strings(tags))),
             Backend::Redis(r) => r.invalidate_tags(&strings(tags)).await,
+            Backend::Off => Ok(0),
         };
         let removed = removed.unwrap_or_else(|e| self.failed("invalidate_tags", &e, 0));
         self.inner.stats.deletes.inc_by(removed);
@@ -266,6 +284,7 @@ impl Cache {
         let removed = match &self.inner.backend {
             Backend::Memory(m) => Ok(m.delete_pattern(pattern)),
             Backend::Redis(r) => r.delete_pattern(pattern).await,
+            Backend::Off => Ok(0),
         };
         let removed = removed.unwrap_or_else(|e| self.failed("delete_pattern", &e, 0));
         self.inner.stats.deletes.inc_by(removed);
@@ -276,6 +295,7 @@ impl Cache {
         let found = match &self.inner.backend {
             Backend::Memory(m) => Ok(m.exists(key.as_str())),
             Backend::Redis(r) => r.exists(key.as_str()).await,
+            Backend::Off => Ok(false),
         };
         found.unwrap_or_else(|e| self.failed("exists", &e, false))
     }
@@ -285,6 +305,7 @@ impl Cache {
         let done = match &self.inner.backend {
             Backend::Memory(m) => Ok(m.expire(key.as_str(), ttl)),
             Backend::Redis(r) => r.expire(key.as_str(), ttl).await,
+            Backend::Off => Ok(false),
         };
         done.unwrap_or_else(|e| self.failed("expire", &e, false))
     }
@@ -294,6 +315,7 @@ impl Cache {
         let left = match &self.inner.backend {
             Backend::Memory(m) => Ok(m.ttl(key.as_str())),
             Backend::Redis(r) => r.ttl(key.as_str()).await,
+            Backend::Off => Ok(None),
         };
         left.unwrap_or_else(|e| self.failed("ttl", &e, None))
     }
@@ -302,6 +324,7 @@ impl Cache {
         match &self.inner.backend {
             Backend::Memory(m) => Some(m.snapshot()),
             Backend::Redis(r) => r.snapshot().await.ok(),
+            Backend::Off => None,
         }
     }
 
@@ -322,6 +345,10 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        if matches!(self.inner.backend, Backend::Off) {
+            self.count_read(false);
+            return loader().await;
+        }
         if let Some(value) = self.get(key).await {
             return Ok(value);
         }

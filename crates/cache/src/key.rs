@@ -35,6 +35,14 @@ impl Key {
         Self(format!("availability:{product_id}"))
     }
 
+    /// The result of a read-mostly query (see [`crate::CachedQueries`]): `query:<name>:<params as JSON>`.
+    /// `name` is the query's metric name (`inventory.warehouse_list`); `params` everything its result
+    /// depends on, e.g. `json!([filter.codes, filter.active, after, limit])`. JSON keeps distinct parameter
+    /// lists distinct (`["a,b"]` is not `["a","b"]`).
+    pub fn query(name: &str, params: &serde_json::Value) -> Self {
+        Self(format!("query:{name}:{params}"))
+    }
+
     /// Anything else: `namespace:part:part…`. The namespace keeps unrelated callers apart.
     pub fn custom<I, P>(namespace: &str, parts: I) -> Self
     where
@@ -92,6 +100,12 @@ impl Tag {
         Self(format!("availability:sku:{}", sku.as_ref()))
     }
 
+    /// Every cached query result that reads a table, for its writers to invalidate after they commit.
+    /// Qualify the table with its schema (`inventory.warehouses`): services can share one Redis.
+    pub fn table(qualified: &str) -> Self {
+        Self(format!("table:{qualified}"))
+    }
+
     pub fn custom(name: impl Into<String>) -> Self {
         Self(name.into())
     }
@@ -140,5 +154,15 @@ mod tests {
             "order:1:2",
             "custom keys join their parts with colons"
         );
+        assert_eq!(
+            Key::query("inventory.warehouse_list", &serde_json::json!([["A,B"], null, 50])).as_str(),
+            r#"query:inventory.warehouse_list:[["A,B"],null,50]"#
+        );
+        assert_ne!(
+            Key::query("q", &serde_json::json!([["a,b"]])),
+            Key::query("q", &serde_json::json!([["a", "b"]])),
+            "parameters are JSON-encoded, not joined"
+        );
+        assert_eq!(Tag::table("inventory.warehouses").as_str(), "table:inventory.warehouses");
     }
 }

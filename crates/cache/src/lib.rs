@@ -18,6 +18,25 @@
 //! * Degrade, don't fail: with Redis down every operation is a miss or a no-op within the command
 //!   timeout (then at once, via a breaker), errors are counted, `/readyz` shows `degraded`, and a
 //!   background probe re-enables Redis once it answers and the invalidations it missed are replayed.
+//!
+//! Query results (the seed's `query(…, { cache: true, cacheTTL })`): [`CachedQueries::cached_query`] on
+//! `platform::db::Db` is `get_or_set` with the database handed to the query, keyed by [`Key::query`] and
+//! tagged with [`Tag::table`] for each table it reads; every writer of those tables invalidates the tag
+//! after it commits.
+//!
+//! ```ignore
+//! use cache::CachedQueries as _;
+//!
+//! let key = Key::query("inventory.warehouse_list", &json!([filter.codes, filter.active, after, limit]));
+//! let rows: Vec<Warehouse> = db
+//!     .cached_query(&cache, &key, Duration::from_secs(60), &[Tag::table("inventory.warehouses")], |db| {
+//!         async move { db.timed("inventory.warehouse_list", list_query.fetch_all(db.pool())).await }
+//!     })
+//!     .await?;
+//! ```
+//!
+//! Caching off: `redis.memory_max_entries = 0` (with `redis.enabled = false`) builds [`Cache::off`]:
+//! every read misses and goes to the database, nothing is stored, the call sites stay as they are.
 
 mod cache;
 mod codec;
@@ -26,6 +45,7 @@ mod health;
 mod key;
 mod memory;
 mod options;
+mod query;
 mod remote;
 mod scripts;
 mod stats;
@@ -35,4 +55,5 @@ pub use codec::is_compressed;
 pub use health::CacheCheck;
 pub use key::{Key, Tag};
 pub use options::{CacheError, CacheOptions};
+pub use query::CachedQueries;
 pub use stats::StatsSnapshot;

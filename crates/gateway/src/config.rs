@@ -70,9 +70,9 @@ pub struct Config {
     /// Which upstream outcomes count against the breaker.
     pub breaker_failures: FailureKinds,
     pub rate_limit: RateLimitConfig,
-    /// Retries of requests that are safe to repeat. Defaults in code for now (no settings keys yet).
+    /// Retries of requests that are safe to repeat (`[gateway.retry]`).
     pub retry: RetryConfig,
-    /// When an instance is ejected from its upstream's rotation. Defaults in code for now.
+    /// When an instance is ejected from its upstream's rotation (`[gateway.outlier]`).
     pub outlier: OutlierConfig,
 }
 
@@ -119,9 +119,32 @@ impl Config {
             breaker_failures: FailureKinds::from_names(&gateway.circuit_breaker.failure_on)
                 .map_err(|e| GatewayError::config("gateway.circuit_breaker.failure_on", e))?,
             rate_limit: RateLimitConfig::from_settings(settings)?,
-            retry: RetryConfig::default(),
-            outlier: OutlierConfig::default(),
+            retry: retry_config(settings),
+            outlier: outlier_config(settings),
         })
+    }
+}
+
+fn retry_config(settings: &Settings) -> RetryConfig {
+    let retry = &settings.gateway.retry;
+    RetryConfig {
+        max_retries: retry.max_attempts.saturating_sub(1),
+        backoff_base: Duration::from_millis(retry.backoff_base_ms),
+        backoff_max: Duration::from_millis(retry.backoff_max_ms),
+        budget_ratio: f64::from(retry.budget_percent) / 100.0,
+        budget_min_retries: retry.budget_min_retries,
+        budget_window: Duration::from_millis(retry.budget_window_ms),
+        max_buffered_body_bytes: retry.max_buffered_body_bytes,
+    }
+}
+
+fn outlier_config(settings: &Settings) -> OutlierConfig {
+    let outlier = &settings.gateway.outlier;
+    OutlierConfig {
+        consecutive_failures: outlier.consecutive_failures,
+        base_ejection: Duration::from_millis(outlier.base_ejection_ms),
+        max_ejection: Duration::from_millis(outlier.max_ejection_ms),
+        max_ejection_percent: outlier.max_ejection_percent,
     }
 }
 

@@ -33,6 +33,18 @@ pub(crate) const ROUTE_TABLE: &[Route] = &[
         prefix: "/api/v1/inventory",
         upstream: "inventory",
     },
+    Route {
+        prefix: "/api/v1/orders",
+        upstream: "orders",
+    },
+    Route {
+        prefix: "/api/v1/shipments",
+        upstream: "orders",
+    },
+    Route {
+        prefix: "/api/v1/track",
+        upstream: "orders",
+    },
 ];
 
 /// Every prefix as two axum routes (`prefix` and `prefix/{*rest}`), so request metrics carry a route

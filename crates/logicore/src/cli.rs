@@ -27,8 +27,13 @@ pub enum Command {
     Users(UsersCommand),
     /// Run the inventory service alone, or import stock.
     Inventory(InventoryCommand),
+    /// Run the orders service alone: orders, shipments, tracking and the order saga.
+    Orders,
     /// Apply every service's database migrations, then exit.
     Migrate,
+    /// Operate the event backbone.
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Inspect the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -66,6 +71,39 @@ pub enum InventoryAction {
     Import {
         /// The CSV file, with a header row.
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Events a consumer group gave up on (attempts exhausted, or rejected by the handler).
+    #[command(subcommand)]
+    DeadLetters(DeadLettersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// Print a group's dead letters, oldest first: one JSON object per line with the event id, type,
+    /// attempts, last error, when it was dead-lettered and the envelope.
+    List {
+        /// The consumer group, e.g. `inventory.order-saga`.
+        #[arg(long)]
+        group: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+    },
+    /// Put dead letters back on the group's queue with their attempts reset.
+    Replay {
+        /// The consumer group, e.g. `inventory.order-saga`.
+        #[arg(long)]
+        group: String,
+        /// One dead letter, by event id.
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        id: Option<uuid::Uuid>,
+        /// Every dead letter of the group.
+        #[arg(long)]
+        all: bool,
     },
 }
 

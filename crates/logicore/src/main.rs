@@ -1,6 +1,7 @@
 //! `logicore`: parses the command line and hands over to the library crates.
 
 mod cli;
+mod events;
 mod import;
 mod run;
 

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use platform::telemetry::Console;
 
 use crate::cli::{
-    Cli, Command, ConfigCommand, InventoryAction, InventoryCommand, UsersAction, UsersCommand,
+    Cli, Command, ConfigCommand, EventsCommand, InventoryAction, InventoryCommand, UsersAction,
+    UsersCommand,
 };
 
 pub enum Failure {
@@ -66,7 +67,7 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
         Command::All | Command::Gateway | Command::Users(UsersCommand { action: None }) => {
             Console::Stdout
         }
-        Command::Inventory(InventoryCommand { action: None }) => Console::Stdout,
+        Command::Inventory(InventoryCommand { action: None }) | Command::Orders => Console::Stdout,
         _ => Console::Stderr,
     };
     let _log_guard = platform::telemetry::init(
@@ -120,6 +121,13 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
                 crate::import::import(&inventory::Config::from_settings(&settings), &file).await
             }
         },
+        Command::Orders => {
+            let mut config = orders::Config::from_settings(&settings);
+            config.port = settings.service.port.unwrap_or(config.port);
+            let listener = bind(&config.host, config.port).await?;
+            orders::run(config, listener, platform::http::shutdown_signal()).await?;
+            Ok(())
+        }
         Command::Migrate => {
             users::build(&users::Config::from_settings(&settings))
                 .await?
@@ -128,8 +136,14 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
                 .await;
             let inventory = inventory::build(&inventory::Config::from_settings(&settings)).await?;
             inventory.db.close().await;
+            let orders = orders::build(&orders::Config::from_settings(&settings)).await?;
+            orders.messaging.close().await;
+            orders.db.close().await;
             tracing::info!("migrations applied");
             Ok(())
+        }
+        Command::Events(EventsCommand::DeadLetters(command)) => {
+            crate::events::dead_letters(&settings, command).await
         }
         Command::Config(_) => Ok(()),
     }
@@ -137,7 +151,7 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
 
 /// The OpenAPI documents of every service, merged by the gateway.
 fn service_specs() -> Vec<utoipa::openapi::OpenApi> {
-    vec![users::openapi(), inventory::openapi()]
+    vec![users::openapi(), inventory::openapi(), orders::openapi()]
 }
 
 /// Every service and the gateway in one process: one shutdown signal stops them all, and if one fails the
@@ -146,9 +160,11 @@ async fn run_all(settings: &Settings) -> anyhow::Result<()> {
     let shutdown = platform::http::shutdown_signal();
     let users_config = users::Config::from_settings(settings);
     let inventory_config = inventory::Config::from_settings(settings);
+    let orders_config = orders::Config::from_settings(settings);
     let gateway_config = gateway::Config::from_settings(settings)?;
     let users_listener = bind(&users_config.host, users_config.port).await?;
     let inventory_listener = bind(&inventory_config.host, inventory_config.port).await?;
+    let orders_listener = bind(&orders_config.host, orders_config.port).await?;
     let gateway_listener = bind(&gateway_config.host, gateway_config.port).await?;
 
     let mut services = tokio::task::JoinSet::new();
@@ -161,6 +177,12 @@ async fn run_all(settings: &Settings) -> anyhow::Result<()> {
     let token = shutdown.clone();
     services.spawn(supervised("inventory", shutdown.clone(), async move {
         inventory::run(inventory_config, inventory_listener, token)
+            .await
+            .map_err(anyhow::Error::from)
+    }));
+    let token = shutdown.clone();
+    services.spawn(supervised("orders", shutdown.clone(), async move {
+        orders::run(orders_config, orders_listener, token)
             .await
             .map_err(anyhow::Error::from)
     }));

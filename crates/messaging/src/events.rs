@@ -216,6 +216,12 @@ pub struct ShipmentStatusChanged {
     pub to: String,
     #[serde(default)]
     pub reason: Option<String>,
+    /// Where the shipment leaves from and what it carries, so inventory can consume the stock on
+    /// `picked_up` and take it back on `returned` without calling the orders service.
+    #[serde(default)]
+    pub warehouse_id: Option<Uuid>,
+    #[serde(default)]
+    pub lines: Vec<ShipmentLine>,
 }
 payload!(ShipmentStatusChanged => ShipmentStatusChanged);
 

@@ -98,6 +98,9 @@ impl MessagingOptions {
             retry_delay: settings.retry_delay(),
             relay_poll: settings.relay_poll(),
             retention: settings.retention(),
+            exchange: settings.exchange.clone(),
+            queue_expires: (settings.queue_expires_ms > 0)
+                .then(|| Duration::from_millis(settings.queue_expires_ms)),
             ..Self::default()
         }
     }
@@ -117,6 +120,8 @@ mod tests {
             retry_delay_ms: 100,
             relay_poll_ms: 50,
             retention_hours: 1,
+            exchange: EXCHANGE.into(),
+            queue_expires_ms: 0,
         }
     }
 

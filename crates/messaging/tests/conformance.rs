@@ -158,6 +158,12 @@ async fn a_handler_failing_twice_is_retried_after_the_delay_and_then_succeeds(ki
     assert_eq!(h.metrics.retried(&group), 2);
     assert_eq!(h.metrics.consumed(&group), 1);
     assert_eq!(h.effects().await, 1);
+    // The declined attempts rolled back, so only the committed one runs the after-commit hook.
+    testkit::eventually("the after-commit hook", DEADLINE, || async {
+        (recorder.after_commits_of(sent.id) > 0).then_some(())
+    })
+    .await;
+    assert_eq!(recorder.after_commits_of(sent.id), 1);
     h.finish().await;
 }
 
@@ -264,6 +270,11 @@ async fn a_redelivered_event_has_no_second_effect(kind: TransportKind) {
     }
     assert_eq!(h.effects().await, 1);
     assert_eq!(recorder.successes(), 1);
+    assert_eq!(
+        recorder.after_commits_of(sent.id),
+        1,
+        "a skipped redelivery runs no after-commit hook"
+    );
     h.finish().await;
 }
 

@@ -8,6 +8,7 @@ pub mod db;
 pub mod extract;
 pub mod health;
 pub mod http;
+pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod pagination;

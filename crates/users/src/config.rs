@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use platform::config::{AuthSettings, DatabaseSettings, RedisSettings, Secret, Settings};
+use platform::config::{
+    AuthSettings, DatabaseSettings, MessagingSettings, RedisSettings, Secret, Settings,
+};
 
 /// How long `/readyz` waits for PostgreSQL before reporting it down. Probes run every few seconds, so
 /// an answer slower than this is as bad as none.
@@ -19,6 +21,8 @@ pub struct Config {
     pub auth: AuthSettings,
     /// The profile cache: Redis when `redis.enabled`, in process memory otherwise.
     pub redis: RedisSettings,
+    /// The event transport and the outbox relay (`messaging.*`).
+    pub messaging: MessagingSettings,
     /// Largest request body accepted (413 above).
     pub max_body_bytes: usize,
     /// Largest serialized preferences object accepted (413 above).
@@ -40,6 +44,7 @@ impl Config {
             database: settings.database.clone(),
             auth: settings.auth.clone(),
             redis: settings.redis.clone(),
+            messaging: settings.messaging.clone(),
             max_body_bytes: users.max_body_bytes,
             preferences_max_bytes: users.preferences_max_bytes,
             admin_email: users.admin_email.clone(),

@@ -41,6 +41,11 @@ pub enum UsersError {
     /// Only a configuration mistake: an unreachable Redis makes a degraded cache, not an error.
     #[error("cache setup failed")]
     CacheSetup(#[from] cache::CacheError),
+    /// The outbox tables or the transport could not be set up at start.
+    #[error("messaging setup failed")]
+    MessagingSetup(#[from] messaging::MessagingError),
+    #[error("an event could not be encoded")]
+    Event(#[from] messaging::EnvelopeError),
     #[error("password hashing failed")]
     PasswordHash(#[from] argon2::password_hash::Error),
     #[error("access token could not be signed")]
@@ -127,6 +132,8 @@ impl UsersError {
             UsersError::Database(_)
             | UsersError::DatabaseSetup(_)
             | UsersError::CacheSetup(_)
+            | UsersError::MessagingSetup(_)
+            | UsersError::Event(_)
             | UsersError::PasswordHash(_)
             | UsersError::Token(_)
             | UsersError::Task(_)

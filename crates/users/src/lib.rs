@@ -2,28 +2,37 @@
 //! refresh tokens, in its own PostgreSQL schema.
 //!
 //! The binary calls [`run`] with a bound listener and a shutdown token; tests do the same on port 0.
+//! Every change of an account records its `user.*` events in the service's outbox in the same transaction;
+//! [`run`] relays them and consumes the ones that make a cached profile stale.
 
 mod cached;
+mod changes;
 mod config;
 mod domain;
 mod error;
+mod events;
 mod handlers;
 mod models;
 mod openapi;
 mod passwords;
+mod profile_cache;
 mod repo;
 mod sessions;
 mod state;
 mod tokens;
 
 use cache::Cache;
+use messaging::Messaging;
 use platform::db::Db;
 use platform::health::{PostgresCheck, Readiness};
 use platform::http::{PlatformLayers, with_platform_layers};
 use platform::metrics::{HttpMetrics, MetricsHandle};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::profile_cache::ProfileEviction;
 
 pub use config::Config;
 pub use domain::UserStatus;
@@ -35,32 +44,70 @@ pub use state::AppState;
 /// The PostgreSQL schema holding this service's tables.
 pub const SCHEMA: &str = "users";
 
+/// The `producer` of the events this service emits.
+pub const PRODUCER: &str = "users";
+
 static MIGRATOR: Migrator = sqlx::migrate!();
 
-/// A built service: its full router (API and operations routes, platform layers) and its database.
+/// A built service: its full router (API and operations routes, platform layers), its database and its
+/// event backbone handle.
 pub struct App {
     pub router: axum::Router,
     pub db: Db,
+    pub messaging: Messaging,
+    cache: Cache,
 }
 
-/// Connects to the database, migrates it, creates the first admin if configured and none exists yet, and
-/// assembles the router.
+impl App {
+    /// Starts the outbox relay and the `users.profile-cache` consumer, which run until `shutdown`, and
+    /// returns once the consumer is subscribed (events relayed from then on reach it). [`run`] does this
+    /// itself; this is for callers that serve the router their own way (tests, an embedding binary), who
+    /// await the handles after `shutdown` and then call `messaging.close()`.
+    pub async fn spawn_background(&self, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+        start_background(self.messaging.clone(), self.cache.clone(), shutdown).await
+    }
+}
+
+async fn start_background(
+    messaging: Messaging,
+    cache: Cache,
+    shutdown: CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let relay = messaging.relay().spawn(shutdown.clone());
+    let consumer = messaging
+        .consumer(
+            profile_cache::GROUP,
+            &profile_cache::PATTERNS,
+            ProfileEviction::new(cache),
+        )
+        .start(shutdown)
+        .await;
+    vec![relay, consumer]
+}
+
+/// Connects to the database, migrates it (the outbox and inbox included), creates the first admin if
+/// configured and none exists yet, and assembles the router.
 pub async fn build(config: &Config) -> Result<App, UsersError> {
     let mut registry = platform::metrics::registry("users");
     let http_metrics = HttpMetrics::register(&mut registry);
     let db = connect(config, &mut registry).await?;
+    let messaging = Messaging::start(&config.messaging, &db, PRODUCER, &mut registry).await?;
     let cache = Cache::from_settings(&config.redis, &mut registry)?;
-    bootstrap_admin(config, &db, &cache).await?;
+    bootstrap_admin(config, &db, &cache, &messaging).await?;
     let readiness = Readiness::new(
         vec![
             Box::new(PostgresCheck(db.clone())),
             // Not required: without the cache requests go to the database, so readiness is `degraded`.
             Box::new(cache.health_check()),
+            // Not required either: with the transport down, writes still commit their events to the outbox
+            // for later; the check shows the transport state and the outbox lag.
+            Box::new(messaging.readiness_check()),
         ],
         config.readiness_timeout,
     );
+    let state = AppState::new(db.clone(), cache.clone(), messaging.clone(), config);
     let router = with_platform_layers(
-        router(AppState::new(db.clone(), cache, config)),
+        router(state),
         PlatformLayers {
             http_metrics,
             metrics: MetricsHandle::new(registry),
@@ -68,7 +115,12 @@ pub async fn build(config: &Config) -> Result<App, UsersError> {
             max_body_bytes: config.max_body_bytes,
         },
     );
-    Ok(App { router, db })
+    Ok(App {
+        router,
+        db,
+        messaging,
+        cache,
+    })
 }
 
 /// The API routes only, without the platform layers.
@@ -77,15 +129,40 @@ pub fn router(state: AppState) -> axum::Router {
     router.with_state(state)
 }
 
-/// Serves on `listener` until `shutdown` fires, lets in-flight requests finish within the grace period,
-/// then closes the pool.
+/// Serves on `listener`, relaying events and consuming the profile-cache ones, until `shutdown` fires; then
+/// lets in-flight requests finish within the grace period, stops the relay and the consumer, closes the
+/// transport and the pool.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), UsersError> {
     let app = build(&config).await?;
-    let served = platform::http::serve(listener, app.router, shutdown, config.shutdown_grace).await;
+    // Serving does not wait for the consumer's subscription: with the broker down, requests still commit
+    // their events to the outbox and `/readyz` shows messaging degraded.
+    let background = tokio::spawn({
+        let (messaging, cache, token) =
+            (app.messaging.clone(), app.cache.clone(), shutdown.clone());
+        async move { futures::future::join_all(start_background(messaging, cache, token).await).await }
+    });
+    let served = platform::http::serve(
+        listener,
+        app.router.clone(),
+        shutdown.clone(),
+        config.shutdown_grace,
+    )
+    .await;
+    // The server can also stop by failing; make sure the background tasks stop with it.
+    shutdown.cancel();
+    match background.await {
+        Ok(tasks) => {
+            for error in tasks.into_iter().filter_map(Result::err) {
+                tracing::warn!(error = %error, "an event task ended abnormally");
+            }
+        }
+        Err(error) => tracing::warn!(error = %error, "the event tasks ended abnormally"),
+    }
+    app.messaging.close().await;
     app.db.close().await;
     Ok(served?)
 }
@@ -102,7 +179,11 @@ pub async fn create_admin(
     // With Redis this reaches the running service's cache; the in-memory backend of another process it
     // cannot, and there `cached::PROFILE_TTL` bounds how long the old role or status is seen.
     let cache = Cache::from_settings(&config.redis, &mut registry)?;
-    let result = sessions::create_or_promote_admin(&db, &cache, email, password).await;
+    // Only records the events: the running service's relay delivers them from the shared outbox, and its
+    // profile-cache consumer drops what this process's cache could not.
+    let messaging = Messaging::start(&config.messaging, &db, PRODUCER, &mut registry).await?;
+    let result = sessions::create_or_promote_admin(&db, &cache, &messaging, email, password).await;
+    messaging.close().await;
     db.close().await;
     result.map(UserView::from)
 }
@@ -116,13 +197,19 @@ async fn connect(
     Ok(db)
 }
 
-async fn bootstrap_admin(config: &Config, db: &Db, cache: &Cache) -> Result<(), UsersError> {
+async fn bootstrap_admin(
+    config: &Config,
+    db: &Db,
+    cache: &Cache,
+    messaging: &Messaging,
+) -> Result<(), UsersError> {
     if config.admin_email.is_empty() || repo::admin_exists(db).await? {
         return Ok(());
     }
     sessions::create_or_promote_admin(
         db,
         cache,
+        messaging,
         &config.admin_email,
         config.admin_password.expose(),
     )

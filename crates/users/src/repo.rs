@@ -12,7 +12,7 @@ use crate::error::UsersError;
 use crate::models::{User, user_columns};
 
 /// An account about to be created; the password is already hashed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct NewUser {
     pub email: Email,
     pub full_name: FullName,
@@ -30,6 +30,23 @@ pub struct UserPatch {
     pub status: Option<UserStatus>,
 }
 
+impl UserPatch {
+    /// Whether applying the patch to `user` would change anything. A patch that would not is not applied:
+    /// the row (and its `updated_at`) stays as it is and no event is recorded.
+    pub fn changes(&self, user: &User) -> bool {
+        let differs = |new: Option<&str>, old: &str| new.is_some_and(|new| new != old);
+        differs(
+            self.full_name.as_ref().map(FullName::as_str),
+            &user.full_name,
+        ) || self
+            .phone
+            .as_ref()
+            .is_some_and(|phone| phone.as_ref().map(Phone::as_str) != user.phone.as_deref())
+            || self.role.is_some_and(|role| role != user.role)
+            || self.status.is_some_and(|status| status != user.status)
+    }
+}
+
 /// Filters of the admin list; an empty list matches everything.
 #[derive(Debug, Default)]
 pub struct UserFilter {
@@ -42,39 +59,102 @@ pub struct UserFilter {
 /// The future of one run of a transaction body.
 pub use platform::db::tx_body;
 
-pub async fn insert(db: &Db, user: &NewUser) -> Result<User, UsersError> {
+/// Creates the account inside the caller's transaction; a taken email is `UsersError::EmailTaken`.
+pub async fn insert(
+    db: &Db,
+    connection: &mut PgConnection,
+    user: &NewUser,
+) -> Result<User, UsersError> {
     const SQL: &str = concat!(
         "INSERT INTO users (id, email, full_name, phone, role, password_hash) ",
         "VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
         user_columns!()
     );
-    let query = sqlx::query_as::<_, User>(SQL)
+    let query = bind_new_user(sqlx::query_as::<_, User>(SQL), user).fetch_one(&mut *connection);
+    Ok(db.timed("users.insert", query).await?)
+}
+
+/// Creates the account unless its email is taken (`None` then). Waits for a concurrent insert of the same
+/// email to commit or roll back, so `None` means the row exists and [`lock_by_email`] will find it.
+pub async fn insert_if_absent(
+    db: &Db,
+    connection: &mut PgConnection,
+    user: &NewUser,
+) -> Result<Option<User>, UsersError> {
+    const SQL: &str = concat!(
+        "INSERT INTO users (id, email, full_name, phone, role, password_hash) ",
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (email) DO NOTHING RETURNING ",
+        user_columns!()
+    );
+    let query =
+        bind_new_user(sqlx::query_as::<_, User>(SQL), user).fetch_optional(&mut *connection);
+    Ok(db.timed("users.insert_if_absent", query).await?)
+}
+
+type UserQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, User, sqlx::postgres::PgArguments>;
+
+fn bind_new_user<'q>(query: UserQuery<'q>, user: &'q NewUser) -> UserQuery<'q> {
+    query
         .bind(Uuid::now_v7())
         .bind(user.email.as_str())
         .bind(user.full_name.as_str())
         .bind(user.phone.as_ref().map(Phone::as_str))
         .bind(user.role.as_str())
         .bind(&user.password_hash)
-        .fetch_one(db.pool());
-    Ok(db.timed("users.insert", query).await?)
 }
 
-/// Creates an admin, or makes the existing account with that email an active admin with that password.
-pub async fn upsert_admin(db: &Db, user: &NewUser) -> Result<User, UsersError> {
+/// The account, locked until the caller's transaction ends, so the change made next and the events
+/// recorded from the difference see no concurrent write in between.
+pub async fn lock(
+    db: &Db,
+    connection: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<User>, UsersError> {
     const SQL: &str = concat!(
-        "INSERT INTO users (id, email, full_name, role, password_hash) ",
-        "VALUES ($1, $2, $3, 'admin', $4) ",
-        "ON CONFLICT (email) DO UPDATE SET role = 'admin', status = 'active', ",
-        "password_hash = EXCLUDED.password_hash, updated_at = now() RETURNING ",
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE id = $1 FOR UPDATE"
+    );
+    let query = sqlx::query_as::<_, User>(SQL)
+        .bind(id)
+        .fetch_optional(&mut *connection);
+    Ok(db.timed("users.lock", query).await?)
+}
+
+/// [`lock`] by email.
+pub async fn lock_by_email(
+    db: &Db,
+    connection: &mut PgConnection,
+    email: &Email,
+) -> Result<Option<User>, UsersError> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE email = $1 FOR UPDATE"
+    );
+    let query = sqlx::query_as::<_, User>(SQL)
+        .bind(email.as_str())
+        .fetch_optional(&mut *connection);
+    Ok(db.timed("users.lock_by_email", query).await?)
+}
+
+/// Makes the account an active admin with a new password, inside the caller's transaction.
+pub async fn promote_admin(
+    db: &Db,
+    connection: &mut PgConnection,
+    id: Uuid,
+    password_hash: &str,
+) -> Result<Option<User>, UsersError> {
+    const SQL: &str = concat!(
+        "UPDATE users SET role = 'admin', status = 'active', password_hash = $2, updated_at = now() ",
+        "WHERE id = $1 RETURNING ",
         user_columns!()
     );
     let query = sqlx::query_as::<_, User>(SQL)
-        .bind(Uuid::now_v7())
-        .bind(user.email.as_str())
-        .bind(user.full_name.as_str())
-        .bind(&user.password_hash)
-        .fetch_one(db.pool());
-    Ok(db.timed("users.upsert_admin", query).await?)
+        .bind(id)
+        .bind(password_hash)
+        .fetch_optional(&mut *connection);
+    Ok(db.timed("users.promote_admin", query).await?)
 }
 
 pub async fn admin_exists(db: &Db) -> Result<bool, UsersError> {

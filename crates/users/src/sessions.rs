@@ -1,33 +1,52 @@
 //! Sign-up, sign-in, token refresh and sign-out, and the check that a token's account may still act.
 
 use cache::Cache;
+use messaging::Messaging;
 use platform::auth::{AuthUser, Role};
-use platform::db::Db;
+use platform::db::{Db, Isolation};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::cached;
 use crate::domain::{Email, FullName, NewAccount, Password};
 use crate::error::UsersError;
+use crate::events;
 use crate::models::{TokenResponse, User, UserView};
 use crate::passwords;
 use crate::repo::{self, NewUser};
 use crate::state::AppState;
 use crate::tokens::{self, RefreshToken};
 
-/// Creates an account from validated input with the given role.
-pub async fn create_user(db: &Db, input: NewAccount, role: Role) -> Result<User, UsersError> {
+/// Creates an account from validated input with the given role, and its `user.created` event.
+pub async fn create_user(
+    state: &AppState,
+    input: NewAccount,
+    role: Role,
+) -> Result<User, UsersError> {
     let password_hash = passwords::hash(&input.password).await?;
-    let user = repo::insert(
-        db,
-        &NewUser {
-            email: input.email,
-            full_name: input.full_name,
-            phone: input.phone,
-            role,
-            password_hash,
-        },
-    )
-    .await?;
+    let new_user = NewUser {
+        email: input.email,
+        full_name: input.full_name,
+        phone: input.phone,
+        role,
+        password_hash,
+    };
+    let db = state.db.clone();
+    let messaging = state.messaging.clone();
+    let user = state
+        .db
+        .transaction(
+            Isolation::ReadCommitted,
+            repo::tx_body(move |connection| {
+                let (db, messaging, new_user) = (db.clone(), messaging.clone(), new_user.clone());
+                Box::pin(async move {
+                    let user = repo::insert(&db, connection, &new_user).await?;
+                    events::created(&messaging, connection, &user).await?;
+                    Ok::<_, UsersError>(user)
+                })
+            }),
+        )
+        .await?;
     tracing::info!(user_id = %user.id, role = %user.role, "user created");
     Ok(user)
 }
@@ -105,11 +124,13 @@ pub async fn current_user(
     }
 }
 
-/// Creates an admin or promotes (and reactivates) the account with that email, setting its password, then
-/// drops the account's cached profile (it may have been cached with its old role or status).
+/// Creates an admin or promotes (and reactivates) the account with that email, setting its password, with
+/// the events of what changed, then drops the account's cached profile (it may have been cached with its
+/// old role or status).
 pub async fn create_or_promote_admin(
     db: &Db,
     cache: &Cache,
+    messaging: &Messaging,
     email: &str,
     password: &str,
 ) -> Result<User, UsersError> {
@@ -125,18 +146,51 @@ pub async fn create_or_promote_admin(
     let password_hash = passwords::hash(&password).await?;
     let full_name =
         FullName::parse("Administrator").map_err(|e| UsersError::Validation(vec![e]))?;
-    let user = repo::upsert_admin(
-        db,
-        &NewUser {
-            email,
-            full_name,
-            phone: None,
-            role: Role::Admin,
-            password_hash,
-        },
-    )
-    .await?;
+    let admin = NewUser {
+        email,
+        full_name,
+        phone: None,
+        role: Role::Admin,
+        password_hash,
+    };
+    let (tx_db, messaging) = (db.clone(), messaging.clone());
+    let user = db
+        .transaction(
+            Isolation::ReadCommitted,
+            repo::tx_body(move |connection| {
+                Box::pin(upsert_admin_in(
+                    tx_db.clone(),
+                    messaging.clone(),
+                    connection,
+                    admin.clone(),
+                ))
+            }),
+        )
+        .await?;
     cached::forget(cache, user.id).await;
     tracing::info!(user_id = %user.id, "admin account created or promoted");
     Ok(user)
+}
+
+/// The body of [`create_or_promote_admin`]'s transaction; it owns its inputs (see `repo::tx_body`).
+async fn upsert_admin_in(
+    db: Db,
+    messaging: Messaging,
+    connection: &mut PgConnection,
+    admin: NewUser,
+) -> Result<User, UsersError> {
+    if let Some(user) = repo::insert_if_absent(&db, connection, &admin).await? {
+        events::created(&messaging, connection, &user).await?;
+        return Ok(user);
+    }
+    // The email is taken, by a row that exists (the insert waited for any concurrent one to commit) and that
+    // no statement deletes.
+    let before = repo::lock_by_email(&db, connection, &admin.email)
+        .await?
+        .ok_or(UsersError::NotFound)?;
+    let after = repo::promote_admin(&db, connection, before.id, &admin.password_hash)
+        .await?
+        .ok_or(UsersError::NotFound)?;
+    events::changed(&messaging, connection, &before, &after, None).await?;
+    Ok(after)
 }

@@ -27,6 +27,9 @@ pub struct OutlierConfig {
     pub base_ejection: Duration,
     /// The longest an instance stays ejected.
     pub max_ejection: Duration,
+    /// The most of the instances (percent) that may be ejected at once. One always may be (Envoy's
+    /// rule), and the last healthy instance never is, whatever this says.
+    pub max_ejection_percent: u32,
 }
 
 impl Default for OutlierConfig {
@@ -35,6 +38,7 @@ impl Default for OutlierConfig {
             consecutive_failures: 5,
             base_ejection: Duration::from_secs(30),
             max_ejection: Duration::from_secs(300),
+            max_ejection_percent: 100,
         }
     }
 }
@@ -225,11 +229,11 @@ impl Endpoints {
         if self.is_ejected(endpoint, now) {
             return None;
         }
-        let others_healthy = list
-            .iter()
-            .enumerate()
-            .any(|(i, other)| i != index && !self.is_ejected(other, now));
-        if !others_healthy {
+        let ejected = list.iter().filter(|e| self.is_ejected(e, now)).count();
+        let others_healthy = list.len() - ejected > 1;
+        let within_share = ejected == 0
+            || (ejected + 1) * 100 <= list.len() * self.outlier.max_ejection_percent as usize;
+        if !others_healthy || !within_share {
             // The failures stay counted: the instance goes as soon as another one is healthy again.
             return None;
         }
@@ -305,6 +309,7 @@ mod tests {
             consecutive_failures: failures,
             base_ejection: Duration::from_secs(10),
             max_ejection: Duration::from_secs(25),
+            max_ejection_percent: 100,
         }
     }
 
@@ -361,6 +366,34 @@ mod tests {
         let until = list[0].ejected_until.load(Ordering::Relaxed);
         let length = Duration::from_nanos(until - set.nanos(Instant::now()));
         assert!(length > Duration::from_secs(19) && length <= Duration::from_secs(20));
+    }
+
+    #[test]
+    fn no_more_than_the_allowed_share_of_instances_is_ejected_at_once_but_always_one() {
+        let set = endpoints(
+            4,
+            OutlierConfig {
+                max_ejection_percent: 30,
+                ..outlier(1)
+            },
+        );
+        let list = set.current();
+        // 30% of four instances is less than one, yet one may always go.
+        assert!(set.record(&list, 0, true).is_some());
+        assert_eq!(set.record(&list, 1, true), None);
+        assert_eq!(set.record(&list, 2, true), None);
+
+        let set = endpoints(
+            4,
+            OutlierConfig {
+                max_ejection_percent: 50,
+                ..outlier(1)
+            },
+        );
+        let list = set.current();
+        assert!(set.record(&list, 0, true).is_some());
+        assert!(set.record(&list, 1, true).is_some());
+        assert_eq!(set.record(&list, 2, true), None);
     }
 
     #[test]

@@ -97,6 +97,7 @@ async fn killing_one_of_two_instances_mid_load_fails_no_get_and_the_instance_is_
             consecutive_failures: 3,
             base_ejection: Duration::from_millis(300),
             max_ejection: Duration::from_millis(300),
+            ..OutlierConfig::default()
         };
     })
     .await;

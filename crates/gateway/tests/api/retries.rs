@@ -136,3 +136,40 @@ async fn the_retry_budget_caps_retries_when_every_instance_fails() {
     let (failing, healthy) = pair.hits();
     assert_eq!(failing + healthy, 13, "10 requests and 3 budgeted retries");
 }
+
+#[tokio::test]
+async fn with_max_attempts_set_to_one_in_the_settings_nothing_is_retried() {
+    let failing = FakeUpstream::spawn().await;
+    failing.probe.unavailable.store(true, Ordering::SeqCst);
+    let healthy = FakeUpstream::spawn().await;
+    let urls = format!("{},{}", failing.url(), healthy.url());
+    let settings = testkit::settings(&[
+        ("USER_SERVICE_URL", urls.as_str()),
+        ("LOGICORE_GATEWAY__RETRY__MAX_ATTEMPTS", "1"),
+        ("LOGICORE_GATEWAY__RETRY__BUDGET_MIN_RETRIES", "1000"),
+        ("LOGICORE_GATEWAY__OUTLIER__CONSECUTIVE_FAILURES", "1000000"),
+        ("LOGICORE_GATEWAY__CIRCUIT_BREAKER__VOLUME_THRESHOLD", "1000000"),
+        ("GATEWAY_RATE_LIMIT_MAX_REQUESTS", "1000000"),
+    ]);
+    let config = gateway::Config::from_settings(&settings).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.retry.max_retries, 0);
+    let admin = bearer(&config.auth, Role::Admin);
+    let gateway = spawn_gateway(config).await;
+    let mut unavailable = 0;
+    for _ in 0..10 {
+        let status = testkit::client()
+            .get(gateway.url("/api/v1/users/x/orders"))
+            .header("authorization", &admin)
+            .send()
+            .await
+            .map_or(0, |response| response.status().as_u16());
+        match status {
+            503 => unavailable += 1,
+            200 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(failing.hits() + healthy.hits(), 10, "a GET was sent twice");
+    assert_eq!(failing.hits(), unavailable, "every failed attempt was answered as is");
+    assert!(unavailable > 0, "no GET went to the failing instance");
+}

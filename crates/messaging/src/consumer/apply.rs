@@ -62,6 +62,15 @@ async fn apply_chunk(context: &Context, chunk: Vec<(Envelope, Delivery)>) {
                 .map(|_| Err(Declined::Retry(reason.clone()))),
         );
     }
+    for (envelope, result) in envelopes.iter().zip(&results) {
+        if matches!(result, Ok(true)) {
+            // Like `handle`, a panicking hook must not take the lane down with it.
+            let hook = AssertUnwindSafe(context.handler.after_commit(envelope)).catch_unwind();
+            if hook.await.is_err() {
+                tracing::warn!(group = %context.group, event_id = %envelope.id, "after-commit hook panicked");
+            }
+        }
+    }
     let labels = Metrics::group(&context.group);
     let elapsed = started.elapsed().as_secs_f64();
     for (((envelope, delivery), result), ack) in

@@ -69,6 +69,16 @@ pub trait Handler: Send + Sync + 'static {
         event: &'a Envelope,
         attempt: u32,
     ) -> BoxFuture<'a, Outcome>;
+
+    /// Runs once the transaction in which [`Handler::handle`] applied `event` has committed, for effects
+    /// outside the database that must not run before the change is visible (e.g. invalidating a cache: an
+    /// invalidation before the commit lets a concurrent read put the old value back). Not called for an
+    /// event that was declined, whose transaction rolled back, or that the inbox skipped as a redelivery.
+    /// Best effort: a crash between the commit and this call skips it, so keep what it does bounded in time
+    /// by other means (e.g. cache TTLs).
+    fn after_commit<'a>(&'a self, _event: &'a Envelope) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 struct Context {

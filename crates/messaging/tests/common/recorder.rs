@@ -35,6 +35,8 @@ pub struct Recorder {
     pub successes: Arc<AtomicUsize>,
     pub attempts: Attempts,
     pub healed: Arc<AtomicBool>,
+    /// Events whose after-commit hook ran, in order.
+    pub after_commits: Arc<Mutex<Vec<Uuid>>>,
 }
 
 impl Recorder {
@@ -45,6 +47,7 @@ impl Recorder {
             successes: Arc::new(AtomicUsize::new(0)),
             attempts: Arc::new(Mutex::new(HashMap::new())),
             healed: Arc::new(AtomicBool::new(false)),
+            after_commits: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -56,6 +59,14 @@ impl Recorder {
         self.attempts
             .lock()
             .map(|a| a.get(&id).cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// How often the after-commit hook ran for `id`.
+    pub fn after_commits_of(&self, id: Uuid) -> usize {
+        self.after_commits
+            .lock()
+            .map(|seen| seen.iter().filter(|seen| **seen == id).count())
             .unwrap_or_default()
     }
 
@@ -112,6 +123,14 @@ impl Handler for Recorder {
                     self.apply(tx, event).await
                 }
                 _ => self.apply(tx, event).await,
+            }
+        })
+    }
+
+    fn after_commit<'a>(&'a self, event: &'a Envelope) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Ok(mut seen) = self.after_commits.lock() {
+                seen.push(event.id);
             }
         })
     }

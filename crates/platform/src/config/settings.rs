@@ -42,6 +42,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub users: UsersSettings,
     pub inventory: InventorySettings,
+    pub orders: OrdersSettings,
     pub gateway: GatewaySettings,
     pub redis: RedisSettings,
     pub messaging: MessagingSettings,
@@ -145,6 +146,25 @@ pub struct InventorySettings {
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
+pub struct OrdersSettings {
+    pub port: u16,
+    pub max_body_bytes: usize,
+    /// ISO 4217 code of orders that name no `currency`.
+    pub default_currency: String,
+    /// A pending order not confirmed or rejected within this long expires.
+    pub pending_ttl_secs: u64,
+    /// How often the sweeper looks for lapsed pending orders.
+    pub sweeper_interval_ms: u64,
+    /// Lapsed orders expired per sweeper transaction.
+    pub sweeper_batch: u32,
+    /// How long an `Idempotency-Key` and its stored response are kept.
+    pub idempotency_ttl_secs: u64,
+    /// Whether shipments need a proof of delivery before `delivered`, unless the request says otherwise.
+    pub proof_required_by_default: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct GatewaySettings {
     pub port: u16,
     /// Overrides `log.level` when the gateway runs alone.
@@ -159,6 +179,8 @@ pub struct GatewaySettings {
     pub upstreams: UpstreamSettings,
     pub circuit_breaker: CircuitBreakerSettings,
     pub rate_limit: RateLimitSettings,
+    pub retry: RetrySettings,
+    pub outlier: OutlierSettings,
     pub rbac: Vec<RbacRule>,
 }
 
@@ -204,6 +226,41 @@ pub struct RateLimitSettings {
     pub overrides: Vec<RateLimitOverride>,
 }
 
+/// How the gateway repeats requests that are safe to repeat (idempotent methods, POSTs with an
+/// `Idempotency-Key`) after a connect error, a reset or a 502/503, on another instance.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Attempts per request including the first; 1 turns retries off.
+    pub max_attempts: u32,
+    /// Upper bound of the first backoff; it doubles with each retry (full jitter below it)…
+    pub backoff_base_ms: u64,
+    /// …up to this.
+    pub backoff_max_ms: u64,
+    /// Retries may add at most this percentage of the requests seen in the budget window…
+    pub budget_percent: u32,
+    /// …plus this many per window, so a quiet service can still be retried.
+    pub budget_min_retries: u32,
+    pub budget_window_ms: u64,
+    /// Largest request body (with a `Content-Length`) kept so the request can be sent again.
+    pub max_buffered_body_bytes: usize,
+}
+
+/// Passive health of an upstream's instances (Envoy's `consecutive_5xx` outlier detection).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierSettings {
+    /// Failures in a row (connect errors, timeouts, 5xx) that eject an instance from the rotation.
+    pub consecutive_failures: u32,
+    /// First ejection's length; the n-th ejection in a row lasts n times this…
+    pub base_ejection_ms: u64,
+    /// …up to this.
+    pub max_ejection_ms: u64,
+    /// Most of an upstream's instances (percent) ejected at once; one may always be, and the last
+    /// healthy instance never is.
+    pub max_ejection_percent: u32,
+}
+
 /// A different limit for a route pattern and/or a role (empty means any).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -245,7 +302,8 @@ pub struct RedisSettings {
     pub pool_size: usize,
     /// Serialized values at least this large are zstd-compressed.
     pub compress_threshold_bytes: usize,
-    /// Bound of the in-process cache (entries).
+    /// Bound of the in-process cache (entries). 0 (with `enabled` false) turns caching off: every read
+    /// goes to the database and nothing is stored, an honest uncached baseline.
     pub memory_max_entries: u64,
 }
 
@@ -283,6 +341,11 @@ pub struct MessagingSettings {
     pub relay_poll_ms: u64,
     /// How long sent outbox rows and inbox entries are kept.
     pub retention_hours: u64,
+    /// The topic exchange; consumer queues are named `<exchange>.<group>`, and the PostgreSQL transport's
+    /// schema is the exchange with `.` → `_`. Deployments sharing one broker (or tests) keep apart by it.
+    pub exchange: String,
+    /// RabbitMQ `x-expires` on consumer queues, so queues of groups that are gone vanish; 0 keeps them.
+    pub queue_expires_ms: u64,
 }
 
 impl MessagingSettings {
@@ -470,6 +533,43 @@ impl Settings {
             "must be between 1 and 10000",
         );
 
+        let orders = &self.orders;
+        check(orders.port != 0, "orders.port", "must be 1-65535");
+        check(
+            orders.max_body_bytes >= 1024,
+            "orders.max_body_bytes",
+            "must be at least 1024",
+        );
+        check(
+            orders.default_currency.len() == 3
+                && orders
+                    .default_currency
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase()),
+            "orders.default_currency",
+            "must be an ISO 4217 code of three uppercase letters",
+        );
+        check(
+            orders.pending_ttl_secs >= 1,
+            "orders.pending_ttl_secs",
+            "must be at least 1",
+        );
+        check(
+            orders.sweeper_interval_ms >= 10,
+            "orders.sweeper_interval_ms",
+            "must be at least 10",
+        );
+        check(
+            (1..=10_000).contains(&orders.sweeper_batch),
+            "orders.sweeper_batch",
+            "must be between 1 and 10000",
+        );
+        check(
+            orders.idempotency_ttl_secs >= 60,
+            "orders.idempotency_ttl_secs",
+            "must be at least 60",
+        );
+
         let gw = &self.gateway;
         check(gw.port != 0, "gateway.port", "must be 1-65535");
         check(
@@ -545,6 +645,63 @@ impl Settings {
                 .all(|k| matches!(k.as_str(), "connect" | "timeout" | "5xx")),
             "gateway.circuit_breaker.failure_on",
             "each entry must be connect, timeout or 5xx",
+        );
+        let retry = &gw.retry;
+        check(
+            (1..=10).contains(&retry.max_attempts),
+            "gateway.retry.max_attempts",
+            "must be between 1 and 10",
+        );
+        check(
+            (1..=60_000).contains(&retry.backoff_base_ms),
+            "gateway.retry.backoff_base_ms",
+            "must be between 1 and 60000",
+        );
+        check(
+            (retry.backoff_base_ms..=60_000).contains(&retry.backoff_max_ms),
+            "gateway.retry.backoff_max_ms",
+            "must be between gateway.retry.backoff_base_ms and 60000",
+        );
+        check(
+            retry.budget_percent <= 100,
+            "gateway.retry.budget_percent",
+            "must be between 0 and 100",
+        );
+        check(
+            retry.budget_min_retries <= 1_000_000,
+            "gateway.retry.budget_min_retries",
+            "must be between 0 and 1000000",
+        );
+        check(
+            (100..=3_600_000).contains(&retry.budget_window_ms),
+            "gateway.retry.budget_window_ms",
+            "must be between 100 and 3600000",
+        );
+        check(
+            retry.max_buffered_body_bytes <= gw.max_body_bytes,
+            "gateway.retry.max_buffered_body_bytes",
+            "must not exceed gateway.max_body_bytes",
+        );
+        let outlier = &gw.outlier;
+        check(
+            outlier.consecutive_failures >= 1,
+            "gateway.outlier.consecutive_failures",
+            "must be at least 1",
+        );
+        check(
+            (1..=86_400_000).contains(&outlier.base_ejection_ms),
+            "gateway.outlier.base_ejection_ms",
+            "must be between 1 and 86400000 (a day)",
+        );
+        check(
+            (outlier.base_ejection_ms..=86_400_000).contains(&outlier.max_ejection_ms),
+            "gateway.outlier.max_ejection_ms",
+            "must be between gateway.outlier.base_ejection_ms and 86400000 (a day)",
+        );
+        check(
+            outlier.max_ejection_percent <= 100,
+            "gateway.outlier.max_ejection_percent",
+            "must be between 0 and 100",
         );
         let rl = &gw.rate_limit;
         check(
@@ -633,9 +790,9 @@ impl Settings {
             "must be at least 64",
         );
         check(
-            redis.memory_max_entries >= 1,
+            !redis.enabled || redis.memory_max_entries >= 1,
             "redis.memory_max_entries",
-            "must be at least 1",
+            "must be at least 1 when redis.enabled is true (0 turns caching off)",
         );
         check(
             self.messaging.rabbitmq_url.is_empty()
@@ -679,6 +836,20 @@ impl Settings {
             (1..=8_760).contains(&mq.retention_hours),
             "messaging.retention_hours",
             "must be between 1 and 8760 (a year)",
+        );
+        check(
+            (1..=100).contains(&mq.exchange.len())
+                && mq.exchange.starts_with(|c: char| c.is_ascii_lowercase())
+                && mq.exchange.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_')
+                }),
+            "messaging.exchange",
+            "must be 1 to 100 lowercase letters, digits, `.` or `_`, starting with a letter",
+        );
+        check(
+            mq.queue_expires_ms == 0 || (1_000..=u64::from(u32::MAX)).contains(&mq.queue_expires_ms),
+            "messaging.queue_expires_ms",
+            "must be 0 (never) or between 1000 and 4294967295",
         );
         check(
             self.tracing.otlp_endpoint.is_empty()

@@ -370,3 +370,52 @@ fn a_service_url_may_list_several_instances_but_each_must_be_a_url() {
         "{found:?}"
     );
 }
+
+#[test]
+fn gateway_retry_and_outlier_settings_come_from_generic_variables() {
+    let s = load_ok(&sources(&[
+        ("LOGICORE_GATEWAY__RETRY__MAX_ATTEMPTS", "1"),
+        ("LOGICORE_GATEWAY__RETRY__BUDGET_PERCENT", "5"),
+        ("LOGICORE_GATEWAY__OUTLIER__CONSECUTIVE_FAILURES", "2"),
+        ("LOGICORE_GATEWAY__OUTLIER__MAX_EJECTION_PERCENT", "50"),
+    ]))
+    .settings;
+    assert_eq!(s.gateway.retry.max_attempts, 1);
+    assert_eq!(s.gateway.retry.budget_percent, 5);
+    assert_eq!(s.gateway.retry.backoff_base_ms, 5, "untouched keys keep defaults");
+    assert_eq!(s.gateway.outlier.consecutive_failures, 2);
+    assert_eq!(s.gateway.outlier.max_ejection_percent, 50);
+}
+
+#[test]
+fn every_bad_retry_and_outlier_key_is_named() {
+    let found = issues(&sources(&[
+        ("LOGICORE_GATEWAY__RETRY__MAX_ATTEMPTS", "0"),
+        ("LOGICORE_GATEWAY__RETRY__BACKOFF_BASE_MS", "50"),
+        ("LOGICORE_GATEWAY__RETRY__BACKOFF_MAX_MS", "10"),
+        ("LOGICORE_GATEWAY__RETRY__BUDGET_PERCENT", "101"),
+        ("LOGICORE_GATEWAY__RETRY__BUDGET_WINDOW_MS", "0"),
+        ("LOGICORE_GATEWAY__RETRY__MAX_BUFFERED_BODY_BYTES", "99999999"),
+        ("LOGICORE_GATEWAY__OUTLIER__CONSECUTIVE_FAILURES", "0"),
+        ("LOGICORE_GATEWAY__OUTLIER__BASE_EJECTION_MS", "0"),
+        ("LOGICORE_GATEWAY__OUTLIER__MAX_EJECTION_PERCENT", "101"),
+    ]));
+    let keys: Vec<&str> = found.iter().map(|i| i.key.as_str()).collect();
+    for expected in [
+        "gateway.retry.max_attempts",
+        "gateway.retry.backoff_max_ms",
+        "gateway.retry.budget_percent",
+        "gateway.retry.budget_window_ms",
+        "gateway.retry.max_buffered_body_bytes",
+        "gateway.outlier.consecutive_failures",
+        "gateway.outlier.base_ejection_ms",
+        "gateway.outlier.max_ejection_percent",
+    ] {
+        assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+    }
+    let attempts = found
+        .iter()
+        .find(|i| i.key == "gateway.retry.max_attempts")
+        .unwrap_or_else(|| panic!("max_attempts"));
+    assert_eq!(attempts.source, "env LOGICORE_GATEWAY__RETRY__MAX_ATTEMPTS");
+}

@@ -3,25 +3,22 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use platform::auth::{AuthUser, Role};
-use platform::db::{Db, Isolation};
 use platform::extract::{Json, Query, Validate};
 use platform::pagination::{Page, PageParams};
 use platform::{FieldError, Problem};
 use serde::Deserialize;
-use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use crate::cached;
+use crate::changes;
 use crate::domain::{FullName, NewAccount, UserStatus, collect};
 use crate::error::UsersError;
 use crate::handlers::me::parse_phone;
 use crate::handlers::{UserId, absent_or_nullable};
-use crate::models::{User, UserView};
+use crate::models::UserView;
 use crate::repo::{self, UserFilter, UserPatch};
 use crate::sessions::{self, current_user};
 use crate::state::AppState;
-use crate::tokens;
 
 const ADMIN: &[Role] = &[Role::Admin];
 const LISTERS: &[Role] = &[Role::Admin, Role::Manager];
@@ -198,7 +195,7 @@ pub async fn create_user(
 ) -> Result<(StatusCode, HeaderMap, axum::Json<UserView>), UsersError> {
     current_user(&state, &auth, ADMIN).await?;
     let account = body.parse().map_err(UsersError::Validation)?;
-    let user = sessions::create_user(&state.db, account, body.role).await?;
+    let user = sessions::create_user(&state, account, body.role).await?;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/users/{}", user.id)) {
         headers.insert(header::LOCATION, location);
@@ -283,7 +280,9 @@ pub async fn update_user(
 ) -> Result<axum::Json<UserView>, UsersError> {
     current_user(&state, &auth, ADMIN).await?;
     let patch = body.parse().map_err(UsersError::Validation)?;
-    let user = apply_patch(&state, id, &patch).await?;
+    let user = changes::apply_patch(&state, id, &patch, Some(auth.id()))
+        .await?
+        .ok_or(UsersError::NotFound)?;
     Ok(axum::Json(user.into()))
 }
 
@@ -311,44 +310,8 @@ pub async fn deactivate_user(
         status: Some(UserStatus::Inactive),
         ..UserPatch::default()
     };
-    apply_patch(&state, id, &patch).await?;
+    changes::apply_patch(&state, id, &patch, Some(auth.id()))
+        .await?
+        .ok_or(UsersError::NotFound)?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Updates the user and, when it is being deactivated, revokes its refresh tokens in the same transaction,
-/// so no session outlives the deactivation. The cached profile goes after the commit, so a deactivated
-/// user's next request is a 401 even with an access token still valid.
-async fn apply_patch(state: &AppState, id: Uuid, patch: &UserPatch) -> Result<User, UsersError> {
-    let db = state.db.clone();
-    let patch = patch.clone();
-    let updated = state
-        .db
-        .transaction(
-            Isolation::ReadCommitted,
-            repo::tx_body(move |connection| {
-                Box::pin(apply_patch_in(db.clone(), connection, id, patch.clone()))
-            }),
-        )
-        .await?;
-    cached::forget(&state.cache, id).await;
-    updated.ok_or(UsersError::NotFound)
-}
-
-/// The body of [`apply_patch`]'s transaction; it owns its inputs (see `repo::tx_body`).
-async fn apply_patch_in(
-    db: Db,
-    connection: &mut PgConnection,
-    id: Uuid,
-    patch: UserPatch,
-) -> Result<Option<User>, UsersError> {
-    let user = repo::update(&db, connection, id, &patch).await?;
-    if let Some(user) = &user
-        && !user.is_active()
-    {
-        tokens::revoke_all_of_user(&db, connection, user.id).await?;
-        if patch.status == Some(UserStatus::Inactive) {
-            tracing::info!(user_id = %user.id, "user deactivated");
-        }
-    }
-    Ok(user)
 }

@@ -89,7 +89,7 @@ pub async fn register(
     Json(body): Json<RegisterRequest>,
 ) -> Result<(StatusCode, axum::Json<TokenResponse>), UsersError> {
     let account = body.parse().map_err(UsersError::Validation)?;
-    let user = sessions::create_user(&state.db, account, Role::Customer).await?;
+    let user = sessions::create_user(&state, account, Role::Customer).await?;
     let tokens = sessions::start_session(&state, user).await?;
     Ok((StatusCode::CREATED, axum::Json(tokens)))
 }

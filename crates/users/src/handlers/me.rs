@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::cached;
+use crate::changes;
 use crate::domain::{FullName, Phone, collect};
 use crate::error::UsersError;
 use crate::handlers::absent_or_nullable;
@@ -103,11 +104,9 @@ pub async fn update_me(
 ) -> Result<axum::Json<UserView>, UsersError> {
     let patch = body.parse().map_err(UsersError::Validation)?;
     let user = current_user(&state, &auth, &Role::ALL).await?;
-    let mut connection = state.db.acquire().await?;
-    let updated = repo::update(&state.db, &mut connection, user.id, &patch).await?;
-    // A single autocommitted statement: committed by now.
-    cached::forget(&state.cache, user.id).await;
-    let updated = updated.ok_or(UsersError::InactiveCaller)?;
+    let updated = changes::apply_patch(&state, user.id, &patch, None)
+        .await?
+        .ok_or(UsersError::InactiveCaller)?;
     Ok(axum::Json(updated.into()))
 }
 

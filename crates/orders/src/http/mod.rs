@@ -1,0 +1,146 @@
+//! The HTTP surface: the "Orders and shipments" table of shared/API.md, documented for OpenAPI as the routes
+//! are registered, and the parsing helpers the handlers share.
+
+mod orders;
+mod shipments;
+mod track;
+
+use platform::FieldError;
+use platform::openapi::BearerAuth;
+use platform::pagination::PageParams;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::error::OrdersError;
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "LogiCore orders service",
+        description = "Orders, shipments, tracking and proof of delivery. Creates and actions take an `Idempotency-Key`; changes take `If-Match` with the `ETag` (the version) they were read at.",
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(platform::Problem, platform::FieldError)),
+    tags(
+        (name = "orders", description = "Orders and their timeline"),
+        (name = "shipments", description = "Shipments, tracking events and proof of delivery"),
+        (name = "tracking", description = "The public tracking page"),
+    )
+)]
+struct ApiDoc;
+
+/// Every orders route with its OpenAPI description.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(orders::create, orders::list))
+        .routes(routes!(orders::get))
+        .routes(routes!(orders::cancel))
+        .routes(routes!(orders::timeline))
+        .routes(routes!(shipments::create))
+        .routes(routes!(shipments::list))
+        .routes(routes!(shipments::get))
+        .routes(routes!(shipments::assign))
+        .routes(routes!(
+            shipments::add_tracking_event,
+            shipments::tracking_events
+        ))
+        .routes(routes!(shipments::proof))
+        .routes(routes!(shipments::cancel))
+        .routes(routes!(track::track))
+}
+
+/// A path id; one that is not a UUID names nothing, so it is a 404 like an unknown one.
+pub(crate) fn path_id(raw: &str, what: &'static str) -> Result<Uuid, OrdersError> {
+    Uuid::parse_str(raw).map_err(|_| OrdersError::NotFound(what))
+}
+
+/// `a,b,c` → its non-blank items.
+pub(crate) fn comma_list(raw: Option<&str>) -> Vec<&str> {
+    raw.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// A comma list parsed item by item, or a field error naming the parameter.
+pub(crate) fn parse_list<T>(
+    raw: Option<&str>,
+    field: &str,
+    expected: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    errors: &mut Vec<FieldError>,
+) -> Vec<T> {
+    let mut items = Vec::new();
+    for item in comma_list(raw) {
+        match parse(item) {
+            Some(value) => items.push(value),
+            None => {
+                errors.push(FieldError::new(
+                    field,
+                    "INVALID_VALUE",
+                    format!("{item:?} is not {expected}"),
+                ));
+                return Vec::new();
+            }
+        }
+    }
+    items
+}
+
+/// Paging parameters with their field errors added to `errors`.
+pub(crate) fn paging(
+    limit: Option<u32>,
+    cursor: Option<String>,
+    errors: &mut Vec<FieldError>,
+) -> PageParams {
+    let params = PageParams { limit, cursor };
+    errors.extend(params.errors());
+    params
+}
+
+/// Fails with every collected field error, if any.
+pub(crate) fn check(errors: Vec<FieldError>) -> Result<(), OrdersError> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(OrdersError::Validation(errors))
+    }
+}
+
+/// A required text field: trimmed, 1..=`max` characters, no control characters.
+pub(crate) fn text(value: &str, field: &str, max: usize, errors: &mut Vec<FieldError>) -> String {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        errors.push(FieldError::new(field, "REQUIRED", "must not be blank"));
+    } else if trimmed.chars().count() > max {
+        errors.push(FieldError::new(
+            field,
+            "TOO_LONG",
+            format!("must be at most {max} characters"),
+        ));
+    } else if trimmed.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            field,
+            "INVALID_FORMAT",
+            "must not contain control characters",
+        ));
+    }
+    trimmed.to_owned()
+}
+
+/// Request bodies and queries that are checked by parsing them into commands in the handler, where the
+/// parsed values are needed anyway; the extractor's own check has nothing to add.
+macro_rules! validated_by_parsing {
+    ($($type:ty),+ $(,)?) => {
+        $(impl platform::extract::Validate for $type {
+            fn validate(&self) -> Result<(), Vec<platform::FieldError>> {
+                Ok(())
+            }
+        })+
+    };
+}
+pub(crate) use validated_by_parsing;

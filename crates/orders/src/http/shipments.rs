@@ -1,0 +1,566 @@
+//! `/api/v1/orders/{id}/shipments` and `/api/v1/shipments`: dispatchers create and assign shipments,
+//! drivers report tracking events and proofs on the shipments assigned to them.
+
+use std::collections::HashSet;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use platform::FieldError;
+use platform::auth::AuthUser;
+use platform::extract::Query;
+use platform::idempotency::Idempotent;
+use platform::pagination::Page;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{check, paging, parse_list, path_id, text, validated_by_parsing};
+use crate::domain::{IncidentReason, ProofKind, ShipmentStatus};
+use crate::error::OrdersError;
+use crate::events::Recorder;
+use crate::idempotent::{self, Answer, check_if_match, effect, set_etag};
+use crate::models::{Location, ShipmentView, TrackingEventView};
+use crate::repo::shipments::{self, ShipmentFilter};
+use crate::shipping::{self, ProofRequest, ShipmentRequest, TrackingRequest};
+use crate::state::{AppState, Caller};
+
+/// Most lines one shipment may have.
+const MAX_LINES: usize = 100;
+/// How far in the future a tracking event's `occurred_at` may be (clock skew of a driver's device).
+const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateShipment {
+    /// Where it leaves from: inventory must hold the lines there for the order.
+    pub warehouse_id: Uuid,
+    pub lines: Vec<ShipmentLineInput>,
+    /// Whether `delivered` needs a proof first; the configured default when absent.
+    pub proof_required: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShipmentLineInput {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignShipment {
+    pub driver_id: Uuid,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelShipment {
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTrackingEvent {
+    /// `picked_up`, `in_transit`, `out_for_delivery`, `delivery_failed`, `delivered` or `returned`.
+    pub status: String,
+    /// Required with `delivery_failed`, allowed with `returned`: `recipient_not_home`, `address_not_found`,
+    /// `damaged`, `refused`, `access_denied`, `other`.
+    pub reason: Option<String>,
+    pub description: Option<String>,
+    pub location: Option<Location>,
+    /// When it happened (default now); an event older than the shipment's current status is stored but
+    /// moves nothing.
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProof {
+    /// `signature`, `photo` or `scan`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub receiver_name: String,
+    /// The signature's, photo's or scan's reference in the document store.
+    pub reference: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ShipmentQuery {
+    /// Comma list of statuses.
+    pub status: Option<String>,
+    /// Comma list of driver ids (staff only; drivers always see their own).
+    pub driver_id: Option<String>,
+    /// Comma list of order ids.
+    pub order_id: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+validated_by_parsing!(
+    CreateShipment,
+    AssignShipment,
+    CancelShipment,
+    CreateTrackingEvent,
+    CreateProof,
+    ShipmentQuery
+);
+
+fn staff_only(caller: Caller, what: &'static str) -> Result<(), OrdersError> {
+    if caller.is_staff() {
+        Ok(())
+    } else {
+        Err(OrdersError::Forbidden(what))
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/orders/{id}/shipments", tag = "shipments", request_body = CreateShipment,
+    params(("id" = Uuid, Path, description = "The order's id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat")),
+    security(("bearer_auth" = [])),
+    responses((status = 201, body = ShipmentView, description = "with its tracking number"),
+        (status = 404, body = platform::Problem),
+        (status = 409, body = platform::Problem, description = "NOTHING_TO_SHIP, or the order cannot ship (INVALID_TRANSITION)"),
+        (status = 422, body = platform::Problem)))]
+pub async fn create(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Path(order_id): Path<String>,
+    Idempotent { key, body }: Idempotent<CreateShipment>,
+) -> Result<Answer, OrdersError> {
+    let caller = Caller::of(&user);
+    staff_only(caller, "create shipments")?;
+    let order_id = path_id(&order_id, "order")?;
+    let mut errors = Vec::new();
+    if body.lines.is_empty() {
+        errors.push(FieldError::new(
+            "lines",
+            "REQUIRED",
+            "must have at least one line",
+        ));
+    }
+    if body.lines.len() > MAX_LINES {
+        errors.push(FieldError::new(
+            "lines",
+            "TOO_MANY",
+            format!("must have at most {MAX_LINES} lines"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut lines = Vec::with_capacity(body.lines.len());
+    for (index, line) in body.lines.iter().enumerate() {
+        let sku = text(&line.sku, &format!("lines[{index}].sku"), 64, &mut errors);
+        if !sku.is_empty() && !seen.insert(sku.clone()) {
+            errors.push(FieldError::new(
+                format!("lines[{index}].sku"),
+                "DUPLICATE",
+                "each sku may appear on one line only",
+            ));
+        }
+        if !(1..=100_000).contains(&line.quantity) {
+            errors.push(FieldError::new(
+                format!("lines[{index}].quantity"),
+                "OUT_OF_RANGE",
+                "must be between 1 and 100000",
+            ));
+        }
+        lines.push((sku, line.quantity));
+    }
+    check(errors)?;
+    let request = ShipmentRequest {
+        order_id,
+        warehouse_id: body.warehouse_id,
+        lines,
+        proof_required: body
+            .proof_required
+            .unwrap_or(state.config.proof_required_by_default),
+        actor: caller.id(),
+    };
+    let messaging = state.messaging.clone();
+    let run = effect(move |db, conn| {
+        let (messaging, request) = (messaging.clone(), request.clone());
+        Box::pin(async move {
+            let recorder = Recorder::for_request(&messaging);
+            let shipment = shipping::create(&db, conn, &recorder, &request).await?;
+            Ok((StatusCode::CREATED, serde_json::to_value(shipment)?))
+        })
+    });
+    idempotent::run(&state, caller.id(), key, run).await
+}
+
+#[utoipa::path(get, path = "/api/v1/shipments", tag = "shipments", params(ShipmentQuery),
+    security(("bearer_auth" = [])),
+    responses((status = 200, body = Page<ShipmentView>), (status = 403, body = platform::Problem),
+        (status = 422, body = platform::Problem)))]
+pub async fn list(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Query(query): Query<ShipmentQuery>,
+) -> Result<axum::Json<Page<ShipmentView>>, OrdersError> {
+    let caller = Caller::of(&user);
+    let mut errors = Vec::new();
+    let statuses = parse_list(
+        query.status.as_deref(),
+        "status",
+        "a shipment status",
+        ShipmentStatus::parse,
+        &mut errors,
+    );
+    let uuid = |s: &str| Uuid::parse_str(s).ok();
+    let mut drivers = parse_list(
+        query.driver_id.as_deref(),
+        "driver_id",
+        "a UUID",
+        uuid,
+        &mut errors,
+    );
+    let orders = parse_list(
+        query.order_id.as_deref(),
+        "order_id",
+        "a UUID",
+        uuid,
+        &mut errors,
+    );
+    let page = paging(query.limit, query.cursor.clone(), &mut errors);
+    check(errors)?;
+    match caller {
+        Caller::Customer(_) => return Err(OrdersError::Forbidden("list shipments")),
+        Caller::Driver(me) => {
+            if drivers.iter().any(|d| *d != me) {
+                return Ok(axum::Json(Page {
+                    data: Vec::new(),
+                    next_cursor: None,
+                }));
+            }
+            drivers = vec![me];
+        }
+        Caller::Staff(_) => {}
+    }
+    let filter = ShipmentFilter {
+        statuses,
+        drivers,
+        orders,
+        after: page.after(),
+        limit: page.limit(),
+    };
+    let rows = shipments::list(&state.db, &filter).await?;
+    Ok(axum::Json(Page::from_rows(rows, page.limit(), |s| s.id)))
+}
+
+/// The shipment if the caller may see it (404 otherwise).
+async fn visible(state: &AppState, caller: Caller, id: Uuid) -> Result<ShipmentView, OrdersError> {
+    let mut conn = state.db.acquire().await?;
+    let shipment = shipments::load(&state.db, &mut conn, id)
+        .await?
+        .ok_or(OrdersError::NotFound("shipment"))?;
+    let visible = match caller {
+        Caller::Staff(_) => true,
+        Caller::Driver(me) => shipment.driver_id == Some(me),
+        Caller::Customer(me) => {
+            let order =
+                crate::repo::orders::load(&state.db, &mut conn, shipment.order_id, false).await?;
+            order.is_some_and(|o| o.customer_id == me)
+        }
+    };
+    if visible {
+        Ok(shipment)
+    } else {
+        Err(OrdersError::NotFound("shipment"))
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/shipments/{id}", tag = "shipments",
+    params(("id" = Uuid, Path, description = "The shipment's id")), security(("bearer_auth" = [])),
+    responses((status = 200, body = ShipmentView, description = "with an ETag of its version"),
+        (status = 404, body = platform::Problem)))]
+pub async fn get(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, OrdersError> {
+    let shipment = visible(&state, Caller::of(&user), path_id(&id, "shipment")?).await?;
+    let mut headers = HeaderMap::new();
+    set_etag(&mut headers, shipment.version.into());
+    Ok((headers, axum::Json(shipment)))
+}
+
+#[utoipa::path(post, path = "/api/v1/shipments/{id}/assign", tag = "shipments", request_body = AssignShipment,
+    params(("id" = Uuid, Path, description = "The shipment's id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat"),
+        ("If-Match" = Option<String>, Header, description = "Only if the shipment is still at this ETag")),
+    security(("bearer_auth" = [])),
+    responses((status = 200, body = ShipmentView), (status = 404, body = platform::Problem),
+        (status = 409, body = platform::Problem, description = "INVALID_TRANSITION after pickup"),
+        (status = 412, body = platform::Problem)))]
+pub async fn assign(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Idempotent { key, body }: Idempotent<AssignShipment>,
+) -> Result<Answer, OrdersError> {
+    let caller = Caller::of(&user);
+    staff_only(caller, "assign shipments")?;
+    let id = path_id(&id, "shipment")?;
+    let driver = body.driver_id;
+    let messaging = state.messaging.clone();
+    let run = effect(move |db, conn| {
+        let (messaging, headers) = (messaging.clone(), headers.clone());
+        Box::pin(async move {
+            let shipment = shipping::lock(&db, conn, id, caller).await?;
+            check_if_match(&headers, shipment.version)?;
+            let recorder = Recorder::for_request(&messaging);
+            let view =
+                shipping::assign(&db, conn, &recorder, &shipment, driver, caller.id()).await?;
+            Ok((StatusCode::OK, serde_json::to_value(view)?))
+        })
+    });
+    idempotent::run(&state, caller.id(), key, run).await
+}
+
+#[utoipa::path(post, path = "/api/v1/shipments/{id}/cancel", tag = "shipments", request_body = CancelShipment,
+    params(("id" = Uuid, Path, description = "The shipment's id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat"),
+        ("If-Match" = Option<String>, Header, description = "Only if the shipment is still at this ETag")),
+    security(("bearer_auth" = [])),
+    responses((status = 200, body = ShipmentView, description = "cancelled; its lines may ship again"),
+        (status = 404, body = platform::Problem),
+        (status = 409, body = platform::Problem, description = "INVALID_TRANSITION after pickup"),
+        (status = 412, body = platform::Problem)))]
+pub async fn cancel(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Idempotent { key, body }: Idempotent<CancelShipment>,
+) -> Result<Answer, OrdersError> {
+    let caller = Caller::of(&user);
+    staff_only(caller, "cancel shipments")?;
+    let id = path_id(&id, "shipment")?;
+    let mut errors = Vec::new();
+    let reason = body
+        .reason
+        .as_deref()
+        .map(|r| text(r, "reason", 500, &mut errors));
+    check(errors)?;
+    let messaging = state.messaging.clone();
+    let run = effect(move |db, conn| {
+        let (messaging, headers, reason) = (messaging.clone(), headers.clone(), reason.clone());
+        Box::pin(async move {
+            let shipment = shipping::lock(&db, conn, id, caller).await?;
+            check_if_match(&headers, shipment.version)?;
+            let recorder = Recorder::for_request(&messaging);
+            let view =
+                shipping::cancel(&db, conn, &recorder, &shipment, reason, caller.id()).await?;
+            Ok((StatusCode::OK, serde_json::to_value(view)?))
+        })
+    });
+    idempotent::run(&state, caller.id(), key, run).await
+}
+
+fn tracking_request(
+    body: &CreateTrackingEvent,
+    actor: Uuid,
+) -> Result<TrackingRequest, OrdersError> {
+    let mut errors = Vec::new();
+    let status = ShipmentStatus::parse(body.status.trim()).filter(|s| s.is_tracked());
+    if status.is_none() {
+        errors.push(FieldError::new(
+            "status",
+            "INVALID_VALUE",
+            "must be picked_up, in_transit, out_for_delivery, delivery_failed, delivered or returned",
+        ));
+    }
+    let reason = match body.reason.as_deref() {
+        None => None,
+        Some(text) => {
+            let parsed = IncidentReason::parse(text.trim());
+            if parsed.is_none() {
+                errors.push(FieldError::new(
+                    "reason",
+                    "INVALID_VALUE",
+                    "must be recipient_not_home, address_not_found, damaged, refused, access_denied or other",
+                ));
+            }
+            parsed
+        }
+    };
+    match status {
+        Some(ShipmentStatus::DeliveryFailed) if body.reason.is_none() => errors.push(
+            FieldError::new("reason", "REQUIRED", "a failed delivery must say why"),
+        ),
+        Some(ShipmentStatus::DeliveryFailed | ShipmentStatus::Returned) | None => {}
+        Some(_) if body.reason.is_some() => errors.push(FieldError::new(
+            "reason",
+            "NOT_ALLOWED",
+            "only delivery_failed and returned take a reason",
+        )),
+        Some(_) => {}
+    }
+    let description = body
+        .description
+        .as_deref()
+        .map(|d| text(d, "description", 1000, &mut errors));
+    if let Some(location) = &body.location {
+        if !(-90.0..=90.0).contains(&location.lat) {
+            errors.push(FieldError::new(
+                "location.lat",
+                "OUT_OF_RANGE",
+                "must be between -90 and 90",
+            ));
+        }
+        if !(-180.0..=180.0).contains(&location.lng) {
+            errors.push(FieldError::new(
+                "location.lng",
+                "OUT_OF_RANGE",
+                "must be between -180 and 180",
+            ));
+        }
+        if let Some(city) = &location.city {
+            text(city, "location.city", 100, &mut errors);
+        }
+        if location
+            .country
+            .as_deref()
+            .is_some_and(|c| c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()))
+        {
+            errors.push(FieldError::new(
+                "location.country",
+                "INVALID_FORMAT",
+                "must be an ISO 3166-1 alpha-2 code such as NL",
+            ));
+        }
+    }
+    let now = Utc::now();
+    let occurred_at = body.occurred_at.unwrap_or(now);
+    if occurred_at > now + MAX_CLOCK_SKEW {
+        errors.push(FieldError::new(
+            "occurred_at",
+            "IN_FUTURE",
+            "must not be in the future",
+        ));
+    }
+    check(errors)?;
+    let status =
+        status.ok_or_else(|| OrdersError::field("status", "INVALID_VALUE", "unknown status"))?;
+    Ok(TrackingRequest {
+        status,
+        reason,
+        description,
+        location: body.location.clone(),
+        occurred_at,
+        actor,
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/shipments/{id}/tracking-events", tag = "shipments",
+    request_body = CreateTrackingEvent,
+    params(("id" = Uuid, Path, description = "The shipment's id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat"),
+        ("If-Match" = Option<String>, Header, description = "Only if the shipment is still at this ETag")),
+    security(("bearer_auth" = [])),
+    responses((status = 201, body = TrackingEventView, description = "stored; `applied` says whether it moved the shipment"),
+        (status = 403, body = platform::Problem), (status = 404, body = platform::Problem),
+        (status = 409, body = platform::Problem, description = "INVALID_TRANSITION or PROOF_REQUIRED"),
+        (status = 412, body = platform::Problem), (status = 422, body = platform::Problem)))]
+pub async fn add_tracking_event(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Idempotent { key, body }: Idempotent<CreateTrackingEvent>,
+) -> Result<Answer, OrdersError> {
+    let caller = Caller::of(&user);
+    if let Caller::Customer(_) = caller {
+        return Err(OrdersError::Forbidden("report tracking events"));
+    }
+    let id = path_id(&id, "shipment")?;
+    let request = tracking_request(&body, caller.id())?;
+    let messaging = state.messaging.clone();
+    let run = effect(move |db, conn| {
+        let (messaging, headers, request) = (messaging.clone(), headers.clone(), request.clone());
+        Box::pin(async move {
+            let shipment = shipping::lock(&db, conn, id, caller).await?;
+            check_if_match(&headers, shipment.version)?;
+            let recorder = Recorder::for_request(&messaging);
+            let event = shipping::track(&db, conn, &recorder, &shipment, &request).await?;
+            Ok((StatusCode::CREATED, serde_json::to_value(event)?))
+        })
+    });
+    idempotent::run(&state, caller.id(), key, run).await
+}
+
+#[utoipa::path(get, path = "/api/v1/shipments/{id}/tracking-events", tag = "shipments",
+    params(("id" = Uuid, Path, description = "The shipment's id")), security(("bearer_auth" = [])),
+    responses((status = 200, body = Vec<TrackingEventView>, description = "in the order they happened"),
+        (status = 403, body = platform::Problem), (status = 404, body = platform::Problem)))]
+pub async fn tracking_events(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Vec<TrackingEventView>>, OrdersError> {
+    let caller = Caller::of(&user);
+    if let Caller::Customer(_) = caller {
+        return Err(OrdersError::Forbidden(
+            "read tracking events; use the tracking page",
+        ));
+    }
+    let shipment = visible(&state, caller, path_id(&id, "shipment")?).await?;
+    Ok(axum::Json(
+        shipments::tracking(&state.db, shipment.id).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/shipments/{id}/proof", tag = "shipments", request_body = CreateProof,
+    params(("id" = Uuid, Path, description = "The shipment's id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat")),
+    security(("bearer_auth" = [])),
+    responses((status = 201, body = ShipmentView, description = "the shipment with its proof"),
+        (status = 403, body = platform::Problem), (status = 404, body = platform::Problem),
+        (status = 409, body = platform::Problem, description = "not out for delivery, or proven already"),
+        (status = 422, body = platform::Problem)))]
+pub async fn proof(
+    user: AuthUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Idempotent { key, body }: Idempotent<CreateProof>,
+) -> Result<Answer, OrdersError> {
+    let caller = Caller::of(&user);
+    if !matches!(caller, Caller::Driver(_)) {
+        return Err(OrdersError::Forbidden(
+            "record a proof of delivery (the assigned driver does)",
+        ));
+    }
+    let id = path_id(&id, "shipment")?;
+    let mut errors = Vec::new();
+    let kind = ProofKind::parse(body.kind.trim());
+    if kind.is_none() {
+        errors.push(FieldError::new(
+            "type",
+            "INVALID_VALUE",
+            "must be signature, photo or scan",
+        ));
+    }
+    let receiver_name = text(&body.receiver_name, "receiver_name", 200, &mut errors);
+    let reference = text(&body.reference, "reference", 500, &mut errors);
+    check(errors)?;
+    let kind = kind.ok_or_else(|| OrdersError::field("type", "INVALID_VALUE", "unknown type"))?;
+    let request = ProofRequest {
+        kind,
+        receiver_name,
+        reference,
+        actor: caller.id(),
+    };
+    let run = effect(move |db, conn| {
+        let request = request.clone();
+        Box::pin(async move {
+            let shipment = shipping::lock(&db, conn, id, caller).await?;
+            let view = shipping::prove(&db, conn, &shipment, &request).await?;
+            Ok((StatusCode::CREATED, serde_json::to_value(view)?))
+        })
+    });
+    idempotent::run(&state, caller.id(), key, run).await
+}

@@ -1,0 +1,216 @@
+//! Runs a create or an action in one transaction with its `Idempotency-Key`: the key is claimed first, the
+//! response stored last, so a stored response exists exactly when the effect committed (see
+//! `platform::idempotency`).
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use platform::db::{Db, TxError, TxFuture, is_retryable};
+use platform::idempotency::{Begin, Idempotency, IdempotencyRequest, StoredResponse};
+use sqlx::Connection;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::error::OrdersError;
+use crate::state::AppState;
+
+/// Runs of one request's transaction after serialization failures and deadlocks, the first included.
+const MAX_TRIES: u32 = 5;
+
+/// The effect of a request: runs in the transaction and answers with a status and a JSON body. It may run
+/// more than once (after a serialization failure the whole transaction is rerun), so it owns its inputs.
+pub trait Effect: Send + Sync + 'static {
+    fn apply<'c>(
+        &self,
+        db: Db,
+        conn: &'c mut PgConnection,
+    ) -> TxFuture<'c, (StatusCode, serde_json::Value), OrdersError>;
+}
+
+impl<F> Effect for F
+where
+    F: for<'c> Fn(
+            Db,
+            &'c mut PgConnection,
+        ) -> TxFuture<'c, (StatusCode, serde_json::Value), OrdersError>
+        + Send
+        + Sync
+        + 'static,
+{
+    fn apply<'c>(
+        &self,
+        db: Db,
+        conn: &'c mut PgConnection,
+    ) -> TxFuture<'c, (StatusCode, serde_json::Value), OrdersError> {
+        self(db, conn)
+    }
+}
+
+/// Pins down an effect closure's higher-ranked signature, which closure inference cannot see through
+/// `Arc<dyn Effect>`.
+pub fn effect<F>(body: F) -> Arc<dyn Effect>
+where
+    F: for<'c> Fn(
+            Db,
+            &'c mut PgConnection,
+        ) -> TxFuture<'c, (StatusCode, serde_json::Value), OrdersError>
+        + Send
+        + Sync
+        + 'static,
+{
+    Arc::new(body)
+}
+
+/// A response, fresh or replayed; either way it carries the body's `version` as its `ETag`.
+pub enum Answer {
+    Fresh(StatusCode, serde_json::Value),
+    Replayed(StoredResponse),
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let (version, mut response) = match self {
+            Answer::Fresh(status, body) => (
+                body.get("version").and_then(serde_json::Value::as_i64),
+                (status, axum::Json(body)).into_response(),
+            ),
+            Answer::Replayed(stored) => (
+                stored
+                    .body
+                    .get("version")
+                    .and_then(serde_json::Value::as_i64),
+                stored.into_response(),
+            ),
+        };
+        if let Some(version) = version {
+            set_etag(response.headers_mut(), version);
+        }
+        response
+    }
+}
+
+/// `ETag: "<version>"`.
+pub fn set_etag(headers: &mut HeaderMap, version: i64) {
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        headers.insert(header::ETAG, value);
+    }
+}
+
+/// Runs `effect` under the caller's key, if any.
+pub fn run(
+    state: &AppState,
+    caller: Uuid,
+    key: Option<IdempotencyRequest>,
+    effect: Arc<dyn Effect>,
+) -> impl Future<Output = Result<Answer, OrdersError>> + Send + 'static {
+    // Owned handles only: rustc cannot prove a future holding `&AppState` across the higher-ranked
+    // transaction body `Send` for every lifetime, which axum handlers need.
+    run_owned(state.db.clone(), state.idempotency, caller, key, effect)
+}
+
+async fn run_owned(
+    db: Db,
+    policy: Idempotency,
+    caller: Uuid,
+    key: Option<IdempotencyRequest>,
+    effect: Arc<dyn Effect>,
+) -> Result<Answer, OrdersError> {
+    let subject = caller.to_string();
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let outcome = async {
+            let mut connection = db.acquire().await?;
+            let mut tx = connection.begin().await?;
+            let answer = attempt(
+                db.clone(),
+                policy,
+                effect.as_ref(),
+                key.as_ref(),
+                &subject,
+                &mut tx,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<_, OrdersError>(answer)
+        }
+        .await;
+        match outcome {
+            Err(error) if tries < MAX_TRIES && error.sqlx_error().is_some_and(is_retryable) => {
+                tracing::debug!(tries, "retrying an idempotent request's transaction");
+                tokio::time::sleep(std::time::Duration::from_millis(5 << tries)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// One run of the transaction body: claim the key (or replay), apply, store the response.
+async fn attempt(
+    db: Db,
+    policy: Idempotency,
+    effect: &dyn Effect,
+    key: Option<&IdempotencyRequest>,
+    subject: &str,
+    conn: &mut PgConnection,
+) -> Result<Answer, OrdersError> {
+    if let Some(key) = key
+        && let Begin::Replay(stored) = policy.begin(conn, subject, key).await?
+    {
+        return Ok(Answer::Replayed(stored));
+    }
+    let (status, body) = effect.apply(db, conn).await?;
+    if let Some(key) = key {
+        policy.complete(conn, subject, key, status, &body).await?;
+    }
+    Ok(Answer::Fresh(status, body))
+}
+
+/// `If-Match`: absent → any version; `"N"` (or `W/"N"`, or `*`) → must be the current version.
+pub fn check_if_match(headers: &HeaderMap, current: i32) -> Result<(), OrdersError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(());
+    }
+    let matches = text.split(',').any(|tag| {
+        let tag = tag.trim().trim_start_matches("W/").trim_matches('"');
+        tag.parse::<i32>().is_ok_and(|v| v == current)
+    });
+    if matches {
+        Ok(())
+    } else {
+        Err(OrdersError::PreconditionFailed { current })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(if_match: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = if_match {
+            headers.insert(
+                header::IF_MATCH,
+                HeaderValue::from_str(value).unwrap_or(HeaderValue::from_static("")),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn if_match_compares_the_version() {
+        assert!(check_if_match(&headers(None), 3).is_ok());
+        assert!(check_if_match(&headers(Some("\"3\"")), 3).is_ok());
+        assert!(check_if_match(&headers(Some("W/\"3\"")), 3).is_ok());
+        assert!(check_if_match(&headers(Some("\"1\", \"3\"")), 3).is_ok());
+        assert!(check_if_match(&headers(Some("*")), 3).is_ok());
+        let error = check_if_match(&headers(Some("\"2\"")), 3).expect_err("stale");
+        assert_eq!(error.to_problem().status, 412);
+        assert!(check_if_match(&headers(Some("garbage")), 3).is_err());
+    }
+}

@@ -1,0 +1,324 @@
+//! What happens to an order: creation, cancellation, the saga's answers and expiry. Each function runs
+//! inside the caller's transaction (a request's, the saga consumer's or the sweeper's) and records its
+//! timeline entries and events there, so the change, its history and its events commit together.
+
+use messaging::events::{
+    InventoryReservationFailed, InventoryReserved, OrderCancelled, OrderConfirmed, OrderCreated,
+    OrderExpired, OrderLine, OrderRejected, ShipmentCancelled,
+};
+use platform::db::Db;
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::{self, OrderStatus, ShipmentStatus};
+use crate::error::OrdersError;
+use crate::events::Recorder;
+use crate::models::OrderView;
+use crate::repo::orders::{self, Happened, NewOrder, Progress};
+use crate::repo::shipments;
+
+pub async fn create(
+    db: &Db,
+    conn: &mut PgConnection,
+    recorder: &Recorder<'_>,
+    order: &NewOrder,
+) -> Result<OrderView, OrdersError> {
+    let view = orders::insert(db, conn, order).await?;
+    orders::append_timeline(
+        db,
+        conn,
+        view.id,
+        Happened {
+            kind: "created",
+            from: None,
+            to: Some(OrderStatus::Pending.as_str().to_owned()),
+            detail: json!({"lines": view.lines.len(), "total_amount": view.total_amount}),
+            actor: Some(order.created_by),
+        },
+    )
+    .await?;
+    let payload = OrderCreated {
+        order_id: view.id,
+        customer_id: view.customer_id,
+        lines: view
+            .lines
+            .iter()
+            .map(|l| OrderLine {
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+                unit_price: l.unit_price,
+            })
+            .collect(),
+        currency: view.currency.clone(),
+    };
+    recorder.record(conn, view.id, &payload).await?;
+    Ok(view)
+}
+
+/// Moves a locked order to `to` (the machine decides), with its timeline entry and `order.status_changed`.
+async fn move_to(
+    db: &Db,
+    conn: &mut PgConnection,
+    recorder: &Recorder<'_>,
+    order: &OrderView,
+    to: OrderStatus,
+    actor: Option<Uuid>,
+    detail: serde_json::Value,
+) -> Result<(), OrdersError> {
+    order.status.transition(to)?;
+    orders::set_status(db, conn, order.id, to).await?;
+    orders::append_timeline(
+        db,
+        conn,
+        order.id,
+        Happened::status(order.status, to, actor, detail),
+    )
+    .await?;
+    recorder
+        .order_status(conn, order.id, order.status, to)
+        .await
+}
+
+/// Cancels a locked order: whatever has not shipped never will, open shipments are cancelled with it, and
+/// `order.cancelled` makes inventory release the hold.
+pub async fn cancel(
+    db: &Db,
+    conn: &mut PgConnection,
+    recorder: &Recorder<'_>,
+    order: &OrderView,
+    reason: &str,
+    actor: Option<Uuid>,
+) -> Result<(), OrdersError> {
+    move_to(
+        db,
+        conn,
+        recorder,
+        order,
+        OrderStatus::Cancelled,
+        actor,
+        json!({"reason": reason}),
+    )
+    .await?;
+    for shipment in shipments::lock_open_of_order(db, conn, order.id).await? {
+        shipments::set_status(
+            db,
+            conn,
+            shipment.id,
+            ShipmentStatus::Cancelled,
+            chrono::Utc::now(),
+        )
+        .await?;
+        recorder
+            .shipment_status(
+                conn,
+                &shipment,
+                &[],
+                ShipmentStatus::Cancelled,
+                Some("order_cancelled".into()),
+            )
+            .await?;
+        let payload = ShipmentCancelled {
+            shipment_id: shipment.id,
+            order_id: order.id,
+            reason: Some("order_cancelled".into()),
+        };
+        recorder.record(conn, order.id, &payload).await?;
+    }
+    orders::add_progress(db, conn, order.id, Progress::CancelRest, &[]).await?;
+    let payload = OrderCancelled {
+        order_id: order.id,
+        reason: reason.to_owned(),
+        cancelled_by: actor,
+    };
+    recorder.record(conn, order.id, &payload).await
+}
+
+/// `inventory.reserved`: a pending order is confirmed and remembers where its stock is held. An order that
+/// moved on meanwhile (expired, cancelled) keeps its status: inventory releases the hold when it handles
+/// that order's `order.expired` or `order.cancelled`, which follows this reservation in the order's stream.
+pub async fn reserved(
+    db: &Db,
+    conn: &mut PgConnection,
+    recorder: &Recorder<'_>,
+    event: &InventoryReserved,
+) -> Result<(), OrdersError> {
+    let Some(order) = orders::load(db, conn, event.order_id, true).await? else {
+        tracing::warn!(order_id = %event.order_id, "reservation for an unknown order ignored");
+        return Ok(());
+    };
+    if order.status != OrderStatus::Pending {
+        return orders::append_timeline(
+            db,
+            conn,
+            order.id,
+            Happened::note(
+                "late_reservation",
+                None,
+                json!({"reservation_id": event.reservation_id, "order_status": order.status}),
+            ),
+        )
+        .await;
+    }
+    let allocations: Vec<(String, Uuid, i32)> = event
+        .lines
+        .iter()
+        .map(|l| {
+            (
+                l.sku.clone(),
+                l.warehouse_id,
+                i32::try_from(l.quantity).unwrap_or(i32::MAX),
+            )
+        })
+        .collect();
+    orders::set_reservation(db, conn, order.id, event.reservation_id, &allocations).await?;
+    move_to(
+        db,
+        conn,
+        recorder,
+        &order,
+        OrderStatus::Confirmed,
+        None,
+        json!({"reservation_id": event.reservation_id, "lines": event.lines}),
+    )
+    .await?;
+    let payload = OrderConfirmed {
+        order_id: order.id,
+        reservation_id: Some(event.reservation_id),
+    };
+    recorder.record(conn, order.id, &payload).await
+}
+
+/// `inventory.reservation_failed`: a pending order is rejected, its timeline naming every short line.
+pub async fn reservation_failed(
+    db: &Db,
+    conn: &mut PgConnection,
+    recorder: &Recorder<'_>,
+    event: &InventoryReservationFailed,
+) -> Result<(), OrdersError> {
+    let Some(order) = orders::load(db, conn, event.order_id, true).await? else {
+        tracing::warn!(order_id = %event.order_id, "failed reservation for an unknown order ignored");
+        return Ok(());
+    };
+    if order.status != OrderStatus::Pending {
+        return orders::append_timeline(
+            db,
+            conn,
+            order.id,
+            Happened::note(
+                "late_rejection",
+                None,
+                json!({"shortages": event.shortages}),
+            ),
+        )
+        .await;
+    }
+    move_to(
+        db,
+        conn,
+        recorder,
+        &order,
+        OrderStatus::Rejected,
+        None,
+        json!({"reason": "insufficient_stock", "shortages": event.shortages}),
+    )
+    .await?;
+    let payload = OrderRejected {
+        order_id: order.id,
+        reason: "insufficient_stock".into(),
+        shortages: event.shortages.clone(),
+    };
+    recorder.record(conn, order.id, &payload).await
+}
+
+/// `inventory.released` that the order did not ask for (its hold lapsed, or staff released it): a pending
+/// order expires, a confirmed one is cancelled (it can no longer ship). Releases that follow the order's own
+/// cancellation or expiry find it settled and only note it.
+pub async fn released(
+    db: &Db,
+    conn: &mut PgConnection,
+    recorder: &Recorder<'_>,
+    order_id: Uuid,
+    reservation_id: Uuid,
+    reason: &str,
+) -> Result<(), OrdersError> {
+    let Some(order) = orders::load(db, conn, order_id, true).await? else {
+        return Ok(());
+    };
+    match order.status {
+        OrderStatus::Pending => expire(db, conn, recorder, &order).await,
+        OrderStatus::Confirmed => {
+            cancel(
+                db,
+                conn,
+                recorder,
+                &order,
+                &format!("reservation_{reason}"),
+                None,
+            )
+            .await
+        }
+        _ => {
+            orders::append_timeline(
+                db,
+                conn,
+                order.id,
+                Happened::note(
+                    "reservation_released",
+                    None,
+                    json!({"reservation_id": reservation_id, "reason": reason}),
+                ),
+            )
+            .await
+        }
+    }
+}
+
+/// Expires a locked pending order.
+pub async fn expire(
+    db: &Db,
+    conn: &mut PgConnection,
+    recorder: &Recorder<'_>,
+    order: &OrderView,
+) -> Result<(), OrdersError> {
+    move_to(
+        db,
+        conn,
+        recorder,
+        order,
+        OrderStatus::Expired,
+        None,
+        json!({"reason": "not confirmed in time"}),
+    )
+    .await?;
+    recorder
+        .record(conn, order.id, &OrderExpired { order_id: order.id })
+        .await
+}
+
+/// After a shipment moved: the order's status follows its lines forward, never backwards.
+pub async fn follow_lines(
+    db: &Db,
+    conn: &mut PgConnection,
+    recorder: &Recorder<'_>,
+    order_id: Uuid,
+    actor: Option<Uuid>,
+) -> Result<(), OrdersError> {
+    let Some(order) = orders::load(db, conn, order_id, false).await? else {
+        return Err(OrdersError::NotFound("order"));
+    };
+    let progress: Vec<_> = order.lines.iter().map(|l| l.progress()).collect();
+    if let Some(next) = domain::advance(order.status, &progress) {
+        move_to(
+            db,
+            conn,
+            recorder,
+            &order,
+            next,
+            actor,
+            json!({"derived_from": "shipments"}),
+        )
+        .await?;
+    }
+    Ok(())
+}

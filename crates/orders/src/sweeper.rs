@@ -1,0 +1,80 @@
+//! Expires pending orders that inventory neither confirmed nor rejected in time, and prunes spent
+//! idempotency keys. Several instances share the work (`FOR UPDATE SKIP LOCKED`).
+
+use std::time::Duration;
+
+use messaging::Messaging;
+use platform::db::{Db, Isolation, tx_body};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::OrdersError;
+use crate::events::Recorder;
+use crate::ordering;
+use crate::repo::orders;
+
+/// Expires up to `batch` lapsed pending orders in one transaction; returns how many.
+pub async fn expire_lapsed(
+    db: &Db,
+    messaging: &Messaging,
+    batch: u32,
+) -> Result<usize, OrdersError> {
+    let (handle, messaging) = (db.clone(), messaging.clone());
+    db.transaction(
+        Isolation::ReadCommitted,
+        tx_body(move |conn| {
+            let (db, messaging) = (handle.clone(), messaging.clone());
+            Box::pin(async move {
+                let recorder = Recorder::for_request(&messaging);
+                let ids = orders::lock_lapsed(&db, conn, batch).await?;
+                for id in &ids {
+                    if let Some(order) = orders::load(&db, conn, *id, true).await? {
+                        ordering::expire(&db, conn, &recorder, &order).await?;
+                    }
+                }
+                Ok::<_, OrdersError>(ids.len())
+            })
+        }),
+    )
+    .await
+}
+
+pub async fn run(
+    db: Db,
+    messaging: Messaging,
+    interval: Duration,
+    batch: u32,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        loop {
+            match expire_lapsed(&db, &messaging, batch).await {
+                Ok(expired) if expired as u32 >= batch => continue,
+                Ok(expired) => {
+                    if expired > 0 {
+                        tracing::info!(expired, "pending orders expired");
+                    }
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        error = &error as &dyn std::error::Error,
+                        "order sweeper pass failed"
+                    );
+                    break;
+                }
+            }
+        }
+        if let Err(error) = platform::idempotency::prune(&db, i64::from(batch)).await {
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "idempotency key pruning failed"
+            );
+        }
+    }
+}
