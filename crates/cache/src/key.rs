@@ -155,7 +155,11 @@ mod tests {
             "custom keys join their parts with colons"
         );
         assert_eq!(
-            Key::query("inventory.warehouse_list", &serde_json::json!([["A,B"], null, 50])).as_str(),
+            Key::query(
+                "inventory.warehouse_list",
+                &serde_json::json!([["A,B"], null, 50])
+            )
+            .as_str(),
             r#"query:inventory.warehouse_list:[["A,B"],null,50]"#
         );
         assert_ne!(
@@ -163,6 +167,9 @@ mod tests {
             Key::query("q", &serde_json::json!([["a", "b"]])),
             "parameters are JSON-encoded, not joined"
         );
-        assert_eq!(Tag::table("inventory.warehouses").as_str(), "table:inventory.warehouses");
+        assert_eq!(
+            Tag::table("inventory.warehouses").as_str(),
+            "table:inventory.warehouses"
+        );
     }
 }

@@ -64,16 +64,19 @@ fn out_of_range_redis_settings_are_refused() {
             "1",
             "redis.compress_threshold_bytes",
         ),
-        (
-            "LOGICORE_REDIS__MEMORY_MAX_ENTRIES",
-            "0",
-            "redis.memory_max_entries",
-        ),
         ("REDIS_URL", "http://not-redis", "redis.url"),
     ] {
         let error = load_with(&[(var, value)]).expect_err(var);
         assert!(error.contains(key), "{var}={value}: {error}");
     }
+    // 0 entries turns the in-process cache off; with Redis enabled it means nothing, so it is refused.
+    assert!(load_with(&[("LOGICORE_REDIS__MEMORY_MAX_ENTRIES", "0")]).is_ok());
+    let error = load_with(&[
+        ("REDIS_ENABLED", "true"),
+        ("LOGICORE_REDIS__MEMORY_MAX_ENTRIES", "0"),
+    ])
+    .expect_err("memory_max_entries");
+    assert!(error.contains("redis.memory_max_entries"), "{error}");
     let error =
         load_with(&[("REDIS_ENABLED", "true"), ("REDIS_KEY_PREFIX", "")]).expect_err("prefix");
     assert!(error.contains("redis.key_prefix"), "{error}");

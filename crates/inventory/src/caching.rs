@@ -62,6 +62,14 @@ pub(crate) async fn reservation_changed(cache: &Cache, reservation: &Reservation
     cache.invalidate_tags(&tags).await;
 }
 
+/// After the stock of these skus changed (the saga knows skus from its events, not product ids).
+pub(crate) async fn skus_changed<'a>(cache: &Cache, skus: impl IntoIterator<Item = &'a str>) {
+    let tags: Vec<Tag> = skus.into_iter().map(Tag::availability_of_sku).collect();
+    if !tags.is_empty() {
+        cache.invalidate_tags(&tags).await;
+    }
+}
+
 /// After a change that may touch the stock of any product, in bulk (the expiry sweeper, a warehouse
 /// activated or reprioritised).
 pub(crate) async fn all_stock_changed(cache: &Cache) {

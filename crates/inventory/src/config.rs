@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use platform::config::{AuthSettings, DatabaseSettings, RedisSettings, Settings};
+use platform::config::{
+    AuthSettings, DatabaseSettings, MessagingSettings, RedisSettings, Settings,
+};
 
 /// How long `/readyz` waits for PostgreSQL before reporting it down. Probes run every few seconds, so an
 /// answer slower than this is as bad as none.
@@ -19,6 +21,8 @@ pub struct Config {
     pub auth: AuthSettings,
     /// The product and availability cache: Redis when `redis.enabled`, in process memory otherwise.
     pub redis: RedisSettings,
+    /// The event transport and the outbox relay (`messaging.*`).
+    pub messaging: MessagingSettings,
     /// Largest JSON request body accepted (413 above).
     pub max_body_bytes: usize,
     /// Largest CSV import body accepted (413 above).
@@ -47,6 +51,7 @@ impl Config {
             database: settings.database.clone(),
             auth: settings.auth.clone(),
             redis: settings.redis.clone(),
+            messaging: settings.messaging.clone(),
             max_body_bytes: inventory.max_body_bytes,
             import_max_bytes: inventory.import_max_bytes,
             import_batch_rows: inventory.import_batch_rows,

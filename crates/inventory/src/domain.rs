@@ -209,6 +209,27 @@ impl TryFrom<String> for Reason {
     }
 }
 
+/// Why a reservation's hold ended, as `inventory.released` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseReason {
+    /// Its order was cancelled.
+    Cancelled,
+    /// The hold lapsed, or its order expired.
+    Expired,
+    /// Staff released it (`POST /reservations/{id}/release`).
+    Manual,
+}
+
+impl ReleaseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseReason::Cancelled => "cancelled",
+            ReleaseReason::Expired => "expired",
+            ReleaseReason::Manual => "manual",
+        }
+    }
+}
+
 /// Where a reservation is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -56,6 +56,10 @@ pub enum InventoryError {
     CacheSetup(#[from] cache::CacheError),
     #[error("reading the import failed")]
     Io(#[from] std::io::Error),
+    #[error("an event cannot be recorded")]
+    Event(#[from] messaging::EnvelopeError),
+    #[error("messaging setup failed")]
+    MessagingSetup(#[from] messaging::MessagingError),
 }
 
 fn describe(errors: &[FieldError]) -> String {
@@ -175,7 +179,9 @@ impl InventoryError {
             InventoryError::Database(_)
             | InventoryError::DatabaseSetup(_)
             | InventoryError::CacheSetup(_)
-            | InventoryError::Io(_) => Problem::internal(),
+            | InventoryError::Io(_)
+            | InventoryError::Event(_)
+            | InventoryError::MessagingSetup(_) => Problem::internal(),
         }
     }
 }

@@ -2,17 +2,20 @@
 //! that never oversell, even under heavy concurrency.
 //!
 //! The binary calls [`build`] then [`run`] with a listener and a shutdown token; `logicore inventory
-//! import FILE.csv` calls [`import_csv_file`]. The saga of the orders service will use
-//! [`commit_reservation`] and [`consume_reservation`].
+//! import FILE.csv` calls [`import_csv_file`]. Every stock change records its `inventory.*` events in the
+//! service's outbox in the same transaction (see `events`); [`run`] relays them, expires lapsed holds and
+//! takes part in the order saga by consuming `order.*` and `shipment.status_changed` (see `saga`).
 
 mod caching;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod events;
 mod http;
 pub mod import;
 pub mod models;
 pub mod repo;
+mod saga;
 pub mod state;
 mod sweeper;
 
@@ -20,11 +23,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use cache::Cache;
+use messaging::Messaging;
 use platform::db::Db;
 use platform::health::{PostgresCheck, Readiness};
 use platform::http::{PlatformLayers, with_platform_layers};
 use platform::metrics::{HttpMetrics, MetricsHandle};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -35,40 +40,75 @@ pub use repo::settle::{
     ConsumeLine, Consumption, commit_reservation, consume_reservation, release_reservation,
     sweep_expired,
 };
+/// The consumer group of inventory's part in the order saga.
+pub use saga::GROUP as SAGA_GROUP;
 pub use state::AppState;
 
 /// The database schema this service owns.
 pub const SCHEMA: &str = "inventory";
 
+/// The `producer` of the events this service emits.
+pub const PRODUCER: &str = "inventory";
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// A built service: its router (with the platform layers), its database handle and its cache (the library
-/// functions that change stock take both, to invalidate after they commit).
+/// A built service: its router (with the platform layers), its database handle, its cache (the library
+/// functions that change stock take both, to invalidate after they commit) and its event backbone handle.
 pub struct App {
     pub router: axum::Router,
     pub db: Db,
     pub cache: Cache,
-    sweeper: SweeperSettings,
+    pub messaging: Messaging,
+    background: Background,
 }
 
+/// What the background tasks need besides the handles.
 #[derive(Debug, Clone, Copy)]
-struct SweeperSettings {
-    interval: Duration,
-    batch: u32,
+struct Background {
+    sweeper_interval: Duration,
+    sweeper_batch: u32,
+    reservation_ttl: Duration,
 }
 
 impl App {
-    /// Runs the expiry sweeper until `shutdown` fires; [`run`] does this itself. For callers that serve the
-    /// router their own way (tests, an embedding binary).
-    pub fn spawn_sweeper(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(sweeper::run(
+    /// Starts the outbox relay, the expiry sweeper and the `inventory.order-saga` consumer, which run until
+    /// `shutdown`, and returns once the consumer is subscribed (events relayed from then on reach it).
+    /// [`run`] does this itself; this is for callers that serve the router their own way (tests, an
+    /// embedding binary), who await the handles after `shutdown` and then call `messaging.close()`.
+    pub async fn spawn_background(&self, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+        spawn_background(
             self.db.clone(),
             self.cache.clone(),
-            self.sweeper.interval,
-            self.sweeper.batch,
+            self.messaging.clone(),
+            self.background,
             shutdown,
-        ))
+        )
+        .await
     }
+}
+
+async fn spawn_background(
+    db: Db,
+    cache: Cache,
+    messaging: Messaging,
+    settings: Background,
+    shutdown: CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let relay = messaging.relay().spawn(shutdown.clone());
+    let sweeper = tokio::spawn(sweeper::run(
+        db.clone(),
+        cache.clone(),
+        messaging.clone(),
+        settings.sweeper_interval,
+        settings.sweeper_batch,
+        shutdown.clone(),
+    ));
+    let saga = saga::OrderSaga::new(db, cache, messaging.clone(), settings.reservation_ttl);
+    let consumer = messaging
+        .consumer(saga::GROUP, &saga::PATTERNS, saga)
+        .start(shutdown)
+        .await;
+    vec![relay, sweeper, consumer]
 }
 
 /// Connects to the database (creating it and the `inventory` schema when missing) and applies migrations.
@@ -85,6 +125,7 @@ async fn connect(
 pub async fn build(config: &Config) -> Result<App, InventoryError> {
     let mut registry = platform::metrics::registry("inventory");
     let db = connect(config, &mut registry).await?;
+    let messaging = Messaging::start(&config.messaging, &db, PRODUCER, &mut registry).await?;
     let cache = Cache::from_settings(&config.redis, &mut registry)?;
     let http_metrics = HttpMetrics::register(&mut registry);
     let readiness = Readiness::new(
@@ -92,11 +133,15 @@ pub async fn build(config: &Config) -> Result<App, InventoryError> {
             Box::new(PostgresCheck(db.clone())),
             // Not required: without the cache requests go to the database, so readiness is `degraded`.
             Box::new(cache.health_check()),
+            // Not required either: with the transport down, changes still commit their events to the
+            // outbox for later; the check shows the transport state and the outbox lag.
+            Box::new(messaging.readiness_check()),
         ],
         config.readiness_timeout,
     );
+    let state = AppState::new(db.clone(), cache.clone(), messaging.clone(), config);
     let router = with_platform_layers(
-        router(AppState::new(db.clone(), cache.clone(), config)),
+        router(state),
         PlatformLayers {
             http_metrics,
             metrics: MetricsHandle::new(registry),
@@ -108,9 +153,11 @@ pub async fn build(config: &Config) -> Result<App, InventoryError> {
         router,
         db,
         cache,
-        sweeper: SweeperSettings {
-            interval: config.sweeper_interval,
-            batch: config.sweeper_batch,
+        messaging,
+        background: Background {
+            sweeper_interval: config.sweeper_interval,
+            sweeper_batch: config.sweeper_batch,
+            reservation_ttl: config.reservation_ttl,
         },
     })
 }
@@ -126,15 +173,25 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     http::api().into_openapi()
 }
 
-/// Serves on `listener` and runs the expiry sweeper until `shutdown` fires; then drains in-flight requests
-/// within the grace period, stops the sweeper and closes the pool.
+/// Serves on `listener`, relaying events, expiring lapsed holds and consuming the saga's events, until
+/// `shutdown` fires; then drains in-flight requests within the grace period, stops the background tasks,
+/// closes the transport and the pool.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), InventoryError> {
     let app = build(&config).await?;
-    let sweeper = app.spawn_sweeper(shutdown.clone());
+    // Serving does not wait for the consumer's subscription: with the broker down, requests still commit
+    // their events to the outbox and `/readyz` shows messaging degraded.
+    let background = tokio::spawn({
+        let (db, cache, messaging) = (app.db.clone(), app.cache.clone(), app.messaging.clone());
+        let (settings, token) = (app.background, shutdown.clone());
+        async move {
+            let tasks = spawn_background(db, cache, messaging, settings, token).await;
+            futures::future::join_all(tasks).await
+        }
+    });
     let served = platform::http::serve(
         listener,
         app.router.clone(),
@@ -142,11 +199,17 @@ pub async fn run(
         config.shutdown_grace,
     )
     .await;
-    // The server can also stop by failing; make sure the sweeper stops with it.
+    // The server can also stop by failing; make sure the background tasks stop with it.
     shutdown.cancel();
-    if let Err(error) = sweeper.await {
-        tracing::warn!(error = %error, "reservation sweeper ended abnormally");
+    match background.await {
+        Ok(tasks) => {
+            for error in tasks.into_iter().filter_map(Result::err) {
+                tracing::warn!(error = %error, "a background task ended abnormally");
+            }
+        }
+        Err(error) => tracing::warn!(error = %error, "the background tasks ended abnormally"),
     }
+    app.messaging.close().await;
     app.db.close().await;
     served?;
     Ok(())
@@ -164,13 +227,24 @@ pub async fn import_csv_file(
     // With Redis this reaches the running service's cache; the in-memory backend of another process it
     // cannot, and there `caching`'s TTLs bound how long the old products are seen.
     let cache = Cache::from_settings(&config.redis, &mut registry)?;
+    // Only records the events: the running service's relay delivers them from the shared outbox.
+    let messaging = Messaging::start(&config.messaging, &db, PRODUCER, &mut registry).await?;
     let file = tokio::fs::File::open(path).await?;
     let total = file.metadata().await?.len();
     let input =
         import::CountingReader::new(tokio::io::BufReader::new(file), u64::MAX, |read: u64| {
             progress(read, total)
         });
-    let report = import::import(&db, &cache, input, config.import_batch_rows, None).await;
+    let report = import::import(
+        &db,
+        &cache,
+        &messaging,
+        input,
+        config.import_batch_rows,
+        None,
+    )
+    .await;
+    messaging.close().await;
     db.close().await;
     report
 }

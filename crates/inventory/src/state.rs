@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use cache::Cache;
+use messaging::Messaging;
 use platform::Problem;
 use platform::auth::{AuthUser, JwtKeys, Role};
 use platform::db::Db;
@@ -17,15 +18,18 @@ pub struct AppState {
     pub db: Db,
     /// Product lookups and availability (see `caching`).
     pub cache: Cache,
+    /// Records the `inventory.*` events of every change in its transaction.
+    pub messaging: Messaging,
     pub keys: JwtKeys,
     pub config: Arc<Config>,
 }
 
 impl AppState {
-    pub fn new(db: Db, cache: Cache, config: &Config) -> Self {
+    pub fn new(db: Db, cache: Cache, messaging: Messaging, config: &Config) -> Self {
         Self {
             db,
             cache,
+            messaging,
             keys: JwtKeys::new(&config.auth),
             config: Arc::new(config.clone()),
         }

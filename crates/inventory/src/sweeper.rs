@@ -1,9 +1,11 @@
 //! The background task that expires lapsed holds. Availability already ignores them the moment they lapse;
-//! the sweeper makes it official (status `expired`, stock given back) so the rows stay small and true.
+//! the sweeper makes it official (status `expired`, stock given back, `inventory.released` recorded) so
+//! the rows stay small and true and the orders service learns about it.
 
 use std::time::Duration;
 
 use cache::Cache;
+use messaging::Messaging;
 use platform::db::Db;
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +16,7 @@ use crate::repo::settle;
 pub async fn run(
     db: Db,
     cache: Cache,
+    messaging: Messaging,
     interval: Duration,
     batch: u32,
     shutdown: CancellationToken,
@@ -25,7 +28,7 @@ pub async fn run(
             () = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        match settle::sweep_expired(&db, &cache, batch).await {
+        match settle::sweep_expired(&db, &cache, &messaging, batch).await {
             Ok(0) => {}
             Ok(expired) => tracing::info!(expired, "expired lapsed reservations"),
             Err(error) => tracing::warn!(

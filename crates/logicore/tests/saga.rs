@@ -29,7 +29,8 @@ struct Platform {
     _servers: Vec<TestServer>,
     shutdown: CancellationToken,
     background: Vec<JoinHandle<()>>,
-    /// Inventory's relay and consumers, started with the rest unless a test holds them back.
+    /// Inventory's relay and consumers, started with the rest unless a test holds them back (then its consumer
+    /// group is subscribed, so events wait for it, but nothing handles them).
     inventory_app: Option<inventory::App>,
     settings: platform::config::Settings,
     db: TestDb,
@@ -81,6 +82,14 @@ impl Platform {
             background.extend(inventory_app.spawn_background(shutdown.clone()).await);
             None
         } else {
+            // Inventory was deployed before and is down now: its consumer group exists (events queue up
+            // for it), but nothing handles them until `start_inventory_events`.
+            let outage = CancellationToken::new();
+            let tasks = inventory_app.spawn_background(outage.clone()).await;
+            outage.cancel();
+            for task in tasks {
+                task.await.unwrap_or_else(|e| panic!("inventory task: {e}"));
+            }
             Some(inventory_app)
         };
 
@@ -139,7 +148,8 @@ impl Platform {
     async fn stop(self) {
         self.shutdown.cancel();
         for task in self.background {
-            task.await.unwrap_or_else(|e| panic!("background task: {e}"));
+            task.await
+                .unwrap_or_else(|e| panic!("background task: {e}"));
         }
     }
 
@@ -186,7 +196,10 @@ impl Platform {
     /// POSTs and insists on a 2xx, returning the body.
     async fn ok(&self, path: &str, token: &str, body: Value) -> Value {
         let (status, response) = self.post(path, Some(token), body).await;
-        assert!((200..300).contains(&status), "POST {path}: {status} {response}");
+        assert!(
+            (200..300).contains(&status),
+            "POST {path}: {status} {response}"
+        );
         response
     }
 
@@ -199,7 +212,10 @@ impl Platform {
             )
             .await;
         assert_eq!(status, 200, "{body}");
-        body["access_token"].as_str().unwrap().to_owned()
+        body["access_token"]
+            .as_str()
+            .expect("a string field")
+            .to_owned()
     }
 
     async fn admin(&self) -> String {
@@ -217,7 +233,7 @@ impl Platform {
                 json!({"email": email, "password": password, "full_name": format!("A {role}"), "role": role}),
             )
             .await;
-        let id = user["id"].as_str().unwrap().to_owned();
+        let id = user["id"].as_str().expect("a string field").to_owned();
         (id, self.login(&email, password).await)
     }
 
@@ -234,14 +250,21 @@ impl Platform {
             )
             .await;
         assert_eq!(status, 201, "{body}");
-        body["access_token"].as_str().unwrap().to_owned()
+        body["access_token"]
+            .as_str()
+            .expect("a string field")
+            .to_owned()
     }
 
     /// An access token for a customer id, signed as the users service signs them (for load tests where
     /// registering hundreds of accounts would only measure argon2).
     fn customer_token(&self, customer: Uuid) -> String {
         platform::auth::JwtKeys::new(&self.settings.auth)
-            .issue(customer, &format!("{customer}@saga.test"), platform::auth::Role::Customer)
+            .issue(
+                customer,
+                &format!("{customer}@saga.test"),
+                platform::auth::Role::Customer,
+            )
             .unwrap_or_else(|e| panic!("token: {e}"))
             .0
     }
@@ -254,7 +277,7 @@ impl Platform {
                 json!({"code": code, "name": format!("{code} hub"), "address": "1 Dock Road", "priority": priority}),
             )
             .await;
-        body["id"].as_str().unwrap().to_owned()
+        body["id"].as_str().expect("a string field").to_owned()
     }
 
     /// Creates the product and receives `stock` (warehouse id → quantity); returns the product id.
@@ -274,7 +297,7 @@ impl Platform {
             )
             .await;
         }
-        product["id"].as_str().unwrap().to_owned()
+        product["id"].as_str().expect("a string field").to_owned()
     }
 
     /// Per warehouse id: (on_hand, reserved).
@@ -292,8 +315,14 @@ impl Platform {
             .iter()
             .map(|w| {
                 (
-                    w["warehouse_id"].as_str().unwrap().to_owned(),
-                    (w["on_hand"].as_i64().unwrap(), w["reserved"].as_i64().unwrap()),
+                    w["warehouse_id"]
+                        .as_str()
+                        .expect("a string field")
+                        .to_owned(),
+                    (
+                        w["on_hand"].as_i64().expect("an integer field"),
+                        w["reserved"].as_i64().expect("an integer field"),
+                    ),
                 )
             })
             .collect()
@@ -304,7 +333,7 @@ impl Platform {
             .get(&format!("/api/v1/orders/{order}"), Some(token))
             .await;
         assert_eq!(status, 200, "{body}");
-        body["status"].as_str().unwrap().to_owned()
+        body["status"].as_str().expect("a string field").to_owned()
     }
 
     async fn await_order_status(&self, token: &str, order: &str, wanted: &str) {
@@ -330,9 +359,9 @@ impl Platform {
             ids.extend(
                 page["data"]
                     .as_array()
-                    .unwrap()
+                    .expect("an array field")
                     .iter()
-                    .map(|o| o["id"].as_str().unwrap().to_owned()),
+                    .map(|o| o["id"].as_str().expect("a string field").to_owned()),
             );
             match page["next_cursor"].as_str() {
                 Some(next) => cursor = Some(next.to_owned()),
@@ -406,8 +435,12 @@ async fn happy_path(transport: Transport) {
             &[("idempotency-key", &key)],
         )
         .await;
-    assert_eq!(replayed, (201, order.clone()), "the replay is the stored response");
-    let order_id = order["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        replayed,
+        (201, order.clone()),
+        "the replay is the stored response"
+    );
+    let order_id = order["id"].as_str().expect("a string field").to_owned();
 
     platform
         .await_order_status(&customer, &order_id, "confirmed")
@@ -442,7 +475,7 @@ async fn happy_path(transport: Transport) {
     assert_eq!(status, 409, "nothing is left to ship: {body}");
     let shipments: Vec<String> = [&first, &second]
         .iter()
-        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .map(|s| s["id"].as_str().expect("a string field").to_owned())
         .collect();
     for shipment in &shipments {
         platform
@@ -484,16 +517,20 @@ async fn happy_path(transport: Transport) {
         let admin = admin.clone();
         let product = product.to_owned();
         async move {
-            testkit::eventually("inventory consumes the picked-up stock", SAGA_DEADLINE, || {
-                let (admin, product, wanted) = (admin.clone(), product.clone(), wanted.clone());
-                async move {
-                    let stock = platform.stock(&admin, &product).await;
-                    wanted
-                        .iter()
-                        .all(|(warehouse, levels)| stock.get(warehouse) == Some(levels))
-                        .then_some(())
-                }
-            })
+            testkit::eventually(
+                "inventory consumes the picked-up stock",
+                SAGA_DEADLINE,
+                || {
+                    let (admin, product, wanted) = (admin.clone(), product.clone(), wanted.clone());
+                    async move {
+                        let stock = platform.stock(&admin, &product).await;
+                        wanted
+                            .iter()
+                            .all(|(warehouse, levels)| stock.get(warehouse) == Some(levels))
+                            .then_some(())
+                    }
+                },
+            )
             .await
         }
     };
@@ -506,19 +543,27 @@ async fn happy_path(transport: Transport) {
 
     // The ledger explains on hand: receipts minus what the shipments took.
     let (status, movements) = platform
-        .get("/api/v1/inventory/movements?sku=BOLT-1&limit=100", Some(&admin))
+        .get(
+            "/api/v1/inventory/movements?sku=BOLT-1&limit=100",
+            Some(&admin),
+        )
         .await;
     assert_eq!(status, 200, "{movements}");
     let mut net: HashMap<String, i64> = HashMap::new();
-    for movement in movements["data"].as_array().unwrap() {
-        *net.entry(movement["warehouse_id"].as_str().unwrap().to_owned())
-            .or_default() += movement["delta"].as_i64().unwrap();
+    for movement in movements["data"].as_array().expect("an array field") {
+        *net.entry(
+            movement["warehouse_id"]
+                .as_str()
+                .expect("a string field")
+                .to_owned(),
+        )
+        .or_default() += movement["delta"].as_i64().expect("an integer field");
     }
     assert_eq!(net[&north], 0, "{movements}");
     assert_eq!(net[&south], 8, "{movements}");
 
     // The public tracking page: status and events, nothing personal.
-    let tracking_number = first["tracking_number"].as_str().unwrap();
+    let tracking_number = first["tracking_number"].as_str().expect("a string field");
     let (status, page) = platform
         .get(&format!("/api/v1/track/{tracking_number}"), None)
         .await;
@@ -530,7 +575,10 @@ async fn happy_path(transport: Transport) {
     }
 
     let (status, timeline) = platform
-        .get(&format!("/api/v1/orders/{order_id}/events"), Some(&customer))
+        .get(
+            &format!("/api/v1/orders/{order_id}/events"),
+            Some(&customer),
+        )
         .await;
     assert_eq!(status, 200, "{timeline}");
     assert!(timeline.to_string().contains("delivered"), "{timeline}");
@@ -539,7 +587,10 @@ async fn happy_path(transport: Transport) {
     let (status, _) = platform
         .get(&format!("/api/v1/orders/{order_id}"), Some(&stranger))
         .await;
-    assert_eq!(status, 404, "another customer's order does not exist for them");
+    assert_eq!(
+        status, 404,
+        "another customer's order does not exist for them"
+    );
     platform.stop().await;
 }
 
@@ -550,7 +601,10 @@ async fn happy_path_over_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn happy_path_over_rabbitmq() {
-    assert!(rabbitmq_is_up().await, "RabbitMQ must run on 127.0.0.1:5672");
+    assert!(
+        rabbitmq_is_up().await,
+        "RabbitMQ must run on 127.0.0.1:5672"
+    );
     happy_path(Transport::RabbitMq).await;
 }
 
@@ -571,14 +625,17 @@ async fn rejection_and_cancellation(transport: Transport) {
         )
         .await;
     assert_eq!(status, 201, "{greedy}");
-    let greedy = greedy["id"].as_str().unwrap().to_owned();
+    let greedy = greedy["id"].as_str().expect("a string field").to_owned();
     platform
         .await_order_status(&customer, &greedy, "rejected")
         .await;
     let (_, timeline) = platform
         .get(&format!("/api/v1/orders/{greedy}/events"), Some(&customer))
         .await;
-    assert!(timeline.to_string().contains("GEAR-1"), "short line named: {timeline}");
+    assert!(
+        timeline.to_string().contains("GEAR-1"),
+        "short line named: {timeline}"
+    );
 
     let (_, modest) = platform
         .post(
@@ -587,7 +644,7 @@ async fn rejection_and_cancellation(transport: Transport) {
             json!({"lines": [{"sku": "GEAR-1", "quantity": 3}], "shipping_address": address("Grace")}),
         )
         .await;
-    let modest = modest["id"].as_str().unwrap().to_owned();
+    let modest = modest["id"].as_str().expect("a string field").to_owned();
     platform
         .await_order_status(&customer, &modest, "confirmed")
         .await;
@@ -600,10 +657,14 @@ async fn rejection_and_cancellation(transport: Transport) {
         )
         .await;
     assert_eq!(platform.order_status(&customer, &modest).await, "cancelled");
-    testkit::eventually("the cancelled order's stock is released", SAGA_DEADLINE, || {
-        let (platform, admin, gears, hub) = (&platform, &admin, &gears, &hub);
-        async move { (platform.stock(admin, gears).await[hub] == (4, 0)).then_some(()) }
-    })
+    testkit::eventually(
+        "the cancelled order's stock is released",
+        SAGA_DEADLINE,
+        || {
+            let (platform, admin, gears, hub) = (&platform, &admin, &gears, &hub);
+            async move { (platform.stock(admin, gears).await[hub] == (4, 0)).then_some(()) }
+        },
+    )
     .await;
     let (status, body) = platform
         .post(
@@ -624,7 +685,10 @@ async fn rejection_and_cancellation_over_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejection_and_cancellation_over_rabbitmq() {
-    assert!(rabbitmq_is_up().await, "RabbitMQ must run on 127.0.0.1:5672");
+    assert!(
+        rabbitmq_is_up().await,
+        "RabbitMQ must run on 127.0.0.1:5672"
+    );
     rejection_and_cancellation(Transport::RabbitMq).await;
 }
 
@@ -653,28 +717,32 @@ async fn an_unanswered_order_expires_and_inventory_catches_up_without_holding_st
         )
         .await;
     assert_eq!(status, 201, "{order}");
-    let order = order["id"].as_str().unwrap().to_owned();
-    platform.await_order_status(&customer, &order, "expired").await;
+    let order = order["id"].as_str().expect("a string field").to_owned();
+    platform
+        .await_order_status(&customer, &order, "expired")
+        .await;
 
     platform.start_inventory_events().await;
     // Inventory reserves on the late order.created, then releases on order.expired, which follows it.
-    let database = sqlx::PgPool::connect(&platform.db.url)
-        .await
-        .unwrap();
+    let database = sqlx::PgPool::connect(&platform.db.url).await.unwrap();
     let order_id: Uuid = order.parse().unwrap();
-    testkit::eventually("inventory reserved and released the expired order's stock", SAGA_DEADLINE, || {
-        let database = database.clone();
-        async move {
-            let status: Option<String> = sqlx::query_scalar(
-                "SELECT status FROM inventory.reservations WHERE order_id = $1",
-            )
-            .bind(order_id)
-            .fetch_optional(&database)
-            .await
-            .unwrap();
-            (status.as_deref() == Some("released")).then_some(())
-        }
-    })
+    testkit::eventually(
+        "inventory reserved and released the expired order's stock",
+        SAGA_DEADLINE,
+        || {
+            let database = database.clone();
+            async move {
+                let status: Option<String> = sqlx::query_scalar(
+                    "SELECT status FROM inventory.reservations WHERE order_id = $1",
+                )
+                .bind(order_id)
+                .fetch_optional(&database)
+                .await
+                .unwrap();
+                (status.as_deref() == Some("released")).then_some(())
+            }
+        },
+    )
     .await;
     database.close().await;
     assert_eq!(platform.stock(&admin, &cogs).await[&hub], (10, 0));
@@ -710,7 +778,7 @@ async fn last_units_rush(transport: Transport) {
     }
     let mut created = 0;
     while let Some(status) = orders.join_next().await {
-        assert_eq!(status.unwrap(), 201);
+        assert_eq!(status.expect("an order task"), 201);
         created += 1;
     }
     assert_eq!(created, 500);
@@ -726,8 +794,14 @@ async fn last_units_rush(transport: Transport) {
         }
     })
     .await;
-    assert_eq!(platform.orders_with_status(&admin, "confirmed").await.len(), 100);
-    assert_eq!(platform.orders_with_status(&admin, "rejected").await.len(), 400);
+    assert_eq!(
+        platform.orders_with_status(&admin, "confirmed").await.len(),
+        100
+    );
+    assert_eq!(
+        platform.orders_with_status(&admin, "rejected").await.len(),
+        400
+    );
     assert_eq!(platform.stock(&admin, &widgets).await[&hub], (100, 100));
     platform.stop().await;
 }
@@ -739,6 +813,9 @@ async fn the_last_100_units_go_to_exactly_100_of_500_customers_over_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_100_units_go_to_exactly_100_of_500_customers_over_rabbitmq() {
-    assert!(rabbitmq_is_up().await, "RabbitMQ must run on 127.0.0.1:5672");
+    assert!(
+        rabbitmq_is_up().await,
+        "RabbitMQ must run on 127.0.0.1:5672"
+    );
     last_units_rush(Transport::RabbitMq).await;
 }

@@ -186,14 +186,14 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let method = request.method().clone();
-        let path = request
-            .uri()
-            .path_and_query()
-            .map_or_else(|| request.uri().path().to_owned(), |p| p.as_str().to_owned());
-        let route = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or_else(|| request.uri().path().to_owned(), |m| m.as_str().to_owned());
+        let path = request.uri().path_and_query().map_or_else(
+            || request.uri().path().to_owned(),
+            |p| p.as_str().to_owned(),
+        );
+        let route = request.extensions().get::<MatchedPath>().map_or_else(
+            || request.uri().path().to_owned(),
+            |m| m.as_str().to_owned(),
+        );
         let mut keys = request.headers().get_all(HEADER).iter();
         let key = match (keys.next(), keys.next()) {
             (None, _) => None,
@@ -445,7 +445,10 @@ mod tests {
         assert_ne!(base, fingerprint("POST", "/b", b"{}"));
         assert_ne!(base, fingerprint("POST", "/a", b"{ }"));
         // Length prefixes keep the parts apart.
-        assert_ne!(fingerprint("POST", "/ab", b"c"), fingerprint("POST", "/a", b"bc"));
+        assert_ne!(
+            fingerprint("POST", "/ab", b"c"),
+            fingerprint("POST", "/a", b"bc")
+        );
     }
 
     #[test]

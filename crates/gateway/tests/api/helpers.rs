@@ -176,13 +176,14 @@ fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
     map
 }
 
-/// Gateway settings as the binary would load them, with every routed upstream (users, inventory) served by
+/// Gateway settings as the binary would load them, with every routed upstream (users, inventory, orders) served by
 /// the fake at `upstream_url`, and a rate limit no test reaches unless it sets its own (the default of 100
 /// per 15 minutes would).
 pub fn config(upstream_url: &str) -> Config {
     let settings = testkit::settings(&[
         ("USER_SERVICE_URL", upstream_url),
         ("INVENTORY_SERVICE_URL", upstream_url),
+        ("ORDER_SERVICE_URL", upstream_url),
     ]);
     let mut config = Config::from_settings(&settings).unwrap_or_else(|e| panic!("{e}"));
     config.rate_limit.default.max_requests = 1_000_000;

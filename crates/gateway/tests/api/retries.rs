@@ -148,7 +148,10 @@ async fn with_max_attempts_set_to_one_in_the_settings_nothing_is_retried() {
         ("LOGICORE_GATEWAY__RETRY__MAX_ATTEMPTS", "1"),
         ("LOGICORE_GATEWAY__RETRY__BUDGET_MIN_RETRIES", "1000"),
         ("LOGICORE_GATEWAY__OUTLIER__CONSECUTIVE_FAILURES", "1000000"),
-        ("LOGICORE_GATEWAY__CIRCUIT_BREAKER__VOLUME_THRESHOLD", "1000000"),
+        (
+            "LOGICORE_GATEWAY__CIRCUIT_BREAKER__VOLUME_THRESHOLD",
+            "1000000",
+        ),
         ("GATEWAY_RATE_LIMIT_MAX_REQUESTS", "1000000"),
     ]);
     let config = gateway::Config::from_settings(&settings).unwrap_or_else(|e| panic!("{e}"));
@@ -170,6 +173,10 @@ async fn with_max_attempts_set_to_one_in_the_settings_nothing_is_retried() {
         }
     }
     assert_eq!(failing.hits() + healthy.hits(), 10, "a GET was sent twice");
-    assert_eq!(failing.hits(), unavailable, "every failed attempt was answered as is");
+    assert_eq!(
+        failing.hits(),
+        unavailable,
+        "every failed attempt was answered as is"
+    );
     assert!(unavailable > 0, "no GET went to the failing instance");
 }

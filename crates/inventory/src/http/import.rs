@@ -51,6 +51,7 @@ pub async fn import_csv(
     let report = import::import(
         &state.db,
         &state.cache,
+        &state.messaging,
         input,
         state.config.import_batch_rows,
         Some(caller.id()),

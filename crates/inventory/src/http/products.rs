@@ -168,7 +168,7 @@ pub async fn update(
         allow_backorder: body.allow_backorder,
     };
     check(errors)?;
-    let product = products::update(&state.db, &state.cache, id, &patch)
+    let product = products::update(&state.db, &state.cache, &state.messaging, id, &patch)
         .await?
         .ok_or(InventoryError::NotFound("product"))?;
     Ok(axum::Json(product))

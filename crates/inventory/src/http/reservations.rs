@@ -104,7 +104,8 @@ pub async fn create(
         ttl,
         actor: Some(caller.id()),
     };
-    let (reservation, created) = reservations::reserve(&state.db, &state.cache, &request).await?;
+    let (reservation, created) =
+        reservations::reserve(&state.db, &state.cache, &state.messaging, &request).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -140,6 +141,6 @@ pub async fn release(
 ) -> Result<axum::Json<Reservation>, InventoryError> {
     let id = path_id(&id, "reservation")?;
     Ok(axum::Json(
-        settle::release_reservation(&state.db, &state.cache, id).await?,
+        settle::release_reservation(&state.db, &state.cache, &state.messaging, id).await?,
     ))
 }

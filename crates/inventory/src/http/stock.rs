@@ -209,7 +209,7 @@ pub async fn adjust(
         note,
         actor: caller.id(),
     };
-    let result = stock::adjust(&state.db, &state.cache, &adjustment).await?;
+    let result = stock::adjust(&state.db, &state.cache, &state.messaging, &adjustment).await?;
     Ok((StatusCode::CREATED, axum::Json(result)))
 }
 
@@ -247,6 +247,6 @@ pub async fn transfer(
         quantity,
         actor: caller.id(),
     };
-    let result = stock::transfer(&state.db, &state.cache, &transfer).await?;
+    let result = stock::transfer(&state.db, &state.cache, &state.messaging, &transfer).await?;
     Ok((StatusCode::CREATED, axum::Json(result)))
 }

@@ -5,12 +5,14 @@
 
 use std::sync::Arc;
 
+use messaging::Messaging;
 use platform::db::{Db, copy_rows};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{ImportRowError, Row};
 use crate::error::InventoryError;
+use crate::events::Outbox;
 use crate::repo::{TxFuture, locks, transaction};
 
 #[derive(Debug, Default)]
@@ -30,21 +32,24 @@ macro_rules! latest_products {
 
 pub(super) async fn apply(
     db: &Db,
+    messaging: &Messaging,
     rows: Arc<Vec<Row>>,
     import_id: Uuid,
     actor: Option<Uuid>,
 ) -> Result<BatchOutcome, InventoryError> {
-    transaction(db, (rows, import_id.to_string(), actor), apply_body).await
+    let context = (rows, import_id.to_string(), actor, messaging.clone());
+    transaction(db, context, apply_body).await
 }
 
 /// Builds its outcome from scratch: the body reruns after a deadlock or serialization failure.
 fn apply_body(
     db: Db,
-    (rows, reference, actor): (Arc<Vec<Row>>, String, Option<Uuid>),
+    (rows, reference, actor, messaging): (Arc<Vec<Row>>, String, Option<Uuid>, Messaging),
     conn: &mut PgConnection,
 ) -> TxFuture<'_, BatchOutcome> {
     Box::pin(async move {
         let db = &db;
+        let outbox = Outbox::new(&messaging);
         stage(db, conn, &rows).await?;
         let mut outcome = BatchOutcome::default();
         let unknown: Vec<(i64, String)> = timed_rows(
@@ -80,7 +85,7 @@ fn apply_body(
         )
         .fetch_all(&mut *conn);
         let existing: Vec<Uuid> = db.timed("inventory.import_lock_products", query).await?;
-        locks::lock_products(db, conn, &existing).await?;
+        locks::lock_products(db, conn, outbox, &existing).await?;
         let query = sqlx::query_as(
             "DELETE FROM import_rows r USING products p, warehouses w, stock_levels s \
              WHERE p.sku = r.sku AND w.code = r.warehouse_code AND s.product_id = p.id \
@@ -166,7 +171,7 @@ fn apply_body(
         )
         .fetch_all(&mut *conn);
         let stock_ids: Vec<Uuid> = db.timed("inventory.import_stock_ids", query).await?;
-        locks::record_low_stock(db, conn, &stock_ids).await?;
+        locks::record_low_stock(db, conn, outbox, &stock_ids).await?;
         let query = sqlx::query_scalar("SELECT count(*) FROM import_rows").fetch_one(&mut *conn);
         let remaining: i64 = db.timed("inventory.import_count", query).await?;
         outcome.applied = u64::try_from(remaining).unwrap_or_default() + superseded;

@@ -6,6 +6,13 @@
 //! on_hand in that warehouse is **set** to `quantity`, with an `import` ledger row for the difference, so
 //! importing the same file twice changes nothing the second time. Within a file, a later row for the same
 //! sku and warehouse supersedes an earlier one.
+//!
+//! Events: an import records no `inventory.adjusted` per row. It is a bulk load that may set thousands of
+//! levels at once, and one event per row would multiply its cost for consumers that want a running
+//! total, not a bulk snapshot (the `import` ledger rows, with the import id as their reference, hold every
+//! change). It does record the transitions the saga and the reorder process rely on, which are few:
+//! `inventory.low_stock` for each row that turns low, and `inventory.released` (reason `expired`) for
+//! lapsed holds expired while locking.
 
 mod batch;
 mod reader;
@@ -14,6 +21,7 @@ use std::pin::Pin;
 
 use cache::Cache;
 use csv_async::{AsyncReaderBuilder, ByteRecord, Trim};
+use messaging::Messaging;
 use platform::db::Db;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
@@ -84,6 +92,7 @@ pub(crate) struct Row {
 pub async fn import<R: AsyncRead + Send>(
     db: &Db,
     cache: &Cache,
+    messaging: &Messaging,
     input: R,
     batch_rows: usize,
     actor: Option<Uuid>,
@@ -122,10 +131,10 @@ pub async fn import<R: AsyncRead + Send>(
             }
         }
         if pending.len() >= batch_rows {
-            apply(db, cache, &mut pending, &mut report, actor).await?;
+            apply(db, cache, messaging, &mut pending, &mut report, actor).await?;
         }
     }
-    apply(db, cache, &mut pending, &mut report, actor).await?;
+    apply(db, cache, messaging, &mut pending, &mut report, actor).await?;
     report.errors.sort_by_key(|e| e.line);
     tracing::info!(
         import_id = %report.id,
@@ -140,6 +149,7 @@ pub async fn import<R: AsyncRead + Send>(
 async fn apply(
     db: &Db,
     cache: &Cache,
+    messaging: &Messaging,
     pending: &mut Vec<Row>,
     report: &mut ImportReport,
     actor: Option<Uuid>,
@@ -148,7 +158,7 @@ async fn apply(
         return Ok(());
     }
     let rows = std::sync::Arc::new(std::mem::take(pending));
-    let outcome = batch::apply(db, rows, report.id, actor).await?;
+    let outcome = batch::apply(db, messaging, rows, report.id, actor).await?;
     if outcome.applied > 0 {
         caching::bulk_import_applied(cache).await;
     }

@@ -7,12 +7,14 @@
 
 use std::collections::BTreeSet;
 
+use messaging::events::{InventoryLowStock, InventoryReleased};
 use platform::db::Db;
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
-use crate::domain::ReservationStatus;
+use crate::domain::{ReleaseReason, ReservationStatus};
 use crate::error::InventoryError;
+use crate::events::Outbox;
 
 /// A stock row locked by the current transaction, with what allocation needs of its warehouse.
 #[derive(Debug, Clone, FromRow)]
@@ -52,10 +54,12 @@ const LOCK_ROWS: &str = "SELECT s.id, s.product_id, s.warehouse_id, s.on_hand, s
 
 /// Locks every stock row of `products` in the fixed order, after releasing the expired holds on them, so
 /// the rows returned count only live holds. Holds another transaction is settling are skipped: it is
-/// releasing them anyway, and waiting for it here could deadlock.
+/// releasing them anyway, and waiting for it here could deadlock. Each hold expired here is announced
+/// (`inventory.released`, reason `expired`) as an event of its own order's flow.
 pub async fn lock_products(
     db: &Db,
     conn: &mut PgConnection,
+    outbox: Outbox<'_>,
     products: &[Uuid],
 ) -> Result<Vec<LockedStock>, InventoryError> {
     // Expired holds on these products may also hold other products; lock those rows too, in the same
@@ -93,7 +97,15 @@ pub async fn lock_products(
     .bind(&all)
     .fetch_all(&mut *conn);
     let expired: Vec<Uuid> = db.timed("inventory.lock_expired_holds", query).await?;
-    settle_holds(db, conn, &expired, ReservationStatus::Expired).await?;
+    settle_holds(
+        db,
+        conn,
+        outbox.detached(),
+        &expired,
+        ReservationStatus::Expired,
+        ReleaseReason::Expired,
+    )
+    .await?;
     // Re-read: settling changed `reserved`. The rows are ours already, so this waits for nobody.
     lock_rows(db, conn, products).await
 }
@@ -110,13 +122,16 @@ pub async fn lock_rows(
     Ok(db.timed("inventory.lock_stock", query).await?)
 }
 
-/// Ends holds the caller has locked: gives back to `reserved` what their lines still hold and moves them
-/// to `status` (released or expired). Returns the stock rows changed.
+/// Ends holds the caller has locked: gives back to `reserved` what their lines still hold, moves them to
+/// `status` (released or expired) and records an `inventory.released` with `reason` for each. Returns the
+/// stock rows changed.
 pub async fn settle_holds(
     db: &Db,
     conn: &mut PgConnection,
+    outbox: Outbox<'_>,
     reservations: &[Uuid],
     status: ReservationStatus,
+    reason: ReleaseReason,
 ) -> Result<Vec<Uuid>, InventoryError> {
     if reservations.is_empty() {
         return Ok(Vec::new());
@@ -141,13 +156,27 @@ pub async fn settle_holds(
     .bind(reservations)
     .fetch_all(&mut *conn);
     let changed: Vec<Uuid> = db.timed("inventory.return_holds", update).await?;
-    let mark =
-        sqlx::query("UPDATE reservations SET status = $2, updated_at = now() WHERE id = ANY($1)")
-            .bind(reservations)
-            .bind(status.as_str())
-            .execute(&mut *conn);
-    db.timed("inventory.settle_reservations", mark).await?;
-    record_low_stock(db, conn, &changed).await?;
+    let mark = sqlx::query_as::<_, (Uuid, Uuid)>(
+        "UPDATE reservations SET status = $2, updated_at = now() WHERE id = ANY($1) \
+         RETURNING id, order_id",
+    )
+    .bind(reservations)
+    .bind(status.as_str())
+    .fetch_all(&mut *conn);
+    let settled = db.timed("inventory.settle_reservations", mark).await?;
+    let released: Vec<(Uuid, InventoryReleased)> = settled
+        .into_iter()
+        .map(|(reservation_id, order_id)| {
+            let event = InventoryReleased {
+                reservation_id,
+                order_id,
+                reason: reason.as_str().to_owned(),
+            };
+            (order_id, event)
+        })
+        .collect();
+    outbox.publish_all(conn, &released).await?;
+    record_low_stock(db, conn, outbox, &changed).await?;
     Ok(changed)
 }
 
@@ -166,6 +195,7 @@ pub struct LowStock {
 pub async fn record_low_stock(
     db: &Db,
     conn: &mut PgConnection,
+    outbox: Outbox<'_>,
     stock_ids: &[Uuid],
 ) -> Result<(), InventoryError> {
     if stock_ids.is_empty() {
@@ -187,22 +217,37 @@ pub async fn record_low_stock(
     .bind(stock_ids)
     .fetch_all(&mut *conn);
     let became_low = db.timed("inventory.record_low_stock", query).await?;
-    for low in &became_low {
-        low_stock_reached(conn, low).await?;
-    }
-    Ok(())
+    low_stock_reached(conn, outbox, &became_low).await
 }
 
-/// The one place a stock row turning low is announced. It runs inside the transaction that caused it, so
-/// the `inventory.low_stock` event (issue 4) can go to an outbox atomically with the change.
-async fn low_stock_reached(_conn: &mut PgConnection, low: &LowStock) -> Result<(), InventoryError> {
-    tracing::info!(
-        sku = %low.sku,
-        product_id = %low.product_id,
-        warehouse_id = %low.warehouse_id,
-        available = low.available,
-        reorder_point = low.reorder_point,
-        "stock fell to the reorder point"
-    );
-    Ok(())
+/// The one place a stock row turning low is announced: `inventory.low_stock` (aggregate: the product),
+/// recorded in the transaction that caused it. Only the transition is announced, not every change of a
+/// row that stays low.
+async fn low_stock_reached(
+    conn: &mut PgConnection,
+    outbox: Outbox<'_>,
+    became_low: &[LowStock],
+) -> Result<(), InventoryError> {
+    let events: Vec<(Uuid, InventoryLowStock)> = became_low
+        .iter()
+        .map(|low| {
+            tracing::info!(
+                sku = %low.sku,
+                product_id = %low.product_id,
+                warehouse_id = %low.warehouse_id,
+                available = low.available,
+                reorder_point = low.reorder_point,
+                "stock fell to the reorder point"
+            );
+            let event = InventoryLowStock {
+                product_id: low.product_id,
+                sku: low.sku.clone(),
+                warehouse_id: low.warehouse_id,
+                available: i64::from(low.available),
+                reorder_point: i64::from(low.reorder_point),
+            };
+            (low.product_id, event)
+        })
+        .collect();
+    outbox.publish_all(conn, &events).await
 }

@@ -2,6 +2,7 @@
 //! its SKUs through it) and the single place the product cache sits.
 
 use cache::Cache;
+use messaging::Messaging;
 use platform::db::{Db, violated_constraint};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -9,6 +10,7 @@ use uuid::Uuid;
 use crate::caching::{self, PRODUCT_TTL};
 use crate::domain::Sku;
 use crate::error::InventoryError;
+use crate::events::Outbox;
 use crate::models::{Product, product_columns};
 use crate::repo::{TxFuture, locks, transaction};
 
@@ -127,10 +129,12 @@ pub async fn insert(
 pub async fn update(
     db: &Db,
     cache: &Cache,
+    messaging: &Messaging,
     id: Uuid,
     patch: &ProductPatch,
 ) -> Result<Option<Product>, InventoryError> {
-    let updated = transaction(db, (id, patch.clone()), update_body).await?;
+    let context = (id, patch.clone(), messaging.clone());
+    let updated = transaction(db, context, update_body).await?;
     if let Some(product) = &updated {
         caching::product_changed(cache, product).await;
     }
@@ -139,7 +143,7 @@ pub async fn update(
 
 fn update_body(
     db: Db,
-    (id, patch): (Uuid, ProductPatch),
+    (id, patch, messaging): (Uuid, ProductPatch, Messaging),
     conn: &mut PgConnection,
 ) -> TxFuture<'_, Option<Product>> {
     const SQL: &str = concat!(
@@ -165,7 +169,8 @@ fn update_body(
         if patch.reorder_point.is_none() && patch.allow_backorder.is_none() {
             return Ok(Some(product));
         }
-        let rows = locks::lock_products(&db, conn, &[id]).await?;
+        let outbox = Outbox::new(&messaging);
+        let rows = locks::lock_products(&db, conn, outbox, &[id]).await?;
         let copy = sqlx::query(
             "UPDATE stock_levels SET allow_backorder = $2, updated_at = now() \
              WHERE product_id = $1 AND allow_backorder <> $2",
@@ -180,7 +185,7 @@ fn update_body(
             other => other?,
         };
         let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        locks::record_low_stock(&db, conn, &ids).await?;
+        locks::record_low_stock(&db, conn, outbox, &ids).await?;
         Ok(Some(product))
     })
 }
@@ -208,4 +213,22 @@ pub async fn list(
         .bind(i64::from(limit))
         .fetch_all(db.pool());
     Ok(db.timed("inventory.product_list", query).await?)
+}
+
+/// The products with these skus, read on the caller's connection (inside its transaction), in sku order;
+/// unknown skus are simply missing.
+pub(crate) async fn by_skus_in(
+    db: &Db,
+    conn: &mut PgConnection,
+    skus: &[&str],
+) -> Result<Vec<Product>, InventoryError> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        product_columns!(),
+        " FROM products WHERE sku = ANY($1) ORDER BY sku"
+    );
+    let query = sqlx::query_as::<_, Product>(SQL)
+        .bind(skus)
+        .fetch_all(&mut *conn);
+    Ok(db.timed("inventory.products_by_sku", query).await?)
 }

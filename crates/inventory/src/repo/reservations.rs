@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cache::Cache;
+use messaging::Messaging;
+use messaging::events::{InventoryReserved, ReservedLine};
 use platform::db::Db;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -12,6 +14,7 @@ use uuid::Uuid;
 use crate::caching;
 use crate::domain::Sku;
 use crate::error::{InventoryError, ShortLine};
+use crate::events::Outbox;
 use crate::models::{Product, Reservation, ReservationHead, ReservationLine, reservation_columns};
 use crate::repo::locks::{self, LockedStock};
 use crate::repo::products::{self, ProductKey};
@@ -29,27 +32,28 @@ pub struct ReserveRequest {
 /// The reservation, and whether this call created it (`false`: the order already had one).
 pub type Reserved = (Reservation, bool);
 
-/// Reserves every line or nothing. Idempotent on `order_id`: a second call returns the first reservation,
-/// whatever its state. 409 `INSUFFICIENT_STOCK` lists every line stock cannot cover. The cached
-/// availability of the reserved products goes after the commit.
+/// Reserves every line or nothing, recording `inventory.reserved` with the reservation. Idempotent on
+/// `order_id`: a second call returns the first reservation, whatever its state. 409 `INSUFFICIENT_STOCK`
+/// lists every line stock cannot cover. The cached availability of the reserved products goes after the
+/// commit.
 pub async fn reserve(
     db: &Db,
     cache: &Cache,
+    messaging: &Messaging,
     request: &ReserveRequest,
 ) -> Result<Reserved, InventoryError> {
     if let Some(existing) = find_by_order(db, request.order_id).await? {
         return Ok((existing, false));
     }
     let wanted = resolve(db, cache, &request.lines).await?;
-    let context = Arc::new(Claim {
+    let claim = Arc::new(Claim {
         id: Uuid::now_v7(),
         order_id: request.order_id,
         ttl_secs: i64::try_from(request.ttl.as_secs()).unwrap_or(i64::MAX),
         actor: request.actor,
         wanted,
     });
-    let created = transaction(db, context, reserve_body).await?;
-    match created {
+    match transaction(db, (claim, messaging.clone()), reserve_body).await? {
         Some(reservation) => {
             caching::reservation_changed(cache, &reservation).await;
             Ok((reservation, true))
@@ -64,61 +68,116 @@ pub async fn reserve(
 }
 
 /// What one reservation attempt needs, owned so the transaction can rerun it.
-struct Claim {
-    id: Uuid,
-    order_id: Uuid,
-    ttl_secs: i64,
-    actor: Option<Uuid>,
-    wanted: Vec<(Product, i64)>,
+pub(crate) struct Claim {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub ttl_secs: i64,
+    pub actor: Option<Uuid>,
+    /// Distinct products, in product id order.
+    pub wanted: Vec<(Product, i64)>,
 }
 
-/// `None` when another request for the same order got there first.
+/// How one attempt to reserve ended.
+pub(crate) enum Attempt {
+    Created(Reservation),
+    /// Another request or event for the same order got there first.
+    Exists,
+    /// Stock cannot cover these lines; nothing was written (but holds that had lapsed may have been expired
+    /// on the way, which stands).
+    Short(Vec<ShortLine>),
+}
+
+/// `None` when another request for the same order got there first; a shortage is an error, which rolls
+/// the claim back.
 fn reserve_body(
     db: Db,
-    claim: Arc<Claim>,
+    (claim, messaging): (Arc<Claim>, Messaging),
     conn: &mut PgConnection,
 ) -> TxFuture<'_, Option<Reservation>> {
     Box::pin(async move {
-        // Claim the order first: a concurrent request for the same order waits here, holding nothing, and
-        // then finds this reservation instead of reserving twice.
-        const CLAIM: &str = concat!(
-            "INSERT INTO reservations (id, order_id, expires_at, created_by) ",
-            "VALUES ($1, $2, now() + $3 * interval '1 second', $4) ",
-            "ON CONFLICT (order_id) DO NOTHING RETURNING ",
-            reservation_columns!()
-        );
-        let insert = sqlx::query_as::<_, ReservationHead>(CLAIM)
-            .bind(claim.id)
-            .bind(claim.order_id)
-            .bind(claim.ttl_secs)
-            .bind(claim.actor)
-            .fetch_optional(&mut *conn);
-        let Some(head) = db.timed("inventory.reservation_claim", insert).await? else {
-            return Ok(None);
-        };
-        let product_ids: Vec<Uuid> = claim.wanted.iter().map(|(p, _)| p.id).collect();
-        let mut rows = locks::lock_products(&db, conn, &product_ids).await?;
-        if needs_backorder_row(&claim.wanted, &rows) {
-            // Rare: a backorderable product with no stock row yet. Create one in the best warehouse; no
-            // other transaction can see the new row, so it cannot break the lock order.
-            backorder_rows(&db, conn, &claim.wanted, &rows).await?;
-            rows = locks::lock_rows(&db, conn, &product_ids).await?;
+        match reserve_in(&db, conn, Outbox::new(&messaging), &claim).await? {
+            Attempt::Created(reservation) => Ok(Some(reservation)),
+            Attempt::Exists => Ok(None),
+            Attempt::Short(lines) => Err(InventoryError::InsufficientStock(lines)),
         }
-        let pieces = allocate(&claim.wanted, &rows)?;
-        // The hot rows stay locked until commit: write everything in one statement and build the answer
-        // from what is known rather than reading it back.
-        write_lines(&db, conn, claim.id, &pieces).await?;
-        let lines = pieces
-            .iter()
-            .map(|p| ReservationLine {
-                sku: p.sku.clone(),
-                warehouse_id: p.warehouse_id,
-                quantity: p.quantity,
-                consumed: 0,
-            })
-            .collect();
-        Ok(Some(head.with_lines(lines)))
     })
+}
+
+/// Reserves `claim` on the caller's connection, inside its transaction, and records `inventory.reserved`
+/// (aggregate: the order) with the allocation. A shortage leaves nothing of the attempt behind, so the
+/// caller may commit (e.g. to record `inventory.reservation_failed` instead).
+pub(crate) async fn reserve_in(
+    db: &Db,
+    conn: &mut PgConnection,
+    outbox: Outbox<'_>,
+    claim: &Claim,
+) -> Result<Attempt, InventoryError> {
+    // Claim the order first: a concurrent request for the same order waits here, holding nothing, and
+    // then finds this reservation instead of reserving twice.
+    const CLAIM: &str = concat!(
+        "INSERT INTO reservations (id, order_id, expires_at, created_by) ",
+        "VALUES ($1, $2, now() + $3 * interval '1 second', $4) ",
+        "ON CONFLICT (order_id) DO NOTHING RETURNING ",
+        reservation_columns!()
+    );
+    let insert = sqlx::query_as::<_, ReservationHead>(CLAIM)
+        .bind(claim.id)
+        .bind(claim.order_id)
+        .bind(claim.ttl_secs)
+        .bind(claim.actor)
+        .fetch_optional(&mut *conn);
+    let Some(head) = db.timed("inventory.reservation_claim", insert).await? else {
+        return Ok(Attempt::Exists);
+    };
+    let product_ids: Vec<Uuid> = claim.wanted.iter().map(|(p, _)| p.id).collect();
+    let mut rows = locks::lock_products(db, conn, outbox, &product_ids).await?;
+    if needs_backorder_row(&claim.wanted, &rows) {
+        // Rare: a backorderable product with no stock row yet. Create one in the best warehouse; no
+        // other transaction can see the new row, so it cannot break the lock order.
+        backorder_rows(db, conn, &claim.wanted, &rows).await?;
+        rows = locks::lock_rows(db, conn, &product_ids).await?;
+    }
+    let pieces = match allocate(&claim.wanted, &rows) {
+        Ok(pieces) => pieces,
+        Err(InventoryError::InsufficientStock(short)) => {
+            // The claim has no lines yet: dropping it undoes the attempt.
+            let drop = sqlx::query("DELETE FROM reservations WHERE id = $1")
+                .bind(claim.id)
+                .execute(&mut *conn);
+            db.timed("inventory.reservation_unclaim", drop).await?;
+            return Ok(Attempt::Short(short));
+        }
+        Err(other) => return Err(other),
+    };
+    // The hot rows stay locked until commit: write everything in one statement and build the answer
+    // from what is known rather than reading it back.
+    write_lines(db, conn, outbox, claim.id, &pieces).await?;
+    let lines: Vec<ReservationLine> = pieces
+        .iter()
+        .map(|p| ReservationLine {
+            sku: p.sku.clone(),
+            warehouse_id: p.warehouse_id,
+            quantity: p.quantity,
+            consumed: 0,
+        })
+        .collect();
+    let reservation = head.with_lines(lines);
+    let event = InventoryReserved {
+        reservation_id: reservation.id,
+        order_id: reservation.order_id,
+        lines: reservation
+            .lines
+            .iter()
+            .map(|l| ReservedLine {
+                sku: l.sku.clone(),
+                warehouse_id: l.warehouse_id,
+                quantity: i64::from(l.quantity),
+            })
+            .collect(),
+        expires_at: reservation.expires_at,
+    };
+    outbox.publish(conn, reservation.order_id, &event).await?;
+    Ok(Attempt::Created(reservation))
 }
 
 /// Looks up every sku (merging repeated ones), reporting every unknown one (or one asked for in an
@@ -269,6 +328,7 @@ async fn backorder_rows(
 async fn write_lines(
     db: &Db,
     conn: &mut PgConnection,
+    outbox: Outbox<'_>,
     reservation_id: Uuid,
     pieces: &[Piece],
 ) -> Result<(), InventoryError> {
@@ -296,7 +356,7 @@ async fn write_lines(
     .bind(&quantities)
     .execute(&mut *conn);
     db.timed("inventory.reservation_hold", write).await?;
-    locks::record_low_stock(db, conn, &stock_ids).await
+    locks::record_low_stock(db, conn, outbox, &stock_ids).await
 }
 
 /// A reservation with its lines, read on the caller's connection (inside its transaction).
@@ -332,11 +392,21 @@ pub async fn get(db: &Db, id: Uuid) -> Result<Option<Reservation>, InventoryErro
 }
 
 async fn find_by_order(db: &Db, order_id: Uuid) -> Result<Option<Reservation>, InventoryError> {
+    let mut conn = db.acquire().await?;
+    find_by_order_in(db, &mut conn, order_id).await
+}
+
+/// The reservation of an order, read on the caller's connection.
+pub(crate) async fn find_by_order_in(
+    db: &Db,
+    conn: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<Option<Reservation>, InventoryError> {
     let query = sqlx::query_scalar::<_, Uuid>("SELECT id FROM reservations WHERE order_id = $1")
         .bind(order_id)
-        .fetch_optional(db.pool());
+        .fetch_optional(&mut *conn);
     match db.timed("inventory.reservation_by_order", query).await? {
-        Some(id) => get(db, id).await,
+        Some(id) => load(db, conn, id).await,
         None => Ok(None),
     }
 }

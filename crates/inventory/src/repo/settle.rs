@@ -5,13 +5,16 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use cache::Cache;
+use messaging::Messaging;
+use messaging::events::InventoryCommitted;
 use platform::db::Db;
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
 use crate::caching;
-use crate::domain::{Reason, ReservationStatus};
+use crate::domain::{Reason, ReleaseReason, ReservationStatus};
 use crate::error::InventoryError;
+use crate::events::Outbox;
 use crate::models::{Reservation, ReservationHead};
 use crate::repo::locks;
 use crate::repo::reservations::load;
@@ -50,50 +53,76 @@ async fn reload(db: &Db, conn: &mut PgConnection, id: Uuid) -> Result<Reservatio
         .ok_or(InventoryError::NotFound("reservation"))
 }
 
-/// Gives the held stock back. Released and expired reservations are returned as they are; a consumed one
-/// is 409 `INVALID_TRANSITION`. A committed one may be released (an order cancelled after confirmation):
-/// whatever it has not shipped goes back. The cached availability goes after the commit (of every
-/// operation here).
+/// Gives the held stock back and records `inventory.released` (reason `manual`). Released and expired
+/// reservations are returned as they are; a consumed one is 409 `INVALID_TRANSITION`. A committed one may
+/// be released (an order cancelled after confirmation): whatever it has not shipped goes back. The cached
+/// availability goes after the commit (of every operation here).
 pub async fn release_reservation(
     db: &Db,
     cache: &Cache,
+    messaging: &Messaging,
     id: Uuid,
 ) -> Result<Reservation, InventoryError> {
-    let reservation = transaction(db, id, release_body).await?;
+    let reservation = transaction(db, (id, messaging.clone()), release_body).await?;
     caching::reservation_changed(cache, &reservation).await;
     Ok(reservation)
 }
 
-fn release_body(db: Db, id: Uuid, conn: &mut PgConnection) -> TxFuture<'_, Reservation> {
+fn release_body(
+    db: Db,
+    (id, messaging): (Uuid, Messaging),
+    conn: &mut PgConnection,
+) -> TxFuture<'_, Reservation> {
     Box::pin(async move {
-        let locked = lock_head(&db, conn, id).await?;
-        let status = match locked.head.status {
-            ReservationStatus::Released | ReservationStatus::Expired => {
-                return reload(&db, conn, id).await;
-            }
-            ReservationStatus::Consumed => {
-                return Err(refused(ReservationStatus::Consumed, "released"));
-            }
-            // Its hold had lapsed already; record what really happened.
-            ReservationStatus::Held if locked.lapsed => ReservationStatus::Expired,
-            ReservationStatus::Held | ReservationStatus::Committed => ReservationStatus::Released,
-        };
-        locks::settle_holds(&db, conn, &[id], status).await?;
-        reload(&db, conn, id).await
+        let outbox = Outbox::new(&messaging);
+        release_in(&db, conn, outbox, id, ReleaseReason::Manual).await
     })
 }
 
-/// Makes a held reservation permanent (it no longer expires), e.g. once its order is paid. Committed and
-/// consumed ones are returned as they are; released, expired or lapsed ones are 409 `INVALID_TRANSITION`.
+/// [`release_reservation`]'s body on the caller's connection: `inventory.released` carries `reason`, or
+/// `expired` when the hold had lapsed already (the reservation then becomes expired, not released).
+/// Releasing a released or expired reservation changes nothing and records nothing.
+pub(crate) async fn release_in(
+    db: &Db,
+    conn: &mut PgConnection,
+    outbox: Outbox<'_>,
+    id: Uuid,
+    reason: ReleaseReason,
+) -> Result<Reservation, InventoryError> {
+    let locked = lock_head(db, conn, id).await?;
+    let (status, reason) = match locked.head.status {
+        ReservationStatus::Released | ReservationStatus::Expired => {
+            return reload(db, conn, id).await;
+        }
+        ReservationStatus::Consumed => {
+            return Err(refused(ReservationStatus::Consumed, "released"));
+        }
+        // Its hold had lapsed already; record what really happened.
+        ReservationStatus::Held if locked.lapsed => {
+            (ReservationStatus::Expired, ReleaseReason::Expired)
+        }
+        ReservationStatus::Held | ReservationStatus::Committed => {
+            (ReservationStatus::Released, reason)
+        }
+    };
+    locks::settle_holds(db, conn, outbox, &[id], status, reason).await?;
+    reload(db, conn, id).await
+}
+
+/// Makes a held reservation permanent (it no longer expires), e.g. once its order is paid, and records
+/// `inventory.committed`. Committed and consumed ones are returned as they are; released, expired or
+/// lapsed ones are 409 `INVALID_TRANSITION` (a lapsed one is expired on the way, with its
+/// `inventory.released`).
 pub async fn commit_reservation(
     db: &Db,
     cache: &Cache,
+    messaging: &Messaging,
     id: Uuid,
 ) -> Result<Reservation, InventoryError> {
     // A lapsed hold is expired (and that is kept) before the refusal, so the body reports the refusal as
     // a value: an error would roll the expiry back. (Expiring a lapsed hold leaves availability as it
     // was: it already ignored the hold.)
-    let reservation = transaction(db, id, commit_body).await??;
+    let reservation = transaction(db, (id, messaging.clone()), commit_body).await??;
     // A committed hold no longer lapses, which availability would otherwise have counted on.
     caching::reservation_changed(cache, &reservation).await;
     Ok(reservation)
@@ -101,26 +130,41 @@ pub async fn commit_reservation(
 
 fn commit_body(
     db: Db,
-    id: Uuid,
+    (id, messaging): (Uuid, Messaging),
     conn: &mut PgConnection,
 ) -> TxFuture<'_, Result<Reservation, InventoryError>> {
-    Box::pin(async move {
-        let locked = lock_head(&db, conn, id).await?;
-        match locked.head.status {
-            ReservationStatus::Committed | ReservationStatus::Consumed => {
-                Ok(Ok(reload(&db, conn, id).await?))
-            }
-            ReservationStatus::Held if locked.lapsed => {
-                locks::settle_holds(&db, conn, &[id], ReservationStatus::Expired).await?;
-                Ok(Err(refused(ReservationStatus::Expired, "committed")))
-            }
-            ReservationStatus::Held => {
-                set_status(&db, conn, id, ReservationStatus::Committed).await?;
-                Ok(Ok(reload(&db, conn, id).await?))
-            }
-            other => Ok(Err(refused(other, "committed"))),
+    Box::pin(async move { commit_in(&db, conn, Outbox::new(&messaging), id).await })
+}
+
+/// [`commit_reservation`]'s body on the caller's connection; the inner error is the refusal, which leaves
+/// the transaction fit to commit.
+pub(crate) async fn commit_in(
+    db: &Db,
+    conn: &mut PgConnection,
+    outbox: Outbox<'_>,
+    id: Uuid,
+) -> Result<Result<Reservation, InventoryError>, InventoryError> {
+    let locked = lock_head(db, conn, id).await?;
+    match locked.head.status {
+        ReservationStatus::Committed | ReservationStatus::Consumed => {
+            Ok(Ok(reload(db, conn, id).await?))
         }
-    })
+        ReservationStatus::Held if locked.lapsed => {
+            let (status, reason) = (ReservationStatus::Expired, ReleaseReason::Expired);
+            locks::settle_holds(db, conn, outbox, &[id], status, reason).await?;
+            Ok(Err(refused(ReservationStatus::Expired, "committed")))
+        }
+        ReservationStatus::Held => {
+            set_status(db, conn, id, ReservationStatus::Committed).await?;
+            let event = InventoryCommitted {
+                reservation_id: id,
+                order_id: locked.head.order_id,
+            };
+            outbox.publish(conn, locked.head.order_id, &event).await?;
+            Ok(Ok(reload(db, conn, id).await?))
+        }
+        other => Ok(Err(refused(other, "committed"))),
+    }
 }
 
 fn refused(from: ReservationStatus, action: &'static str) -> InventoryError {
@@ -192,52 +236,60 @@ fn consume_body(
     (id, consumption): (Uuid, Arc<Consumption>),
     conn: &mut PgConnection,
 ) -> TxFuture<'_, Reservation> {
-    Box::pin(async move {
-        let locked = lock_head(&db, conn, id).await?;
-        let seen = sqlx::query_scalar::<_, bool>(
-            "SELECT EXISTS (SELECT 1 FROM reservation_consumptions \
-             WHERE reservation_id = $1 AND reference = $2)",
-        )
-        .bind(id)
-        .bind(&consumption.reference)
-        .fetch_one(&mut *conn);
-        if db.timed("inventory.consumption_seen", seen).await? {
-            return reload(&db, conn, id).await;
+    Box::pin(async move { consume_in(&db, conn, id, &consumption).await })
+}
+
+/// [`consume_reservation`]'s body on the caller's connection.
+pub(crate) async fn consume_in(
+    db: &Db,
+    conn: &mut PgConnection,
+    id: Uuid,
+    consumption: &Consumption,
+) -> Result<Reservation, InventoryError> {
+    let locked = lock_head(db, conn, id).await?;
+    let seen = sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM reservation_consumptions \
+         WHERE reservation_id = $1 AND reference = $2)",
+    )
+    .bind(id)
+    .bind(&consumption.reference)
+    .fetch_one(&mut *conn);
+    if db.timed("inventory.consumption_seen", seen).await? {
+        return reload(db, conn, id).await;
+    }
+    match locked.head.status {
+        ReservationStatus::Held if locked.lapsed => {
+            return Err(refused(ReservationStatus::Expired, "consumed"));
         }
-        match locked.head.status {
-            ReservationStatus::Held if locked.lapsed => {
-                return Err(refused(ReservationStatus::Expired, "consumed"));
-            }
-            ReservationStatus::Held | ReservationStatus::Committed => {}
-            other => return Err(refused(other, "consumed")),
-        }
-        let query = sqlx::query_as::<_, HeldLine>(
-            "SELECT id, product_id, warehouse_id, sku, quantity, consumed \
-             FROM reservation_lines WHERE reservation_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&mut *conn);
-        let mut lines = db.timed("inventory.reservation_lines", query).await?;
-        let takes = plan(&lines, &consumption.lines)?;
-        ship(&db, conn, &lines, &takes, &consumption).await?;
-        let record = sqlx::query(
-            "INSERT INTO reservation_consumptions (reservation_id, reference) VALUES ($1, $2)",
-        )
-        .bind(id)
-        .bind(&consumption.reference)
-        .execute(&mut *conn);
-        db.timed("inventory.consumption_record", record).await?;
-        for (index, quantity) in &takes {
-            lines[*index].consumed += quantity;
-        }
-        let status = if lines.iter().all(|l| l.consumed == l.quantity) {
-            ReservationStatus::Consumed
-        } else {
-            ReservationStatus::Committed
-        };
-        set_status(&db, conn, id, status).await?;
-        reload(&db, conn, id).await
-    })
+        ReservationStatus::Held | ReservationStatus::Committed => {}
+        other => return Err(refused(other, "consumed")),
+    }
+    let query = sqlx::query_as::<_, HeldLine>(
+        "SELECT id, product_id, warehouse_id, sku, quantity, consumed \
+         FROM reservation_lines WHERE reservation_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn);
+    let mut lines = db.timed("inventory.reservation_lines", query).await?;
+    let takes = plan(&lines, &consumption.lines)?;
+    ship(db, conn, &lines, &takes, consumption).await?;
+    let record = sqlx::query(
+        "INSERT INTO reservation_consumptions (reservation_id, reference) VALUES ($1, $2)",
+    )
+    .bind(id)
+    .bind(&consumption.reference)
+    .execute(&mut *conn);
+    db.timed("inventory.consumption_record", record).await?;
+    for (index, quantity) in &takes {
+        lines[*index].consumed += quantity;
+    }
+    let status = if lines.iter().all(|l| l.consumed == l.quantity) {
+        ReservationStatus::Consumed
+    } else {
+        ReservationStatus::Committed
+    };
+    set_status(db, conn, id, status).await?;
+    reload(db, conn, id).await
 }
 
 /// Takes the planned quantities out of stock (on_hand and reserved alike) with `shipment` ledger rows.
@@ -324,12 +376,18 @@ fn plan(lines: &[HeldLine], wanted: &[ConsumeLine]) -> Result<Vec<(usize, i32)>,
     Ok(takes)
 }
 
-/// Expires every held reservation past its time, `batch` per transaction. Safe with several instances
-/// sweeping at once: each skips the reservations another has locked.
-pub async fn sweep_expired(db: &Db, cache: &Cache, batch: u32) -> Result<u64, InventoryError> {
+/// Expires every held reservation past its time, `batch` per transaction, recording an
+/// `inventory.released` (reason `expired`) for each. Safe with several instances sweeping at once: each
+/// skips the reservations another has locked.
+pub async fn sweep_expired(
+    db: &Db,
+    cache: &Cache,
+    messaging: &Messaging,
+    batch: u32,
+) -> Result<u64, InventoryError> {
     let mut total = 0u64;
     loop {
-        let swept = transaction(db, batch, sweep_body).await?;
+        let swept = transaction(db, (batch, messaging.clone()), sweep_body).await?;
         if swept > 0 {
             // Coarse: the batch's products are not at hand, and a sweep that finds anything is rare.
             caching::all_stock_changed(cache).await;
@@ -341,7 +399,11 @@ pub async fn sweep_expired(db: &Db, cache: &Cache, batch: u32) -> Result<u64, In
     }
 }
 
-fn sweep_body(db: Db, batch: u32, conn: &mut PgConnection) -> TxFuture<'_, u64> {
+fn sweep_body(
+    db: Db,
+    (batch, messaging): (u32, Messaging),
+    conn: &mut PgConnection,
+) -> TxFuture<'_, u64> {
     Box::pin(async move {
         let query = sqlx::query_scalar::<_, Uuid>(
             "SELECT id FROM reservations WHERE status = 'held' AND expires_at <= now() \
@@ -350,7 +412,9 @@ fn sweep_body(db: Db, batch: u32, conn: &mut PgConnection) -> TxFuture<'_, u64> 
         .bind(i64::from(batch))
         .fetch_all(&mut *conn);
         let ids = db.timed("inventory.sweep_select", query).await?;
-        locks::settle_holds(&db, conn, &ids, ReservationStatus::Expired).await?;
+        let outbox = Outbox::new(&messaging);
+        let (status, reason) = (ReservationStatus::Expired, ReleaseReason::Expired);
+        locks::settle_holds(&db, conn, outbox, &ids, status, reason).await?;
         Ok(ids.len() as u64)
     })
 }

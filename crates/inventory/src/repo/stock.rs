@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use cache::Cache;
+use messaging::Messaging;
+use messaging::events::InventoryAdjusted;
 use platform::db::Db;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -12,6 +14,7 @@ use uuid::Uuid;
 use crate::caching;
 use crate::domain::Reason;
 use crate::error::{InventoryError, ShortLine};
+use crate::events::Outbox;
 use crate::models::{Movement, Product, movement_columns};
 use crate::repo::locks::{self, LockedStock};
 use crate::repo::{TxFuture, transaction};
@@ -97,15 +100,17 @@ pub struct AdjustmentResult {
     pub available: i64,
 }
 
-/// Changes on_hand by `delta`; 409 when it would fall below zero or below what is reserved. The cached
-/// availability goes after the commit.
+/// Changes on_hand by `delta` and records `inventory.adjusted`; 409 when it would fall below zero or below
+/// what is reserved. The cached availability goes after the commit.
 pub async fn adjust(
     db: &Db,
     cache: &Cache,
+    messaging: &Messaging,
     adjustment: &Adjustment,
 ) -> Result<AdjustmentResult, InventoryError> {
     ensure_rows(db, &[(adjustment.product.id, adjustment.warehouse_id)]).await?;
-    let result = transaction(db, Arc::new(adjustment.clone()), adjust_body).await;
+    let context = (Arc::new(adjustment.clone()), messaging.clone());
+    let result = transaction(db, context, adjust_body).await;
     // Also on a refusal: `ensure_rows` may have committed a new (empty) warehouse row all the same.
     caching::stock_changed(cache, &[adjustment.product.id]).await;
     result
@@ -113,11 +118,12 @@ pub async fn adjust(
 
 fn adjust_body(
     db: Db,
-    adjustment: Arc<Adjustment>,
+    (adjustment, messaging): (Arc<Adjustment>, Messaging),
     conn: &mut PgConnection,
 ) -> TxFuture<'_, AdjustmentResult> {
     Box::pin(async move {
-        let rows = locks::lock_products(&db, conn, &[adjustment.product.id]).await?;
+        let outbox = Outbox::new(&messaging);
+        let rows = locks::lock_products(&db, conn, outbox, &[adjustment.product.id]).await?;
         let stock = find_row(&rows, adjustment.warehouse_id)?;
         let on_hand = i64::from(stock.on_hand) + i64::from(adjustment.delta);
         if on_hand < 0 {
@@ -138,7 +144,9 @@ fn adjust_body(
             actor: Some(adjustment.actor),
         };
         let movement = apply(&db, conn, &change).await?;
-        locks::record_low_stock(&db, conn, &[stock.id]).await?;
+        let event = adjusted(&change, adjustment.product.id, adjustment.reason.as_str());
+        outbox.publish(conn, adjustment.product.id, &event).await?;
+        locks::record_low_stock(&db, conn, outbox, &[stock.id]).await?;
         Ok(AdjustmentResult {
             on_hand,
             reserved,
@@ -148,7 +156,23 @@ fn adjust_body(
     })
 }
 
-fn find_row(rows: &[LockedStock], warehouse_id: Uuid) -> Result<&LockedStock, InventoryError> {
+/// The `inventory.adjusted` of an applied change (aggregate: the product).
+pub(crate) fn adjusted(change: &Change<'_>, product_id: Uuid, reason: &str) -> InventoryAdjusted {
+    InventoryAdjusted {
+        product_id,
+        sku: change.sku.to_owned(),
+        warehouse_id: change.stock.warehouse_id,
+        delta: i64::from(change.delta),
+        reason: reason.to_owned(),
+        on_hand: i64::from(change.stock.on_hand) + i64::from(change.delta),
+        reserved: i64::from(change.stock.reserved) + i64::from(change.reserved_delta),
+    }
+}
+
+pub(crate) fn find_row(
+    rows: &[LockedStock],
+    warehouse_id: Uuid,
+) -> Result<&LockedStock, InventoryError> {
     // ensure_rows created it; only a concurrent deletion (which the service never does) could remove it.
     rows.iter()
         .find(|r| r.warehouse_id == warehouse_id)
@@ -176,11 +200,12 @@ pub struct TransferResult {
     pub movements: Vec<Movement>,
 }
 
-/// Moves available (unreserved) stock between warehouses in one transaction; the cached availability goes
-/// after the commit.
+/// Moves available (unreserved) stock between warehouses in one transaction, recording an
+/// `inventory.adjusted` (reason `transfer`) for each side; the cached availability goes after the commit.
 pub async fn transfer(
     db: &Db,
     cache: &Cache,
+    messaging: &Messaging,
     transfer: &Transfer,
 ) -> Result<TransferResult, InventoryError> {
     let product_id = transfer.product.id;
@@ -192,7 +217,11 @@ pub async fn transfer(
         ],
     )
     .await?;
-    let context = (Uuid::now_v7(), Arc::new(transfer.clone()));
+    let context = (
+        Uuid::now_v7(),
+        Arc::new(transfer.clone()),
+        messaging.clone(),
+    );
     let result = transaction(db, context, transfer_body).await;
     // Also on a refusal: `ensure_rows` may have committed new (empty) warehouse rows all the same.
     caching::stock_changed(cache, &[product_id]).await;
@@ -201,13 +230,15 @@ pub async fn transfer(
 
 fn transfer_body(
     db: Db,
-    (id, transfer): (Uuid, Arc<Transfer>),
+    (id, transfer, messaging): (Uuid, Arc<Transfer>, Messaging),
     conn: &mut PgConnection,
 ) -> TxFuture<'_, TransferResult> {
     Box::pin(async move {
+        let outbox = Outbox::new(&messaging);
         let reference = id.to_string();
         let sku = transfer.product.sku.as_str();
-        let rows = locks::lock_products(&db, conn, &[transfer.product.id]).await?;
+        let product_id = transfer.product.id;
+        let rows = locks::lock_products(&db, conn, outbox, &[product_id]).await?;
         let source = find_row(&rows, transfer.from_warehouse_id)?;
         let target = find_row(&rows, transfer.to_warehouse_id)?;
         let available = source.available().max(0);
@@ -219,6 +250,7 @@ fn transfer_body(
             }]));
         }
         let mut movements = Vec::with_capacity(2);
+        let mut events = Vec::with_capacity(2);
         for (stock, delta, reason) in [
             (source, -transfer.quantity, Reason::TransferOut),
             (target, transfer.quantity, Reason::TransferIn),
@@ -234,8 +266,10 @@ fn transfer_body(
                 actor: Some(transfer.actor),
             };
             movements.push(apply(&db, conn, &change).await?);
+            events.push((product_id, adjusted(&change, product_id, "transfer")));
         }
-        locks::record_low_stock(&db, conn, &[source.id, target.id]).await?;
+        outbox.publish_all(conn, &events).await?;
+        locks::record_low_stock(&db, conn, outbox, &[source.id, target.id]).await?;
         Ok(TransferResult {
             id,
             sku: sku.to_owned(),

@@ -153,8 +153,8 @@ async fn several_sweepers_at_once_expire_each_hold_exactly_once() {
     );
     let sweeps: Vec<_> = (0..4)
         .map(|_| {
-            let (db, cache) = (app.db.clone(), app.cache.clone());
-            tokio::spawn(async move { inventory::sweep_expired(&db, &cache, 3).await })
+            let (db, cache, messaging) = (app.db.clone(), app.cache.clone(), app.messaging.clone());
+            tokio::spawn(async move { inventory::sweep_expired(&db, &cache, &messaging, 3).await })
         })
         .collect();
     let mut swept = 0;

@@ -13,8 +13,11 @@ pub struct TestApp {
     pub server: TestServer,
     pub db: Db,
     pub cache: cache::Cache,
+    pub messaging: messaging::Messaging,
     pub config: inventory::Config,
     pub client: reqwest::Client,
+    /// Stops the relay, sweeper and saga consumer of [`spawn_app_with_events`] (fired on drop).
+    pub events: tokio_util::sync::CancellationToken,
     keys: JwtKeys,
     // Dropped last: it drops the database.
     _test_db: TestDb,
@@ -25,8 +28,18 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// A service with extra environment settings (e.g. `LOGICORE_INVENTORY__SWEEPER_INTERVAL_MS`). The expiry
-/// sweeper does not run unless a test starts it.
+/// sweeper, the outbox relay and the saga consumer do not run unless a test starts them.
 pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
+    spawn(env, false).await
+}
+
+/// A service whose background tasks run too: the outbox relay, the expiry sweeper and the saga consumer,
+/// subscribed before this returns.
+pub async fn spawn_app_with_events(env: &[(&str, &str)]) -> TestApp {
+    spawn(env, true).await
+}
+
+async fn spawn(env: &[(&str, &str)], events: bool) -> TestApp {
     let test_db = TestDb::new();
     let mut vars = vec![("DATABASE_URL", test_db.url.as_str())];
     vars.extend_from_slice(env);
@@ -37,15 +50,29 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
         .unwrap_or_else(|e| panic!("build: {e:?}"));
     let db = app.db.clone();
     let cache = app.cache.clone();
+    let messaging = app.messaging.clone();
+    let token = tokio_util::sync::CancellationToken::new();
+    if events {
+        // Detached: the tasks stop when the token fires, on drop.
+        drop(app.spawn_background(token.clone()).await);
+    }
     let server = TestServer::spawn(app.router).await;
     TestApp {
         server,
         db,
         cache,
+        messaging,
         keys: JwtKeys::new(&settings.auth),
         config,
         client: testkit::client(),
+        events: token,
         _test_db: test_db,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.events.cancel();
     }
 }
 

@@ -74,6 +74,7 @@ fn expected<T>(result: Result<T, InventoryError>) -> Option<T> {
 async fn run_sequence(app: &TestApp, warehouses: &[Uuid], case: usize, ops: Vec<Op>) {
     let db = &app.db;
     let cache = &app.cache;
+    let messaging = &app.messaging;
     let skus = [format!("A-{case}"), format!("B-{case}")];
     for sku in &skus {
         app.product(sku, json!({"reorder_point": 3})).await;
@@ -101,7 +102,7 @@ async fn run_sequence(app: &TestApp, warehouses: &[Uuid], case: usize, ops: Vec<
                     note: None,
                     actor: Uuid::now_v7(),
                 };
-                expected(stock::adjust(db, cache, &adjustment).await);
+                expected(stock::adjust(db, cache, messaging, &adjustment).await);
             }
             Op::Transfer { from, to, quantity } if from != to => {
                 let transfer = Transfer {
@@ -111,7 +112,7 @@ async fn run_sequence(app: &TestApp, warehouses: &[Uuid], case: usize, ops: Vec<
                     quantity,
                     actor: Uuid::now_v7(),
                 };
-                expected(stock::transfer(db, cache, &transfer).await);
+                expected(stock::transfer(db, cache, messaging, &transfer).await);
             }
             Op::Transfer { .. } => {}
             Op::Reserve { a, b } => {
@@ -127,19 +128,19 @@ async fn run_sequence(app: &TestApp, warehouses: &[Uuid], case: usize, ops: Vec<
                     actor: None,
                 };
                 if let Some((reservation, _)) =
-                    expected(inventory::reserve(db, cache, &request).await)
+                    expected(inventory::reserve(db, cache, messaging, &request).await)
                 {
                     reservations.push(reservation.id);
                 }
             }
             Op::Release { which } => {
                 if let Some(id) = reservations.get(which) {
-                    expected(inventory::release_reservation(db, cache, *id).await);
+                    expected(inventory::release_reservation(db, cache, messaging, *id).await);
                 }
             }
             Op::Commit { which } => {
                 if let Some(id) = reservations.get(which) {
-                    expected(inventory::commit_reservation(db, cache, *id).await);
+                    expected(inventory::commit_reservation(db, cache, messaging, *id).await);
                 }
             }
             Op::Consume { which, everything } => {

@@ -4,6 +4,7 @@
 mod auth;
 mod caching;
 mod concurrency;
+mod events;
 mod expiry;
 mod helpers;
 mod import;
@@ -11,6 +12,7 @@ mod ledger;
 mod operations;
 mod products;
 mod reservations;
+mod saga;
 mod settle;
 mod stock;
 mod transfers;

@@ -9,6 +9,11 @@ async fn health_readiness_and_metrics_are_served_next_to_the_api() {
         let response = ok(app.client.get(app.server.url(path)).send().await);
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
+    let ready = testkit::json(ok(app.client.get(app.server.url("/readyz")).send().await)).await;
+    // Messaging is shown but not required: its outage leaves events waiting in the outbox.
+    let messaging = &ready["checks"]["messaging"];
+    assert_eq!(messaging["status"], "up", "{ready}");
+    assert_eq!(messaging["required"], false, "{ready}");
     app.product("A-1", serde_json::json!({})).await;
     let text = ok(ok(app.client.get(app.server.url("/metrics")).send().await)
         .text()

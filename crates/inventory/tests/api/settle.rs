@@ -46,12 +46,12 @@ async fn a_committed_reservation_is_idempotent_and_never_expires() {
         .await;
     let id = id_of(&body);
     for _ in 0..2 {
-        let committed = ok(commit_reservation(&app.db, &app.cache, id).await);
+        let committed = ok(commit_reservation(&app.db, &app.cache, &app.messaging, id).await);
         assert_eq!(committed.status, ReservationStatus::Committed);
     }
     lapse(&app, id).await;
     assert_eq!(
-        ok(inventory::sweep_expired(&app.db, &app.cache, 100).await),
+        ok(inventory::sweep_expired(&app.db, &app.cache, &app.messaging, 100).await),
         0
     );
     assert_eq!(
@@ -72,7 +72,7 @@ async fn a_lapsed_hold_cannot_be_committed_and_is_expired_instead() {
         .await;
     let id = id_of(&body);
     lapse(&app, id).await;
-    let refused = commit_reservation(&app.db, &app.cache, id).await;
+    let refused = commit_reservation(&app.db, &app.cache, &app.messaging, id).await;
     assert!(
         matches!(&refused, Err(InventoryError::InvalidTransition { from, .. }) if from == "expired"),
         "{refused:?}"
@@ -83,7 +83,7 @@ async fn a_lapsed_hold_cannot_be_committed_and_is_expired_instead() {
     assert_eq!(now["status"], "expired");
     assert_eq!(app.totals(product).await, (10, 0, 10));
     assert!(matches!(
-        commit_reservation(&app.db, &app.cache, Uuid::now_v7()).await,
+        commit_reservation(&app.db, &app.cache, &app.messaging, Uuid::now_v7()).await,
         Err(InventoryError::NotFound(_))
     ));
 }
@@ -173,7 +173,8 @@ async fn releasing_a_partly_shipped_reservation_returns_only_the_rest() {
         .await;
     let id = id_of(&body);
     ok(consume_reservation(&app.db, &app.cache, id, &shipment("ship-1", &[("A-1", 2)])).await);
-    let released = ok(inventory::release_reservation(&app.db, &app.cache, id).await);
+    let released =
+        ok(inventory::release_reservation(&app.db, &app.cache, &app.messaging, id).await);
     assert_eq!(released.status, ReservationStatus::Released);
     assert_eq!(app.totals(product).await, (8, 0, 8));
     app.assert_ledger_explains_stock().await;

@@ -847,7 +847,8 @@ impl Settings {
             "must be 1 to 100 lowercase letters, digits, `.` or `_`, starting with a letter",
         );
         check(
-            mq.queue_expires_ms == 0 || (1_000..=u64::from(u32::MAX)).contains(&mq.queue_expires_ms),
+            mq.queue_expires_ms == 0
+                || (1_000..=u64::from(u32::MAX)).contains(&mq.queue_expires_ms),
             "messaging.queue_expires_ms",
             "must be 0 (never) or between 1000 and 4294967295",
         );

@@ -382,7 +382,10 @@ fn gateway_retry_and_outlier_settings_come_from_generic_variables() {
     .settings;
     assert_eq!(s.gateway.retry.max_attempts, 1);
     assert_eq!(s.gateway.retry.budget_percent, 5);
-    assert_eq!(s.gateway.retry.backoff_base_ms, 5, "untouched keys keep defaults");
+    assert_eq!(
+        s.gateway.retry.backoff_base_ms, 5,
+        "untouched keys keep defaults"
+    );
     assert_eq!(s.gateway.outlier.consecutive_failures, 2);
     assert_eq!(s.gateway.outlier.max_ejection_percent, 50);
 }
@@ -395,7 +398,10 @@ fn every_bad_retry_and_outlier_key_is_named() {
         ("LOGICORE_GATEWAY__RETRY__BACKOFF_MAX_MS", "10"),
         ("LOGICORE_GATEWAY__RETRY__BUDGET_PERCENT", "101"),
         ("LOGICORE_GATEWAY__RETRY__BUDGET_WINDOW_MS", "0"),
-        ("LOGICORE_GATEWAY__RETRY__MAX_BUFFERED_BODY_BYTES", "99999999"),
+        (
+            "LOGICORE_GATEWAY__RETRY__MAX_BUFFERED_BODY_BYTES",
+            "99999999",
+        ),
         ("LOGICORE_GATEWAY__OUTLIER__CONSECUTIVE_FAILURES", "0"),
         ("LOGICORE_GATEWAY__OUTLIER__BASE_EJECTION_MS", "0"),
         ("LOGICORE_GATEWAY__OUTLIER__MAX_EJECTION_PERCENT", "101"),
