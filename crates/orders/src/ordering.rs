@@ -109,15 +109,32 @@ pub async fn cancel(
             chrono::Utc::now(),
         )
         .await?;
+        // What the shipment carried, so inventory can act on the event alone (as for any other change).
+        let lines: Vec<(String, i64)> = shipments::lines(db, conn, shipment.id)
+            .await?
+            .into_iter()
+            .map(|l| (l.sku, l.quantity))
+            .collect();
         recorder
             .shipment_status(
                 conn,
                 &shipment,
-                &[],
+                &lines,
                 ShipmentStatus::Cancelled,
                 Some("order_cancelled".into()),
             )
             .await?;
+        orders::append_timeline(
+            db,
+            conn,
+            order.id,
+            Happened::note(
+                "shipment_cancelled",
+                actor,
+                json!({"shipment_id": shipment.id, "reason": "order_cancelled"}),
+            ),
+        )
+        .await?;
         let payload = ShipmentCancelled {
             shipment_id: shipment.id,
             order_id: order.id,
@@ -296,7 +313,8 @@ pub async fn expire(
         .await
 }
 
-/// After a shipment moved: the order's status follows its lines forward, never backwards.
+/// After a shipment moved its lines' progress: the order's status follows its lines forward, never
+/// backwards; when the status stays, the order's version still moves (its lines changed).
 pub async fn follow_lines(
     db: &Db,
     conn: &mut PgConnection,
@@ -318,7 +336,8 @@ pub async fn follow_lines(
             actor,
             json!({"derived_from": "shipments"}),
         )
-        .await?;
+        .await
+    } else {
+        orders::touch(db, conn, order.id).await
     }
-    Ok(())
 }

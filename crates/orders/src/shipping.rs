@@ -299,7 +299,10 @@ pub async fn track(
     if !applies {
         return Ok(event);
     }
-    shipments::set_status(db, conn, shipment.id, request.status, request.occurred_at).await?;
+    // A status cannot have been reached in the future: an event from a device whose clock runs a little
+    // ahead (within the tolerated skew) must not make every later event from elsewhere look late.
+    let reached_at = request.occurred_at.min(Utc::now());
+    shipments::set_status(db, conn, shipment.id, request.status, reached_at).await?;
     let lines = line_pairs(&shipments::lines(db, conn, shipment.id).await?);
     recorder
         .shipment_status(

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use platform::FieldError;
 use platform::auth::AuthUser;
 use platform::extract::Query;
@@ -26,6 +26,8 @@ use crate::repo::shipments::{self, ShipmentFilter};
 use crate::shipping::{self, ProofRequest, ShipmentRequest, TrackingRequest};
 use crate::state::{AppState, Caller};
 
+/// Fractional-second digits PostgreSQL keeps in a `timestamptz`.
+const TIMESTAMP_DIGITS: u16 = 6;
 /// Most lines one shipment may have.
 const MAX_LINES: usize = 100;
 /// How far in the future a tracking event's `occurred_at` may be (clock skew of a driver's device).
@@ -435,7 +437,12 @@ fn tracking_request(
         }
     }
     let now = Utc::now();
-    let occurred_at = body.occurred_at.unwrap_or(now);
+    // At the database's precision (microseconds), so what is compared later is exactly what was stored:
+    // PostgreSQL rounds, which could put a status a fraction after the event that reached it.
+    let occurred_at = body
+        .occurred_at
+        .unwrap_or(now)
+        .trunc_subsecs(TIMESTAMP_DIGITS);
     if occurred_at > now + MAX_CLOCK_SKEW {
         errors.push(FieldError::new(
             "occurred_at",

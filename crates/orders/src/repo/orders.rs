@@ -135,6 +135,17 @@ pub async fn set_status(
     Ok(())
 }
 
+/// Bumps the version of an order whose representation changed without a status change (its lines'
+/// progress), so its `ETag` moves with it.
+pub async fn touch(db: &Db, conn: &mut PgConnection, id: Uuid) -> Result<(), OrdersError> {
+    let query =
+        sqlx::query("UPDATE orders SET version = version + 1, updated_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn);
+    db.timed("orders.order_touch", query).await?;
+    Ok(())
+}
+
 /// Records inventory's hold: the reservation and where each sku is held.
 pub async fn set_reservation(
     db: &Db,

@@ -268,6 +268,12 @@ pub async fn insert_proof(
     .bind(recorded_by)
     .execute(&mut *conn);
     db.timed("orders.proof_insert", query).await?;
+    // The proof is part of the shipment: its version (the ETag) moves.
+    let query =
+        sqlx::query("UPDATE shipments SET version = version + 1, updated_at = now() WHERE id = $1")
+            .bind(shipment_id)
+            .execute(&mut *conn);
+    db.timed("orders.shipment_touch", query).await?;
     Ok(())
 }
 
