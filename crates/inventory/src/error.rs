@@ -171,13 +171,8 @@ impl InventoryError {
                 format!("the body may be at most {limit} bytes"),
             ),
             InventoryError::Problem(problem) => problem.clone(),
-            InventoryError::Database(sqlx::Error::PoolTimedOut) => Problem::unavailable(
-                "DATABASE_UNAVAILABLE",
-                "the database is busy or unreachable; retry shortly",
-                1,
-            ),
-            InventoryError::Database(_)
-            | InventoryError::DatabaseSetup(_)
+            InventoryError::Database(error) => Problem::database(error),
+            InventoryError::DatabaseSetup(_)
             | InventoryError::CacheSetup(_)
             | InventoryError::Io(_)
             | InventoryError::Event(_)

@@ -123,13 +123,8 @@ impl OrdersError {
             .with_extension("current_version", (*current).into()),
             OrdersError::Idempotency(error) => error.to_problem(),
             OrdersError::Problem(problem) => problem.clone(),
-            OrdersError::Database(sqlx::Error::PoolTimedOut) => Problem::unavailable(
-                "DATABASE_UNAVAILABLE",
-                "the database is busy or unreachable; retry shortly",
-                1,
-            ),
-            OrdersError::Database(_)
-            | OrdersError::DatabaseSetup(_)
+            OrdersError::Database(error) => Problem::database(error),
+            OrdersError::DatabaseSetup(_)
             | OrdersError::MessagingSetup(_)
             | OrdersError::Event(_)
             | OrdersError::Encode(_)

@@ -20,6 +20,20 @@ impl Validate for serde_json::Map<String, serde_json::Value> {
     }
 }
 
+/// For request bodies and queries that are checked by parsing them into commands in the handler, where the
+/// parsed values are needed anyway: the extractor's own check has nothing to add.
+/// `platform::validated_by_parsing!(CreateOrder, OrderQuery);`
+#[macro_export]
+macro_rules! validated_by_parsing {
+    ($($type:ty),+ $(,)?) => {
+        $(impl $crate::extract::Validate for $type {
+            fn validate(&self) -> Result<(), Vec<$crate::FieldError>> {
+                Ok(())
+            }
+        })+
+    };
+}
+
 /// Collects field errors: `v.check(ok, "email", "INVALID_FORMAT", "must be an email address")`.
 #[derive(Debug, Default)]
 pub struct Validator {

@@ -23,6 +23,18 @@ pub struct PageParams {
 }
 
 impl PageParams {
+    /// The paging parameters of a query, their field errors added to `errors` (handlers collect every
+    /// field error of a request before answering).
+    pub fn checked(
+        limit: Option<u32>,
+        cursor: Option<String>,
+        errors: &mut Vec<FieldError>,
+    ) -> Self {
+        let params = Self { limit, cursor };
+        errors.extend(params.errors());
+        params
+    }
+
     pub fn limit(&self) -> u32 {
         self.limit.unwrap_or(DEFAULT_LIMIT)
     }

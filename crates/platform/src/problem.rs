@@ -114,6 +114,19 @@ impl Problem {
         )
     }
 
+    /// The answer to a failed query: 503 `DATABASE_UNAVAILABLE` with `Retry-After` when no pooled connection
+    /// could be had in time (busy or unreachable: worth retrying), otherwise a 500 that says nothing more.
+    pub fn database(error: &sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut => Self::unavailable(
+                "DATABASE_UNAVAILABLE",
+                "the database is busy or unreachable; retry shortly",
+                1,
+            ),
+            _ => Self::internal(),
+        }
+    }
+
     pub fn unavailable(code: &str, detail: impl Into<String>, retry_after_secs: u64) -> Self {
         Self {
             retry_after_secs: Some(retry_after_secs),

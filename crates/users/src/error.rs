@@ -124,13 +124,8 @@ impl UsersError {
                 format!("preferences may be at most {limit} bytes of JSON"),
             ),
             UsersError::Problem(problem) => problem.clone(),
-            UsersError::Database(sqlx::Error::PoolTimedOut) => Problem::unavailable(
-                "DATABASE_UNAVAILABLE",
-                "the database is busy or unreachable; retry shortly",
-                1,
-            ),
-            UsersError::Database(_)
-            | UsersError::DatabaseSetup(_)
+            UsersError::Database(error) => Problem::database(error),
+            UsersError::DatabaseSetup(_)
             | UsersError::CacheSetup(_)
             | UsersError::MessagingSetup(_)
             | UsersError::Event(_)

@@ -9,7 +9,6 @@ mod warehouses;
 
 use platform::FieldError;
 use platform::openapi::BearerAuth;
-use platform::pagination::PageParams;
 use serde::{Deserialize, Deserializer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -46,19 +45,6 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(import::import_csv))
 }
 
-/// Request bodies and queries that are checked by parsing them into commands in the handler, where the
-/// parsed values are needed anyway; the extractor's own check has nothing to add.
-macro_rules! validated_by_parsing {
-    ($($type:ty),+ $(,)?) => {
-        $(impl platform::extract::Validate for $type {
-            fn validate(&self) -> Result<(), Vec<platform::FieldError>> {
-                Ok(())
-            }
-        })+
-    };
-}
-pub(crate) use validated_by_parsing;
-
 /// A path id; one that is not a UUID names nothing, so it is a 404 like an unknown one.
 pub(crate) fn path_id(raw: &str, what: &'static str) -> Result<Uuid, InventoryError> {
     Uuid::parse_str(raw).map_err(|_| InventoryError::NotFound(what))
@@ -81,17 +67,6 @@ pub(crate) fn uuid_list(raw: Option<&str>, field: &str) -> Result<Vec<Uuid>, Fie
         .map(|s| Uuid::parse_str(s))
         .collect::<Result<_, _>>()
         .map_err(|_| FieldError::new(field, "INVALID_FORMAT", "must be UUIDs separated by commas"))
-}
-
-/// Paging parameters with their field errors added to `errors`.
-pub(crate) fn paging(
-    limit: Option<u32>,
-    cursor: Option<String>,
-    errors: &mut Vec<FieldError>,
-) -> PageParams {
-    let params = PageParams { limit, cursor };
-    errors.extend(params.errors());
-    params
 }
 
 /// Fails with every collected field error, if any.

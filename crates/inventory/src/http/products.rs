@@ -4,11 +4,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use platform::auth::AuthUser;
 use platform::extract::{Json, Query};
-use platform::pagination::Page;
+use platform::pagination::{Page, PageParams};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{check, collect, comma_list, double_option, paging, path_id, validated_by_parsing};
+use super::{check, collect, comma_list, double_option, path_id};
 use crate::domain::{self, Sku};
 use crate::error::InventoryError;
 use crate::models::Product;
@@ -54,7 +54,7 @@ pub struct ProductQuery {
     pub q: Option<String>,
 }
 
-validated_by_parsing!(CreateProduct, UpdateProduct, ProductQuery);
+platform::validated_by_parsing!(CreateProduct, UpdateProduct, ProductQuery);
 
 fn count(value: i64, field: &str) -> Result<i32, platform::FieldError> {
     domain::quantity(value, field, 0)
@@ -105,7 +105,7 @@ pub async fn list(
     Query(query): Query<ProductQuery>,
 ) -> Result<axum::Json<Page<Product>>, InventoryError> {
     let mut errors = Vec::new();
-    let page = paging(query.limit, query.cursor, &mut errors);
+    let page = PageParams::checked(query.limit, query.cursor, &mut errors);
     check(errors)?;
     let filter = ProductFilter {
         skus: comma_list(query.sku.as_deref()),

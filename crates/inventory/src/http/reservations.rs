@@ -10,7 +10,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{collect, path_id, validated_by_parsing};
+use super::{collect, path_id};
 use crate::domain::{self, Sku};
 use crate::error::InventoryError;
 use crate::models::Reservation;
@@ -40,7 +40,7 @@ pub struct LineRequest {
     pub quantity: i64,
 }
 
-validated_by_parsing!(CreateReservation);
+platform::validated_by_parsing!(CreateReservation);
 
 #[utoipa::path(post, path = "/api/v1/inventory/reservations", tag = "inventory",
     request_body = CreateReservation, security(("bearer_auth" = [])),

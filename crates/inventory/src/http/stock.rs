@@ -7,12 +7,12 @@ use chrono::{DateTime, Utc};
 use platform::FieldError;
 use platform::auth::AuthUser;
 use platform::extract::{Json, Query};
-use platform::pagination::Page;
+use platform::pagination::{Page, PageParams};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{check, collect, comma_list, paging, path_id, uuid_list, validated_by_parsing};
+use super::{check, collect, comma_list, path_id, uuid_list};
 use crate::domain::{self, Reason, Sku};
 use crate::error::InventoryError;
 use crate::models::{Availability, Movement, StockLevel};
@@ -63,7 +63,7 @@ pub async fn stock_levels(
     Query(query): Query<LevelQuery>,
 ) -> Result<axum::Json<Page<StockLevel>>, InventoryError> {
     let mut errors = Vec::new();
-    let page = paging(query.limit, query.cursor, &mut errors);
+    let page = PageParams::checked(query.limit, query.cursor, &mut errors);
     let warehouse_ids = collect(
         uuid_list(query.warehouse_id.as_deref(), "warehouse_id"),
         &mut errors,
@@ -107,7 +107,7 @@ pub async fn movements(
     Query(query): Query<MovementQuery>,
 ) -> Result<axum::Json<Page<Movement>>, InventoryError> {
     let mut errors = Vec::new();
-    let page = paging(query.limit, query.cursor, &mut errors);
+    let page = PageParams::checked(query.limit, query.cursor, &mut errors);
     let warehouse_ids = collect(
         uuid_list(query.warehouse_id.as_deref(), "warehouse_id"),
         &mut errors,
@@ -163,7 +163,7 @@ pub struct CreateTransfer {
     pub quantity: i64,
 }
 
-validated_by_parsing!(LevelQuery, MovementQuery, CreateAdjustment, CreateTransfer);
+platform::validated_by_parsing!(LevelQuery, MovementQuery, CreateAdjustment, CreateTransfer);
 
 #[utoipa::path(post, path = "/api/v1/inventory/adjustments", tag = "inventory",
     request_body = CreateAdjustment, security(("bearer_auth" = [])),

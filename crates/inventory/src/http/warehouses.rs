@@ -3,11 +3,11 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use platform::extract::{Json, Query};
-use platform::pagination::Page;
+use platform::pagination::{Page, PageParams};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{check, collect, comma_list, paging, path_id, validated_by_parsing};
+use super::{check, collect, comma_list, path_id};
 use crate::domain::{self, WarehouseCode};
 use crate::error::InventoryError;
 use crate::models::Warehouse;
@@ -50,7 +50,7 @@ pub struct WarehouseQuery {
     pub active: Option<bool>,
 }
 
-validated_by_parsing!(CreateWarehouse, UpdateWarehouse, WarehouseQuery);
+platform::validated_by_parsing!(CreateWarehouse, UpdateWarehouse, WarehouseQuery);
 
 fn priority(value: i64) -> Result<i32, platform::FieldError> {
     i32::try_from(value)
@@ -104,7 +104,7 @@ pub async fn list(
     Query(query): Query<WarehouseQuery>,
 ) -> Result<axum::Json<Page<Warehouse>>, InventoryError> {
     let mut errors = Vec::new();
-    let page = paging(query.limit, query.cursor, &mut errors);
+    let page = PageParams::checked(query.limit, query.cursor, &mut errors);
     check(errors)?;
     let filter = WarehouseFilter {
         codes: comma_list(query.code.as_deref())

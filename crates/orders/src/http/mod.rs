@@ -7,7 +7,6 @@ mod track;
 
 use platform::FieldError;
 use platform::openapi::BearerAuth;
-use platform::pagination::PageParams;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -91,17 +90,6 @@ pub(crate) fn parse_list<T>(
     items
 }
 
-/// Paging parameters with their field errors added to `errors`.
-pub(crate) fn paging(
-    limit: Option<u32>,
-    cursor: Option<String>,
-    errors: &mut Vec<FieldError>,
-) -> PageParams {
-    let params = PageParams { limit, cursor };
-    errors.extend(params.errors());
-    params
-}
-
 /// Fails with every collected field error, if any.
 pub(crate) fn check(errors: Vec<FieldError>) -> Result<(), OrdersError> {
     if errors.is_empty() {
@@ -109,6 +97,54 @@ pub(crate) fn check(errors: Vec<FieldError>) -> Result<(), OrdersError> {
     } else {
         Err(OrdersError::Validation(errors))
     }
+}
+
+/// Most lines one order or shipment may have.
+pub(crate) const MAX_LINES: usize = 100;
+/// Most pieces of one line.
+pub(crate) const MAX_QUANTITY: i64 = 100_000;
+
+/// The `(sku, quantity)` of an order's or a shipment's lines: 1-100 lines, each sku once, quantities
+/// 1-100000; every problem is added to `errors` with the line's path.
+pub(crate) fn sku_lines<'a>(
+    lines: impl ExactSizeIterator<Item = (&'a str, i64)>,
+    errors: &mut Vec<FieldError>,
+) -> Vec<(String, i64)> {
+    if lines.len() == 0 {
+        errors.push(FieldError::new(
+            "lines",
+            "REQUIRED",
+            "must have at least one line",
+        ));
+    }
+    if lines.len() > MAX_LINES {
+        errors.push(FieldError::new(
+            "lines",
+            "TOO_MANY",
+            format!("must have at most {MAX_LINES} lines"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut parsed = Vec::with_capacity(lines.len());
+    for (index, (sku, quantity)) in lines.enumerate() {
+        let sku = text(sku, &format!("lines[{index}].sku"), 64, errors);
+        if !sku.is_empty() && !seen.insert(sku.clone()) {
+            errors.push(FieldError::new(
+                format!("lines[{index}].sku"),
+                "DUPLICATE",
+                "each sku may appear on one line only",
+            ));
+        }
+        if !(1..=MAX_QUANTITY).contains(&quantity) {
+            errors.push(FieldError::new(
+                format!("lines[{index}].quantity"),
+                "OUT_OF_RANGE",
+                format!("must be between 1 and {MAX_QUANTITY}"),
+            ));
+        }
+        parsed.push((sku, quantity));
+    }
+    parsed
 }
 
 /// A required text field: trimmed, 1..=`max` characters, no control characters.
@@ -131,16 +167,3 @@ pub(crate) fn text(value: &str, field: &str, max: usize, errors: &mut Vec<FieldE
     }
     trimmed.to_owned()
 }
-
-/// Request bodies and queries that are checked by parsing them into commands in the handler, where the
-/// parsed values are needed anyway; the extractor's own check has nothing to add.
-macro_rules! validated_by_parsing {
-    ($($type:ty),+ $(,)?) => {
-        $(impl platform::extract::Validate for $type {
-            fn validate(&self) -> Result<(), Vec<platform::FieldError>> {
-                Ok(())
-            }
-        })+
-    };
-}
-pub(crate) use validated_by_parsing;

@@ -1,8 +1,6 @@
 //! `/api/v1/orders`: customers order for themselves and see only their own orders; staff order for any
 //! customer and see every order; drivers work on shipments, not orders.
 
-use std::collections::HashSet;
-
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -11,12 +9,12 @@ use platform::FieldError;
 use platform::auth::AuthUser;
 use platform::extract::Query;
 use platform::idempotency::Idempotent;
-use platform::pagination::Page;
+use platform::pagination::{Page, PageParams};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{check, paging, parse_list, path_id, text, validated_by_parsing};
+use super::{check, parse_list, path_id, sku_lines, text};
 use crate::domain::OrderStatus;
 use crate::error::OrdersError;
 use crate::events::Recorder;
@@ -26,10 +24,6 @@ use crate::ordering;
 use crate::repo::orders::{self, NewOrder, OrderFilter};
 use crate::state::{AppState, Caller};
 
-/// Most lines one order may have.
-const MAX_LINES: usize = 100;
-/// Most pieces of one line.
-const MAX_QUANTITY: i64 = 100_000;
 /// Largest unit price (minor units): a billion of the currency's major unit.
 const MAX_UNIT_PRICE: i64 = 100_000_000_000;
 
@@ -84,7 +78,7 @@ pub struct TimelineQuery {
     pub cursor: Option<String>,
 }
 
-validated_by_parsing!(CreateOrder, CancelOrder, OrderQuery, TimelineQuery);
+platform::validated_by_parsing!(CreateOrder, CancelOrder, OrderQuery, TimelineQuery);
 
 fn address(input: &Address, errors: &mut Vec<FieldError>) -> Address {
     let country = input.country.trim().to_ascii_uppercase();
@@ -132,38 +126,11 @@ fn new_order(
         }
     };
     let mut errors = Vec::new();
-    if body.lines.is_empty() {
-        errors.push(FieldError::new(
-            "lines",
-            "REQUIRED",
-            "must have at least one line",
-        ));
-    }
-    if body.lines.len() > MAX_LINES {
-        errors.push(FieldError::new(
-            "lines",
-            "TOO_MANY",
-            format!("must have at most {MAX_LINES} lines"),
-        ));
-    }
-    let mut seen = HashSet::new();
-    let mut lines = Vec::with_capacity(body.lines.len());
+    let skus = sku_lines(
+        body.lines.iter().map(|l| (l.sku.as_str(), l.quantity)),
+        &mut errors,
+    );
     for (index, line) in body.lines.iter().enumerate() {
-        let sku = text(&line.sku, &format!("lines[{index}].sku"), 64, &mut errors);
-        if !sku.is_empty() && !seen.insert(sku.clone()) {
-            errors.push(FieldError::new(
-                format!("lines[{index}].sku"),
-                "DUPLICATE",
-                "each sku may appear on one line only",
-            ));
-        }
-        if !(1..=MAX_QUANTITY).contains(&line.quantity) {
-            errors.push(FieldError::new(
-                format!("lines[{index}].quantity"),
-                "OUT_OF_RANGE",
-                format!("must be between 1 and {MAX_QUANTITY}"),
-            ));
-        }
         if line
             .unit_price
             .is_some_and(|p| !(0..=MAX_UNIT_PRICE).contains(&p))
@@ -174,12 +141,12 @@ fn new_order(
                 format!("must be between 0 and {MAX_UNIT_PRICE} minor units"),
             ));
         }
-        lines.push((
-            sku,
-            i32::try_from(line.quantity).unwrap_or(0),
-            line.unit_price,
-        ));
     }
+    let lines = skus
+        .into_iter()
+        .zip(&body.lines)
+        .map(|((sku, quantity), line)| (sku, i32::try_from(quantity).unwrap_or(0), line.unit_price))
+        .collect();
     let currency = body.currency.as_deref().map_or_else(
         || state.config.default_currency.clone(),
         |c| c.trim().to_owned(),
@@ -294,7 +261,7 @@ pub async fn list(
         |s| Uuid::parse_str(s).ok(),
         &mut errors,
     );
-    let page = paging(query.limit, query.cursor.clone(), &mut errors);
+    let page = PageParams::checked(query.limit, query.cursor.clone(), &mut errors);
     check(errors)?;
     match caller {
         Caller::Driver(_) => return Err(OrdersError::Forbidden("read orders")),
@@ -381,7 +348,7 @@ pub async fn timeline(
     Query(query): Query<TimelineQuery>,
 ) -> Result<axum::Json<Page<TimelineEntry>>, OrdersError> {
     let mut errors = Vec::new();
-    let page = paging(query.limit, query.cursor, &mut errors);
+    let page = PageParams::checked(query.limit, query.cursor, &mut errors);
     check(errors)?;
     let order = visible(&state, Caller::of(&user), path_id(&id, "order")?).await?;
     let rows = orders::timeline(&state.db, order.id, page.after(), page.limit()).await?;

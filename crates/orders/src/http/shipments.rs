@@ -1,8 +1,6 @@
 //! `/api/v1/orders/{id}/shipments` and `/api/v1/shipments`: dispatchers create and assign shipments,
 //! drivers report tracking events and proofs on the shipments assigned to them.
 
-use std::collections::HashSet;
-
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -11,12 +9,12 @@ use platform::FieldError;
 use platform::auth::AuthUser;
 use platform::extract::Query;
 use platform::idempotency::Idempotent;
-use platform::pagination::Page;
+use platform::pagination::{Page, PageParams};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{check, paging, parse_list, path_id, text, validated_by_parsing};
+use super::{check, parse_list, path_id, sku_lines, text};
 use crate::domain::{IncidentReason, ProofKind, ShipmentStatus};
 use crate::error::OrdersError;
 use crate::events::Recorder;
@@ -28,8 +26,6 @@ use crate::state::{AppState, Caller};
 
 /// Fractional-second digits PostgreSQL keeps in a `timestamptz`.
 const TIMESTAMP_DIGITS: u16 = 6;
-/// Most lines one shipment may have.
-const MAX_LINES: usize = 100;
 /// How far in the future a tracking event's `occurred_at` may be (clock skew of a driver's device).
 const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 
@@ -102,7 +98,7 @@ pub struct ShipmentQuery {
     pub cursor: Option<String>,
 }
 
-validated_by_parsing!(
+platform::validated_by_parsing!(
     CreateShipment,
     AssignShipment,
     CancelShipment,
@@ -137,40 +133,10 @@ pub async fn create(
     staff_only(caller, "create shipments")?;
     let order_id = path_id(&order_id, "order")?;
     let mut errors = Vec::new();
-    if body.lines.is_empty() {
-        errors.push(FieldError::new(
-            "lines",
-            "REQUIRED",
-            "must have at least one line",
-        ));
-    }
-    if body.lines.len() > MAX_LINES {
-        errors.push(FieldError::new(
-            "lines",
-            "TOO_MANY",
-            format!("must have at most {MAX_LINES} lines"),
-        ));
-    }
-    let mut seen = HashSet::new();
-    let mut lines = Vec::with_capacity(body.lines.len());
-    for (index, line) in body.lines.iter().enumerate() {
-        let sku = text(&line.sku, &format!("lines[{index}].sku"), 64, &mut errors);
-        if !sku.is_empty() && !seen.insert(sku.clone()) {
-            errors.push(FieldError::new(
-                format!("lines[{index}].sku"),
-                "DUPLICATE",
-                "each sku may appear on one line only",
-            ));
-        }
-        if !(1..=100_000).contains(&line.quantity) {
-            errors.push(FieldError::new(
-                format!("lines[{index}].quantity"),
-                "OUT_OF_RANGE",
-                "must be between 1 and 100000",
-            ));
-        }
-        lines.push((sku, line.quantity));
-    }
+    let lines = sku_lines(
+        body.lines.iter().map(|l| (l.sku.as_str(), l.quantity)),
+        &mut errors,
+    );
     check(errors)?;
     let request = ShipmentRequest {
         order_id,
@@ -226,7 +192,7 @@ pub async fn list(
         uuid,
         &mut errors,
     );
-    let page = paging(query.limit, query.cursor.clone(), &mut errors);
+    let page = PageParams::checked(query.limit, query.cursor.clone(), &mut errors);
     check(errors)?;
     match caller {
         Caller::Customer(_) => return Err(OrdersError::Forbidden("list shipments")),
