@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use platform::Problem;
 use platform::auth::{AuthUser, Claims, JwtKeys, Role};
@@ -156,22 +155,19 @@ fn compile_rule(rule: &RbacRule) -> Result<Rule, GatewayError> {
     Ok(Rule { pattern, roles })
 }
 
-/// Middleware in front of every proxied route. Refusals never reach the upstream.
-pub(crate) async fn enforce(
-    State(policy): State<Policy>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// The access check in front of every proxied route: lets the request on with the caller's claims in its
+/// extensions, or gives the refusal to answer instead. Refusals never reach the upstream.
+pub(crate) fn admit(policy: &Policy, request: &mut Request) -> Result<(), Response> {
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let decision = policy.decide(request.method(), request.uri().path(), authorization);
     match decision {
-        Ok(Decision::Public) => next.run(request).await,
+        Ok(Decision::Public) => Ok(()),
         Ok(Decision::Allowed(claims)) => {
             request.extensions_mut().insert(AuthUser(claims));
-            next.run(request).await
+            Ok(())
         }
         Ok(Decision::Denied {
             claims,
@@ -187,7 +183,7 @@ pub(crate) async fn enforce(
                 reason = %reason,
                 "access denied at the gateway"
             );
-            Problem::forbidden(format!("role {} may not do this", claims.role)).into_response()
+            Err(Problem::forbidden(format!("role {} may not do this", claims.role)).into_response())
         }
         Err(problem) => {
             let unauthorized = problem.status_code() == StatusCode::UNAUTHORIZED;
@@ -198,7 +194,7 @@ pub(crate) async fn enforce(
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            response
+            Err(response)
         }
     }
 }

@@ -3,13 +3,12 @@
 use std::collections::HashMap;
 
 use axum::Router;
-use axum::middleware::from_fn_with_state;
 use axum::routing::any;
 
 use crate::error::GatewayError;
-use crate::policy::{Policy, enforce};
-use crate::proxy::{Target, forward};
-use crate::ratelimit::{Limiter, limit};
+use crate::policy::Policy;
+use crate::proxy::{Target, handle};
+use crate::ratelimit::Limiter;
 use crate::upstream::UpstreamClient;
 
 /// A path prefix (a whole-segment prefix: `/api/v1/users` covers `/api/v1/users/42`, not
@@ -48,7 +47,7 @@ pub(crate) const ROUTE_TABLE: &[Route] = &[
 ];
 
 /// Every prefix as two axum routes (`prefix` and `prefix/{*rest}`), so request metrics carry a route
-/// template rather than raw paths; each behind the access policy. Any other `/api/...` path is a 404
+/// template rather than raw paths; each behind the access policy and the rate limiter. Any other `/api/...` path is a 404
 /// problem, answered without a token so probing it reveals nothing either way.
 pub(crate) fn api_router(
     table: &[Route],
@@ -76,19 +75,17 @@ pub(crate) fn api_router(
             )
         })?;
         let target = Target {
+            policy: policy.clone(),
+            limiter: limiter.clone(),
             upstream: upstream.clone(),
             max_body_bytes,
         };
-        let handler = any(forward).with_state(target);
+        let handler = any(handle).with_state(target);
         router = router
             .route(route.prefix, handler.clone())
             .route(&format!("{}/{{*rest}}", route.prefix), handler);
     }
-    // Layers run outermost-last-added: the policy first (so the limiter sees verified claims), then
-    // the limiter.
     Ok(router
-        .route_layer(from_fn_with_state(limiter, limit))
-        .route_layer(from_fn_with_state(policy, enforce))
         .route("/api", any(platform::http::not_found))
         .route("/api/{*rest}", any(platform::http::not_found)))
 }

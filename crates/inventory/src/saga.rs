@@ -121,6 +121,12 @@ impl Handler for OrderSaga {
         })
     }
 
+    /// One event per transaction: every event locks stock rows, and a batch would hold them until its last
+    /// event commits, taken in event order, so concurrent lanes would wait on (and deadlock with) each other.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
     fn after_commit<'a>(&'a self, event: &'a Envelope) -> BoxFuture<'a, ()> {
         Box::pin(self.invalidate(event))
     }

@@ -1,14 +1,23 @@
-//! Structured logs: one JSON object per line with timestamp, level, target, message, the fields of every
-//! enclosing span (so `request_id` is on every line of a request) and the event's own fields.
+//! Structured logs: one JSON object per line with timestamp, level, target, message, the event's own
+//! fields and the fields of every enclosing span (so `request_id` is on every line of a request).
+//!
+//! Lines are formatted on the calling thread straight into a reusable buffer and appended to an
+//! in-memory batch; one writer thread per output writes the batch every [`FLUSH_INTERVAL`] (sooner once
+//! it passes [`FLUSH_AT_BYTES`]), like nginx's `access_log … buffer= flush=`. A line per request
+//! through a channel and a `write` per line (what `tracing_appender::non_blocking` does) cost the gateway
+//! a syscall, a thread wake-up and a spinning receiver per request.
 
-use std::fmt;
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
 use std::io::Write;
+use std::ops::Range;
 use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber, span};
-use tracing_appender::non_blocking::WorkerGuard;
+use tracing::{Event, Level, Subscriber, span};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::MakeWriter;
@@ -16,10 +25,18 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Keeps the log writers flushing; hold it until the process exits.
+/// The longest a line waits in memory before it is written.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+/// Pending bytes that wake the writer before the interval is over, so bursts go out in large writes.
+const FLUSH_AT_BYTES: usize = 64 * 1024;
+/// Pending bytes past which new lines are dropped (and counted) instead of growing memory without
+/// bound when the output cannot keep up.
+const MAX_PENDING_BYTES: usize = 16 * 1024 * 1024;
+
+/// Keeps the log writers flushing; hold it until the process exits. Dropping it writes what is pending.
 #[must_use = "logs stop being written when the guard is dropped"]
 pub struct LogGuard {
-    _guards: Vec<WorkerGuard>,
+    _writers: Vec<WriterThread>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,19 +67,19 @@ pub fn init(
 ) -> Result<LogGuard, TelemetryError> {
     let filter = EnvFilter::try_new(level)
         .map_err(|e| TelemetryError::Level(level.into(), e.to_string()))?;
-    let (stdout, stdout_guard) = match console {
-        Console::Stdout => tracing_appender::non_blocking(std::io::stdout()),
-        Console::Stderr => tracing_appender::non_blocking(std::io::stderr()),
+    let (stdout, stdout_thread) = match console {
+        Console::Stdout => BatchWriter::spawn(std::io::stdout(), "log-stdout"),
+        Console::Stderr => BatchWriter::spawn(std::io::stderr(), "log-stderr"),
     };
-    let mut guards = vec![stdout_guard];
+    let mut writers = vec![stdout_thread];
     let file_layer = if dir.is_empty() {
         None
     } else {
         std::fs::create_dir_all(dir).map_err(|e| TelemetryError::Dir(dir.into(), e))?;
         let appender =
             tracing_appender::rolling::daily(Path::new(dir), format!("{file_prefix}.log"));
-        let (writer, guard) = tracing_appender::non_blocking(appender);
-        guards.push(guard);
+        let (writer, thread) = BatchWriter::spawn(appender, "log-file");
+        writers.push(thread);
         Some(JsonLayer::new(writer))
     };
     let registry = tracing_subscriber::registry().with(filter).with(file_layer);
@@ -74,7 +91,7 @@ pub fn init(
         registry.with(JsonLayer::new(stdout)).try_init()
     };
     installed.map_err(|_| TelemetryError::AlreadyInstalled)?;
-    Ok(LogGuard { _guards: guards })
+    Ok(LogGuard { _writers: writers })
 }
 
 /// Formats an error with its whole cause chain: `outer: middle: root`.
@@ -92,8 +109,178 @@ impl fmt::Display for ErrorChain<'_> {
     }
 }
 
-/// The span's fields, stored in its extensions when it is created.
-struct SpanFields(Map<String, Value>);
+struct Pending {
+    lines: Vec<u8>,
+    dropped: u64,
+    closed: bool,
+}
+
+struct Batch {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+impl Batch {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Appends whole lines to a shared batch that a [`WriterThread`] writes out.
+#[derive(Clone)]
+struct BatchWriter(Arc<Batch>);
+
+impl BatchWriter {
+    fn spawn(mut sink: impl Write + Send + 'static, name: &str) -> (Self, WriterThread) {
+        let batch = Arc::new(Batch {
+            pending: Mutex::new(Pending {
+                lines: Vec::with_capacity(FLUSH_AT_BYTES * 2),
+                dropped: 0,
+                closed: false,
+            }),
+            wake: Condvar::new(),
+        });
+        let shared = batch.clone();
+        let run = move || {
+            // Swapped with the pending buffer on each round, so steady state allocates nothing.
+            let mut out = Vec::with_capacity(FLUSH_AT_BYTES * 2);
+            loop {
+                let (dropped, closed) = {
+                    let mut pending = shared.lock();
+                    if !pending.closed && pending.lines.len() < FLUSH_AT_BYTES {
+                        pending = shared
+                            .wake
+                            .wait_timeout(pending, FLUSH_INTERVAL)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0;
+                    }
+                    std::mem::swap(&mut pending.lines, &mut out);
+                    (std::mem::take(&mut pending.dropped), pending.closed)
+                };
+                if dropped > 0 {
+                    out.extend_from_slice(
+                        format!(
+                            "{{\"level\":\"warn\",\"target\":\"platform::telemetry\",\"message\":\"log lines dropped: the output could not keep up\",\"dropped\":{dropped}}}\n"
+                        )
+                        .as_bytes(),
+                    );
+                }
+                if !out.is_empty() {
+                    // Lines that cannot be written have nowhere else to go.
+                    let _ = sink.write_all(&out).and_then(|()| sink.flush());
+                    out.clear();
+                }
+                if closed {
+                    break;
+                }
+            }
+        };
+        let handle = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(run)
+            .ok();
+        let thread = WriterThread {
+            batch: batch.clone(),
+            handle,
+        };
+        (Self(batch), thread)
+    }
+}
+
+impl Write for &BatchWriter {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let mut pending = self.0.lock();
+        if pending.closed || pending.lines.len() + line.len() > MAX_PENDING_BYTES {
+            pending.dropped += 1;
+            return Ok(line.len());
+        }
+        let before = pending.lines.len();
+        pending.lines.extend_from_slice(line);
+        if before < FLUSH_AT_BYTES && pending.lines.len() >= FLUSH_AT_BYTES {
+            self.0.wake.notify_one();
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for BatchWriter {
+    type Writer = &'a BatchWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self
+    }
+}
+
+/// The thread writing one output; dropping it writes what is pending and stops the thread.
+struct WriterThread {
+    batch: Arc<Batch>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        self.batch.lock().closed = true;
+        self.batch.wake.notify_one();
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// A span's fields, JSON-encoded when recorded and kept in its extensions: `values` holds the encoded
+/// values back to back and `fields` each name with its range there, in recording order.
+#[derive(Default)]
+struct SpanFields {
+    values: Vec<u8>,
+    fields: Vec<(&'static str, Range<usize>)>,
+}
+
+impl SpanFields {
+    fn record(&mut self, record: &dyn Fn(&mut dyn Visit)) {
+        let mut visitor = SpanVisitor(self);
+        record(&mut visitor);
+    }
+}
+
+struct SpanVisitor<'a>(&'a mut SpanFields);
+
+impl SpanVisitor<'_> {
+    fn field(&mut self, field: &Field, encode: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.0.values.len();
+        encode(&mut self.0.values);
+        self.0
+            .fields
+            .push((field.name(), start..self.0.values.len()));
+    }
+}
+
+impl Visit for SpanVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.field(field, |out| encode_f64(out, value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, |out| encode_display(out, value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, |out| encode_display(out, value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field, |out| encode_display(out, value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.field(field, |out| encode_str(out, value));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.field(field, |out| encode_string(out, ErrorChain(value)));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field(field, |out| encode_string(out, format_args!("{value:?}")));
+    }
+}
 
 /// A layer writing one JSON object per event.
 pub struct JsonLayer<W> {
@@ -103,6 +290,185 @@ pub struct JsonLayer<W> {
 impl<W> JsonLayer<W> {
     pub fn new(writer: W) -> Self {
         Self { writer }
+    }
+}
+
+thread_local! {
+    /// The line being formatted, reused so an event allocates nothing once the buffer has grown.
+    static LINE: RefCell<Line> = RefCell::new(Line::default());
+}
+
+/// A line under construction and the names already written to it.
+#[derive(Default)]
+struct Line {
+    out: Vec<u8>,
+    message: Vec<u8>,
+    written: Vec<&'static str>,
+}
+
+impl Line {
+    /// Starts `"name":` unless the name is already on the line: a field of the event hides a span's
+    /// field of that name, and an inner span's field an outer one's.
+    fn key(&mut self, name: &'static str) -> bool {
+        if self.written.contains(&name) {
+            return false;
+        }
+        self.written.push(name);
+        self.out.push(b',');
+        encode_str(&mut self.out, name);
+        self.out.push(b':');
+        true
+    }
+
+    fn format<S>(&mut self, event: &Event<'_>, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        self.out.clear();
+        self.message.clear();
+        self.written.clear();
+        let metadata = event.metadata();
+        self.out.extend_from_slice(b"{\"timestamp\":");
+        encode_str(
+            &mut self.out,
+            &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        );
+        self.out.extend_from_slice(b",\"level\":");
+        encode_str(&mut self.out, level_name(*metadata.level()));
+        self.out.extend_from_slice(b",\"target\":");
+        encode_str(&mut self.out, metadata.target());
+        self.written
+            .extend_from_slice(&["timestamp", "level", "target", "message"]);
+        event.record(&mut EventVisitor(self));
+        self.out.extend_from_slice(b",\"message\":");
+        if self.message.is_empty() {
+            self.out.extend_from_slice(b"\"\"");
+        } else {
+            self.out.extend_from_slice(&self.message);
+        }
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope {
+                let extensions = span.extensions();
+                let Some(fields) = extensions.get::<SpanFields>() else {
+                    continue;
+                };
+                // Newest first, so a value recorded later replaces the one the span was created with.
+                for (name, range) in fields.fields.iter().rev() {
+                    if self.key(name) {
+                        self.out.extend_from_slice(&fields.values[range.clone()]);
+                    }
+                }
+            }
+        }
+        self.out.extend_from_slice(b"}\n");
+    }
+}
+
+struct EventVisitor<'a>(&'a mut Line);
+
+impl EventVisitor<'_> {
+    fn field(&mut self, field: &Field, encode: impl FnOnce(&mut Vec<u8>)) {
+        if field.name() == "message" {
+            encode(&mut self.0.message);
+        } else if self.0.key(field.name()) {
+            encode(&mut self.0.out);
+        }
+    }
+}
+
+impl Visit for EventVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.field(field, |out| encode_f64(out, value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, |out| encode_display(out, value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, |out| encode_display(out, value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field, |out| encode_display(out, value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.field(field, |out| encode_str(out, value));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.field(field, |out| encode_string(out, ErrorChain(value)));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field(field, |out| encode_string(out, format_args!("{value:?}")));
+    }
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::TRACE => "trace",
+        Level::DEBUG => "debug",
+        Level::INFO => "info",
+        Level::WARN => "warn",
+        Level::ERROR => "error",
+    }
+}
+
+/// A JSON number as serde_json writes it (shortest round-trip form; `null` when not finite).
+fn encode_f64(out: &mut Vec<u8>, value: f64) {
+    // Writing a number into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &value);
+}
+
+fn encode_display(out: &mut Vec<u8>, value: impl fmt::Display) {
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{value}");
+}
+
+/// `value` as a JSON string, formatted straight into `out` without an intermediate `String`.
+fn encode_string(out: &mut Vec<u8>, value: impl fmt::Display) {
+    out.push(b'"');
+    // Escaping into a Vec cannot fail.
+    let _ = write!(Escaped(out), "{value}");
+    out.push(b'"');
+}
+
+fn encode_str(out: &mut Vec<u8>, value: &str) {
+    out.push(b'"');
+    escape_into(out, value);
+    out.push(b'"');
+}
+
+/// Escapes as serde_json does: `"`, `\\` and control characters; everything else is copied as is.
+fn escape_into(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (index, &byte) in bytes.iter().enumerate() {
+        let escape: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..index]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{byte:04x}");
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = index + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// A `fmt::Write` that JSON-escapes what it is given into a byte buffer.
+struct Escaped<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        escape_into(self.0, text);
+        Ok(())
     }
 }
 
@@ -117,95 +483,31 @@ where
         // The console and the log file are two layers over one registry; the first to see the span stores
         // its fields and the other reuses them (a second insert of the same type would panic).
         if extensions.get_mut::<SpanFields>().is_none() {
-            let mut visitor = JsonVisitor::default();
-            attrs.record(&mut visitor);
-            extensions.insert(SpanFields(visitor.fields));
+            let mut fields = SpanFields::default();
+            fields.record(&|visitor| attrs.record(visitor));
+            extensions.insert(fields);
         }
     }
 
     fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
-        if let Some(SpanFields(fields)) = extensions.get_mut::<SpanFields>() {
-            let mut visitor = JsonVisitor::default();
-            values.record(&mut visitor);
-            fields.extend(visitor.fields);
+        if let Some(fields) = extensions.get_mut::<SpanFields>() {
+            fields.record(&|visitor| values.record(visitor));
         }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let metadata = event.metadata();
-        let mut line = Map::new();
-        line.insert(
-            "timestamp".into(),
-            Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-        );
-        line.insert(
-            "level".into(),
-            Value::String(metadata.level().as_str().to_ascii_lowercase()),
-        );
-        line.insert("target".into(), Value::String(metadata.target().to_owned()));
-        if let Some(scope) = ctx.event_scope(event) {
-            for span in scope.from_root() {
-                if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
-                    for (key, value) in fields {
-                        line.insert(key.clone(), value.clone());
-                    }
-                }
-            }
-        }
-        let mut visitor = JsonVisitor::default();
-        event.record(&mut visitor);
-        let message = visitor
-            .fields
-            .remove("message")
-            .unwrap_or(Value::String(String::new()));
-        line.insert("message".into(), message);
-        line.extend(visitor.fields);
-
-        let mut bytes = serde_json::to_vec(&Value::Object(line)).unwrap_or_default();
-        bytes.push(b'\n');
-        // A log line that cannot be written has nowhere else to go.
-        let _ = self.writer.make_writer().write_all(&bytes);
-    }
-}
-
-#[derive(Default)]
-struct JsonVisitor {
-    fields: Map<String, Value>,
-}
-
-impl Visit for JsonVisitor {
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.fields.insert(field.name().into(), Value::from(value));
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.fields.insert(field.name().into(), Value::from(value));
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.fields.insert(field.name().into(), Value::from(value));
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.fields.insert(field.name().into(), Value::from(value));
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.fields.insert(field.name().into(), Value::from(value));
-    }
-
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.fields.insert(
-            field.name().into(),
-            Value::String(ErrorChain(value).to_string()),
-        );
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.fields
-            .insert(field.name().into(), Value::String(format!("{value:?}")));
+        let write = |line: &mut Line| {
+            line.format(event, &ctx);
+            // A log line that cannot be written has nowhere else to go.
+            let _ = self.writer.make_writer().write_all(&line.out);
+        };
+        // A `Debug` impl that logs while being formatted would find the buffer taken: it gets a new one.
+        LINE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut line) => write(&mut line),
+            Err(_) => write(&mut Line::default()),
+        });
     }
 }
 

@@ -10,12 +10,12 @@ mod gcra;
 mod memory;
 mod redis;
 
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use platform::Problem;
 use platform::auth::{AuthUser, Role};
@@ -61,7 +61,12 @@ struct Inner {
     /// Overrides in order, then the default rule last (it matches everything).
     rules: Vec<CompiledRule>,
     store: Store,
-    decisions: Family<DecisionLabels, Counter>,
+    /// The series of `gateway_rate_limit_decisions`, looked up once here rather than by label on every
+    /// request.
+    allowed: Counter,
+    limited: Counter,
+    fail_open: Counter,
+    fail_closed: Counter,
 }
 
 impl Limiter {
@@ -111,36 +116,81 @@ impl Limiter {
             "Rate limiter decisions",
             decisions.clone(),
         );
+        let series = |decision| decisions.get_or_create(&DecisionLabels { decision }).clone();
         Ok(Self(Arc::new(Inner {
             rules,
             store,
-            decisions,
+            allowed: series("allowed"),
+            limited: series("limited"),
+            fail_open: series("fail_open"),
+            fail_closed: series("fail_closed"),
         })))
     }
 
-    fn count(&self, decision: &'static str) {
-        self.0
-            .decisions
-            .get_or_create(&DecisionLabels { decision })
-            .inc();
+}
+
+/// Who a limit is counted for: the user when the access policy verified a token, else the peer IP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Client {
+    User(uuid::Uuid),
+    Ip(IpAddr),
+    Unknown,
+}
+
+impl fmt::Display for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Client::User(id) => write!(f, "u:{id}"),
+            Client::Ip(ip) => write!(f, "ip:{ip}"),
+            Client::Unknown => f.write_str("ip:unknown"),
+        }
     }
 }
 
-/// Middleware in front of every proxied route, inside the access policy.
-pub(crate) async fn limit(
-    State(limiter): State<Limiter>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let (identity, role) = match request.extensions().get::<AuthUser>() {
-        Some(AuthUser(claims)) => (format!("u:{}", claims.sub), Some(claims.role)),
+/// One bucket per rule and client, so a tight per-route limit does not use up the general one. A
+/// value rather than a formatted string, so the in-memory store hashes 24 bytes and allocates nothing
+/// per request; Redis gets the string form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct BucketKey {
+    rule: usize,
+    client: Client,
+}
+
+impl fmt::Display for BucketKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.rule, self.client)
+    }
+}
+
+/// What the limiter decided for a request it lets through.
+pub(crate) enum Admission {
+    /// No rule applies, or Redis failed open: the response carries no `RateLimit-*` headers.
+    Unlimited,
+    Allowed { capacity: u32, verdict: Verdict },
+}
+
+impl Admission {
+    /// Adds the `RateLimit-*` headers to the response of an admitted request.
+    pub(crate) fn stamp(&self, headers: &mut HeaderMap) {
+        if let Admission::Allowed { capacity, verdict } = self {
+            set_headers(headers, *capacity, verdict);
+        }
+    }
+}
+
+/// The limiter in front of every proxied route, after the access policy (so it sees the verified
+/// claims): admits the request, or gives the 429 (or fail-closed 503) to answer instead.
+pub(crate) async fn admit(limiter: &Limiter, request: &Request) -> Result<Admission, Response> {
+    let (client, role) = match request.extensions().get::<AuthUser>() {
+        Some(AuthUser(claims)) => (Client::User(claims.sub), Some(claims.role)),
         None => {
-            let ip = request
+            let client = request
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(address)| address.ip().to_string())
-                .unwrap_or_else(|| "unknown".to_owned());
-            (format!("ip:{ip}"), None)
+                .map_or(Client::Unknown, |ConnectInfo(address)| {
+                    Client::Ip(address.ip())
+                });
+            (client, None)
         }
     };
     let segments = request_segments(request.uri().path());
@@ -152,43 +202,45 @@ pub(crate) async fn limit(
                 .is_none_or(|p| p.matches(request.method(), &segments))
     }) else {
         // The default rule matches everything; no rule at all means no limit.
-        return next.run(request).await;
+        return Ok(Admission::Unlimited);
     };
-    // One bucket per rule and client, so a tight per-route limit does not use up the general one.
-    let key = format!("{index}:{identity}");
+    let key = BucketKey {
+        rule: index,
+        client,
+    };
     let verdict = match &limiter.0.store {
-        Store::Memory(store) => store.check(&key, rule.quota),
-        Store::Redis(store, fail_mode) => match store.check(&key, rule.quota).await {
-            Ok(verdict) => verdict,
-            Err(e) => {
-                tracing::debug!(error = %e, fail_mode = ?fail_mode, "rate limiter fell back to its fail mode");
-                return match fail_mode {
-                    FailMode::Open => {
-                        limiter.count("fail_open");
-                        next.run(request).await
-                    }
-                    FailMode::Closed => {
-                        limiter.count("fail_closed");
-                        refusal("the rate limiter is unavailable; retry later", 1)
-                    }
-                };
+        Store::Memory(store) => store.check(key, rule.quota),
+        Store::Redis(store, fail_mode) => {
+            match store.check(&key.to_string(), rule.quota).await {
+                Ok(verdict) => verdict,
+                Err(e) => {
+                    tracing::debug!(error = %e, fail_mode = ?fail_mode, "rate limiter fell back to its fail mode");
+                    return match fail_mode {
+                        FailMode::Open => {
+                            limiter.0.fail_open.inc();
+                            Ok(Admission::Unlimited)
+                        }
+                        FailMode::Closed => {
+                            limiter.0.fail_closed.inc();
+                            Err(refusal("the rate limiter is unavailable; retry later", 1))
+                        }
+                    };
+                }
             }
-        },
+        }
     };
     let capacity = rule.quota.capacity;
     if !verdict.allowed {
-        limiter.count("limited");
+        limiter.0.limited.inc();
         let mut response = refusal(
             "too many requests; retry after the time in Retry-After",
             secs(verdict.retry_after_us),
         );
         set_headers(response.headers_mut(), capacity, &verdict);
-        return response;
+        return Err(response);
     }
-    limiter.count("allowed");
-    let mut response = next.run(request).await;
-    set_headers(response.headers_mut(), capacity, &verdict);
-    response
+    limiter.0.allowed.inc();
+    Ok(Admission::Allowed { capacity, verdict })
 }
 
 /// Whole seconds, rounded up and never 0, so a client waiting that long is admitted.

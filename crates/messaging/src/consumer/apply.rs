@@ -15,16 +15,14 @@ use crate::envelope::Envelope;
 use crate::metrics::Metrics;
 use crate::transport::{Delivery, TxAck};
 
-/// Most deliveries applied in one transaction; bounds how long a transaction holds its locks.
-const MAX_CHUNK: usize = 32;
-
 pub(super) async fn lane(
     context: Arc<Context>,
     mut receiver: mpsc::Receiver<(Envelope, Delivery)>,
 ) {
-    let mut chunk = Vec::with_capacity(MAX_CHUNK);
+    let max_chunk = context.handler.max_batch().max(1);
+    let mut chunk = Vec::with_capacity(max_chunk);
     // `recv_many` takes what is already queued (at least one): one event when idle, a batch when busy.
-    while receiver.recv_many(&mut chunk, MAX_CHUNK).await > 0 {
+    while receiver.recv_many(&mut chunk, max_chunk).await > 0 {
         apply_chunk(&context, std::mem::take(&mut chunk)).await;
     }
 }

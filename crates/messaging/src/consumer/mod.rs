@@ -29,6 +29,9 @@ use crate::metrics::Metrics;
 use crate::options::MessagingOptions;
 use crate::transport::{Deliveries, Delivery, Subscription, Transport};
 
+/// Events a lane applies in one transaction unless the handler says otherwise ([`Handler::max_batch`]).
+pub const DEFAULT_MAX_BATCH: usize = 32;
+
 /// What a handler decided about one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -69,6 +72,14 @@ pub trait Handler: Send + Sync + 'static {
         event: &'a Envelope,
         attempt: u32,
     ) -> BoxFuture<'a, Outcome>;
+
+    /// Most events applied in one transaction when they queue up in a lane (each under its own savepoint);
+    /// also bounds how long a transaction holds its locks. Batching saves a commit per event; a handler
+    /// whose events lock shared rows (stock levels) should answer 1, or the lanes' batches wait on each
+    /// other's locks, taken in event order rather than one global order, and deadlock.
+    fn max_batch(&self) -> usize {
+        DEFAULT_MAX_BATCH
+    }
 
     /// Runs once the transaction in which [`Handler::handle`] applied `event` has committed, for effects
     /// outside the database that must not run before the change is visible (e.g. invalidating a cache: an
