@@ -5,9 +5,9 @@
 # measures through the gateway on 8080 instead).
 #
 # Three runs of the release binary (`logicore all`) on a fresh database each:
-#   uncached  Redis enabled but pointed at a closed port: the cache is degraded, its breaker makes every
-#             read a miss at once (an atomic load) and nothing is stored, so every request reads PostgreSQL.
-#             This is the "no cache" path, selected by configuration alone.
+#   uncached  caching off (`redis.memory_max_entries = 0` with Redis disabled, `Cache::off`): every read
+#             misses at once and nothing is stored, so every request reads PostgreSQL through the same call
+#             sites. This is the "no cache" path, selected by configuration alone.
 #   redis     Redis on 127.0.0.1:6379 (a key prefix of its own).
 #   memory    the in-process backend (the default when Redis is not enabled).
 #
@@ -68,7 +68,7 @@ run() { # name, url, extra oha args...
 
 for mode in $MODES; do
   case $mode in
-    uncached) CACHE_ENV=(REDIS_ENABLED=true REDIS_URL=redis://127.0.0.1:1/) ;;
+    uncached) CACHE_ENV=(REDIS_ENABLED=false LOGICORE_REDIS__MEMORY_MAX_ENTRIES=0) ;;
     redis) CACHE_ENV=(REDIS_ENABLED=true REDIS_URL=redis://127.0.0.1:6379/ "REDIS_KEY_PREFIX=lc-bench-$$-") ;;
     memory) CACHE_ENV=(REDIS_ENABLED=false) ;;
     *) echo "unknown mode $mode" >&2; exit 1 ;;

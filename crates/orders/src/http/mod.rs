@@ -167,3 +167,56 @@ pub(crate) fn text(value: &str, field: &str, max: usize, errors: &mut Vec<FieldE
     }
     trimmed.to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The "Orders and shipments" table of shared/API.md.
+    const CONTRACT: &[(&str, &str)] = &[
+        ("post", "/api/v1/orders"),
+        ("get", "/api/v1/orders"),
+        ("get", "/api/v1/orders/{id}"),
+        ("post", "/api/v1/orders/{id}/cancel"),
+        ("get", "/api/v1/orders/{id}/events"),
+        ("post", "/api/v1/orders/{id}/shipments"),
+        ("get", "/api/v1/shipments"),
+        ("get", "/api/v1/shipments/{id}"),
+        ("post", "/api/v1/shipments/{id}/assign"),
+        ("post", "/api/v1/shipments/{id}/tracking-events"),
+        ("get", "/api/v1/shipments/{id}/tracking-events"),
+        ("post", "/api/v1/shipments/{id}/proof"),
+        ("post", "/api/v1/shipments/{id}/cancel"),
+        ("get", "/api/v1/track/{tracking_number}"),
+    ];
+
+    #[test]
+    fn every_route_of_the_contract_is_documented_and_only_tracking_is_public() {
+        let json = serde_json::to_value(api().into_openapi()).unwrap_or_default();
+        assert_eq!(json["openapi"], "3.1.0");
+        for (method, path) in CONTRACT {
+            let operation = &json["paths"][path][method];
+            assert!(
+                operation.is_object(),
+                "{method} {path} is missing from the OpenAPI document"
+            );
+            let public = path.starts_with("/api/v1/track/");
+            assert_eq!(
+                operation["security"].is_null(),
+                public,
+                "{method} {path}: bearer security {}",
+                if public { "on a public route" } else { "missing" }
+            );
+        }
+        let documented: usize = json["paths"]
+            .as_object()
+            .map(|paths| {
+                paths
+                    .values()
+                    .map(|item| item.as_object().map_or(0, |ops| ops.len()))
+                    .sum()
+            })
+            .unwrap_or_default();
+        assert_eq!(documented, CONTRACT.len(), "routes beyond the contract: {json}");
+    }
+}
