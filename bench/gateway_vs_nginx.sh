@@ -4,11 +4,15 @@
 #   1. requests/s at saturation: gateway ÷ nginx;
 #   2. added p50/p99 at a fixed rate of half nginx's saturation, with the gateway's full chain on (JWT on
 #      a bearer route, RBAC, a rate limiter with a huge limit, info logs to a file, metrics);
-#   3. p99 of a rejection while the breaker is open (and, for scale, /health on the same gateway).
+#   3. p99 of a rejection while the breaker is open, as the client sees it and inside the gateway (the
+#      latency_ms of the gateway's own log line: from the request-id middleware to its response), at
+#      that rate and at a light one (LIGHT_RATE, 2000/s), and, for scale, /health on the same gateway.
+# Both proxies log every request (nginx's access log, the gateway's info line), buffered in memory.
 #
 # usage: bench/gateway_vs_nginx.sh
 #   DURATION (10s) CONNECTIONS (64) CARGO_TARGET_DIR (/tmp/gw-bench-target) OHA (oha on PATH or
-#   /root/.local/bin/oha) NGINX_BIN (nginx); ports 9101-9105 must be free.
+#   /root/.local/bin/oha) NGINX_BIN (nginx); TOKIO_WORKER_THREADS, when set, is passed to the gateway
+#   (tokio's default is one worker per core); ports 9101-9105 must be free.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -55,10 +59,9 @@ sed -e "s/__UPSTREAM_PORT__/$UPSTREAM_PORT/" -e "s/__NGINX_PORT__/$NGINX_PORT/" 
 "$NGINX_BIN" -c "$WORK/nginx.conf" -p "$WORK" & PIDS+=($!)
 
 gateway() { # port upstream-url log-dir: the gateway alone, full chain, info logs to a file
-  # The JSON log goes to stdout, redirected to a file. (LOG_DIR, which adds a second file layer, panics
-  # in tracing-subscriber on the first request as of this script; see the report.)
+  # The JSON log goes to stdout, redirected to a file.
   mkdir -p "$3"
-  env -i PATH="$PATH" HOME="$HOME" \
+  env -i PATH="$PATH" HOME="$HOME" ${TOKIO_WORKER_THREADS:+TOKIO_WORKER_THREADS=$TOKIO_WORKER_THREADS} \
     GATEWAY_PORT="$1" USER_SERVICE_URL="$2" JWT_SECRET="$SECRET" \
     LOG_LEVEL=info \
     GATEWAY_RATE_LIMIT_WINDOW_MS=1000 GATEWAY_RATE_LIMIT_MAX_REQUESTS=1000000000 \
@@ -89,6 +92,7 @@ PATH_UNDER_TEST=/api/v1/users/me
 status=$(curl -s -o /dev/null -w '%{http_code}' -H "$AUTH" "http://127.0.0.1:$GATEWAY_PORT$PATH_UNDER_TEST")
 [ "$status" = 200 ] || { echo "the gateway answered $status to the bearer route" >&2; exit 1; }
 
+echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== saturation ($CONNECTIONS connections, $DURATION)"
 oha_json "http://127.0.0.1:$UPSTREAM_PORT$PATH_UNDER_TEST" > "$WORK/sat-direct.json"
 oha_json "http://127.0.0.1:$NGINX_PORT$PATH_UNDER_TEST" > "$WORK/sat-nginx.json"
@@ -110,7 +114,19 @@ for _ in $(seq 30); do
 done
 state=$(curl -s "http://127.0.0.1:$OPEN_GATEWAY_PORT/readyz" | field 'd["checks"]["users"]["circuit_breaker"]["state"]')
 [ "$state" = open ] || { echo "the breaker is $state, not open" >&2; exit 1; }
+sleep 0.2 # the gateway writes its log every 50 ms: let the warm-up's lines out before counting
+OPEN_LOG=$WORK/open-gateway/stdout.log
+LOG_LINES_BEFORE=$(wc -l < "$OPEN_LOG")
 oha_json -q "$RATE" -H "$AUTH" "http://127.0.0.1:$OPEN_GATEWAY_PORT$PATH_UNDER_TEST" > "$WORK/open-rejection.json"
+sleep 0.2
+tail -n +"$((LOG_LINES_BEFORE + 1))" "$OPEN_LOG" > "$WORK/open-rejection.log"
+# The same at a light rate, where the machine has idle CPU: the rejection's own cost rather than the
+# wait for a core that oha and the other processes keep busy at the rate above.
+LIGHT_RATE=${LIGHT_RATE:-2000}
+LOG_LINES_BEFORE=$(wc -l < "$OPEN_LOG")
+oha_json -q "$LIGHT_RATE" -H "$AUTH" "http://127.0.0.1:$OPEN_GATEWAY_PORT$PATH_UNDER_TEST" > "$WORK/open-rejection-light.json"
+sleep 0.2
+tail -n +"$((LOG_LINES_BEFORE + 1))" "$OPEN_LOG" > "$WORK/open-rejection-light.log"
 oha_json -q "$RATE" "http://127.0.0.1:$OPEN_GATEWAY_PORT/health" > "$WORK/open-health.json"
 
 ms() { python3 -c "print(f'{$1 * 1000:.3f}')"; }
@@ -125,16 +141,40 @@ python3 -c "print(f'gateway / nginx = {$GATEWAY_RPS / $NGINX_RPS:.3f}')"
 report "direct @ $RATE/s" "$WORK/rate-direct.json"
 report "nginx @ $RATE/s" "$WORK/rate-nginx.json"
 report "gateway (full chain) @ $RATE/s" "$WORK/rate-gateway.json"
-python3 - "$WORK" <<'PY'
+python3 - "$WORK" "$RATE" <<'PY'
 import json, sys
-w = sys.argv[1]
-load = lambda n: json.load(open(f"{w}/{n}.json"))["latencyPercentiles"]
+w, rate = sys.argv[1], int(sys.argv[2])
+data = lambda n: json.load(open(f"{w}/{n}.json"))
+load = lambda n: data(n)["latencyPercentiles"]
 d, n, g = load("rate-direct"), load("rate-nginx"), load("rate-gateway")
 for q in ("p50", "p99"):
     print(f"added {q}: gateway {(g[q] - d[q]) * 1e3:.3f} ms, nginx {(n[q] - d[q]) * 1e3:.3f} ms")
+for name in ("nginx", "gateway"):
+    served = data(f"rate-{name}")["summary"]["requestsPerSec"]
+    if served < 0.95 * rate:
+        print(f"{name} served only {served:.0f} of the {rate} req/s asked: its latencies are queueing")
 PY
+inside() { # label log: p50/p99 of the 503s' latency_ms in the gateway's own log lines
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+label, path = sys.argv[1], sys.argv[2]
+latencies = sorted(
+    line["latency_ms"] for line in map(json.loads, open(path))
+    if line.get("status") == 503 and "latency_ms" in line
+)
+if latencies:
+    at = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1e3
+    print(f"{label:<34} p50 {at(0.50):8.1f} us   p99 {at(0.99):8.1f} us   ({len(latencies)} logged)")
+else:
+    print(f"{label}: no rejection was logged")
+PY
+}
 report "open breaker rejection @ $RATE/s" "$WORK/open-rejection.json"
+inside "  inside the gateway" "$WORK/open-rejection.log"
+report "open breaker rejection @ $LIGHT_RATE/s" "$WORK/open-rejection-light.json"
+inside "  inside the gateway" "$WORK/open-rejection-light.log"
 report "/health same gateway @ $RATE/s" "$WORK/open-health.json"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "raw oha output and logs: $WORK"
 trap - EXIT
 cleanup

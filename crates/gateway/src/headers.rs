@@ -2,13 +2,14 @@
 //! headers every response carries, and CORS.
 
 use std::net::IpAddr;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::Request;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use axum::http::{Method, Uri};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{Method, Request, Response, Uri};
+use futures::FutureExt;
+use futures::future::Map;
+use tower::{Layer, Service};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::error::GatewayError;
@@ -32,6 +33,11 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 
 /// Removes the hop-by-hop headers, including any the sender named in `Connection`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Usually there are none: one pass over the few headers present is cheaper than a lookup for
+    // each of the nine names. A header named in `Connection` only counts if `Connection` is there.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -69,8 +75,11 @@ pub(crate) fn set_forwarded(headers: &mut HeaderMap, uri: &Uri, client_ip: Optio
         }
     }
     // The gateway terminates plain HTTP; a TLS terminator in front would set its own proto header.
-    let proto = uri.scheme_str().unwrap_or("http");
-    if let Ok(value) = HeaderValue::from_str(proto) {
+    let proto = match uri.scheme_str() {
+        None | Some("http") => Ok(HeaderValue::from_static("http")),
+        Some(other) => HeaderValue::from_str(other),
+    };
+    if let Ok(value) = proto {
         headers.insert(X_FORWARDED_PROTO, value);
     }
     match host {
@@ -80,48 +89,100 @@ pub(crate) fn set_forwarded(headers: &mut HeaderMap, uri: &Uri, client_ip: Optio
 }
 
 /// API responses are data, never documents: nothing may load, frame or run from them.
-const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+const API_CSP: HeaderValue = HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'");
 /// The docs page runs Swagger UI from this origin: its scripts and styles (it sets inline styles), its
 /// icons (data: URIs) and a fetch of `/openapi.json`; nothing from elsewhere.
-const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+const DOCS_CSP: HeaderValue = HeaderValue::from_static(
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
      img-src 'self' data:; font-src 'self' data:; connect-src 'self'; base-uri 'none'; \
-     form-action 'none'; frame-ancestors 'none'";
+     form-action 'none'; frame-ancestors 'none'",
+);
 pub(crate) const DOCS_PATH: &str = "/docs";
 
-/// Middleware adding helmet-like security headers to every response and removing headers that
-/// advertise the software behind the gateway.
-pub(crate) async fn security_headers(request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    let csp = if path == DOCS_PATH || path.starts_with("/docs/") {
-        DOCS_CSP
-    } else {
-        API_CSP
-    };
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    for (name, value) in [
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (
-            header::STRICT_TRANSPORT_SECURITY,
-            "max-age=31536000; includeSubDomains",
-        ),
-        (header::CONTENT_SECURITY_POLICY, csp),
-        (
-            HeaderName::from_static("cross-origin-opener-policy"),
-            "same-origin",
-        ),
-        (
-            HeaderName::from_static("cross-origin-resource-policy"),
-            "same-origin",
-        ),
-        (header::X_DNS_PREFETCH_CONTROL, "off"),
-    ] {
-        headers.insert(name, HeaderValue::from_static(value));
+/// Adds helmet-like security headers to every response and removes headers that advertise the software
+/// behind the gateway. A hand-written layer rather than `axum::middleware::from_fn`, which boxes the
+/// service below it and its future on every request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SecurityHeadersLayer;
+
+impl<S> Layer<S> for SecurityHeadersLayer {
+    type Service = SecurityHeaders<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SecurityHeaders { inner }
     }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct SecurityHeaders<S> {
+    inner: S,
+}
+
+/// Adds the headers to a response; one per content security policy, so the future is a plain `Map`.
+type Stamp<B, E> = fn(Result<Response<B>, E>) -> Result<Response<B>, E>;
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SecurityHeaders<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Map<S::Future, Stamp<ResBody, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let path = request.uri().path();
+        let stamp: Stamp<ResBody, S::Error> = if path == DOCS_PATH || path.starts_with("/docs/") {
+            |result| result.map(|response| with_security_headers(response, DOCS_CSP))
+        } else {
+            |result| result.map(|response| with_security_headers(response, API_CSP))
+        };
+        self.inner.call(request).map(stamp)
+    }
+}
+
+/// The security headers besides the content security policy. Constants, so the names and values are
+/// checked once at compile time rather than on every response.
+const SECURITY_HEADERS: [(HeaderName, HeaderValue); 7] = [
+    (
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
+    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    (
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ),
+    (
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+    ),
+    (
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    ),
+    (
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    ),
+    (
+        header::X_DNS_PREFETCH_CONTROL,
+        HeaderValue::from_static("off"),
+    ),
+];
+const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
+
+fn with_security_headers<B>(mut response: Response<B>, csp: HeaderValue) -> Response<B> {
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, value);
+    }
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     headers.remove(header::SERVER);
-    headers.remove(HeaderName::from_static("x-powered-by"));
+    headers.remove(X_POWERED_BY);
     response
 }
 

@@ -128,7 +128,7 @@ pub async fn build(
     );
     Ok(router
         .layer(compression())
-        .layer(axum::middleware::from_fn(headers::security_headers)))
+        .layer(headers::SecurityHeadersLayer))
 }
 
 /// Builds the gateway and serves it on `listener` until `shutdown` fires, then drains in-flight

@@ -2,6 +2,7 @@
 //! first matching `gateway.rbac` rule decides which roles. Routes without a rule are open to any
 //! authenticated caller; the services check ownership and check roles again.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::Request;
@@ -12,7 +13,7 @@ use platform::auth::{AuthUser, Claims, JwtKeys, Role};
 use platform::config::{AuthSettings, RbacRule};
 
 use crate::error::GatewayError;
-use crate::pattern::{RoutePattern, request_segments};
+use crate::pattern::RoutePattern;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Roles {
@@ -89,13 +90,13 @@ impl Policy {
     }
 
     /// Public routes first, then the token (401), then the first matching rule (403).
+    /// `segments` is the request path as [`crate::pattern::request_segments`] gives it.
     pub(crate) fn decide(
         &self,
         method: &Method,
-        path: &str,
+        segments: &[Cow<'_, str>],
         authorization: Option<&str>,
     ) -> Result<Decision, Problem> {
-        let segments = request_segments(path);
         if segments.iter().any(|s| s == "." || s == "..") {
             // Services and anything between could resolve dot segments differently from the matcher
             // here, so such paths are refused rather than interpreted.
@@ -104,7 +105,7 @@ impl Policy {
                 "the path must not contain `.` or `..` segments",
             ));
         }
-        if self.0.public.iter().any(|p| p.matches(method, &segments)) {
+        if self.0.public.iter().any(|p| p.matches(method, segments)) {
             return Ok(Decision::Public);
         }
         let claims = self.0.keys.verify_bearer(authorization)?;
@@ -112,7 +113,7 @@ impl Policy {
             .0
             .rules
             .iter()
-            .find(|rule| rule.pattern.matches(method, &segments))
+            .find(|rule| rule.pattern.matches(method, segments))
         else {
             return Ok(Decision::Allowed(claims));
         };
@@ -156,13 +157,18 @@ fn compile_rule(rule: &RbacRule) -> Result<Rule, GatewayError> {
 }
 
 /// The access check in front of every proxied route: lets the request on with the caller's claims in its
-/// extensions, or gives the refusal to answer instead. Refusals never reach the upstream.
-pub(crate) fn admit(policy: &Policy, request: &mut Request) -> Result<(), Response> {
+/// extensions, or gives the refusal to answer instead. Refusals never reach the upstream. `segments` is
+/// the request's path as [`crate::pattern::request_segments`] gives it.
+pub(crate) fn admit(
+    policy: &Policy,
+    request: &mut Request,
+    segments: &[Cow<'_, str>],
+) -> Result<(), Response> {
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let decision = policy.decide(request.method(), request.uri().path(), authorization);
+    let decision = policy.decide(request.method(), segments, authorization);
     match decision {
         Ok(Decision::Public) => Ok(()),
         Ok(Decision::Allowed(claims)) => {
@@ -202,6 +208,7 @@ pub(crate) fn admit(policy: &Policy, request: &mut Request) -> Result<(), Respon
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pattern::request_segments;
     use platform::config::Secret;
 
     fn auth() -> AuthSettings {
@@ -255,9 +262,17 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let customer = bearer(Role::Customer);
-        let me = policy.decide(&Method::GET, "/api/v1/users/me", Some(&customer));
+        let me = policy.decide(
+            &Method::GET,
+            &request_segments("/api/v1/users/me"),
+            Some(&customer),
+        );
         assert!(matches!(me, Ok(Decision::Allowed(_))), "{me:?}");
-        let other = policy.decide(&Method::GET, "/api/v1/users/42", Some(&customer));
+        let other = policy.decide(
+            &Method::GET,
+            &request_segments("/api/v1/users/42"),
+            Some(&customer),
+        );
         assert!(matches!(other, Ok(Decision::Denied { .. })), "{other:?}");
     }
 
@@ -265,7 +280,11 @@ mod tests {
     fn dot_segments_are_refused_before_any_rule_is_consulted() {
         let policy = Policy::compile(&auth(), &["GET /public/*".into()], &[])
             .unwrap_or_else(|e| panic!("{e}"));
-        let decision = policy.decide(&Method::GET, "/public/../api/v1/users", None);
+        let decision = policy.decide(
+            &Method::GET,
+            &request_segments("/public/../api/v1/users"),
+            None,
+        );
         assert!(matches!(decision, Err(p) if p.status == 400));
     }
 }

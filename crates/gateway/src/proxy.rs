@@ -14,6 +14,7 @@ use platform::request_id::{REQUEST_ID_HEADER, RequestId};
 
 use crate::error::ProxyError;
 use crate::headers::{set_forwarded, strip_hop_by_hop};
+use crate::pattern::request_segments;
 use crate::policy::{self, Policy};
 use crate::ratelimit::{self, Limiter};
 use crate::upstream::{Outgoing, OutgoingBody, SendError, UpstreamClient, may_repeat};
@@ -32,10 +33,15 @@ pub(crate) struct Target {
 /// handler rather than a middleware for each step, because every axum `from_fn` layer boxes and clones
 /// the rest of the route's service stack on each request, which cost more than the checks themselves.
 pub(crate) async fn handle(State(target): State<Target>, mut request: Request) -> Response {
-    if let Err(refusal) = policy::admit(&target.policy, &mut request) {
+    // Both checks match the path by segments; cut it once. The URI is cloned (reference counts, not a
+    // copy) so the segments can borrow it while the policy adds the caller to the request.
+    let uri = request.uri().clone();
+    let segments = request_segments(uri.path());
+    if let Err(refusal) = policy::admit(&target.policy, &mut request, &segments) {
         return refusal;
     }
-    let admission = match ratelimit::admit(&target.limiter, &request).await {
+    let bucket = ratelimit::bucket(&target.limiter, &request, &segments);
+    let admission = match ratelimit::admit(&target.limiter, bucket).await {
         Ok(admission) => admission,
         Err(refusal) => return refusal,
     };

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::health::{Readiness, health_handler, readyz_handler};
-use crate::metrics::{HttpMetrics, MetricsHandle, metrics_handler, track_http};
+use crate::metrics::{HttpMetrics, MetricsHandle, metrics_handler, tracked};
 use crate::problem::Problem;
 use crate::request_id;
 
@@ -42,9 +43,18 @@ pub fn with_platform_layers(router: Router, layers: PlatformLayers) -> Router {
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn_with_state(
             layers.http_metrics,
-            track_http,
+            observe,
         ))
-        .layer(axum::middleware::from_fn(request_id::layer))
+}
+
+/// The request id and its span around request metrics around the rest: one middleware rather than
+/// [`request_id::layer`] and [`crate::metrics::track_http`] each, since every axum `from_fn` layer
+/// boxes and clones the service stack below it on each request.
+async fn observe(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
+    request_id::with_request_id(request, |request| {
+        tracked(&metrics, request, |request| next.run(request))
+    })
+    .await
 }
 
 pub async fn not_found() -> Problem {

@@ -48,7 +48,17 @@ fn new_id() -> String {
 }
 
 /// Middleware: assigns the id, opens the request span, logs the completed request.
-pub async fn layer(mut request: Request, next: Next) -> Response {
+pub async fn layer(request: Request, next: Next) -> Response {
+    with_request_id(request, |request| next.run(request)).await
+}
+
+/// What [`layer`] does around `handle`, for middleware that combines it with other per-request work in
+/// one layer.
+pub(crate) async fn with_request_id<F, Fut>(mut request: Request, handle: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let id = request
         .headers()
         .get(&REQUEST_ID_HEADER)
@@ -60,20 +70,21 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
         .insert(REQUEST_ID_HEADER, header.clone());
     request.extensions_mut().insert(RequestId(id.clone()));
 
-    // Borrowed, not copied: the span formats its fields when it is created.
+    // Borrowed, not copied: the span records its fields when it is created. Plain `&str` fields are
+    // recorded as strings; `%` would send each through the formatting machinery.
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| request.uri().path(), MatchedPath::as_str);
     let span = tracing::info_span!(
         "request",
-        request_id = %id,
-        method = %request.method(),
-        route = %route,
+        request_id = id.as_str(),
+        method = request.method().as_str(),
+        route = route,
     );
     let started = Instant::now();
     let mut response = CURRENT
-        .scope(id, next.run(request).instrument(span.clone()))
+        .scope(id, handle(request).instrument(span.clone()))
         .await;
     response.headers_mut().insert(REQUEST_ID_HEADER, header);
 

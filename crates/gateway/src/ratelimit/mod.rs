@@ -10,6 +10,7 @@ mod gcra;
 mod memory;
 mod redis;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use prometheus_client::registry::Registry;
 pub use config::{FailMode, LimitRule, RateLimitBackend, RateLimitConfig};
 
 use crate::error::GatewayError;
-use crate::pattern::{RoutePattern, request_segments};
+use crate::pattern::RoutePattern;
 use gcra::{Quota, Verdict};
 use memory::MemoryStore;
 use redis::RedisStore;
@@ -116,7 +117,11 @@ impl Limiter {
             "Rate limiter decisions",
             decisions.clone(),
         );
-        let series = |decision| decisions.get_or_create(&DecisionLabels { decision }).clone();
+        let series = |decision| {
+            decisions
+                .get_or_create(&DecisionLabels { decision })
+                .clone()
+        };
         Ok(Self(Arc::new(Inner {
             rules,
             store,
@@ -126,7 +131,6 @@ impl Limiter {
             fail_closed: series("fail_closed"),
         })))
     }
-
 }
 
 /// Who a limit is counted for: the user when the access policy verified a token, else the peer IP.
@@ -166,7 +170,10 @@ impl fmt::Display for BucketKey {
 pub(crate) enum Admission {
     /// No rule applies, or Redis failed open: the response carries no `RateLimit-*` headers.
     Unlimited,
-    Allowed { capacity: u32, verdict: Verdict },
+    Allowed {
+        capacity: u32,
+        verdict: Verdict,
+    },
 }
 
 impl Admission {
@@ -178,9 +185,14 @@ impl Admission {
     }
 }
 
-/// The limiter in front of every proxied route, after the access policy (so it sees the verified
-/// claims): admits the request, or gives the 429 (or fail-closed 503) to answer instead.
-pub(crate) async fn admit(limiter: &Limiter, request: &Request) -> Result<Admission, Response> {
+/// The bucket a request is counted in: the first rule that matches it, and its client. `None` when no
+/// rule does (the default rule matches everything, so only without any rule at all). `segments` is the
+/// request's path as [`crate::pattern::request_segments`] gives it.
+pub(crate) fn bucket(
+    limiter: &Limiter,
+    request: &Request,
+    segments: &[Cow<'_, str>],
+) -> Option<BucketKey> {
     let (client, role) = match request.extensions().get::<AuthUser>() {
         Some(AuthUser(claims)) => (Client::User(claims.sub), Some(claims.role)),
         None => {
@@ -193,41 +205,44 @@ pub(crate) async fn admit(limiter: &Limiter, request: &Request) -> Result<Admiss
             (client, None)
         }
     };
-    let segments = request_segments(request.uri().path());
-    let Some((index, rule)) = limiter.0.rules.iter().enumerate().find(|(_, rule)| {
+    let rule = limiter.0.rules.iter().position(|rule| {
         rule.role.is_none_or(|r| Some(r) == role)
             && rule
                 .pattern
                 .as_ref()
-                .is_none_or(|p| p.matches(request.method(), &segments))
-    }) else {
-        // The default rule matches everything; no rule at all means no limit.
+                .is_none_or(|p| p.matches(request.method(), segments))
+    })?;
+    Some(BucketKey { rule, client })
+}
+
+/// The limiter in front of every proxied route, after the access policy (so [`bucket`] sees the
+/// verified claims): admits the request, or gives the 429 (or fail-closed 503) to answer instead.
+pub(crate) async fn admit(
+    limiter: &Limiter,
+    key: Option<BucketKey>,
+) -> Result<Admission, Response> {
+    let Some(key) = key else {
         return Ok(Admission::Unlimited);
     };
-    let key = BucketKey {
-        rule: index,
-        client,
-    };
+    let rule = &limiter.0.rules[key.rule];
     let verdict = match &limiter.0.store {
         Store::Memory(store) => store.check(key, rule.quota),
-        Store::Redis(store, fail_mode) => {
-            match store.check(&key.to_string(), rule.quota).await {
-                Ok(verdict) => verdict,
-                Err(e) => {
-                    tracing::debug!(error = %e, fail_mode = ?fail_mode, "rate limiter fell back to its fail mode");
-                    return match fail_mode {
-                        FailMode::Open => {
-                            limiter.0.fail_open.inc();
-                            Ok(Admission::Unlimited)
-                        }
-                        FailMode::Closed => {
-                            limiter.0.fail_closed.inc();
-                            Err(refusal("the rate limiter is unavailable; retry later", 1))
-                        }
-                    };
-                }
+        Store::Redis(store, fail_mode) => match store.check(&key.to_string(), rule.quota).await {
+            Ok(verdict) => verdict,
+            Err(e) => {
+                tracing::debug!(error = %e, fail_mode = ?fail_mode, "rate limiter fell back to its fail mode");
+                return match fail_mode {
+                    FailMode::Open => {
+                        limiter.0.fail_open.inc();
+                        Ok(Admission::Unlimited)
+                    }
+                    FailMode::Closed => {
+                        limiter.0.fail_closed.inc();
+                        Err(refusal("the rate limiter is unavailable; retry later", 1))
+                    }
+                };
             }
-        }
+        },
     };
     let capacity = rule.quota.capacity;
     if !verdict.allowed {

@@ -12,7 +12,7 @@ use prometheus_client::registry::{Registry, Unit};
 struct UpstreamLabels {
     upstream: String,
     /// `2xx`…`5xx`, or why there was no response: `connect_error`, `timeout`, `body_too_large`, `error`.
-    status_class: String,
+    status_class: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -104,10 +104,10 @@ impl UpstreamMetrics {
         self.ejections.get_or_create(&labels).inc();
     }
 
-    pub(super) fn record(&self, upstream: &str, status_class: &str, elapsed: Duration) {
+    pub(super) fn record(&self, upstream: &str, status_class: &'static str, elapsed: Duration) {
         let labels = UpstreamLabels {
             upstream: upstream.to_owned(),
-            status_class: status_class.to_owned(),
+            status_class,
         };
         self.duration
             .get_or_create(&labels)

@@ -12,6 +12,8 @@ pub(super) struct Transition {
     pub(super) to: BreakerState,
     pub(super) successes: u64,
     pub(super) failures: u64,
+    /// When it happened: for a move to open, the moment the reset timeout starts.
+    pub(super) at: Instant,
 }
 
 pub(super) struct Core {
@@ -52,6 +54,7 @@ impl Core {
             to,
             successes,
             failures,
+            at: now,
         }
     }
 

@@ -70,11 +70,13 @@ impl BreakerMetrics {
             .inc();
     }
 
-    pub(super) fn rejected(&self, service: &str) {
+    /// The rejection counter of one service, looked up once by its breaker rather than on every
+    /// rejection.
+    pub(super) fn rejections(&self, service: &str) -> Counter {
         self.rejections
             .get_or_create(&ServiceLabels {
                 upstream: service.to_owned(),
             })
-            .inc();
+            .clone()
     }
 }

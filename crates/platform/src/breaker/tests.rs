@@ -228,3 +228,36 @@ async fn a_call_slower_than_the_timeout_is_cancelled_and_counted_as_a_failure() 
     assert_eq!(finished.load(Ordering::SeqCst), 0);
     assert_eq!(breaker.snapshot().failures, 1);
 }
+
+#[tokio::test]
+async fn rejections_while_open_are_counted_and_say_when_to_retry() {
+    let breaker = CircuitBreaker::new("svc", config(), None);
+    trip(&breaker).await;
+    for _ in 0..25 {
+        let rejected = breaker.try_acquire().err();
+        assert!(
+            rejected.is_some_and(
+                |r| r.retry_after <= config().reset_timeout && r.retry_after > Duration::ZERO
+            ),
+            "{rejected:?}"
+        );
+    }
+    assert_eq!(breaker.snapshot().rejections, 25);
+}
+
+#[test]
+fn a_rejection_ring_counts_per_bucket_and_forgets_buckets_outside_the_window() {
+    let start = Instant::now();
+    let ring = window::RejectionRing::new(Duration::from_secs(10), 10, start);
+    for _ in 0..3 {
+        ring.record(start);
+    }
+    ring.record(start + Duration::from_secs(4));
+    assert_eq!(ring.total(start + Duration::from_secs(4)), 4);
+    assert_eq!(ring.total(start + Duration::from_secs(12)), 1);
+    // The bucket of second 0 is reused at second 10: it restarts rather than adding up.
+    ring.record(start + Duration::from_secs(10));
+    assert_eq!(ring.total(start + Duration::from_secs(10)), 2);
+    ring.clear();
+    assert_eq!(ring.total(start + Duration::from_secs(10)), 0);
+}
