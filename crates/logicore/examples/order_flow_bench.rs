@@ -69,7 +69,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let orders_server = TestServer::spawn(orders_app.router.clone()).await;
 
     let keys = JwtKeys::new(&settings.auth);
-    let admin = keys.issue(Uuid::now_v7(), "admin@bench.test", Role::Admin)?.0;
+    let admin = keys
+        .issue(Uuid::now_v7(), "admin@bench.test", Role::Admin)?
+        .0;
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(60))
@@ -82,7 +84,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?
         .json()
         .await?;
-    let warehouse_id = warehouse["id"].as_str().ok_or("no warehouse id")?.to_owned();
+    let warehouse_id = warehouse["id"]
+        .as_str()
+        .ok_or("no warehouse id")?
+        .to_owned();
     let sku_names: Vec<String> = (0..skus).map(|i| format!("BENCH-{i}")).collect();
     for sku in &sku_names {
         client
@@ -177,7 +182,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     latency_ms.sort_by(f64::total_cmp);
     request_ms.sort_by(f64::total_cmp);
 
-    let transport = if rabbitmq.is_empty() { "postgres" } else { "rabbitmq" };
+    let transport = if rabbitmq.is_empty() {
+        "postgres"
+    } else {
+        "rabbitmq"
+    };
     println!(
         "transport {transport}: {orders} orders of 1 unit over {skus} skus, {concurrency} in flight, release build"
     );

@@ -205,7 +205,11 @@ mod tests {
                 operation["security"].is_null(),
                 public,
                 "{method} {path}: bearer security {}",
-                if public { "on a public route" } else { "missing" }
+                if public {
+                    "on a public route"
+                } else {
+                    "missing"
+                }
             );
         }
         let documented: usize = json["paths"]
@@ -217,6 +221,10 @@ mod tests {
                     .sum()
             })
             .unwrap_or_default();
-        assert_eq!(documented, CONTRACT.len(), "routes beyond the contract: {json}");
+        assert_eq!(
+            documented,
+            CONTRACT.len(),
+            "routes beyond the contract: {json}"
+        );
     }
 }
