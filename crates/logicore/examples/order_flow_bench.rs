@@ -2,7 +2,8 @@
 //! and the transport → inventory reserves → `inventory.reserved` back → the order is `confirmed`.
 //!
 //! `cargo run --release -p logicore --example order_flow_bench [ORDERS] [CONCURRENCY] [SKUS]`
-//! (set `RABBITMQ_URL` for the RabbitMQ transport; the PostgreSQL transport otherwise).
+//! (set `RABBITMQ_URL` for the RabbitMQ transport, the PostgreSQL transport otherwise; set `RATE` to send
+//! that many orders per second instead of keeping `CONCURRENCY` in flight, for latency without a backlog).
 //!
 //! Starts inventory and orders in-process, as `logicore all` runs them, on a fresh database (dropped at
 //! the end; `TEST_DATABASE_URL` names the server), stocks `SKUS` products, then creates `ORDERS` orders of
@@ -39,6 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let concurrency: usize = args.next().map_or(Ok(32), |a| a.parse())?;
     let skus: usize = args.next().map_or(Ok(100), |a| a.parse())?;
     let rabbitmq = std::env::var("RABBITMQ_URL").unwrap_or_default();
+    let rate: Option<f64> = std::env::var("RATE").ok().map(|r| r.parse()).transpose()?;
 
     let test_db = TestDb::new();
     let exchange = format!("lc_bench_{}", Uuid::new_v4().simple());
@@ -113,42 +115,58 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect::<Result<_, _>>()?;
     let url = orders_server.url("/api/v1/orders");
-    let started = Instant::now();
-    let mut request_ms: Vec<f64> = futures::stream::iter(0..orders)
-        .map(|n| {
-            let (client, url) = (client.clone(), url.clone());
-            let token = customers[n % customers.len()].clone();
-            let sku = sku_names[(n * 7919) % sku_names.len()].clone();
-            async move {
-                let sent = Instant::now();
-                let response = client
-                    .post(url)
-                    .bearer_auth(token)
-                    .header("idempotency-key", Uuid::new_v4().to_string())
-                    .json(&json!({
-                        "lines": [{"sku": sku, "quantity": 1, "unit_price": 100}],
-                        "shipping_address": {"name": "Bench", "street": "1 Road", "city": "Delft",
-                                             "postal_code": "2611", "country": "NL"},
-                    }))
-                    .send()
-                    .await;
-                match response {
-                    Ok(r) if r.status().as_u16() == 201 => Some(sent.elapsed().as_secs_f64() * 1e3),
-                    Ok(r) => {
-                        eprintln!("order refused: {}", r.status());
-                        None
-                    }
-                    Err(e) => {
-                        eprintln!("order failed: {e}");
-                        None
-                    }
+    let create = |n: usize| {
+        let (client, url) = (client.clone(), url.clone());
+        let token = customers[n % customers.len()].clone();
+        let sku = sku_names[(n * 7919) % sku_names.len()].clone();
+        async move {
+            let sent = Instant::now();
+            let response = client
+                .post(url)
+                .bearer_auth(token)
+                .header("idempotency-key", Uuid::new_v4().to_string())
+                .json(&json!({
+                    "lines": [{"sku": sku, "quantity": 1, "unit_price": 100}],
+                    "shipping_address": {"name": "Bench", "street": "1 Road", "city": "Delft",
+                                         "postal_code": "2611", "country": "NL"},
+                }))
+                .send()
+                .await;
+            match response {
+                Ok(r) if r.status().as_u16() == 201 => Some(sent.elapsed().as_secs_f64() * 1e3),
+                Ok(r) => {
+                    eprintln!("order refused: {}", r.status());
+                    None
+                }
+                Err(e) => {
+                    eprintln!("order failed: {e}");
+                    None
                 }
             }
-        })
-        .buffer_unordered(concurrency)
-        .filter_map(std::future::ready)
-        .collect()
-        .await;
+        }
+    };
+    let started = Instant::now();
+    let mut request_ms: Vec<f64> = match rate {
+        // Open loop at a fixed rate: latency without a backlog of our own making.
+        Some(rate) => {
+            let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            let mut requests = tokio::task::JoinSet::new();
+            for n in 0..orders {
+                ticker.tick().await;
+                requests.spawn(create(n));
+            }
+            requests.join_all().await.into_iter().flatten().collect()
+        }
+        // As fast as `concurrency` requests in flight allow: throughput.
+        None => {
+            futures::stream::iter(0..orders)
+                .map(create)
+                .buffer_unordered(concurrency)
+                .filter_map(std::future::ready)
+                .collect()
+                .await
+        }
+    };
     let sent_in = started.elapsed();
 
     let pool = sqlx::PgPool::connect(&test_db.url).await?;
@@ -187,8 +205,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         "rabbitmq"
     };
+    let load = rate.map_or(format!("{concurrency} in flight"), |r| {
+        format!("{r} orders/s")
+    });
     println!(
-        "transport {transport}: {orders} orders of 1 unit over {skus} skus, {concurrency} in flight, release build"
+        "transport {transport}: {orders} orders of 1 unit over {skus} skus, {load}, release build"
     );
     println!(
         "HTTP create: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms ({} of {orders} answered 201)",
