@@ -108,6 +108,10 @@ impl Platform {
             ("INVENTORY_SERVICE_URL", inventory_url.as_str()),
             ("ORDER_SERVICE_URL", orders_url.as_str()),
             ("GATEWAY_RATE_LIMIT_MAX_REQUESTS", "1000000"),
+            // The rush test sends 500 orders at once while CI runs every suite in parallel on two cores: a
+            // create may then wait on the pool past the default 3 s call timeout, which would be a 504 here.
+            // These tests are about the saga; the gateway's timeouts have tests of their own.
+            ("GATEWAY_CIRCUIT_BREAKER_TIMEOUT", "30000"),
         ]);
         let settings = testkit::settings(&gateway_env);
         let config = gateway::Config::from_settings(&settings).unwrap_or_else(|e| panic!("{e}"));
