@@ -117,6 +117,9 @@ async fn run_owned(
     effect: Arc<dyn Effect>,
 ) -> Result<Answer, OrdersError> {
     let subject = caller.to_string();
+    // Its own retry loop rather than `Db::transaction`: with a `dyn Effect` awaited inside that helper's
+    // higher-ranked body, rustc cannot prove the handler's future `Send` (tried as a closure, a named body
+    // and a trait object); the retry rule is the same (`is_retryable`).
     let mut tries = 0;
     loop {
         tries += 1;

@@ -27,7 +27,8 @@ pub async fn expire_lapsed(
                 let recorder = Recorder::for_request(&messaging);
                 let ids = orders::lock_lapsed(&db, conn, batch).await?;
                 for id in &ids {
-                    if let Some(order) = orders::load(&db, conn, *id, true).await? {
+                    // Locked by `lock_lapsed` in this transaction already.
+                    if let Some(order) = orders::load(&db, conn, *id, false).await? {
                         ordering::expire(&db, conn, &recorder, &order).await?;
                     }
                 }

@@ -47,9 +47,8 @@ pub fn with_platform_layers(router: Router, layers: PlatformLayers) -> Router {
         ))
 }
 
-/// The request id and its span around request metrics around the rest: one middleware rather than
-/// [`request_id::layer`] and [`crate::metrics::track_http`] each, since every axum `from_fn` layer
-/// boxes and clones the service stack below it on each request.
+/// The request id and its span around request metrics around the rest: one middleware rather than one
+/// each, since every axum `from_fn` layer boxes and clones the service stack below it on each request.
 async fn observe(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
     request_id::with_request_id(request, |request| {
         tracked(&metrics, request, |request| next.run(request))

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -130,17 +129,8 @@ impl HttpMetrics {
     }
 }
 
-/// Middleware recording [`HttpMetrics`]; unmatched paths are one series so scanners cannot explode them.
-pub async fn track_http(
-    State(metrics): State<HttpMetrics>,
-    request: Request,
-    next: Next,
-) -> Response {
-    tracked(&metrics, request, |request| next.run(request)).await
-}
-
-/// What [`track_http`] does around `handle`, for middleware that combines it with other per-request
-/// work in one layer.
+/// Records [`HttpMetrics`] around `handle`; unmatched paths are one series so scanners cannot explode them.
+/// A step of the platform's one per-request middleware (`http::observe`).
 pub(crate) async fn tracked<F, Fut>(metrics: &HttpMetrics, request: Request, handle: F) -> Response
 where
     F: FnOnce(Request) -> Fut,

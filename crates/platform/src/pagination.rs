@@ -77,6 +77,14 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// No results and no next page.
+    pub fn empty() -> Self {
+        Self {
+            data: Vec::new(),
+            next_cursor: None,
+        }
+    }
+
     /// Builds a page from up to `limit + 1` rows fetched in id order: the extra row proves a next page exists.
     pub fn from_rows(mut rows: Vec<T>, limit: u32, id_of: impl Fn(&T) -> Uuid) -> Self {
         let next_cursor = if rows.len() > limit as usize {

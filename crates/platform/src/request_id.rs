@@ -5,7 +5,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -47,13 +46,8 @@ fn new_id() -> String {
         .to_owned()
 }
 
-/// Middleware: assigns the id, opens the request span, logs the completed request.
-pub async fn layer(request: Request, next: Next) -> Response {
-    with_request_id(request, |request| next.run(request)).await
-}
-
-/// What [`layer`] does around `handle`, for middleware that combines it with other per-request work in
-/// one layer.
+/// Assigns the id, opens the request span around `handle` and logs the completed request; a step of the
+/// platform's one per-request middleware (`http::observe`).
 pub(crate) async fn with_request_id<F, Fut>(mut request: Request, handle: F) -> Response
 where
     F: FnOnce(Request) -> Fut,

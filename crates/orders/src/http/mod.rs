@@ -65,6 +65,12 @@ pub(crate) fn comma_list(raw: Option<&str>) -> Vec<&str> {
         .collect()
 }
 
+/// The ids a caller limited to their own may filter by: `[me]`, or `None` when they asked for someone
+/// else's (which then just finds nothing, revealing nothing).
+pub(crate) fn only_own(asked: &[Uuid], me: Uuid) -> Option<Vec<Uuid>> {
+    asked.iter().all(|id| *id == me).then(|| vec![me])
+}
+
 /// A comma list parsed item by item, or a field error naming the parameter.
 pub(crate) fn parse_list<T>(
     raw: Option<&str>,

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{check, parse_list, path_id, sku_lines, text};
+use super::{check, only_own, parse_list, path_id, sku_lines, text};
 use crate::domain::{IncidentReason, ProofKind, ShipmentStatus};
 use crate::error::OrdersError;
 use crate::events::Recorder;
@@ -196,15 +196,10 @@ pub async fn list(
     check(errors)?;
     match caller {
         Caller::Customer(_) => return Err(OrdersError::Forbidden("list shipments")),
-        Caller::Driver(me) => {
-            if drivers.iter().any(|d| *d != me) {
-                return Ok(axum::Json(Page {
-                    data: Vec::new(),
-                    next_cursor: None,
-                }));
-            }
-            drivers = vec![me];
-        }
+        Caller::Driver(me) => match only_own(&drivers, me) {
+            Some(own) => drivers = own,
+            None => return Ok(axum::Json(Page::empty())),
+        },
         Caller::Staff(_) => {}
     }
     let filter = ShipmentFilter {

@@ -1,9 +1,11 @@
 //! Shipments, their lines, tracking events and proofs of delivery.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use platform::db::Db;
 use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, PgConnection, QueryBuilder};
+use sqlx::{AssertSqlSafe, FromRow, PgConnection, QueryBuilder};
 use uuid::Uuid;
 
 use crate::domain::{IncidentReason, ProofKind, ShipmentStatus};
@@ -119,9 +121,65 @@ pub async fn view(
     conn: &mut PgConnection,
     row: ShipmentRow,
 ) -> Result<ShipmentView, OrdersError> {
-    let lines = lines(db, conn, row.id).await?;
-    let proof = proof(db, conn, row.id).await?;
-    Ok(row.into_view(lines, proof))
+    views(db, conn, vec![row])
+        .await?
+        .pop()
+        .ok_or(OrdersError::NotFound("shipment"))
+}
+
+#[derive(FromRow)]
+struct LineOf {
+    shipment_id: Uuid,
+    #[sqlx(flatten)]
+    line: ShipmentLineView,
+}
+
+#[derive(FromRow)]
+struct ProofOf {
+    shipment_id: Uuid,
+    #[sqlx(flatten)]
+    proof: ProofView,
+}
+
+/// The views of many shipments with two queries in all (their lines, their proofs), not two per shipment.
+async fn views(
+    db: &Db,
+    conn: &mut PgConnection,
+    rows: Vec<ShipmentRow>,
+) -> Result<Vec<ShipmentView>, OrdersError> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let query = sqlx::query_as::<_, LineOf>(
+        "SELECT shipment_id, sku, quantity FROM shipment_lines WHERE shipment_id = ANY($1) \
+         ORDER BY shipment_id, sku",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn);
+    let mut lines: HashMap<Uuid, Vec<ShipmentLineView>> = HashMap::new();
+    for row in db.timed("orders.shipment_lines_of", query).await? {
+        lines.entry(row.shipment_id).or_default().push(row.line);
+    }
+    let query = sqlx::query_as::<_, ProofOf>(
+        "SELECT shipment_id, kind, receiver_name, reference, recorded_by, recorded_at FROM delivery_proofs \
+         WHERE shipment_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn);
+    let mut proofs: HashMap<Uuid, ProofView> = db
+        .timed("orders.shipment_proofs_of", query)
+        .await?
+        .into_iter()
+        .map(|row| (row.shipment_id, row.proof))
+        .collect();
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let (lines, proof) = (
+                lines.remove(&row.id).unwrap_or_default(),
+                proofs.remove(&row.id),
+            );
+            row.into_view(lines, proof)
+        })
+        .collect())
 }
 
 pub async fn load(
@@ -307,9 +365,5 @@ pub async fn list(db: &Db, filter: &ShipmentFilter) -> Result<Vec<ShipmentView>,
         .bind(i64::from(filter.limit) + 1)
         .fetch_all(&mut *conn);
     let rows = db.timed("orders.shipment_list", query).await?;
-    let mut views = Vec::with_capacity(rows.len());
-    for row in rows {
-        views.push(view(db, &mut conn, row).await?);
-    }
-    Ok(views)
+    views(db, &mut conn, rows).await
 }
