@@ -1,6 +1,7 @@
 //! The gateway's typed configuration, cut out of the platform settings once at start-up so the rest of the
 //! crate never reads the settings tree (or the environment) again.
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use platform::breaker::{BreakerConfig, FailureKinds};
@@ -58,6 +59,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub pool_idle_per_host: usize,
+    /// Threads serving HTTP ([`platform::http::serve_dedicated`]), each with its own upstream pool.
+    pub http_workers: NonZeroUsize,
     /// `METHOD[,METHOD] /path` patterns reachable without a token.
     pub public_routes: Vec<String>,
     pub rbac: Vec<RbacRule>,
@@ -110,6 +113,7 @@ impl Config {
             request_timeout: Duration::from_millis(gateway.request_timeout_ms),
             max_body_bytes: gateway.max_body_bytes,
             pool_idle_per_host: gateway.upstream_pool_idle_per_host,
+            http_workers: platform::http::worker_count(gateway.http_workers),
             public_routes: gateway.public_routes.clone(),
             rbac: gateway.rbac.clone(),
             cors_allowed_origins: gateway.cors_allowed_origins.clone(),

@@ -59,7 +59,11 @@ pub async fn build(
     let upstream_metrics = UpstreamMetrics::register(&mut registry);
     let breaker_metrics = BreakerMetrics::register(&mut registry);
     let limiter = ratelimit::Limiter::build(&config.rate_limit, &mut registry).await?;
-    let client = upstream::http_client(config.pool_idle_per_host, config.request_timeout);
+    let clients = upstream::HttpClients::new(
+        config.http_workers,
+        config.pool_idle_per_host,
+        config.request_timeout,
+    );
     // A little under the readiness deadline, so a slow upstream is reported by its own check (with
     // its URL) rather than cut off by the outer timeout.
     let check_timeout = config.readiness_timeout.mul_f64(0.9);
@@ -81,7 +85,7 @@ pub async fn build(
         let handle = UpstreamClient::new(
             upstream.clone(),
             ClientParts {
-                client: client.clone(),
+                clients: clients.clone(),
                 timeout: config.request_timeout,
                 metrics: upstream_metrics.clone(),
                 breaker,
@@ -131,8 +135,8 @@ pub async fn build(
         .layer(headers::SecurityHeadersLayer))
 }
 
-/// Builds the gateway and serves it on `listener` until `shutdown` fires, then drains in-flight
-/// requests for at most `config.shutdown_grace`.
+/// Builds the gateway and serves it on `listener` with `config.http_workers` dedicated workers until
+/// `shutdown` fires, then drains in-flight requests for at most `config.shutdown_grace`.
 pub async fn run(
     config: Config,
     specs: Vec<utoipa::openapi::OpenApi>,
@@ -140,7 +144,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
     let router = build(&config, specs).await?;
-    platform::http::serve(listener, router, shutdown, config.shutdown_grace).await?;
+    platform::http::serve_dedicated(
+        listener,
+        router,
+        shutdown,
+        config.shutdown_grace,
+        config.http_workers,
+    )
+    .await?;
     Ok(())
 }
 

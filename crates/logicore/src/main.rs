@@ -8,6 +8,13 @@ mod run;
 use std::process::ExitCode;
 
 use clap::Parser;
+use mimalloc::MiMalloc;
+
+/// mimalloc instead of glibc's malloc: a request allocates and frees dozens of small blocks (headers,
+/// futures, buffers), and glibc's arenas spent about a tenth of the gateway's CPU on them (perf profile,
+/// docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: MiMalloc = MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

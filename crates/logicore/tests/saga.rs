@@ -600,7 +600,7 @@ async fn happy_path(transport: Transport) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn happy_path_over_postgres() {
-    happy_path(Transport::Postgres).await;
+    Box::pin(happy_path(Transport::Postgres)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -609,7 +609,7 @@ async fn happy_path_over_rabbitmq() {
         rabbitmq_is_up().await,
         "RabbitMQ must run on 127.0.0.1:5672"
     );
-    happy_path(Transport::RabbitMq).await;
+    Box::pin(happy_path(Transport::RabbitMq)).await;
 }
 
 /// Short stock rejects the order and says which lines were short; cancelling a confirmed order gives its

@@ -12,6 +12,7 @@ mod endpoints;
 mod metrics;
 mod retry;
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,15 +47,37 @@ const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// the services so the gateway rarely sends on a connection the other side is closing.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The one client the gateway shares across upstreams; its pool is keyed by host.
-pub(crate) fn http_client(pool_idle_per_host: usize, request_timeout: Duration) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(request_timeout.min(MAX_CONNECT_TIMEOUT)));
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(pool_idle_per_host)
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .build(connector)
+/// The gateway's upstream clients, shared across upstreams (each pool is keyed by host): one per
+/// dedicated HTTP worker, so that a worker's pooled connections are driven by its own runtime and a
+/// request never waits on another thread, plus one for callers on any other thread (tests serving the
+/// router on a shared runtime, say).
+#[derive(Clone)]
+pub(crate) struct HttpClients(Arc<[HttpClient]>);
+
+impl HttpClients {
+    pub(crate) fn new(
+        workers: NonZeroUsize,
+        pool_idle_per_host: usize,
+        request_timeout: Duration,
+    ) -> Self {
+        let client = || {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            connector.set_connect_timeout(Some(request_timeout.min(MAX_CONNECT_TIMEOUT)));
+            Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(pool_idle_per_host)
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .build(connector)
+        };
+        Self((0..=workers.get()).map(|_| client()).collect())
+    }
+
+    /// The client of the worker running this code, or the shared one.
+    fn local(&self) -> &HttpClient {
+        let shared = self.0.len() - 1;
+        let index = platform::http::worker_index().map_or(shared, |i| i.min(shared));
+        &self.0[index]
+    }
 }
 
 /// Why an upstream gave no response.
@@ -99,7 +122,7 @@ pub(crate) struct UpstreamClient(Arc<Inner>);
 struct Inner {
     name: String,
     endpoints: Endpoints,
-    client: HttpClient,
+    clients: HttpClients,
     timeout: Duration,
     metrics: UpstreamMetrics,
     breaker: CircuitBreaker,
@@ -110,7 +133,7 @@ struct Inner {
 
 /// The parts of an upstream client besides the upstream itself.
 pub(crate) struct ClientParts {
-    pub(crate) client: HttpClient,
+    pub(crate) clients: HttpClients,
     pub(crate) timeout: Duration,
     pub(crate) metrics: UpstreamMetrics,
     pub(crate) breaker: CircuitBreaker,
@@ -126,7 +149,7 @@ impl UpstreamClient {
         Self(Arc::new(Inner {
             name: upstream.name,
             endpoints: Endpoints::new(upstream.endpoints, parts.outlier),
-            client: parts.client,
+            clients: parts.clients,
             timeout,
             metrics: parts.metrics,
             breaker: parts.breaker,
@@ -144,8 +167,9 @@ impl UpstreamClient {
         &self.0.name
     }
 
+    /// The client for a request made on this thread.
     pub(crate) fn http_client(&self) -> &HttpClient {
-        &self.0.client
+        self.0.clients.local()
     }
 
     /// Each instance's URL.
@@ -217,14 +241,15 @@ impl UpstreamClient {
             let in_flight = endpoint.start();
             let started = Instant::now();
             let remaining = deadline.saturating_duration_since(started);
-            let result = match tokio::time::timeout(remaining, inner.client.request(request)).await
-            {
-                Ok(Ok(response)) => Ok(response),
-                Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(e)),
-                Ok(Err(e)) if caused_by_body_limit(&e) => Err(SendError::BodyTooLarge),
-                Ok(Err(e)) => Err(SendError::Other(e)),
-                Err(_) => Err(SendError::Timeout(inner.timeout)),
-            };
+            let result =
+                match tokio::time::timeout(remaining, inner.clients.local().request(request)).await
+                {
+                    Ok(Ok(response)) => Ok(response),
+                    Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(e)),
+                    Ok(Err(e)) if caused_by_body_limit(&e) => Err(SendError::BodyTooLarge),
+                    Ok(Err(e)) => Err(SendError::Other(e)),
+                    Err(_) => Err(SendError::Timeout(inner.timeout)),
+                };
             inner
                 .metrics
                 .record(&inner.name, status_class(&result), started.elapsed());

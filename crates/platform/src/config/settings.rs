@@ -172,6 +172,9 @@ pub struct GatewaySettings {
     pub request_timeout_ms: u64,
     pub max_body_bytes: usize,
     pub upstream_pool_idle_per_host: usize,
+    /// Threads that serve HTTP, each with its own single-threaded runtime and upstream connections;
+    /// 0 is one per available core.
+    pub http_workers: usize,
     pub readiness_timeout_ms: u64,
     /// `METHOD[,METHOD] /path` patterns reachable without a token.
     pub public_routes: Vec<String>,
