@@ -11,6 +11,8 @@
 #   redis     Redis on 127.0.0.1:6379 (a key prefix of its own).
 #   memory    the in-process backend (the default when Redis is not enabled).
 #
+# HTTP_WORKERS (default 0: the shared runtime) sets `service.http_workers`, the services' dedicated HTTP workers.
+#
 # Needs PostgreSQL on 127.0.0.1:5432, Redis on 127.0.0.1:6379, `oha`, `psql`, `curl`, `python3`.
 # Results go to bench/out/cache_<mode>_<read>_<kind>.json (oha JSON); the summary is a Markdown table.
 set -euo pipefail
@@ -76,7 +78,7 @@ for mode in $MODES; do
   echo "== $mode" >&2
   psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" postgres
   env DATABASE_URL="$DB" LOG_LEVEL=${LOG_LEVEL:-warn} ADMIN_EMAIL=$ADMIN_EMAIL ADMIN_PASSWORD=$ADMIN_PASSWORD \
-    GATEWAY_RATE_LIMIT_MAX_REQUESTS=1000000000 "${CACHE_ENV[@]}" \
+    GATEWAY_RATE_LIMIT_MAX_REQUESTS=1000000000 LOGICORE_SERVICE__HTTP_WORKERS="${HTTP_WORKERS:-0}" "${CACHE_ENV[@]}" \
     "$BIN" all >"$OUT/cache_server_$mode.log" 2>&1 &
   SERVER=$!
   wait_ready http://127.0.0.1:4001

@@ -1,5 +1,6 @@
 //! The inventory service's slice of the LogiCore settings, typed and passed in by the binary.
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use platform::config::{
@@ -39,6 +40,8 @@ pub struct Config {
     pub sweeper_batch: u32,
     /// How long in-flight requests may run on after shutdown starts.
     pub shutdown_grace: Duration,
+    /// Dedicated HTTP workers, or `None` for the shared runtime (`service.http_workers`).
+    pub http_workers: Option<NonZeroUsize>,
     pub readiness_timeout: Duration,
 }
 
@@ -60,6 +63,7 @@ impl Config {
             sweeper_interval: Duration::from_millis(inventory.sweeper_interval_ms),
             sweeper_batch: inventory.sweeper_batch,
             shutdown_grace: Duration::from_millis(settings.service.shutdown_grace_ms),
+            http_workers: NonZeroUsize::new(settings.service.http_workers),
             readiness_timeout: READINESS_TIMEOUT,
         }
     }

@@ -192,11 +192,12 @@ pub async fn run(
             futures::future::join_all(tasks).await
         }
     });
-    let served = platform::http::serve(
+    let served = platform::http::serve_on(
         listener,
         app.router.clone(),
         shutdown.clone(),
         config.shutdown_grace,
+        config.http_workers,
     )
     .await;
     // The server can also stop by failing; make sure the background tasks stop with it.

@@ -1,5 +1,6 @@
 //! The orders service's slice of the LogiCore settings, typed and passed in by the binary.
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use platform::config::{AuthSettings, DatabaseSettings, MessagingSettings, Settings};
@@ -32,6 +33,8 @@ pub struct Config {
     pub proof_required_by_default: bool,
     /// How long in-flight requests may run on after shutdown starts.
     pub shutdown_grace: Duration,
+    /// Dedicated HTTP workers, or `None` for the shared runtime (`service.http_workers`).
+    pub http_workers: Option<NonZeroUsize>,
     pub readiness_timeout: Duration,
 }
 
@@ -52,6 +55,7 @@ impl Config {
             idempotency_ttl: Duration::from_secs(orders.idempotency_ttl_secs),
             proof_required_by_default: orders.proof_required_by_default,
             shutdown_grace: Duration::from_millis(settings.service.shutdown_grace_ms),
+            http_workers: NonZeroUsize::new(settings.service.http_workers),
             readiness_timeout: READINESS_TIMEOUT,
         }
     }

@@ -133,11 +133,12 @@ pub async fn run(
 ) -> Result<(), OrdersError> {
     let app = build(&config).await?;
     let background = app.spawn_background(shutdown.clone()).await;
-    let served = platform::http::serve(
+    let served = platform::http::serve_on(
         listener,
         app.router.clone(),
         shutdown.clone(),
         config.shutdown_grace,
+        config.http_workers,
     )
     .await;
     // The server can also stop by failing; make sure the background tasks stop with it.

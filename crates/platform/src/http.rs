@@ -150,6 +150,20 @@ pub async fn serve(
     }
 }
 
+/// [`serve`] when `workers` is `None`, else [`serve_dedicated`] with that many workers.
+pub async fn serve_on(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    grace: Duration,
+    workers: Option<NonZeroUsize>,
+) -> std::io::Result<()> {
+    match workers {
+        None => serve(listener, router, shutdown, grace).await,
+        Some(workers) => serve_dedicated(listener, router, shutdown, grace, workers).await,
+    }
+}
+
 thread_local! {
     static WORKER_INDEX: Cell<Option<usize>> = const { Cell::new(None) };
 }

@@ -1,5 +1,6 @@
 //! The users service's slice of the LogiCore settings, typed and passed in by the binary.
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use platform::config::{
@@ -32,6 +33,8 @@ pub struct Config {
     pub admin_password: Secret,
     /// How long in-flight requests may run on after shutdown starts.
     pub shutdown_grace: Duration,
+    /// Dedicated HTTP workers, or `None` for the shared runtime (`service.http_workers`).
+    pub http_workers: Option<NonZeroUsize>,
     pub readiness_timeout: Duration,
 }
 
@@ -50,6 +53,7 @@ impl Config {
             admin_email: users.admin_email.clone(),
             admin_password: users.admin_password.clone(),
             shutdown_grace: Duration::from_millis(settings.service.shutdown_grace_ms),
+            http_workers: NonZeroUsize::new(settings.service.http_workers),
             readiness_timeout: READINESS_TIMEOUT,
         }
     }

@@ -145,11 +145,12 @@ pub async fn run(
             (app.messaging.clone(), app.cache.clone(), shutdown.clone());
         async move { futures::future::join_all(start_background(messaging, cache, token).await).await }
     });
-    let served = platform::http::serve(
+    let served = platform::http::serve_on(
         listener,
         app.router.clone(),
         shutdown.clone(),
         config.shutdown_grace,
+        config.http_workers,
     )
     .await;
     // The server can also stop by failing; make sure the background tasks stop with it.

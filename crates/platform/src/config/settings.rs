@@ -60,6 +60,9 @@ pub struct ServiceSettings {
     /// `PORT`: overrides the port of the one service a single-service command runs.
     pub port: Option<u16>,
     pub shutdown_grace_ms: u64,
+    /// Dedicated single-threaded HTTP workers per service (`platform::http::serve_dedicated`); 0 serves
+    /// on the process's shared runtime. The gateway has its own `gateway.http_workers`.
+    pub http_workers: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -128,3 +128,38 @@ async fn preferences_over_the_limit_are_too_large() {
         .await;
     expect(response, StatusCode::OK).await;
 }
+
+/// With dedicated HTTP workers (`service.http_workers`), a profile cached while serving one connection
+/// is not served stale on another connection, dealt to the other worker, after a change.
+#[tokio::test]
+async fn dedicated_workers_share_the_profile_cache_and_its_invalidation() {
+    let app = crate::helpers::spawn_app_with(&[("LOGICORE_SERVICE__HTTP_WORKERS", "2")]).await;
+    let token = access_token(&app.register("workers@example.com").await);
+    let url = app.url("/api/v1/users/me");
+    // Two clients, each with its own keep-alive connection, so their requests run on different workers.
+    let first = reqwest::Client::new();
+    let second = reqwest::Client::new();
+    for client in [&first, &second] {
+        let response = client.get(&url).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(
+            expect(response, StatusCode::OK).await["full_name"],
+            "Test User"
+        );
+    }
+    let response = second
+        .patch(&url)
+        .bearer_auth(&token)
+        .json(&json!({"full_name": "Renamed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        expect(response, StatusCode::OK).await["full_name"],
+        "Renamed"
+    );
+    let response = first.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(
+        expect(response, StatusCode::OK).await["full_name"],
+        "Renamed"
+    );
+}
