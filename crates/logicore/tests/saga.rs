@@ -55,6 +55,9 @@ impl Platform {
         let mut env: Vec<(&str, &str)> = vec![
             ("DATABASE_URL", &db.url),
             ("DB_POOL_MAX", "30"),
+            // The rush test queues 500 creates on the pool while CI runs every suite in parallel on two
+            // cores; past the default 3 s wait a create is a 503. The pool's own timeout has its tests.
+            ("LOGICORE_DATABASE__ACQUIRE_TIMEOUT_MS", "30000"),
             ("LOGICORE_MESSAGING__EXCHANGE", &exchange),
             ("LOGICORE_MESSAGING__RELAY_POLL_MS", "50"),
             ("LOGICORE_MESSAGING__RETRY_DELAY_MS", "200"),
@@ -777,12 +780,14 @@ async fn last_units_rush(transport: Transport) {
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
-            response.status().as_u16()
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
         });
     }
     let mut created = 0;
-    while let Some(status) = orders.join_next().await {
-        assert_eq!(status.expect("an order task"), 201);
+    while let Some(outcome) = orders.join_next().await {
+        let (status, body) = outcome.expect("an order task");
+        assert_eq!(status, 201, "{body}");
         created += 1;
     }
     assert_eq!(created, 500);

@@ -191,8 +191,10 @@ type Accepted = (std::net::TcpStream, SocketAddr);
 /// Why: on the shared multi-threaded runtime a request's tasks (the connection, the handler, a pooled
 /// upstream connection) wake each other across threads, with a futex call and a stolen task each time;
 /// for a proxy that is a large part of the cost of a request. A worker never hands a task to another
-/// thread, so those wake-ups are queue pushes. Handlers may still use resources of the shared runtime
-/// (a database pool, say): they work from any runtime, at the cost of one cross-thread wake-up.
+/// thread, so those wake-ups are queue pushes. Handlers may still use resources of another runtime (a
+/// database pool, say), at the cost of cross-thread wake-ups: PostgreSQL reads measured slower this way
+/// (docs/benchmarks.md), which is why the services default to [`serve`]. A pooled connection opened by a
+/// handler belongs to its worker's runtime and breaks when the workers stop at shutdown.
 pub async fn serve_dedicated(
     listener: TcpListener,
     router: Router,
@@ -244,10 +246,16 @@ pub async fn serve_dedicated(
                 continue;
             }
         };
-        let handed = stream
-            .into_std()
-            .map(|stream| queues[next].send((stream, peer)).is_ok());
-        if !matches!(handed, Ok(true)) {
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand an accepted connection to a worker");
+                continue;
+            }
+        };
+        if queues[next].send((stream, peer)).is_err() {
+            // Only a panic ends a worker before shutdown; serving on without it would leave every
+            // connection dealt to it unanswered.
             tracing::error!(%address, worker = next, "an HTTP worker is gone; stopping the server");
             break;
         }

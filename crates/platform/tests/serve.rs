@@ -11,6 +11,7 @@ use axum::extract::ConnectInfo;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 async fn who(ConnectInfo(peer): ConnectInfo<SocketAddr>) -> String {
@@ -18,8 +19,26 @@ async fn who(ConnectInfo(peer): ConnectInfo<SocketAddr>) -> String {
     format!("{worker} {}", peer.ip())
 }
 
-fn workers(n: usize) -> NonZeroUsize {
-    NonZeroUsize::new(n).expect("a positive worker count")
+type Server = JoinHandle<std::io::Result<()>>;
+
+/// `serve_dedicated` with `workers` workers on a random port.
+async fn spawn(
+    router: Router,
+    grace: Duration,
+    workers: usize,
+) -> (SocketAddr, CancellationToken, Server) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("local address");
+    let shutdown = CancellationToken::new();
+    let workers = NonZeroUsize::new(workers).expect("a positive worker count");
+    let server = tokio::spawn(platform::http::serve_dedicated(
+        listener,
+        router,
+        shutdown.clone(),
+        grace,
+        workers,
+    ));
+    (address, shutdown, server)
 }
 
 #[tokio::test]
@@ -36,16 +55,7 @@ async fn connections_are_dealt_to_every_worker_and_in_flight_requests_drain() {
     let router = Router::new()
         .route("/who", get(who))
         .route("/slow", get(slow));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("local address");
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(platform::http::serve_dedicated(
-        listener,
-        router,
-        shutdown.clone(),
-        Duration::from_secs(5),
-        workers(2),
-    ));
+    let (address, shutdown, server) = spawn(router, Duration::from_secs(5), 2).await;
 
     // A new connection per request, so each one is dealt to the next worker.
     let client = reqwest::Client::builder()
@@ -111,16 +121,7 @@ async fn a_request_past_the_grace_period_is_cut_off() {
         }
     };
     let router = Router::new().route("/forever", get(forever));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("local address");
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(platform::http::serve_dedicated(
-        listener,
-        router,
-        shutdown.clone(),
-        Duration::from_millis(200),
-        workers(1),
-    ));
+    let (address, shutdown, server) = spawn(router, Duration::from_millis(200), 1).await;
     let request = tokio::spawn(reqwest::get(format!("http://{address}/forever")));
     started.notified().await;
     shutdown.cancel();
