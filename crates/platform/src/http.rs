@@ -7,7 +7,6 @@
 
 use std::any::Any;
 use std::cell::Cell;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::time::Duration;
@@ -213,7 +212,6 @@ pub async fn serve_dedicated(
         let (done, done_signal) = oneshot::channel::<()>();
         let worker = Worker {
             router: router.clone(),
-            shutdown: shutdown.clone(),
             grace,
             address,
         };
@@ -270,10 +268,10 @@ pub async fn serve_dedicated(
     Ok(())
 }
 
-/// One dedicated worker's share of a server.
+/// One dedicated worker's share of a server. It serves what the accept loop deals it until the loop
+/// stops (on shutdown, dropping the queue), then drains.
 struct Worker {
     router: Router,
-    shutdown: CancellationToken,
     grace: Duration,
     address: SocketAddr,
 }
@@ -282,16 +280,9 @@ impl Worker {
     async fn run(self, mut incoming: mpsc::UnboundedReceiver<Accepted>) {
         let connections = GracefulShutdown::new();
         let http = hyper::server::conn::http1::Builder::new();
-        loop {
-            let next = tokio::select! {
-                next = incoming.recv() => next,
-                () = self.shutdown.cancelled() => None,
-            };
-            let Some((stream, peer)) = next else { break };
-            let stream = match stream
-                .set_nonblocking(true)
-                .and_then(|()| TcpStream::from_std(stream))
-            {
+        // `into_std` left the socket non-blocking, as `from_std` needs it.
+        while let Some((stream, peer)) = incoming.recv().await {
+            let stream = match TcpStream::from_std(stream) {
                 Ok(stream) => stream,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot take over an accepted connection");
@@ -306,8 +297,7 @@ impl Worker {
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                     request.extensions_mut().insert(ConnectInfo(peer));
-                    let mut router = router.clone();
-                    async move { Ok::<_, Infallible>(router.call(request).await.into_response()) }
+                    router.clone().call(request)
                 });
             let connection =
                 connections.watch(http.serve_connection(TokioIo::new(stream), service));
