@@ -163,19 +163,21 @@ async fn exactly_one_trial_call_runs_when_a_thousand_callers_race_a_half_open_br
     })
     .await;
     let started = Arc::new(AtomicUsize::new(0));
+    let rejected = Arc::new(AtomicUsize::new(0));
     let release = Arc::new(tokio::sync::Notify::new());
     let gate = Arc::new(tokio::sync::Barrier::new(1000));
     let callers: Vec<_> = (0..1000)
         .map(|_| {
-            let (breaker, started, release, gate) = (
+            let (breaker, started, rejected, release, gate) = (
                 breaker.clone(),
                 started.clone(),
+                rejected.clone(),
                 release.clone(),
                 gate.clone(),
             );
             tokio::spawn(async move {
                 gate.wait().await;
-                breaker
+                let admitted = breaker
                     .call(
                         async {
                             started.fetch_add(1, Ordering::SeqCst);
@@ -186,13 +188,24 @@ async fn exactly_one_trial_call_runs_when_a_thousand_callers_race_a_half_open_br
                         |_| CallOutcome::Success,
                     )
                     .await
-                    .is_ok()
+                    .is_ok();
+                if !admitted {
+                    rejected.fetch_add(1, Ordering::SeqCst);
+                }
+                admitted
             })
         })
         .collect();
-    testkit::eventually("the trial call", Duration::from_secs(5), || async {
-        (started.load(Ordering::SeqCst) == 1).then_some(())
-    })
+    // The trial ends only once every other caller was turned away: a caller that a slow scheduler let
+    // reach the breaker after the trial closed it would be a new call, not a second trial.
+    testkit::eventually(
+        "the trial call and 999 rejections",
+        Duration::from_secs(10),
+        || async {
+            (started.load(Ordering::SeqCst) == 1 && rejected.load(Ordering::SeqCst) == 999)
+                .then_some(())
+        },
+    )
     .await;
     release.notify_waiters();
     let mut admitted = 0;
