@@ -84,24 +84,23 @@ impl Cache {
         registry: &mut Registry,
     ) -> Result<Self, CacheError> {
         tokio::runtime::Handle::try_current().map_err(|_| CacheError::NoRuntime)?;
-        let store = RedisStore::connect(
-            url,
-            &options.key_prefix,
-            options.pool_size,
-            options.command_timeout,
-            options.connect_timeout,
-        )?;
-        Ok(Self::with_backend(Backend::Redis(store), options, registry))
+        let stats = Stats::register(registry);
+        let store = RedisStore::connect(url, options, stats.near_hits.clone())?;
+        Ok(Self::with_stats(Backend::Redis(store), options, stats))
     }
 
     fn with_backend(backend: Backend, options: &CacheOptions, registry: &mut Registry) -> Self {
+        Self::with_stats(backend, options, Stats::register(registry))
+    }
+
+    fn with_stats(backend: Backend, options: &CacheOptions, stats: Stats) -> Self {
         Self {
             inner: Arc::new(Inner {
                 backend,
                 codec: Codec {
                     compress_threshold: options.compress_threshold,
                 },
-                stats: Stats::register(registry),
+                stats,
                 flights: Flights::default(),
             }),
         }

@@ -128,6 +128,12 @@ impl Check for CacheCheck {
                     report
                         .details
                         .insert("pending_invalidations".into(), json!(pending));
+                    if let Some(near) = &store.near {
+                        report.details.insert(
+                            "near_cache".into(),
+                            json!({"linked": near.is_linked(), "entries": near.entry_count()}),
+                        );
+                    }
                     if overflow {
                         report
                             .details

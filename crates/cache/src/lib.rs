@@ -44,9 +44,11 @@ mod flight;
 mod health;
 mod key;
 mod memory;
+mod near;
 mod options;
 mod query;
 mod remote;
+mod resp;
 mod scripts;
 mod stats;
 

@@ -12,14 +12,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use moka::Expiry;
 
+/// A stored value and the TTL it was stored with (the near cache keeps the same entries).
 #[derive(Clone)]
-struct Entry {
-    bytes: Bytes,
-    ttl: Duration,
-    stored: Instant,
+pub(crate) struct Entry {
+    pub bytes: Bytes,
+    pub ttl: Duration,
+    pub stored: Instant,
 }
 
-struct PerEntryTtl;
+pub(crate) struct PerEntryTtl;
 
 impl Expiry<String, Entry> for PerEntryTtl {
     fn expire_after_create(&self, _: &String, entry: &Entry, _: Instant) -> Option<Duration> {

@@ -23,6 +23,8 @@ pub struct CacheOptions {
     pub pool_size: usize,
     pub compress_threshold: usize,
     pub max_entries: u64,
+    /// Bound of the near cache in front of Redis (entries); 0 turns it off.
+    pub near_max_entries: u64,
 }
 
 impl Default for CacheOptions {
@@ -34,6 +36,7 @@ impl Default for CacheOptions {
             pool_size: 2,
             compress_threshold: 1024,
             max_entries: 100_000,
+            near_max_entries: 10_000,
         }
     }
 }
@@ -47,6 +50,7 @@ impl CacheOptions {
             pool_size: settings.pool_size,
             compress_threshold: settings.compress_threshold_bytes,
             max_entries: settings.memory_max_entries,
+            near_max_entries: settings.near_cache_max_entries,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The Redis backend: a few multiplexed connections used round-robin, every command bounded by a short
-//! timeout, and a breaker that turns a dead Redis into instant misses until a background probe sees it
-//! answer again.
+//! timeout, a breaker that turns a dead Redis into instant misses until a background probe sees it
+//! answer again, and optionally a near cache in front (`near.rs`).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,10 +8,13 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};
 
 use crate::health::{Degraded, Pending};
+use crate::near::{self, NearCache};
+use crate::options::CacheOptions;
 use crate::scripts;
 
 /// How often the probe looks at a degraded Redis; also the longest a recovered Redis goes unused.
@@ -42,35 +45,47 @@ pub(crate) struct RedisStore {
     invalidate_keys: Script,
     invalidate_tags: Script,
     pub(crate) degraded: Arc<Degraded>,
+    pub(crate) near: Option<Arc<NearCache>>,
+    near_hits: Counter,
 }
 
 impl RedisStore {
     pub fn connect(
         url: &str,
-        prefix: &str,
-        pool_size: usize,
-        timeout: Duration,
-        connect_timeout: Duration,
+        options: &CacheOptions,
+        near_hits: Counter,
     ) -> Result<Arc<Self>, redis::RedisError> {
         let client = redis::Client::open(url)?;
         // One attempt per reconnect: the probe below retries on its own schedule, and a request never
         // waits for a backoff loop.
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(0)
-            .set_response_timeout(Some(timeout))
-            .set_connection_timeout(Some(connect_timeout));
-        let conns = (0..pool_size.max(1))
+            .set_response_timeout(Some(options.command_timeout))
+            .set_connection_timeout(Some(options.connect_timeout));
+        let conns = (0..options.pool_size.max(1))
             .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), config.clone()))
             .collect::<RedisResult<Vec<_>>>()?;
+        let prefix = options.key_prefix.clone();
+        let target = (options.near_max_entries > 0)
+            .then(|| near_target(client.get_connection_info(), &prefix, options))
+            .flatten();
+        let near = target
+            .as_ref()
+            .map(|_| Arc::new(NearCache::new(options.near_max_entries)));
+        if let (Some(near), Some(target)) = (&near, target) {
+            tokio::spawn(near::track(Arc::downgrade(near), target));
+        }
         let store = Arc::new(Self {
             conns,
             next: AtomicUsize::new(0),
-            prefix: prefix.to_owned(),
-            timeout,
+            prefix,
+            timeout: options.command_timeout,
             set: Script::new(scripts::SET),
             invalidate_keys: Script::new(&scripts::invalidate_keys()),
             invalidate_tags: Script::new(&scripts::invalidate_tags()),
             degraded: Arc::new(Degraded::default()),
+            near,
+            near_hits,
         });
         tokio::spawn(probe(Arc::downgrade(&store)));
         Ok(store)
@@ -135,10 +150,42 @@ impl RedisStore {
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let Some(near) = &self.near else {
+            let mut conn = self.conn();
+            let cmd = redis::cmd("GET").arg(self.value_key(key)).clone();
+            let value: Option<Vec<u8>> = self.run(cmd.query_async(&mut conn)).await?;
+            return Ok(value.map(Bytes::from));
+        };
+        // Degraded: invalidations may be waiting to reach Redis, so copies are not served either.
+        if !self.degraded.is_down()
+            && let Some(bytes) = near.get(key)
+        {
+            self.near_hits.inc();
+            return Ok(Some(bytes));
+        }
+        let ticket = near.ticket(key);
+        let value_key = self.value_key(key);
+        let read = redis::pipe()
+            .cmd("GET")
+            .arg(&value_key)
+            .cmd("PTTL")
+            .arg(&value_key)
+            .clone();
         let mut conn = self.conn();
-        let cmd = redis::cmd("GET").arg(self.value_key(key)).clone();
-        let value: Option<Vec<u8>> = self.run(cmd.query_async(&mut conn)).await?;
-        Ok(value.map(Bytes::from))
+        let (value, ttl_ms): (Option<Vec<u8>>, i64) = self.run(read.query_async(&mut conn)).await?;
+        let value = value.map(Bytes::from);
+        if let (Some(ticket), Some(bytes), Ok(ttl_ms @ 1..)) = (ticket, &value, u64::try_from(ttl_ms))
+        {
+            near.fill(&ticket, key, bytes.clone(), Duration::from_millis(ttl_ms));
+        }
+        Ok(value)
+    }
+
+    /// Drops this process's copies of keys it just changed in Redis (their pushes arrive later).
+    fn forget_near<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
+        if let Some(near) = &self.near {
+            near.forget(keys);
+        }
     }
 
     pub async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
@@ -176,10 +223,19 @@ impl RedisStore {
             invocation.key(self.tag_set(tag)).key(self.tag_gen(tag));
         }
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let overwrites = snapshot.is_none();
         let snapshot = snapshot.map(|s| s.to_string()).unwrap_or_default();
         invocation.arg(bytes).arg(ttl_ms).arg(snapshot);
         let mut conn = self.conn();
         let stored: i64 = self.run(invocation.invoke_async(&mut conn)).await?;
+        if stored == 1 {
+            self.forget_near([key]);
+            // A cache-aside fill (with a snapshot) replaces nothing another instance may hold a copy
+            // of; a plain set may overwrite one.
+            if overwrites {
+                self.barrier(&mut conn).await;
+            }
+        }
         Ok(stored == 1)
     }
 
@@ -204,7 +260,13 @@ impl RedisStore {
         }
         invocation.arg(GENERATION_TTL_SECS);
         let mut conn = self.conn();
-        self.run_now(invocation.invoke_async(&mut conn)).await
+        let removed = self.run_now(invocation.invoke_async(&mut conn)).await;
+        // Also on failure: the copies must go now, and the queued replay reaches Redis later.
+        self.forget_near(keys.iter().map(String::as_str));
+        if removed.is_ok() {
+            self.barrier(&mut conn).await;
+        }
+        removed
     }
 
     pub async fn invalidate_tags(&self, tags: &[String]) -> Result<u64, StoreError> {
@@ -228,7 +290,29 @@ impl RedisStore {
         }
         invocation.arg(GENERATION_TTL_SECS);
         let mut conn = self.conn();
-        self.run_now(invocation.invoke_async(&mut conn)).await
+        // The script names the values it dropped, so this process drops its copies before it returns.
+        let (removed, members): (u64, Vec<String>) =
+            self.run_now(invocation.invoke_async(&mut conn)).await?;
+        let value_prefix = self.value_key("");
+        self.forget_near(members.iter().filter_map(|m| m.strip_prefix(&value_prefix)));
+        self.barrier(&mut conn).await;
+        Ok(removed)
+    }
+
+    /// Returns once every other instance's near cache has the pushes of the change this connection just
+    /// made in its socket. Redis queues the pushes of a command's changes and flushes every pending
+    /// reply and push before it reads again (`beforeSleep`: `trackingBroadcastInvalidationMessages`, then
+    /// `handleClientsWithPendingWrites`), and a PING sent after the command's reply is read in a later
+    /// pass, so its PONG comes after the pushes were written. Without this, an instance asked right
+    /// after the writer returned could still serve its copy for the microseconds between the two writes.
+    /// A failed PING only marks Redis down like any other command; the change itself was applied.
+    async fn barrier(&self, conn: &mut ConnectionManager) {
+        let pong: Result<String, _> = self
+            .run_now(redis::cmd("PING").query_async(conn))
+            .await;
+        if let Err(e) = pong {
+            tracing::debug!(error = %e, "cache: the barrier after a change got no answer");
+        }
     }
 
     fn queue(&self, keys: &[String], tags: &[String]) {
@@ -259,6 +343,7 @@ impl RedisStore {
             .arg(ttl_ms)
             .clone();
         let n: i64 = self.run(cmd.query_async(&mut conn)).await?;
+        self.forget_near([key]);
         Ok(n == 1)
     }
 
@@ -337,6 +422,11 @@ impl RedisStore {
                 });
                 return Err(e);
             }
+            // Copies may predate invalidations that failed while degraded (a tag's members are only
+            // known to Redis): start the near cache from empty before reads use Redis again.
+            if let Some(near) = &self.near {
+                near.flush();
+            }
             if self.degraded.mark_up_if_nothing_pending() {
                 tracing::info!(prefix = %self.prefix, "cache: redis is back, cache re-enabled");
                 return Ok(());
@@ -376,4 +466,25 @@ fn escape_glob(literal: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// Where the near cache's tracking link connects: plain TCP only (a TLS or Unix-socket Redis gets no near
+/// cache, and says so once).
+fn near_target(
+    info: &redis::ConnectionInfo,
+    prefix: &str,
+    options: &CacheOptions,
+) -> Option<near::Target> {
+    let redis::ConnectionAddr::Tcp(host, port) = info.addr() else {
+        tracing::warn!("cache: the near cache needs a plain TCP redis; it stays off");
+        return None;
+    };
+    Some(near::Target {
+        host: host.clone(),
+        port: *port,
+        username: info.redis_settings().username().map(str::to_owned),
+        password: info.redis_settings().password().map(str::to_owned),
+        value_prefix: format!("{prefix}c:"),
+        connect_timeout: options.connect_timeout,
+    })
 }

@@ -61,22 +61,25 @@ return n
 }
 
 /// KEYS: clock, then (tag-set, tag-generation) pairs. ARGV: generation ttl in seconds.
-/// Deletes every member of each tag set; returns how many values were deleted.
+/// Deletes every member of each tag set; returns how many values were deleted and the members' names
+/// (so the caller can drop its near-cache copies of them).
 pub(crate) fn invalidate_tags() -> String {
     format!(
         "{BUMP}{}",
         r"
 local t = bump()
 local n = 0
+local all = {}
 for i = 2, #KEYS, 2 do
   redis.call('SET', KEYS[i + 1], t, 'EX', ARGV[1])
   local members = redis.call('SMEMBERS', KEYS[i])
   for j = 1, #members, 500 do
     n = n + redis.call('DEL', unpack(members, j, math.min(j + 499, #members)))
   end
+  for j = 1, #members do all[#all + 1] = members[j] end
   redis.call('DEL', KEYS[i])
 end
-return n
+return {n, all}
 "
     )
 }

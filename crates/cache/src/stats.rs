@@ -15,6 +15,8 @@ pub(crate) struct Stats {
     pub sets: Counter,
     pub deletes: Counter,
     pub errors: Counter,
+    /// Hits answered by the near cache in front of Redis (also counted in `hits`).
+    pub near_hits: Counter,
 }
 
 /// A point-in-time copy of the counters.
@@ -25,6 +27,7 @@ pub struct StatsSnapshot {
     pub sets: u64,
     pub deletes: u64,
     pub errors: u64,
+    pub near_hits: u64,
 }
 
 impl StatsSnapshot {
@@ -41,7 +44,7 @@ impl StatsSnapshot {
 
 impl Stats {
     /// Registers `cache_hits_total`, `cache_misses_total`, `cache_sets_total`, `cache_deletes_total`,
-    /// `cache_errors_total` and the `cache_hit_ratio` gauge (computed at scrape time).
+    /// `cache_errors_total`, `cache_near_hits_total` and the `cache_hit_ratio` gauge (computed at scrape time).
     pub fn register(registry: &mut Registry) -> Self {
         let stats = Self::default();
         let sub = registry.sub_registry_with_prefix("cache");
@@ -62,6 +65,11 @@ impl Stats {
             "Cache operations that failed (the request went on without the cache)",
             stats.errors.clone(),
         );
+        sub.register(
+            "near_hits",
+            "Hits answered by the in-process copy in front of Redis, without a round trip",
+            stats.near_hits.clone(),
+        );
         sub.register_collector(Box::new(HitRatio(stats.clone())));
         stats
     }
@@ -73,6 +81,7 @@ impl Stats {
             sets: self.sets.get(),
             deletes: self.deletes.get(),
             errors: self.errors.get(),
+            near_hits: self.near_hits.get(),
         }
     }
 }

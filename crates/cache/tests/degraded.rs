@@ -3,7 +3,8 @@
 
 mod common;
 
-use std::process::Command;
+use common::{Server, closed_port};
+
 use std::time::{Duration, Instant};
 
 use cache::{Cache, Key, Tag};
@@ -13,69 +14,6 @@ use uuid::Uuid;
 
 const TTL: Duration = Duration::from_secs(60);
 const PATIENCE: Duration = Duration::from_secs(10);
-
-/// A port nobody listens on (bound then released).
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-/// A throwaway `redis-server` on its own port, killed when dropped.
-struct Server {
-    port: u16,
-    pidfile: String,
-}
-
-impl Server {
-    fn start(port: u16) -> Self {
-        let pidfile = format!("/tmp/lc-cache-test-{port}.pid");
-        let status = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "yes"])
-            .args(["--pidfile", &pidfile])
-            .status()
-            .expect("redis-server is installed");
-        assert!(status.success());
-        Self { port, pidfile }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn redis(&self) -> redis::Connection {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            match redis::Client::open(self.url()).and_then(|c| c.get_connection()) {
-                Ok(conn) => return conn,
-                Err(e) if Instant::now() > deadline => panic!("throwaway redis never came up: {e}"),
-                // Startup of a daemonized server: a blocking poll in a sync helper, not synchronisation
-                // between tasks.
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-    }
-
-    fn kill(&self) {
-        if let Ok(pid) = std::fs::read_to_string(&self.pidfile) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-        }
-        // Until the port is free, a restart on it would fail.
-        let deadline = Instant::now() + PATIENCE;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = std::fs::remove_file(&self.pidfile);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn cache_at(url: &str) -> Cache {
     let prefix = format!("lc-test:{}:", Uuid::new_v4().simple());

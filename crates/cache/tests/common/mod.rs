@@ -2,14 +2,18 @@
 
 #![allow(dead_code)]
 
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cache::{Cache, CacheOptions, Key, Tag};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// How long a throwaway server may take to start or stop.
+const SERVER_PATIENCE: Duration = Duration::from_secs(10);
 
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379/";
 const TTL: Duration = Duration::from_secs(60);
@@ -60,12 +64,88 @@ pub fn memory() -> (Cache, Option<Purge>) {
     (Cache::memory(&options(""), &mut Registry::default()), None)
 }
 
-/// A Redis cache with a prefix of its own, so tests run in parallel on one Redis.
+/// A Redis cache with a prefix of its own, so tests run in parallel on one Redis; its near cache is on
+/// (the default).
 pub fn redis() -> (Cache, Option<Purge>) {
+    redis_with(options)
+}
+
+/// The same without the near cache: every read asks Redis.
+pub fn redis_without_near_cache() -> (Cache, Option<Purge>) {
+    redis_with(|prefix| CacheOptions {
+        near_max_entries: 0,
+        ..options(prefix)
+    })
+}
+
+fn redis_with(options: impl Fn(&str) -> CacheOptions) -> (Cache, Option<Purge>) {
     let prefix = format!("lc-test:{}:", Uuid::new_v4().simple());
     let cache = Cache::redis(REDIS_URL, &options(&prefix), &mut Registry::default())
         .unwrap_or_else(|e| panic!("redis cache: {e}"));
     (cache, Some(Purge(prefix)))
+}
+
+/// A port nobody listens on (bound then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// A throwaway `redis-server` on its own port, killed when dropped.
+pub struct Server {
+    pub port: u16,
+    pidfile: String,
+}
+
+impl Server {
+    pub fn start(port: u16) -> Self {
+        let pidfile = format!("/tmp/lc-cache-test-{port}.pid");
+        let status = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "yes"])
+            .args(["--pidfile", &pidfile])
+            .status()
+            .expect("redis-server is installed");
+        assert!(status.success());
+        Self { port, pidfile }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn redis(&self) -> redis::Connection {
+        let deadline = Instant::now() + SERVER_PATIENCE;
+        loop {
+            match redis::Client::open(self.url()).and_then(|c| c.get_connection()) {
+                Ok(conn) => return conn,
+                Err(e) if Instant::now() > deadline => panic!("throwaway redis never came up: {e}"),
+                // Startup of a daemonized server: a blocking poll in a sync helper, not synchronisation
+                // between tasks.
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    pub fn kill(&self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.pidfile) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+        // Until the port is free, a restart on it would fail.
+        let deadline = Instant::now() + SERVER_PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_file(&self.pidfile);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -311,6 +311,9 @@ pub struct RedisSettings {
     /// Bound of the in-process cache (entries). 0 (with `enabled` false) turns caching off: every read
     /// goes to the database and nothing is stored, an honest uncached baseline.
     pub memory_max_entries: u64,
+    /// Bound of the near cache in front of Redis (entries), kept coherent by Redis's invalidation
+    /// pushes; 0 turns it off and every read asks Redis.
+    pub near_cache_max_entries: u64,
 }
 
 impl RedisSettings {
@@ -794,6 +797,11 @@ impl Settings {
             redis.compress_threshold_bytes >= 64,
             "redis.compress_threshold_bytes",
             "must be at least 64",
+        );
+        check(
+            redis.near_cache_max_entries <= 10_000_000,
+            "redis.near_cache_max_entries",
+            "must be at most 10000000 (0 turns the near cache off)",
         );
         check(
             !redis.enabled || redis.memory_max_entries >= 1,
