@@ -4,11 +4,12 @@
 # request rate (latency p50/p99) and at full speed (throughput), against the services directly (VIA=gateway
 # measures through the gateway on 8080 instead).
 #
-# Three runs of the release binary (`logicore all`) on a fresh database each:
+# Four runs of the release binary (`logicore all`) on a fresh database each:
 #   uncached  caching off (`redis.memory_max_entries = 0` with Redis disabled, `Cache::off`): every read
 #             misses at once and nothing is stored, so every request reads PostgreSQL through the same call
 #             sites. This is the "no cache" path, selected by configuration alone.
-#   redis     Redis on 127.0.0.1:6379 (a key prefix of its own).
+#   redis     Redis on 127.0.0.1:6379 (a key prefix of its own), near cache off: every read asks Redis.
+#   redis-near  the same with the near cache in front (the default with Redis on).
 #   memory    the in-process backend (the default when Redis is not enabled).
 #
 # HTTP_WORKERS (default 0: the shared runtime) sets `service.http_workers`, the services' dedicated HTTP workers.
@@ -26,7 +27,7 @@ DB=postgres://postgres@127.0.0.1:5432/$DB_NAME
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/cache-bench-target}
 OHA=${OHA:-$(command -v oha || echo /root/.local/bin/oha)}
 OUT=bench/out
-MODES=${MODES:-uncached redis memory}
+MODES=${MODES:-uncached redis redis-near memory}
 mkdir -p "$OUT"
 
 ADMIN_EMAIL=bench-admin@example.com
@@ -71,7 +72,9 @@ run() { # name, url, extra oha args...
 for mode in $MODES; do
   case $mode in
     uncached) CACHE_ENV=(REDIS_ENABLED=false LOGICORE_REDIS__MEMORY_MAX_ENTRIES=0) ;;
-    redis) CACHE_ENV=(REDIS_ENABLED=true REDIS_URL=redis://127.0.0.1:6379/ "REDIS_KEY_PREFIX=lc-bench-$$-") ;;
+    redis) CACHE_ENV=(REDIS_ENABLED=true REDIS_URL=redis://127.0.0.1:6379/ "REDIS_KEY_PREFIX=lc-bench-$$-"
+      LOGICORE_REDIS__NEAR_CACHE_MAX_ENTRIES=0) ;;
+    redis-near) CACHE_ENV=(REDIS_ENABLED=true REDIS_URL=redis://127.0.0.1:6379/ "REDIS_KEY_PREFIX=lc-bench-near-$$-") ;;
     memory) CACHE_ENV=(REDIS_ENABLED=false) ;;
     *) echo "unknown mode $mode" >&2; exit 1 ;;
   esac
@@ -103,7 +106,7 @@ for mode in $MODES; do
   run "cache_${mode}_sku_rate" "$SKU" -q "$RATE" --latency-correction
   run "cache_${mode}_me_max" "$ME"
   run "cache_${mode}_sku_max" "$SKU"
-  curl -s http://127.0.0.1:4001/metrics | grep -E '^cache_(hits|misses|errors)_total' >&2 || true
+  curl -s http://127.0.0.1:4001/metrics | grep -E '^cache_(hits|near_hits|misses|errors)_total' >&2 || true
   stop
 done
 

@@ -1,4 +1,4 @@
-//! `get_or_set` hit throughput on both backends: N tasks hammering keys that are already cached.
+//! `get_or_set` hit throughput on both backends (Redis with and without its near cache): N tasks hammering keys that are already cached.
 //! Run by `bench/cache.sh` next to `redis-benchmark -t get` with the same concurrency and value size.
 //!
 //! Env: `BENCH_REDIS_URL` (default redis://127.0.0.1:6379/), `BENCH_CONCURRENCY` (32),
@@ -68,7 +68,7 @@ async fn run(name: &str, cache: Cache, concurrency: usize, seconds: u64, value: 
     let total = ops.load(Ordering::Relaxed);
     let stats = cache.stats();
     println!(
-        "{name:>6}: get_or_set hits {:>10.0} ops/s  ({total} ops, {concurrency} tasks, {elapsed:.1} s, hit ratio {:.4}, errors {})",
+        "{name:>10}: get_or_set hits {:>10.0} ops/s  ({total} ops, {concurrency} tasks, {elapsed:.1} s, hit ratio {:.4}, errors {})",
         total as f64 / elapsed,
         stats.hit_ratio(),
         stats.errors,
@@ -94,12 +94,18 @@ fn main() {
         };
         let memory = Cache::memory(&options, &mut Registry::default());
         run("memory", memory, concurrency, seconds, value.clone()).await;
-        match Cache::redis(&url, &options, &mut Registry::default()) {
-            Ok(redis) => {
-                run("redis", redis.clone(), concurrency, seconds, value).await;
-                redis.delete_pattern("*").await;
+        let direct = CacheOptions {
+            near_max_entries: 0,
+            ..options.clone()
+        };
+        for (name, options) in [("redis", direct), ("redis+near", options)] {
+            match Cache::redis(&url, &options, &mut Registry::default()) {
+                Ok(redis) => {
+                    run(name, redis.clone(), concurrency, seconds, value.clone()).await;
+                    redis.delete_pattern("*").await;
+                }
+                Err(e) => eprintln!("{name}: {e}"),
             }
-            Err(e) => eprintln!("redis: {e}"),
         }
     });
 }

@@ -174,7 +174,8 @@ impl RedisStore {
         let mut conn = self.conn();
         let (value, ttl_ms): (Option<Vec<u8>>, i64) = self.run(read.query_async(&mut conn)).await?;
         let value = value.map(Bytes::from);
-        if let (Some(ticket), Some(bytes), Ok(ttl_ms @ 1..)) = (ticket, &value, u64::try_from(ttl_ms))
+        if let (Some(ticket), Some(bytes), Ok(ttl_ms @ 1..)) =
+            (ticket, &value, u64::try_from(ttl_ms))
         {
             near.fill(&ticket, key, bytes.clone(), Duration::from_millis(ttl_ms));
         }
@@ -307,9 +308,7 @@ impl RedisStore {
     /// after the writer returned could still serve its copy for the microseconds between the two writes.
     /// A failed PING only marks Redis down like any other command; the change itself was applied.
     async fn barrier(&self, conn: &mut ConnectionManager) {
-        let pong: Result<String, _> = self
-            .run_now(redis::cmd("PING").query_async(conn))
-            .await;
+        let pong: Result<String, _> = self.run_now(redis::cmd("PING").query_async(conn)).await;
         if let Err(e) = pong {
             tracing::debug!(error = %e, "cache: the barrier after a change got no answer");
         }

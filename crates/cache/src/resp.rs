@@ -154,10 +154,7 @@ mod tests {
             parse(flush).expect("valid").map(|(f, _)| f),
             Some(Frame::Push(vec![bulk("invalidate"), Frame::Null]))
         );
-        assert_eq!(
-            parse(b"+PONG\r\n").expect("valid"),
-            Some((Frame::Other, 7))
-        );
+        assert_eq!(parse(b"+PONG\r\n").expect("valid"), Some((Frame::Other, 7)));
         assert_eq!(
             parse(b"-ERR unknown\r\n").expect("valid"),
             Some((Frame::Error("ERR unknown".into()), 14))
@@ -179,7 +176,11 @@ mod tests {
         let push = b">2\r\n$10\r\ninvalidate\r\n*1\r\n$5\r\nc:key\r\n+OK\r\n";
         let first = push.len() - 5;
         for cut in 0..first {
-            assert_eq!(parse(&push[..cut]).expect("a prefix is valid"), None, "{cut}");
+            assert_eq!(
+                parse(&push[..cut]).expect("a prefix is valid"),
+                None,
+                "{cut}"
+            );
         }
         let (_, used) = parse(push).expect("valid").expect("complete");
         assert_eq!(used, first);

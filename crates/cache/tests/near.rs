@@ -59,22 +59,42 @@ fn get_calls(admin: &mut redis::Connection) -> u64 {
         .unwrap_or(0)
 }
 
+/// A throwaway Redis (so tests may flush, pause or kill it) with `count` instances on it, and one key
+/// the first instance stored and the last one has warmed into its near cache.
+struct Warmed {
+    caches: Vec<Cache>,
+    key: Key,
+    admin: redis::Connection,
+    _server: Server,
+}
+
+async fn warmed(count: usize, value: &str) -> Warmed {
+    let server = Server::start(closed_port());
+    let admin = server.redis();
+    let (caches, _) = instances(&server.url(), count);
+    let key = Key::user(Uuid::new_v4());
+    store(&caches[0], &key, value, &[]).await;
+    assert_eq!(warm(&caches[count - 1], &key).await, value);
+    Warmed {
+        caches,
+        key,
+        admin,
+        _server: server,
+    }
+}
+
 #[tokio::test]
 async fn repeated_reads_are_answered_in_process_without_asking_redis() {
-    let server = Server::start(closed_port());
-    let mut admin = server.redis();
-    let (caches, _purge) = instances(&server.url(), 1);
-    let cache = &caches[0];
-    let key = Key::user(Uuid::new_v4());
-    store(cache, &key, "alice", &[]).await;
-    assert_eq!(warm(cache, &key).await, "alice");
+    let mut setup = warmed(1, "alice").await;
+    let (key, admin) = (&setup.key, &mut setup.admin);
+    let cache = &setup.caches[0];
 
-    let (gets, near_hits) = (get_calls(&mut admin), cache.stats().near_hits);
+    let (gets, near_hits) = (get_calls(admin), cache.stats().near_hits);
     for _ in 0..100 {
-        assert_eq!(cache.get::<String>(&key).await.as_deref(), Some("alice"));
+        assert_eq!(cache.get::<String>(key).await.as_deref(), Some("alice"));
     }
     assert_eq!(cache.stats().near_hits, near_hits + 100);
-    assert_eq!(get_calls(&mut admin), gets, "no GET reached redis");
+    assert_eq!(get_calls(admin), gets, "no GET reached redis");
 
     let report = cache.health_check().check().await;
     assert_eq!(
@@ -121,68 +141,56 @@ async fn a_write_on_one_instance_is_seen_by_another_as_soon_as_it_returns() {
 
 #[tokio::test]
 async fn a_flush_drops_every_copy_at_once() {
-    let server = Server::start(closed_port());
-    let mut admin = server.redis();
-    let (caches, _purge) = instances(&server.url(), 1);
-    let cache = &caches[0];
-    let key = Key::product(Uuid::new_v4());
-    store(cache, &key, "widget", &[]).await;
-    assert_eq!(warm(cache, &key).await, "widget");
+    let mut setup = warmed(1, "widget").await;
+    let (key, admin) = (&setup.key, &mut setup.admin);
+    let cache = &setup.caches[0];
 
-    let _: () = redis::cmd("FLUSHALL").query(&mut admin).expect("flushall");
+    let _: () = redis::cmd("FLUSHALL").query(admin).expect("flushall");
     // What the cache's own writes do before they return (see `barrier` in remote.rs).
-    let _: String = redis::cmd("PING").query(&mut admin).expect("ping");
-    assert_eq!(cache.get::<String>(&key).await, None);
+    let _: String = redis::cmd("PING").query(admin).expect("ping");
+    assert_eq!(cache.get::<String>(key).await, None);
 }
 
 #[tokio::test]
 async fn copies_are_not_served_over_a_broken_link() {
-    let server = Server::start(closed_port());
-    let mut admin = server.redis();
-    let (caches, _purge) = instances(&server.url(), 2);
-    let (writer, reader) = (&caches[0], &caches[1]);
-    let key = Key::user(Uuid::new_v4());
-    store(writer, &key, "old", &[]).await;
-    assert_eq!(warm(reader, &key).await, "old");
+    let mut setup = warmed(2, "old").await;
+    let (key, admin) = (&setup.key, &mut setup.admin);
+    let (writer, reader) = (&setup.caches[0], &setup.caches[1]);
 
     // Every connection but the admin's is dropped: the reader's link cannot deliver the next change.
     let _: i64 = redis::cmd("CLIENT")
         .arg("KILL")
         .arg("TYPE")
         .arg("normal")
-        .query(&mut admin)
+        .query(admin)
         .expect("client kill");
-    store(writer, &key, "new", &[]).await;
+    store(writer, key, "new", &[]).await;
     assert_ne!(
-        reader.get::<String>(&key).await.as_deref(),
+        reader.get::<String>(key).await.as_deref(),
         Some("old"),
         "the old copy was served after the link broke"
     );
-    assert_eq!(warm(reader, &key).await, "new", "the near cache comes back");
+    assert_eq!(warm(reader, key).await, "new", "the near cache comes back");
 }
 
 #[tokio::test]
 async fn copies_are_not_trusted_while_redis_is_silent() {
-    let server = Server::start(closed_port());
-    let mut admin = server.redis();
-    let (caches, _purge) = instances(&server.url(), 1);
-    let cache = &caches[0];
-    let key = Key::user(Uuid::new_v4());
-    store(cache, &key, "alice", &[]).await;
-    assert_eq!(warm(cache, &key).await, "alice");
+    let mut setup = warmed(1, "alice").await;
+    let (key, admin) = (&setup.key, &mut setup.admin);
+    let cache = &setup.caches[0];
 
     // Redis stops answering, as in a partition, in which pushes would be lost too.
     let _: () = redis::cmd("CLIENT")
         .arg("PAUSE")
         .arg(3000)
         .arg("ALL")
-        .query(&mut admin)
+        .query(admin)
         .expect("pause");
     let near_hits = cache.stats().near_hits;
     testkit::eventually(
         "reads to stop using the copy",
         Duration::from_secs(2),
-        || async { cache.get::<String>(&key).await.is_none().then_some(()) },
+        || async { cache.get::<String>(key).await.is_none().then_some(()) },
     )
     .await;
     let served = cache.stats().near_hits - near_hits;
@@ -192,7 +200,7 @@ async fn copies_are_not_trusted_while_redis_is_silent() {
     );
     let _: () = redis::cmd("CLIENT")
         .arg("UNPAUSE")
-        .query(&mut admin)
+        .query(admin)
         .expect("unpause");
-    assert_eq!(warm(cache, &key).await, "alice", "and trusted again after");
+    assert_eq!(warm(cache, key).await, "alice", "and trusted again after");
 }
