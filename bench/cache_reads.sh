@@ -105,6 +105,9 @@ for mode in $MODES; do
   run "cache_${mode}_me_rate" "$ME" -q "$RATE" --latency-correction
   run "cache_${mode}_sku_rate" "$SKU" -q "$RATE" --latency-correction
   run "cache_${mode}_me_max" "$ME"
+  # The floor at this rate: the same server's /health (no token check, no cache, no database). No cache
+  # can answer faster than this, so floor p50 / uncached p50 bounds every cached ratio at the fixed rate.
+  run "cache_${mode}_floor_rate" http://127.0.0.1:4001/health -q "$RATE" --latency-correction
   run "cache_${mode}_sku_max" "$SKU"
   curl -s http://127.0.0.1:4001/metrics | grep -E '^cache_(hits|near_hits|misses|errors)_total' >&2 || true
   stop
@@ -128,6 +131,13 @@ for read in ["me", "sku"]:
         p50_max[(read, mode)] = full["latencyPercentiles"]["p50"]
         print(f"| {read} | {mode} | {ms(fixed['latencyPercentiles']['p50'])} | {ms(fixed['latencyPercentiles']['p99'])} "
               f"| {full['summary']['requestsPerSec']:.0f} | {ms(full['latencyPercentiles']['p50'])} | {bad} |")
+print()
+for mode in modes:
+    floor = load(f"cache_{mode}_floor_rate")["latencyPercentiles"]["p50"]
+    line = f"floor (/health) during the {mode} run: p50 {ms(floor)} ms at {rate}/s"
+    if "uncached" in modes:
+        line += f", floor / uncached p50 = {floor / p50[('me', 'uncached')]:.2f} (me), {floor / p50[('sku', 'uncached')]:.2f} (sku)"
+    print(line)
 print()
 for read in ["me", "sku"]:
     for mode in modes:

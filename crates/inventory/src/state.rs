@@ -13,8 +13,21 @@ use platform::db::Db;
 use crate::config::Config;
 
 /// Cheap to clone.
+/// What every handler shares, behind one `Arc`: axum clones the state for every request, and one
+/// reference count is much cheaper than one per handle (these hold a few dozen `Arc`s and a `String`,
+/// whose counters every request bounced between cores).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Handles>);
+
+impl std::ops::Deref for AppState {
+    type Target = Handles;
+
+    fn deref(&self) -> &Handles {
+        &self.0
+    }
+}
+
+pub struct Handles {
     pub db: Db,
     /// Product lookups and availability (see `caching`).
     pub cache: Cache,
@@ -26,13 +39,13 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(db: Db, cache: Cache, messaging: Messaging, config: &Config) -> Self {
-        Self {
+        Self(Arc::new(Handles {
             db,
             cache,
             messaging,
             keys: JwtKeys::new(&config.auth),
             config: Arc::new(config.clone()),
-        }
+        }))
     }
 }
 

@@ -12,8 +12,21 @@ use uuid::Uuid;
 use crate::config::Config;
 
 /// Cheap to clone.
+/// What every handler shares, behind one `Arc`: axum clones the state for every request, and one
+/// reference count is much cheaper than one per handle (these hold a few dozen `Arc`s and a `String`,
+/// whose counters every request bounced between cores).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Handles>);
+
+impl std::ops::Deref for AppState {
+    type Target = Handles;
+
+    fn deref(&self) -> &Handles {
+        &self.0
+    }
+}
+
+pub struct Handles {
     pub db: Db,
     /// Records the `order.*` and `shipment.*` events in the outbox of the transaction making the change.
     pub messaging: Messaging,
@@ -24,13 +37,13 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(db: Db, messaging: Messaging, config: &Config) -> Self {
-        Self {
+        Self(Arc::new(Handles {
             db,
             messaging,
             keys: JwtKeys::new(&config.auth),
             idempotency: Idempotency::new(config.idempotency_ttl),
             config: Arc::new(config.clone()),
-        }
+        }))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The handles every handler shares. Cheap to clone.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRef;
@@ -10,8 +11,21 @@ use platform::db::Db;
 
 use crate::config::Config;
 
+/// What every handler shares, behind one `Arc`: axum clones the state for every request, and one
+/// reference count is much cheaper than one per handle (these hold a few dozen `Arc`s and a `String`,
+/// whose counters every request bounced between cores).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Handles>);
+
+impl std::ops::Deref for AppState {
+    type Target = Handles;
+
+    fn deref(&self) -> &Handles {
+        &self.0
+    }
+}
+
+pub struct Handles {
     pub db: Db,
     /// Profiles and preferences (see `cached`).
     pub cache: Cache,
@@ -24,14 +38,14 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(db: Db, cache: Cache, messaging: Messaging, config: &Config) -> Self {
-        Self {
+        Self(Arc::new(Handles {
             db,
             cache,
             messaging,
             keys: JwtKeys::new(&config.auth),
             refresh_ttl: Duration::from_secs(config.auth.refresh_ttl_secs),
             preferences_max_bytes: config.preferences_max_bytes,
-        }
+        }))
     }
 }
 
