@@ -40,7 +40,7 @@ const SHARDS: usize = 256;
 /// How often the link is pinged; a pong also proves no push is stuck behind it.
 const PING_EVERY: Duration = Duration::from_millis(50);
 /// Copies are not served when Redis has been silent on the link this long; the link is then replaced.
-pub(crate) const SILENCE_LIMIT: Duration = Duration::from_millis(250);
+const SILENCE_LIMIT: Duration = Duration::from_millis(250);
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
 

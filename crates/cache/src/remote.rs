@@ -66,15 +66,14 @@ impl RedisStore {
             .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), config.clone()))
             .collect::<RedisResult<Vec<_>>>()?;
         let prefix = options.key_prefix.clone();
-        let target = (options.near_max_entries > 0)
+        let near = (options.near_max_entries > 0)
             .then(|| near_target(client.get_connection_info(), &prefix, options))
-            .flatten();
-        let near = target
-            .as_ref()
-            .map(|_| Arc::new(NearCache::new(options.near_max_entries)));
-        if let (Some(near), Some(target)) = (&near, target) {
-            tokio::spawn(near::track(Arc::downgrade(near), target));
-        }
+            .flatten()
+            .map(|target| {
+                let near = Arc::new(NearCache::new(options.near_max_entries));
+                tokio::spawn(near::track(Arc::downgrade(&near), target));
+                near
+            });
         let store = Arc::new(Self {
             conns,
             next: AtomicUsize::new(0),
