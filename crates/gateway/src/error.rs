@@ -37,7 +37,7 @@ pub enum ProxyError {
         upstream: String,
         /// `None` when the service has no instance to try.
         #[source]
-        source: Option<hyper_util::client::legacy::Error>,
+        source: Option<axum::BoxError>,
     },
     #[error("upstream {upstream} did not answer within {timeout_ms} ms")]
     Timeout { upstream: String, timeout_ms: u64 },
@@ -45,7 +45,7 @@ pub enum ProxyError {
     Failed {
         upstream: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: axum::BoxError,
     },
     #[error("upstream {upstream}'s circuit breaker is open")]
     Open {

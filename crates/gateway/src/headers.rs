@@ -173,6 +173,21 @@ const SECURITY_HEADERS: [(HeaderName, HeaderValue); 7] = [
         HeaderValue::from_static("off"),
     ),
 ];
+/// The security headers of an API response as `name: value\r\n` lines, for the proxy path.
+pub(crate) fn security_header_lines() -> Vec<u8> {
+    let mut lines = Vec::new();
+    for (name, value) in SECURITY_HEADERS
+        .iter()
+        .chain([&(header::CONTENT_SECURITY_POLICY, API_CSP)])
+    {
+        lines.extend_from_slice(name.as_str().as_bytes());
+        lines.extend_from_slice(b": ");
+        lines.extend_from_slice(value.as_bytes());
+        lines.extend_from_slice(b"\r\n");
+    }
+    lines
+}
+
 const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
 
 fn with_security_headers<B>(mut response: Response<B>, csp: HeaderValue) -> Response<B> {

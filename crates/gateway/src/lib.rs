@@ -12,6 +12,7 @@
 mod admin;
 mod config;
 mod error;
+mod fast;
 mod headers;
 mod openapi;
 mod pattern;
@@ -40,9 +41,10 @@ pub use error::GatewayError;
 pub use ratelimit::{FailMode, LimitRule, RateLimitBackend, RateLimitConfig};
 pub use upstream::{OutlierConfig, RetryConfig};
 
+use fast::FastProxy;
 use policy::Policy;
 use readiness::UpstreamCheck;
-use upstream::{ClientParts, UpstreamClient, UpstreamMetrics};
+use upstream::{ClientParts, PoolShape, UpstreamClient, UpstreamMetrics};
 
 /// The full router: proxied routes, docs, operations routes and every layer. Fails on an invalid rule,
 /// pattern, origin or route table, so a bad configuration stops the start instead of a request.
@@ -50,6 +52,14 @@ pub async fn build(
     config: &Config,
     specs: Vec<utoipa::openapi::OpenApi>,
 ) -> Result<Router, GatewayError> {
+    Ok(assemble(config, specs).await?.0)
+}
+
+/// The router, and the proxy path in front of it that hands it what it does not forward itself.
+async fn assemble(
+    config: &Config,
+    specs: Vec<utoipa::openapi::OpenApi>,
+) -> Result<(Router, FastProxy), GatewayError> {
     let policy = Policy::compile(&config.auth, &config.public_routes, &config.rbac)?;
     let cors = headers::cors_layer(&config.cors_allowed_origins)?;
     let spec = openapi::merged(specs)?;
@@ -92,6 +102,10 @@ pub async fn build(
                 failures: config.breaker_failures,
                 retry: config.retry.clone(),
                 outlier: config.outlier.clone(),
+                pool: PoolShape {
+                    workers: config.http_workers.get(),
+                    max_idle: config.pool_idle_per_host,
+                },
             },
         );
         checks.push(Box::new(UpstreamCheck::new(handle.clone(), check_timeout)));
@@ -106,33 +120,36 @@ pub async fn build(
             .filter_map(|u| upstreams.get(&u.name).cloned())
             .collect(),
     };
-    let mut app = routes::api_router(
+    let targets = routes::targets(
         routes::ROUTE_TABLE,
         &upstreams,
-        policy,
-        limiter,
+        &policy,
+        &limiter,
         config.max_body_bytes,
-    )?
-    .merge(openapi::docs_router(spec))
-    .route(
-        "/admin/circuit-breakers",
-        axum::routing::get(admin::circuit_breakers).with_state(admin),
-    );
+    )?;
+    let mut app = routes::api_router(&targets)
+        .merge(openapi::docs_router(spec))
+        .route(
+            "/admin/circuit-breakers",
+            axum::routing::get(admin::circuit_breakers).with_state(admin),
+        );
+    let cors_configured = cors.is_some();
     if let Some(cors) = cors {
         app = app.layer(cors);
     }
     let router = with_platform_layers(
         app,
         PlatformLayers {
-            http_metrics,
+            http_metrics: http_metrics.clone(),
             metrics: MetricsHandle::new(registry),
             readiness: Readiness::new(checks, config.readiness_timeout),
             max_body_bytes: config.max_body_bytes,
         },
-    );
-    Ok(router
-        .layer(compression())
-        .layer(headers::SecurityHeadersLayer))
+    )
+    .layer(compression())
+    .layer(headers::SecurityHeadersLayer);
+    let fast = FastProxy::new(targets, router.clone(), http_metrics, cors_configured);
+    Ok((router, fast))
 }
 
 /// Builds the gateway and serves it on `listener` with `config.http_workers` dedicated workers until
@@ -143,10 +160,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
-    let router = build(&config, specs).await?;
-    platform::http::serve_dedicated(
+    let (_, fast) = assemble(&config, specs).await?;
+    platform::http::serve_dedicated_with(
         listener,
-        router,
+        std::sync::Arc::new(fast),
         shutdown,
         config.shutdown_grace,
         config.http_workers,
@@ -157,7 +174,7 @@ pub async fn run(
 
 /// Smallest response worth compressing: below about a kilobyte the saving is a few bytes and the CPU cost
 /// (brotli allocates and clears large windows per response) dominates the request.
-const COMPRESS_ABOVE_BYTES: u64 = 1024;
+pub(crate) const COMPRESS_ABOVE_BYTES: u64 = 1024;
 
 /// gzip, br or zstd by `Accept-Encoding`, at a level meant for dynamic responses: each algorithm's default
 /// (brotli's is 11, its slowest) costs far more CPU per request than the proxying itself.

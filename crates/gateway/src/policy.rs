@@ -168,13 +168,25 @@ pub(crate) fn admit(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let decision = policy.decide(request.method(), segments, authorization);
-    match decision {
-        Ok(Decision::Public) => Ok(()),
-        Ok(Decision::Allowed(claims)) => {
-            request.extensions_mut().insert(AuthUser(claims));
-            Ok(())
-        }
+    let path = request.uri().path();
+    if let Some(claims) = check(policy, request.method(), path, segments, authorization)? {
+        request.extensions_mut().insert(AuthUser(claims));
+    }
+    Ok(())
+}
+
+/// [`admit`] for a request that is not an `http::Request`: the caller's verified claims (`None` on a
+/// public route), or the refusal to answer. `path` is for the log line of a denial.
+pub(crate) fn check(
+    policy: &Policy,
+    method: &Method,
+    path: &str,
+    segments: &[Cow<'_, str>],
+    authorization: Option<&str>,
+) -> Result<Option<Claims>, Response> {
+    match policy.decide(method, segments, authorization) {
+        Ok(Decision::Public) => Ok(None),
+        Ok(Decision::Allowed(claims)) => Ok(Some(claims)),
         Ok(Decision::Denied {
             claims,
             rule,
@@ -183,8 +195,8 @@ pub(crate) fn admit(
             tracing::warn!(
                 user_id = %claims.sub,
                 role = %claims.role,
-                method = %request.method(),
-                route = %request.uri().path(),
+                method = %method,
+                route = %path,
                 rule = %rule,
                 reason = %reason,
                 "access denied at the gateway"

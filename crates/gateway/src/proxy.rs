@@ -107,32 +107,40 @@ async fn forward(target: &Target, request: Request) -> Result<Response, ProxyErr
         body,
     };
 
-    let response = target.upstream.send(outgoing).await.map_err(|e| {
-        let upstream = target.upstream.name().to_owned();
-        match e {
-            SendError::Connect(source) => ProxyError::Unavailable {
-                upstream,
-                source: Some(source),
-            },
-            SendError::NoInstance => ProxyError::Unavailable {
-                upstream,
-                source: None,
-            },
-            SendError::Timeout(timeout) => ProxyError::Timeout {
-                upstream,
-                timeout_ms: timeout.as_millis() as u64,
-            },
-            SendError::BodyTooLarge => ProxyError::BodyTooLarge { limit },
-            SendError::Build(source) => ProxyError::BadRequest(source),
-            SendError::Other(source) => ProxyError::Failed { upstream, source },
-            SendError::Open { retry_after } => ProxyError::Open {
-                upstream,
-                // Whole seconds for the header, never 0 so clients do not retry in a tight loop.
-                retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64,
-            },
-        }
-    })?;
+    let response = target
+        .upstream
+        .send(outgoing)
+        .await
+        .map_err(|e| proxy_error(target, e))?;
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, body))
+}
+
+/// What the caller is told when the upstream gave no response.
+pub(crate) fn proxy_error(target: &Target, error: SendError) -> ProxyError {
+    let upstream = target.upstream.name().to_owned();
+    let limit = target.max_body_bytes;
+    match error {
+        SendError::Connect(source) => ProxyError::Unavailable {
+            upstream,
+            source: Some(source),
+        },
+        SendError::NoInstance => ProxyError::Unavailable {
+            upstream,
+            source: None,
+        },
+        SendError::Timeout(timeout) => ProxyError::Timeout {
+            upstream,
+            timeout_ms: timeout.as_millis() as u64,
+        },
+        SendError::BodyTooLarge => ProxyError::BodyTooLarge { limit },
+        SendError::Build(source) => ProxyError::BadRequest(source),
+        SendError::Other(source) => ProxyError::Failed { upstream, source },
+        SendError::Open { retry_after } => ProxyError::Open {
+            upstream,
+            // Whole seconds for the header, never 0 so clients do not retry in a tight loop.
+            retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64,
+        },
+    }
 }

@@ -46,17 +46,16 @@ pub(crate) const ROUTE_TABLE: &[Route] = &[
     },
 ];
 
-/// Every prefix as two axum routes (`prefix` and `prefix/{*rest}`), so request metrics carry a route
-/// template rather than raw paths; each behind the access policy and the rate limiter. Any other `/api/...` path is a 404
-/// problem, answered without a token so probing it reveals nothing either way.
-pub(crate) fn api_router(
+/// Each row of the table with the state of its proxied route. Fails on a duplicated prefix or an
+/// upstream without a URL.
+pub(crate) fn targets(
     table: &[Route],
     upstreams: &HashMap<String, UpstreamClient>,
-    policy: Policy,
-    limiter: Limiter,
+    policy: &Policy,
+    limiter: &Limiter,
     max_body_bytes: usize,
-) -> Result<Router, GatewayError> {
-    let mut router = Router::new();
+) -> Result<Vec<(Route, Target)>, GatewayError> {
+    let mut targets = Vec::with_capacity(table.len());
     for (index, route) in table.iter().enumerate() {
         // axum panics on a route registered twice; a duplicated row is a configuration error instead.
         if table[..index].iter().any(|r| r.prefix == route.prefix) {
@@ -80,14 +79,25 @@ pub(crate) fn api_router(
             upstream: upstream.clone(),
             max_body_bytes,
         };
-        let handler = any(handle).with_state(target);
+        targets.push((*route, target));
+    }
+    Ok(targets)
+}
+
+/// Every prefix as two axum routes (`prefix` and `prefix/{*rest}`), so request metrics carry a route
+/// template rather than raw paths; each behind the access policy and the rate limiter. Any other `/api/...` path is a 404
+/// problem, answered without a token so probing it reveals nothing either way.
+pub(crate) fn api_router(targets: &[(Route, Target)]) -> Router {
+    let mut router = Router::new();
+    for (route, target) in targets {
+        let handler = any(handle).with_state(target.clone());
         router = router
             .route(route.prefix, handler.clone())
             .route(&format!("{}/{{*rest}}", route.prefix), handler);
     }
-    Ok(router
+    router
         .route("/api", any(platform::http::not_found))
-        .route("/api/{*rest}", any(platform::http::not_found)))
+        .route("/api/{*rest}", any(platform::http::not_found))
 }
 
 #[cfg(test)]

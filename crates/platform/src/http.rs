@@ -19,10 +19,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::Service;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -183,6 +183,124 @@ pub fn worker_count(configured: usize) -> NonZeroUsize {
 /// A connection accepted on the listener, on its way to a worker.
 type Accepted = (std::net::TcpStream, SocketAddr);
 
+/// What a dedicated worker does with each connection it is dealt: [`Http1`] serves the router with hyper;
+/// a proxy may read the connection itself and hand it to [`serve_http1`] when it meets a request it
+/// leaves to the router. The future runs on the worker's own runtime for the connection's whole life.
+pub trait ConnectionHandler: Send + Sync + 'static {
+    /// Serves `stream` until the peer is done or `shutdown` fires; then lets the request in flight
+    /// finish and closes.
+    fn serve(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> futures::future::BoxFuture<'static, ()>;
+}
+
+/// The plain handler: every connection served by hyper with the router.
+pub struct Http1(pub Router);
+
+impl ConnectionHandler for Http1 {
+    fn serve(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(serve_http1(stream, peer, self.0.clone(), shutdown))
+    }
+}
+
+/// Serves one HTTP/1.1 connection with the router until the peer closes it or `shutdown` fires; on
+/// shutdown the request in flight finishes and keep-alive ends. `io` may be a connection some of whose
+/// bytes were already read ([`Prefixed`]).
+pub async fn serve_http1<I>(io: I, peer: SocketAddr, router: Router, shutdown: CancellationToken)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        router.clone().call(request)
+    });
+    let connection =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// A connection whose first bytes were already read: they are read again first, then the stream.
+pub struct Prefixed<S> {
+    prefix: bytes::Bytes,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    pub fn new(prefix: bytes::Bytes, inner: S) -> Self {
+        Self { prefix, inner }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
 /// Serves `router` like [`serve`], but on `workers` threads that each run a single-threaded runtime:
 /// the calling runtime only accepts, and deals connections round-robin to the workers, where each
 /// connection and everything its requests spawn stays for its whole life.
@@ -201,6 +319,24 @@ pub async fn serve_dedicated(
     grace: Duration,
     workers: NonZeroUsize,
 ) -> std::io::Result<()> {
+    serve_dedicated_with(
+        listener,
+        std::sync::Arc::new(Http1(router)),
+        shutdown,
+        grace,
+        workers,
+    )
+    .await
+}
+
+/// [`serve_dedicated`] with connections served by `handler` instead of hyper and a router.
+pub async fn serve_dedicated_with(
+    listener: TcpListener,
+    handler: std::sync::Arc<dyn ConnectionHandler>,
+    shutdown: CancellationToken,
+    grace: Duration,
+    workers: NonZeroUsize,
+) -> std::io::Result<()> {
     let address = listener.local_addr()?;
     let mut queues = Vec::with_capacity(workers.get());
     let mut finished = Vec::with_capacity(workers.get());
@@ -211,7 +347,7 @@ pub async fn serve_dedicated(
         let (queue, incoming) = mpsc::unbounded_channel::<Accepted>();
         let (done, done_signal) = oneshot::channel::<()>();
         let worker = Worker {
-            router: router.clone(),
+            handler: handler.clone(),
             grace,
             address,
         };
@@ -271,15 +407,15 @@ pub async fn serve_dedicated(
 /// One dedicated worker's share of a server. It serves what the accept loop deals it until the loop
 /// stops (on shutdown, dropping the queue), then drains.
 struct Worker {
-    router: Router,
+    handler: std::sync::Arc<dyn ConnectionHandler>,
     grace: Duration,
     address: SocketAddr,
 }
 
 impl Worker {
     async fn run(self, mut incoming: mpsc::UnboundedReceiver<Accepted>) {
-        let connections = GracefulShutdown::new();
-        let http = hyper::server::conn::http1::Builder::new();
+        let connections = TaskTracker::new();
+        let draining = CancellationToken::new();
         // `into_std` left the socket non-blocking, as `from_std` needs it.
         while let Some((stream, peer)) = incoming.recv().await {
             let stream = match TcpStream::from_std(stream) {
@@ -293,22 +429,12 @@ impl Worker {
             if let Err(e) = stream.set_nodelay(true) {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
-            let router = self.router.clone();
-            let service =
-                hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-                    request.extensions_mut().insert(ConnectInfo(peer));
-                    router.clone().call(request)
-                });
-            let connection =
-                connections.watch(http.serve_connection(TokioIo::new(stream), service));
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-            });
+            connections.spawn(self.handler.serve(stream, peer, draining.clone()));
         }
+        draining.cancel();
+        connections.close();
         tokio::select! {
-            () = connections.shutdown() => {}
+            () = connections.wait() => {}
             () = tokio::time::sleep(self.grace) => {
                 tracing::warn!(
                     address = %self.address,

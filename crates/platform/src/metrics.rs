@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
@@ -129,6 +129,43 @@ impl HttpMetrics {
     }
 }
 
+impl HttpMetrics {
+    /// Counts a request in flight until the guard is dropped.
+    pub fn in_flight(&self) -> InFlightRequest {
+        self.in_flight.inc();
+        InFlightRequest(self.in_flight.clone())
+    }
+
+    /// Records one finished request: its latency by method and route, and its count by status.
+    pub fn record(&self, method: &Method, route: &str, status: u16, elapsed: Duration) {
+        // One set of label values, moved from the first lookup to the second instead of cloned.
+        let labels = RouteLabels {
+            method: method_label(method),
+            route: route.to_owned(),
+        };
+        self.duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        let RouteLabels { method, route } = labels;
+        self.requests
+            .get_or_create(&RequestLabels {
+                method,
+                route,
+                status,
+            })
+            .inc();
+    }
+}
+
+/// A request counted in `http_requests_in_flight` until dropped.
+pub struct InFlightRequest(Gauge);
+
+impl Drop for InFlightRequest {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Records [`HttpMetrics`] around `handle`; unmatched paths are one series so scanners cannot explode them.
 /// A step of the platform's one per-request middleware (`http::observe`).
 pub(crate) async fn tracked<F, Fut>(metrics: &HttpMetrics, request: Request, handle: F) -> Response
@@ -136,29 +173,22 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Response>,
 {
-    let method = method_label(request.method());
+    let method = request.method().clone();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
-    metrics.in_flight.inc();
+    let in_flight = metrics.in_flight();
     let started = Instant::now();
     let response = handle(request).await;
-    metrics.in_flight.dec();
-    let elapsed = started.elapsed().as_secs_f64();
-    // One set of label values, moved from the first lookup to the second instead of cloned.
-    let labels = RouteLabels { method, route };
-    metrics.duration.get_or_create(&labels).observe(elapsed);
-    let RouteLabels { method, route } = labels;
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            method,
-            route,
-            status: response.status().as_u16(),
-        })
-        .inc();
+    drop(in_flight);
+    metrics.record(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 

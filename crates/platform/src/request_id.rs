@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 use uuid::Uuid;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -26,11 +26,9 @@ pub fn current() -> Option<String> {
 pub struct RequestId(pub String);
 
 /// A caller's id is kept when it is short printable ASCII, so it cannot inject into logs or headers.
-fn accept(value: &HeaderValue) -> Option<String> {
-    let text = value.to_str().ok()?;
-    let ok =
-        !text.is_empty() && text.len() <= MAX_LEN && text.bytes().all(|b| b.is_ascii_graphic());
-    ok.then(|| text.to_owned())
+fn accept(value: &[u8]) -> Option<String> {
+    let ok = !value.is_empty() && value.len() <= MAX_LEN && value.iter().all(u8::is_ascii_graphic);
+    ok.then(|| String::from_utf8_lossy(value).into_owned())
 }
 
 /// A fresh id: a UUIDv7 (time-ordered to the millisecond) whose random part comes from the thread's
@@ -46,6 +44,61 @@ fn new_id() -> String {
         .to_owned()
 }
 
+/// The id of a caller's `x-request-id` value, when it may be kept, or a fresh one.
+pub fn accept_or_new(header: Option<&[u8]>) -> String {
+    header.and_then(accept).unwrap_or_else(new_id)
+}
+
+/// One request's id, span and start time: what [`with_request_id`] keeps around a handler, for a server
+/// that handles requests without a router (the gateway's proxy path).
+pub struct RequestScope {
+    id: String,
+    span: Span,
+    started: Instant,
+}
+
+impl RequestScope {
+    /// Opens the request span. `route` is the route template, or the path when none matched.
+    pub fn begin(id: String, method: &str, route: &str) -> Self {
+        // Borrowed, not copied: the span records its fields when it is created. Plain `&str` fields are
+        // recorded as strings; `%` would send each through the formatting machinery.
+        let span = tracing::info_span!(
+            "request",
+            request_id = id.as_str(),
+            method = method,
+            route = route,
+        );
+        Self {
+            id,
+            span,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Runs the handling of the request inside its span, with [`current`] answering its id.
+    pub async fn run<F: Future>(&self, handle: F) -> F::Output {
+        CURRENT
+            .scope(self.id.clone(), handle.instrument(self.span.clone()))
+            .await
+    }
+
+    /// Logs the completed request: `info`, or `error` for a 5xx.
+    pub fn finish(self, status: u16) {
+        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        self.span.in_scope(|| {
+            if status >= 500 {
+                tracing::error!(status, latency_ms, "request failed");
+            } else {
+                tracing::info!(status, latency_ms, "request completed");
+            }
+        });
+    }
+}
+
 /// Assigns the id, opens the request span around `handle` and logs the completed request; a step of the
 /// platform's one per-request middleware (`http::observe`).
 pub(crate) async fn with_request_id<F, Fut>(mut request: Request, handle: F) -> Response
@@ -53,44 +106,26 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Response>,
 {
-    let id = request
-        .headers()
-        .get(&REQUEST_ID_HEADER)
-        .and_then(accept)
-        .unwrap_or_else(new_id);
+    let id = accept_or_new(
+        request
+            .headers()
+            .get(&REQUEST_ID_HEADER)
+            .map(HeaderValue::as_bytes),
+    );
     let header = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
     request
         .headers_mut()
         .insert(REQUEST_ID_HEADER, header.clone());
     request.extensions_mut().insert(RequestId(id.clone()));
 
-    // Borrowed, not copied: the span records its fields when it is created. Plain `&str` fields are
-    // recorded as strings; `%` would send each through the formatting machinery.
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| request.uri().path(), MatchedPath::as_str);
-    let span = tracing::info_span!(
-        "request",
-        request_id = id.as_str(),
-        method = request.method().as_str(),
-        route = route,
-    );
-    let started = Instant::now();
-    let mut response = CURRENT
-        .scope(id, handle(request).instrument(span.clone()))
-        .await;
+    let scope = RequestScope::begin(id, request.method().as_str(), route);
+    let mut response = scope.run(handle(request)).await;
     response.headers_mut().insert(REQUEST_ID_HEADER, header);
-
-    let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    span.in_scope(|| {
-        if status >= 500 {
-            tracing::error!(status, latency_ms, "request failed");
-        } else {
-            tracing::info!(status, latency_ms, "request completed");
-        }
-    });
+    scope.finish(response.status().as_u16());
     response
 }
 

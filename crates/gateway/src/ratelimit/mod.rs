@@ -16,10 +16,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use platform::Problem;
-use platform::auth::{AuthUser, Role};
+use platform::auth::{AuthUser, Claims, Role};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -179,8 +179,16 @@ pub(crate) enum Admission {
 impl Admission {
     /// Adds the `RateLimit-*` headers to the response of an admitted request.
     pub(crate) fn stamp(&self, headers: &mut HeaderMap) {
-        if let Admission::Allowed { capacity, verdict } = self {
-            set_headers(headers, *capacity, verdict);
+        if let Some((limit, remaining, reset)) = self.header_values() {
+            set_values(headers, limit, remaining, reset);
+        }
+    }
+
+    /// `RateLimit-Limit`, `-Remaining` and `-Reset`, when the request was counted.
+    pub(crate) fn header_values(&self) -> Option<(u32, u64, u64)> {
+        match self {
+            Admission::Unlimited => None,
+            Admission::Allowed { capacity, verdict } => Some(header_values(*capacity, verdict)),
         }
     }
 }
@@ -193,24 +201,36 @@ pub(crate) fn bucket(
     request: &Request,
     segments: &[Cow<'_, str>],
 ) -> Option<BucketKey> {
-    let (client, role) = match request.extensions().get::<AuthUser>() {
-        Some(AuthUser(claims)) => (Client::User(claims.sub), Some(claims.role)),
-        None => {
-            let client = request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or(Client::Unknown, |ConnectInfo(address)| {
-                    Client::Ip(address.ip())
-                });
-            (client, None)
-        }
+    let claims = request
+        .extensions()
+        .get::<AuthUser>()
+        .map(|AuthUser(claims)| claims);
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip());
+    bucket_for(limiter, claims, peer, request.method(), segments)
+}
+
+/// [`bucket`] from the parts of a request: the claims the access policy verified, if any, and the
+/// peer's address.
+pub(crate) fn bucket_for(
+    limiter: &Limiter,
+    claims: Option<&Claims>,
+    peer: Option<IpAddr>,
+    method: &Method,
+    segments: &[Cow<'_, str>],
+) -> Option<BucketKey> {
+    let (client, role) = match claims {
+        Some(claims) => (Client::User(claims.sub), Some(claims.role)),
+        None => (peer.map_or(Client::Unknown, Client::Ip), None),
     };
     let rule = limiter.0.rules.iter().position(|rule| {
         rule.role.is_none_or(|r| Some(r) == role)
             && rule
                 .pattern
                 .as_ref()
-                .is_none_or(|p| p.matches(request.method(), segments))
+                .is_none_or(|p| p.matches(method, segments))
     })?;
     Some(BucketKey { rule, client })
 }
@@ -272,11 +292,21 @@ fn refusal(detail: &str, retry_after_secs: u64) -> Response {
     response
 }
 
+fn header_values(capacity: u32, verdict: &Verdict) -> (u32, u64, u64) {
+    (
+        capacity,
+        verdict.remaining,
+        verdict.reset_us.div_ceil(1_000_000),
+    )
+}
+
 fn set_headers(headers: &mut HeaderMap, capacity: u32, verdict: &Verdict) {
-    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(capacity));
-    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(verdict.remaining));
-    headers.insert(
-        RATELIMIT_RESET,
-        HeaderValue::from(verdict.reset_us.div_ceil(1_000_000)),
-    );
+    let (limit, remaining, reset) = header_values(capacity, verdict);
+    set_values(headers, limit, remaining, reset);
+}
+
+fn set_values(headers: &mut HeaderMap, limit: u32, remaining: u64, reset: u64) {
+    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(limit));
+    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(remaining));
+    headers.insert(RATELIMIT_RESET, HeaderValue::from(reset));
 }

@@ -18,6 +18,8 @@ use axum::http::uri::PathAndQuery;
 use serde_json::{Value, json};
 use url::Url;
 
+use crate::fast::IdleConnections;
+
 /// When an instance is taken out of rotation for failing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutlierConfig {
@@ -43,6 +45,14 @@ impl Default for OutlierConfig {
     }
 }
 
+/// How each instance keeps idle connections: a list per dedicated worker (and one shared), each at most
+/// this long.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PoolShape {
+    pub(crate) workers: usize,
+    pub(crate) max_idle: usize,
+}
+
 /// One instance of a service.
 pub(crate) struct Endpoint {
     url: Url,
@@ -56,10 +66,12 @@ pub(crate) struct Endpoint {
     ejected_until: AtomicU64,
     /// Ejections so far, decayed while healthy; only touched when ejecting.
     ejections: Mutex<u32>,
+    /// Keep-alive connections of the proxy path ([`crate::fast`]).
+    idle: IdleConnections,
 }
 
 impl Endpoint {
-    fn new(url: Url) -> Self {
+    fn new(url: Url, pool: PoolShape) -> Self {
         let host = url.host_str().unwrap_or_default();
         let authority = match url.port() {
             Some(port) => format!("{host}:{port}"),
@@ -74,7 +86,22 @@ impl Endpoint {
             consecutive_failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             ejections: Mutex::new(0),
+            idle: IdleConnections::new(pool.workers, pool.max_idle),
         }
+    }
+
+    /// `host[:port]`, to connect to and to name in `Host`.
+    pub(crate) fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// The base URL's path without its trailing `/`, put before every request's path.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub(crate) fn idle(&self) -> &IdleConnections {
+        &self.idle
     }
 
     pub(crate) fn url(&self) -> &Url {
@@ -115,6 +142,7 @@ pub(crate) type EndpointList = Arc<Vec<Arc<Endpoint>>>;
 /// The current instances of one upstream and how they are doing.
 pub(crate) struct Endpoints {
     list: ArcSwap<Vec<Arc<Endpoint>>>,
+    pool: PoolShape,
     outlier: OutlierConfig,
     epoch: Instant,
     next: AtomicUsize,
@@ -124,13 +152,14 @@ pub(crate) struct Endpoints {
 }
 
 impl Endpoints {
-    pub(crate) fn new(urls: Vec<Url>, outlier: OutlierConfig) -> Self {
+    pub(crate) fn new(urls: Vec<Url>, outlier: OutlierConfig, pool: PoolShape) -> Self {
         Self {
             list: ArcSwap::from_pointee(
                 urls.into_iter()
-                    .map(|u| Arc::new(Endpoint::new(u)))
+                    .map(|u| Arc::new(Endpoint::new(u, pool)))
                     .collect(),
             ),
+            pool,
             outlier,
             epoch: Instant::now(),
             next: AtomicUsize::new(0),
@@ -157,7 +186,7 @@ impl Endpoints {
                 old.iter()
                     .find(|e| e.url == url)
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(Endpoint::new(url)))
+                    .unwrap_or_else(|| Arc::new(Endpoint::new(url, self.pool)))
             })
             .collect();
         self.list.store(Arc::new(list));
@@ -301,7 +330,14 @@ mod tests {
         let urls = (0..count)
             .map(|i| Url::parse(&format!("http://127.0.0.1:{}", 4000 + i)).unwrap())
             .collect();
-        Endpoints::new(urls, outlier)
+        Endpoints::new(
+            urls,
+            outlier,
+            PoolShape {
+                workers: 1,
+                max_idle: 1,
+            },
+        )
     }
 
     fn outlier(failures: u32) -> OutlierConfig {

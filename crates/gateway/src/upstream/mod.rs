@@ -16,12 +16,12 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::BoxError;
 use axum::body::Body;
 use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use bytes::Bytes;
 use http_body_util::LengthLimitError;
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -30,22 +30,23 @@ use serde_json::Value;
 
 use crate::config::Upstream;
 use body::TrackedBody;
+pub(crate) use endpoints::{Endpoint, InFlight, PoolShape};
 use endpoints::{Endpoints, bit};
 use retry::{RetryBudget, backoff};
 
 pub use endpoints::OutlierConfig;
 pub(crate) use metrics::UpstreamMetrics;
 pub use retry::RetryConfig;
-pub(crate) use retry::may_repeat;
+pub(crate) use retry::{may_repeat, may_repeat_with};
 
 pub(crate) type HttpClient = Client<HttpConnector, Body>;
 
 /// Longest wait for a TCP connection: an unreachable upstream should be reported as unavailable (503)
 /// quickly instead of using up the caller's whole deadline and ending as a 504.
-const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Idle pooled connections are closed after this, well before typical server keep-alive timeouts of
 /// the services so the gateway rarely sends on a connection the other side is closing.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The gateway's upstream clients, shared across upstreams (each pool is keyed by host): one per
 /// dedicated HTTP worker, so that a worker's pooled connections are driven by its own runtime and a
@@ -86,7 +87,7 @@ pub(crate) enum SendError {
     /// The breaker is open: nothing was sent.
     Open { retry_after: Duration },
     /// No connection could be made: the service is down or unreachable.
-    Connect(hyper_util::client::legacy::Error),
+    Connect(BoxError),
     /// No response head before the deadline.
     Timeout(Duration),
     /// The caller's streamed body went over the limit while being forwarded.
@@ -96,7 +97,7 @@ pub(crate) enum SendError {
     /// The request could not be built for an instance (its URL and the path do not make a URI).
     Build(axum::http::Error),
     /// Anything else: the connection broke, the response was malformed.
-    Other(hyper_util::client::legacy::Error),
+    Other(BoxError),
 }
 
 /// A request's body as the upstream client gets it.
@@ -140,6 +141,7 @@ pub(crate) struct ClientParts {
     pub(crate) failures: FailureKinds,
     pub(crate) retry: RetryConfig,
     pub(crate) outlier: OutlierConfig,
+    pub(crate) pool: PoolShape,
 }
 
 impl UpstreamClient {
@@ -148,7 +150,7 @@ impl UpstreamClient {
         let timeout = parts.timeout.min(parts.breaker.config().timeout);
         Self(Arc::new(Inner {
             name: upstream.name,
-            endpoints: Endpoints::new(upstream.endpoints, parts.outlier),
+            endpoints: Endpoints::new(upstream.endpoints, parts.outlier, parts.pool),
             clients: parts.clients,
             timeout,
             metrics: parts.metrics,
@@ -187,6 +189,11 @@ impl UpstreamClient {
         self.0.endpoints.report()
     }
 
+    /// How long a request may wait for the response head.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.0.timeout
+    }
+
     /// The largest body worth buffering so the request can be retried.
     pub(crate) fn max_buffered_body_bytes(&self) -> usize {
         self.0.retry.max_buffered_body_bytes
@@ -197,14 +204,6 @@ impl UpstreamClient {
     /// [`retry`]). While the breaker is open nothing is sent. The response body is left streaming: a long
     /// download is not cut off by the deadline, and only the head decides the outcome.
     pub(crate) async fn send(&self, outgoing: Outgoing) -> Result<Response<Body>, SendError> {
-        let inner = &*self.0;
-        let permit = inner
-            .breaker
-            .try_acquire()
-            .map_err(|rejected| SendError::Open {
-                retry_after: rejected.retry_after,
-            })?;
-        let deadline = Instant::now() + inner.timeout;
         let Outgoing {
             method,
             path_and_query,
@@ -213,6 +212,55 @@ impl UpstreamClient {
         } = outgoing;
         let repeatable = matches!(body, OutgoingBody::Buffered(_)) && may_repeat(&method, &headers);
         let mut body = body;
+        let client = self.0.clients.local();
+        let attempt = |endpoint: Arc<Endpoint>| {
+            let attempt_body = match &mut body {
+                OutgoingBody::Buffered(bytes) => Body::from(bytes.clone()),
+                // Taken on the first attempt; a streamed body is never repeatable, so never retried.
+                OutgoingBody::Streamed(streamed) => std::mem::take(streamed),
+            };
+            let request = endpoint.uri_for(path_and_query.as_ref()).map(|uri| {
+                let mut request = Request::new(attempt_body);
+                *request.method_mut() = method.clone();
+                *request.uri_mut() = uri;
+                *request.version_mut() = Version::HTTP_11;
+                *request.headers_mut() = headers.clone();
+                request
+            });
+            async move {
+                match client.request(request.map_err(SendError::Build)?).await {
+                    Ok(response) => Ok(response),
+                    Err(e) if e.is_connect() => Err(SendError::Connect(e.into())),
+                    Err(e) if caused_by_body_limit(&e) => Err(SendError::BodyTooLarge),
+                    Err(e) => Err(SendError::Other(e.into())),
+                }
+            }
+        };
+        let (response, in_flight) = self.dispatch(repeatable, attempt).await?;
+        Ok(response.map(|body| Body::new(TrackedBody::new(body, in_flight))))
+    }
+
+    /// The breaker, balancing, deadline, ejection and retry loop around `attempt`, which sends the
+    /// request once to the instance it is given. `repeatable` says whether the request may be sent
+    /// again. The response comes with its instance's in-flight count, to keep while its body streams.
+    pub(crate) async fn dispatch<R, F, Fut>(
+        &self,
+        repeatable: bool,
+        mut attempt: F,
+    ) -> Result<(R, InFlight), SendError>
+    where
+        R: AttemptResponse,
+        F: FnMut(Arc<Endpoint>) -> Fut,
+        Fut: Future<Output = Result<R, SendError>>,
+    {
+        let inner = &*self.0;
+        let permit = inner
+            .breaker
+            .try_acquire()
+            .map_err(|rejected| SendError::Open {
+                retry_after: rejected.retry_after,
+            })?;
+        let deadline = Instant::now() + inner.timeout;
         inner.budget.deposit();
         let list = inner.endpoints.current();
         let mut tried = 0u64;
@@ -223,33 +271,13 @@ impl UpstreamClient {
             };
             tried |= bit(index);
             let endpoint = &list[index];
-            let attempt_body = match &mut body {
-                OutgoingBody::Buffered(bytes) => Body::from(bytes.clone()),
-                // Taken on the first attempt; a streamed body is never repeatable, so never retried.
-                OutgoingBody::Streamed(streamed) => std::mem::take(streamed),
-            };
-            let uri = match endpoint.uri_for(path_and_query.as_ref()) {
-                Ok(uri) => uri,
-                Err(e) => break Err(SendError::Build(e)),
-            };
-            let mut request = Request::new(attempt_body);
-            *request.method_mut() = method.clone();
-            *request.uri_mut() = uri;
-            *request.version_mut() = Version::HTTP_11;
-            *request.headers_mut() = headers.clone();
-
             let in_flight = endpoint.start();
             let started = Instant::now();
             let remaining = deadline.saturating_duration_since(started);
-            let result =
-                match tokio::time::timeout(remaining, inner.clients.local().request(request)).await
-                {
-                    Ok(Ok(response)) => Ok(response),
-                    Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(e)),
-                    Ok(Err(e)) if caused_by_body_limit(&e) => Err(SendError::BodyTooLarge),
-                    Ok(Err(e)) => Err(SendError::Other(e)),
-                    Err(_) => Err(SendError::Timeout(inner.timeout)),
-                };
+            let result = match tokio::time::timeout(remaining, attempt(endpoint.clone())).await {
+                Ok(result) => result,
+                Err(_) => Err(SendError::Timeout(inner.timeout)),
+            };
             inner
                 .metrics
                 .record(&inner.name, status_class(&result), started.elapsed());
@@ -280,11 +308,25 @@ impl UpstreamClient {
                     continue;
                 }
             }
-            break result
-                .map(|response| response.map(|body| Body::new(TrackedBody::new(body, in_flight))));
+            break result.map(|response| (response, in_flight));
         };
-        permit.record(inner.failures.is_failure(breaker_outcome(&result)));
+        permit.record(
+            inner
+                .failures
+                .is_failure(breaker_outcome(result.as_ref().map(|(r, _)| r))),
+        );
         result
+    }
+}
+
+/// What the retry loop needs to know of an upstream's answer.
+pub(crate) trait AttemptResponse {
+    fn status(&self) -> StatusCode;
+}
+
+impl<B> AttemptResponse for Response<B> {
+    fn status(&self) -> StatusCode {
+        Response::status(self)
     }
 }
 
@@ -292,7 +334,7 @@ impl UpstreamClient {
 /// mean the request was not processed. A connection reset before any response (an instance going away
 /// under load) may have been processed, which only requests safe to repeat tolerate — and only those are
 /// ever retried. Timeouts are not retried: the deadline is spent.
-fn retry_reason(result: &Result<Response<Incoming>, SendError>) -> Option<&'static str> {
+fn retry_reason<R: AttemptResponse>(result: &Result<R, SendError>) -> Option<&'static str> {
     match result {
         Err(SendError::Connect(_)) => Some("connect_error"),
         Err(SendError::Other(_)) => Some("reset"),
@@ -304,7 +346,7 @@ fn retry_reason(result: &Result<Response<Incoming>, SendError>) -> Option<&'stat
 
 /// Whether an attempt counts against its instance for ejection: it was unreachable, too slow, or
 /// answered 5xx.
-fn instance_failed(result: &Result<Response<Incoming>, SendError>) -> bool {
+fn instance_failed<R: AttemptResponse>(result: &Result<R, SendError>) -> bool {
     match result {
         Ok(response) => response.status().is_server_error(),
         Err(SendError::Connect(_) | SendError::Timeout(_) | SendError::Other(_)) => true,
@@ -317,7 +359,7 @@ fn instance_failed(result: &Result<Response<Incoming>, SendError>) -> bool {
     }
 }
 
-fn status_class(result: &Result<Response<Incoming>, SendError>) -> &'static str {
+fn status_class<R: AttemptResponse>(result: &Result<R, SendError>) -> &'static str {
     match result {
         Ok(response) => match response.status().as_u16() {
             100..=199 => "1xx",
@@ -335,7 +377,7 @@ fn status_class(result: &Result<Response<Incoming>, SendError>) -> &'static str 
     }
 }
 
-fn breaker_outcome(result: &Result<Response<Body>, SendError>) -> CallOutcome {
+fn breaker_outcome<R: AttemptResponse>(result: Result<&R, &SendError>) -> CallOutcome {
     match result {
         Ok(response) if response.status().is_server_error() => CallOutcome::ServerError,
         Ok(response) if response.status().is_client_error() => CallOutcome::ClientError,

@@ -44,10 +44,15 @@ impl Default for RetryConfig {
 /// Requests that may be sent twice without changing the outcome: the idempotent methods, and a POST
 /// whose `Idempotency-Key` lets the service recognise the repeat.
 pub(crate) fn may_repeat(method: &Method, headers: &HeaderMap) -> bool {
+    may_repeat_with(method, headers.contains_key(IDEMPOTENCY_KEY))
+}
+
+/// [`may_repeat`] for a request known to carry an `Idempotency-Key` or not.
+pub(crate) fn may_repeat_with(method: &Method, idempotency_key: bool) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-    ) || (*method == Method::POST && headers.contains_key(IDEMPOTENCY_KEY))
+    ) || (*method == Method::POST && idempotency_key)
 }
 
 /// The wait before retry number `retry` (1-based): uniformly random below `base · 2^(retry-1)`, capped

@@ -1,0 +1,556 @@
+//! HTTP/1.1 framing for the proxy path: request and response heads read with `httparse` into offsets
+//! of the connection's buffer (nothing is copied or allocated per header), the headers a proxy treats
+//! specially, and the chunked-body scanner that finds where a message ends without decoding it.
+
+use std::ops::Range;
+
+use axum::http::Method;
+
+/// Most headers a head may have; a request with more goes to the general server, which refuses it.
+pub(crate) const MAX_HEADERS: usize = 64;
+
+/// A header as offsets into the buffer its head was read into.
+#[derive(Debug, Clone)]
+pub(crate) struct RawHeader {
+    pub(crate) name: Range<usize>,
+    pub(crate) value: Range<usize>,
+    pub(crate) kind: Kind,
+}
+
+/// The headers the proxy path looks at; everything else is `Other` and passes through unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `Connection`, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Upgrade`: this hop's only (RFC 9110 §7.6.1).
+    HopByHop,
+    Connection,
+    TransferEncoding,
+    ContentLength,
+    Host,
+    Expect,
+    Upgrade,
+    Authorization,
+    RequestId,
+    IdempotencyKey,
+    ForwardedFor,
+    /// `X-Forwarded-Proto` and `X-Forwarded-Host`: the gateway sets them itself.
+    ForwardedOther,
+    Origin,
+    AcceptEncoding,
+    ContentEncoding,
+    ContentType,
+    ContentRange,
+    Date,
+    Vary,
+    /// Headers the gateway sets on every response (security headers, rate-limit headers) or removes
+    /// (`Server`, `X-Powered-By`): an upstream's own value is dropped.
+    Replaced,
+    Other,
+}
+
+pub(crate) fn classify(name: &[u8]) -> Kind {
+    let is = |candidate: &str| name.eq_ignore_ascii_case(candidate.as_bytes());
+    match name.len() {
+        2 if is("te") => Kind::HopByHop,
+        4 if is("host") => Kind::Host,
+        4 if is("date") => Kind::Date,
+        4 if is("vary") => Kind::Vary,
+        6 if is("expect") => Kind::Expect,
+        6 if is("origin") => Kind::Origin,
+        6 if is("server") => Kind::Replaced,
+        7 if is("upgrade") => Kind::Upgrade,
+        7 if is("trailer") => Kind::HopByHop,
+        10 if is("connection") => Kind::Connection,
+        10 if is("keep-alive") => Kind::HopByHop,
+        12 if is("content-type") => Kind::ContentType,
+        12 if is("x-request-id") => Kind::RequestId,
+        12 if is("x-powered-by") => Kind::Replaced,
+        13 if is("authorization") => Kind::Authorization,
+        13 if is("content-range") => Kind::ContentRange,
+        14 if is("content-length") => Kind::ContentLength,
+        15 if is("accept-encoding") => Kind::AcceptEncoding,
+        15 if is("x-forwarded-for") => Kind::ForwardedFor,
+        15 if is("idempotency-key") => Kind::IdempotencyKey,
+        15 if is("x-frame-options") => Kind::Replaced,
+        15 if is("referrer-policy") => Kind::Replaced,
+        15 if is("ratelimit-limit") => Kind::Replaced,
+        15 if is("ratelimit-reset") => Kind::Replaced,
+        16 if is("content-encoding") => Kind::ContentEncoding,
+        16 if is("proxy-connection") => Kind::HopByHop,
+        16 if is("x-forwarded-host") => Kind::ForwardedOther,
+        17 if is("transfer-encoding") => Kind::TransferEncoding,
+        17 if is("x-forwarded-proto") => Kind::ForwardedOther,
+        18 if is("proxy-authenticate") => Kind::HopByHop,
+        19 if is("proxy-authorization") => Kind::HopByHop,
+        19 if is("ratelimit-remaining") => Kind::Replaced,
+        22 if is("x-content-type-options") => Kind::Replaced,
+        22 if is("x-dns-prefetch-control") => Kind::Replaced,
+        23 if is("content-security-policy") => Kind::Replaced,
+        25 if is("strict-transport-security") => Kind::Replaced,
+        26 if is("cross-origin-opener-policy") => Kind::Replaced,
+        28 if is("cross-origin-resource-policy") => Kind::Replaced,
+        _ => Kind::Other,
+    }
+}
+
+/// Where a slice borrowed from `buf` lies in it.
+fn offsets(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// A request head the proxy path can forward as it is.
+#[derive(Debug)]
+pub(crate) struct RequestHead {
+    /// Bytes of the head, the blank line included; the body follows.
+    pub(crate) len: usize,
+    pub(crate) method: Method,
+    /// The origin-form target (path and query).
+    pub(crate) target: Range<usize>,
+    /// The path part of the target.
+    pub(crate) path: Range<usize>,
+    pub(crate) content_length: usize,
+    /// The client asked to close the connection after this exchange.
+    pub(crate) close: bool,
+}
+
+/// What reading a request head gave.
+#[derive(Debug)]
+pub(crate) enum RequestParse {
+    Complete(RequestHead),
+    /// More bytes are needed.
+    Partial,
+    /// Valid or not, something the proxy path leaves to the general server: HTTP/1.0, `Expect`,
+    /// `Upgrade`, a chunked body, `CONNECT`, an absolute-form target, a `Connection` header naming other
+    /// headers, too many headers, or a head the parser refuses (the general server answers it).
+    General,
+}
+
+/// Reads a request head from the start of `buf`, filling `headers` (cleared first).
+pub(crate) fn parse_request(buf: &[u8], headers: &mut Vec<RawHeader>) -> RequestParse {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut storage);
+    let len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return RequestParse::Partial,
+        Err(_) => return RequestParse::General,
+    };
+    if request.version != Some(1) {
+        return RequestParse::General;
+    }
+    let (Some(method), Some(target)) = (request.method, request.path) else {
+        return RequestParse::General;
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return RequestParse::General;
+    };
+    // The same check the general server's URI parser makes, so both paths accept the same targets.
+    if method == Method::CONNECT
+        || !target.starts_with('/')
+        || axum::http::uri::PathAndQuery::try_from(target).is_err()
+    {
+        return RequestParse::General;
+    }
+    let target_range = offsets(buf, target.as_bytes());
+    let path_len = target.find('?').unwrap_or(target.len());
+    let path = target_range.start..target_range.start + path_len;
+
+    headers.clear();
+    let mut content_length: Option<usize> = None;
+    let mut close = false;
+    for header in request.headers.iter() {
+        let kind = classify(header.name.as_bytes());
+        match kind {
+            Kind::TransferEncoding | Kind::Expect | Kind::Upgrade => return RequestParse::General,
+            Kind::ContentLength => {
+                let Some(length) = parse_length(header.value) else {
+                    return RequestParse::General;
+                };
+                if content_length.is_some_and(|known| known != length) {
+                    return RequestParse::General;
+                }
+                content_length = Some(length);
+            }
+            Kind::Connection => match connection_option(header.value) {
+                Some(ConnectionOption::Close) => close = true,
+                Some(ConnectionOption::KeepAlive) => {}
+                None => return RequestParse::General,
+            },
+            _ => {}
+        }
+        headers.push(RawHeader {
+            name: offsets(buf, header.name.as_bytes()),
+            value: offsets(buf, header.value),
+            kind,
+        });
+    }
+    RequestParse::Complete(RequestHead {
+        len,
+        method,
+        target: target_range,
+        path,
+        content_length: content_length.unwrap_or(0),
+        close,
+    })
+}
+
+/// A decimal `Content-Length`, as RFC 9110 §8.6 allows it: digits only.
+pub(crate) fn parse_length(value: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(value).ok()?.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+enum ConnectionOption {
+    Close,
+    KeepAlive,
+}
+
+/// The one `Connection` value the proxy path handles itself; `None` for a list naming headers, which
+/// the general server strips along with the headers named.
+fn connection_option(value: &[u8]) -> Option<ConnectionOption> {
+    let text = std::str::from_utf8(value).ok()?.trim();
+    if text.eq_ignore_ascii_case("close") {
+        Some(ConnectionOption::Close)
+    } else if text.eq_ignore_ascii_case("keep-alive") {
+        Some(ConnectionOption::KeepAlive)
+    } else {
+        None
+    }
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body: a response to `HEAD`, or 204 or 304.
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes the connection.
+    UntilClose,
+}
+
+/// A response head read from an upstream.
+#[derive(Debug)]
+pub(crate) struct ResponseHead {
+    pub(crate) len: usize,
+    pub(crate) status: u16,
+    pub(crate) reason: Range<usize>,
+    pub(crate) framing: Framing,
+    /// The declared length of a response to `HEAD`, passed on as it is.
+    pub(crate) head_length: Option<Range<usize>>,
+    /// The connection can carry another request afterwards.
+    pub(crate) reusable: bool,
+}
+
+#[derive(Debug)]
+pub(crate) enum ResponseParse {
+    Complete(ResponseHead),
+    Partial,
+    /// An interim (1xx) response, this long: skipped, the real one follows.
+    Interim(usize),
+    Invalid(&'static str),
+}
+
+/// Reads a response head from the start of `buf` for a request made with `method`, filling `headers`.
+pub(crate) fn parse_response(
+    buf: &[u8],
+    method: &Method,
+    headers: &mut Vec<RawHeader>,
+) -> ResponseParse {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut storage);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return ResponseParse::Partial,
+        Err(_) => return ResponseParse::Invalid("malformed response head"),
+    };
+    let (Some(status), Some(version)) = (response.code, response.version) else {
+        return ResponseParse::Invalid("malformed status line");
+    };
+    if status == 101 {
+        return ResponseParse::Invalid("switching protocols without an upgrade request");
+    }
+    if (100..200).contains(&status) {
+        return ResponseParse::Interim(len);
+    }
+    let reason = offsets(buf, response.reason.unwrap_or("").as_bytes());
+    headers.clear();
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut reusable = version == 1;
+    let mut head_length = None;
+    for header in response.headers.iter() {
+        let kind = classify(header.name.as_bytes());
+        match kind {
+            Kind::ContentLength => {
+                let Some(value) = parse_length(header.value) else {
+                    return ResponseParse::Invalid("invalid content-length");
+                };
+                if length.is_some_and(|known| known != value as u64) {
+                    return ResponseParse::Invalid("conflicting content-length");
+                }
+                length = Some(value as u64);
+                head_length = Some(offsets(buf, header.value));
+            }
+            Kind::TransferEncoding => {
+                // Only `chunked` last is a framing a proxy can pass on (RFC 9112 §6.3).
+                let text = std::str::from_utf8(header.value).unwrap_or("");
+                let last = text.rsplit(',').next().unwrap_or("").trim();
+                if !last.eq_ignore_ascii_case("chunked") {
+                    return ResponseParse::Invalid("transfer-encoding other than chunked");
+                }
+                chunked = true;
+            }
+            Kind::Connection => {
+                let text = std::str::from_utf8(header.value).unwrap_or("");
+                if text
+                    .split(',')
+                    .any(|option| option.trim().eq_ignore_ascii_case("close"))
+                {
+                    reusable = false;
+                }
+            }
+            _ => {}
+        }
+        headers.push(RawHeader {
+            name: offsets(buf, header.name.as_bytes()),
+            value: offsets(buf, header.value),
+            kind,
+        });
+    }
+    let framing = if *method == Method::HEAD || status == 204 || status == 304 {
+        Framing::Empty
+    } else if chunked {
+        Framing::Chunked
+    } else if let Some(length) = length {
+        Framing::Length(length)
+    } else {
+        reusable = false;
+        Framing::UntilClose
+    };
+    ResponseParse::Complete(ResponseHead {
+        len,
+        status,
+        reason,
+        framing,
+        head_length: head_length.filter(|_| framing == Framing::Empty),
+        reusable,
+    })
+}
+
+/// Follows a chunked body (RFC 9112 §7.1) byte by byte to find where it ends, chunk extensions and
+/// trailers included, so it can be passed on as it is and the connection used again.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkedScanner {
+    state: ChunkState,
+    size: u64,
+    /// Bytes of a trailer line seen so far; 0 at the start of a line.
+    line: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Extension,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    Trailer,
+    TrailerLf,
+    Done,
+}
+
+impl ChunkedScanner {
+    /// Consumes bytes from `input` up to the end of the body: how many belong to it, or an error for a
+    /// malformed body.
+    pub(crate) fn feed(&mut self, input: &[u8]) -> Result<usize, &'static str> {
+        let mut at = 0;
+        while at < input.len() && self.state != ChunkState::Done {
+            if self.state == ChunkState::Data {
+                let take = (input.len() - at).min(usize::try_from(self.size).unwrap_or(usize::MAX));
+                at += take;
+                self.size -= take as u64;
+                if self.size == 0 {
+                    self.state = ChunkState::DataCr;
+                }
+                continue;
+            }
+            let byte = input[at];
+            at += 1;
+            self.state = match self.state {
+                ChunkState::Size => match byte {
+                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                        let digit = (byte as char).to_digit(16).unwrap_or(0) as u64;
+                        self.size = self
+                            .size
+                            .checked_mul(16)
+                            .and_then(|s| s.checked_add(digit))
+                            .ok_or("chunk size overflow")?;
+                        ChunkState::Size
+                    }
+                    b';' | b' ' | b'\t' => ChunkState::Extension,
+                    b'\r' => ChunkState::SizeLf,
+                    _ => return Err("invalid chunk size"),
+                },
+                ChunkState::Extension => match byte {
+                    b'\r' => ChunkState::SizeLf,
+                    b'\n' => return Err("bare LF in chunk extension"),
+                    _ => ChunkState::Extension,
+                },
+                ChunkState::SizeLf => match byte {
+                    b'\n' if self.size == 0 => {
+                        self.line = 0;
+                        ChunkState::Trailer
+                    }
+                    b'\n' => ChunkState::Data,
+                    _ => return Err("invalid chunk size line"),
+                },
+                ChunkState::DataCr => match byte {
+                    b'\r' => ChunkState::DataLf,
+                    _ => return Err("chunk data longer than its size"),
+                },
+                ChunkState::DataLf => match byte {
+                    b'\n' => ChunkState::Size,
+                    _ => return Err("invalid chunk end"),
+                },
+                ChunkState::Trailer => match byte {
+                    b'\r' => ChunkState::TrailerLf,
+                    b'\n' => return Err("bare LF in trailer"),
+                    _ => {
+                        self.line += 1;
+                        ChunkState::Trailer
+                    }
+                },
+                ChunkState::TrailerLf => match byte {
+                    // An empty line ends the trailers and the body.
+                    b'\n' if self.line == 0 => ChunkState::Done,
+                    b'\n' => {
+                        self.line = 0;
+                        ChunkState::Trailer
+                    }
+                    _ => return Err("invalid trailer line"),
+                },
+                ChunkState::Data | ChunkState::Done => self.state,
+            };
+        }
+        Ok(at)
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(text: &str) -> RequestParse {
+        parse_request(text.as_bytes(), &mut Vec::new())
+    }
+
+    #[test]
+    fn a_plain_request_head_is_read_with_its_length_and_target() {
+        let text = "POST /api/v1/orders?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}";
+        let mut headers = Vec::new();
+        let RequestParse::Complete(head) = parse_request(text.as_bytes(), &mut headers) else {
+            panic!("not complete");
+        };
+        assert_eq!(head.len, text.len() - 2);
+        assert_eq!(head.method, Method::POST);
+        assert_eq!(&text[head.target.clone()], "/api/v1/orders?x=1");
+        assert_eq!(&text[head.path.clone()], "/api/v1/orders");
+        assert_eq!(head.content_length, 2);
+        assert!(!head.close);
+        assert_eq!(headers.len(), 2);
+        assert_eq!(headers[0].kind, Kind::Host);
+    }
+
+    #[test]
+    fn requests_the_general_server_handles_are_left_to_it() {
+        for text in [
+            "GET / HTTP/1.0\r\n\r\n",
+            "GET http://example.com/ HTTP/1.1\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+            "GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            "GET / HTTP/1.1\r\nConnection: x-secret\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            "GET / HTTP/1.1\r\nbad header\r\n\r\n",
+        ] {
+            assert!(matches!(request(text), RequestParse::General), "{text:?}");
+        }
+        assert!(matches!(
+            request("GET / HTTP/1.1\r\nHost: a\r\n"),
+            RequestParse::Partial
+        ));
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112() {
+        let frame = |text: &str, method: Method| match parse_response(
+            text.as_bytes(),
+            &method,
+            &mut Vec::new(),
+        ) {
+            ResponseParse::Complete(head) => (head.framing, head.reusable),
+            other => panic!("{other:?}"),
+        };
+        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(frame(ok, Method::GET), (Framing::Length(5), true));
+        assert_eq!(frame(ok, Method::HEAD), (Framing::Empty, true));
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(frame(chunked, Method::GET), (Framing::Chunked, true));
+        let until_close = "HTTP/1.1 200 OK\r\n\r\n";
+        assert_eq!(
+            frame(until_close, Method::GET),
+            (Framing::UntilClose, false)
+        );
+        let closing = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(frame(closing, Method::GET), (Framing::Length(0), false));
+        let old = "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(frame(old, Method::GET), (Framing::Length(0), false));
+        assert!(matches!(
+            parse_response(
+                b"HTTP/1.1 103 Early Hints\r\n\r\n",
+                &Method::GET,
+                &mut Vec::new()
+            ),
+            ResponseParse::Interim(28)
+        ));
+    }
+
+    #[test]
+    fn the_chunked_scanner_finds_the_end_across_any_split() {
+        let body = b"4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nExpires: never\r\n\r\n";
+        for split in 0..body.len() {
+            let mut scanner = ChunkedScanner::default();
+            let first = scanner
+                .feed(&body[..split])
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(first, split);
+            let mut rest = body[split..].to_vec();
+            rest.extend_from_slice(b"HTTP/1.1 next");
+            let second = scanner.feed(&rest).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(split + second, body.len(), "split at {split}");
+            assert!(scanner.is_done());
+        }
+    }
+
+    #[test]
+    fn malformed_chunked_bodies_are_errors() {
+        for body in [
+            &b"x\r\n"[..],
+            b"4\r\nWikiX",
+            b"4\nWiki",
+            b"ffffffffffffffffff\r\n",
+        ] {
+            assert!(ChunkedScanner::default().feed(body).is_err(), "{body:?}");
+        }
+    }
+}
