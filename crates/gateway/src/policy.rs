@@ -168,22 +168,71 @@ pub(crate) fn admit(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let path = request.uri().path();
-    if let Some(claims) = check(policy, request.method(), path, segments, authorization)? {
-        request.extensions_mut().insert(AuthUser(claims));
+    match check(policy, request.method(), segments, authorization) {
+        Ok(Some(claims)) => {
+            request.extensions_mut().insert(AuthUser(claims));
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(refusal) => Err(refusal.into_response(request.method(), request.uri().path())),
     }
-    Ok(())
+}
+
+/// Why the policy refused a request.
+pub(crate) enum Refusal {
+    /// A valid token whose role no rule admits (403).
+    Denied {
+        claims: Claims,
+        rule: String,
+        reason: String,
+    },
+    /// No valid token (401), or a path that is refused outright (400).
+    Problem(Problem),
+}
+
+impl Refusal {
+    /// The response, logging a denial first; `method` and `path` are for that log line.
+    pub(crate) fn into_response(self, method: &Method, path: &str) -> Response {
+        match self {
+            Refusal::Denied {
+                claims,
+                rule,
+                reason,
+            } => {
+                tracing::warn!(
+                    user_id = %claims.sub,
+                    role = %claims.role,
+                    method = %method,
+                    route = %path,
+                    rule = %rule,
+                    reason = %reason,
+                    "access denied at the gateway"
+                );
+                Problem::forbidden(format!("role {} may not do this", claims.role)).into_response()
+            }
+            Refusal::Problem(problem) => {
+                let unauthorized = problem.status_code() == StatusCode::UNAUTHORIZED;
+                let mut response = problem.into_response();
+                if unauthorized {
+                    // RFC 6750 §3: a 401 names the scheme the caller should use.
+                    response
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                }
+                response
+            }
+        }
+    }
 }
 
 /// [`admit`] for a request that is not an `http::Request`: the caller's verified claims (`None` on a
-/// public route), or the refusal to answer. `path` is for the log line of a denial.
+/// public route), or why it is refused.
 pub(crate) fn check(
     policy: &Policy,
     method: &Method,
-    path: &str,
     segments: &[Cow<'_, str>],
     authorization: Option<&str>,
-) -> Result<Option<Claims>, Response> {
+) -> Result<Option<Claims>, Refusal> {
     match policy.decide(method, segments, authorization) {
         Ok(Decision::Public) => Ok(None),
         Ok(Decision::Allowed(claims)) => Ok(Some(claims)),
@@ -191,29 +240,12 @@ pub(crate) fn check(
             claims,
             rule,
             reason,
-        }) => {
-            tracing::warn!(
-                user_id = %claims.sub,
-                role = %claims.role,
-                method = %method,
-                route = %path,
-                rule = %rule,
-                reason = %reason,
-                "access denied at the gateway"
-            );
-            Err(Problem::forbidden(format!("role {} may not do this", claims.role)).into_response())
-        }
-        Err(problem) => {
-            let unauthorized = problem.status_code() == StatusCode::UNAUTHORIZED;
-            let mut response = problem.into_response();
-            if unauthorized {
-                // RFC 6750 §3: a 401 names the scheme the caller should use.
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            Err(response)
-        }
+        }) => Err(Refusal::Denied {
+            claims,
+            rule,
+            reason,
+        }),
+        Err(problem) => Err(Refusal::Problem(problem)),
     }
 }
 

@@ -136,6 +136,26 @@ impl HttpMetrics {
         InFlightRequest(self.in_flight.clone())
     }
 
+    /// The latency histogram and the request counter of one method, route and status, for a caller
+    /// that keeps them rather than looking them up by label on every request.
+    pub fn series(&self, method: &Method, route: &str, status: u16) -> (Histogram, Counter) {
+        let labels = RouteLabels {
+            method: method_label(method),
+            route: route.to_owned(),
+        };
+        let histogram = self.duration.get_or_create(&labels).clone();
+        let RouteLabels { method, route } = labels;
+        let counter = self
+            .requests
+            .get_or_create(&RequestLabels {
+                method,
+                route,
+                status,
+            })
+            .clone();
+        (histogram, counter)
+    }
+
     /// Records one finished request: its latency by method and route, and its count by status.
     pub fn record(&self, method: &Method, route: &str, status: u16, elapsed: Duration) {
         // One set of label values, moved from the first lookup to the second instead of cloned.

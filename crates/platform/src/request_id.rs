@@ -1,10 +1,11 @@
 //! Request ids: accepted from the caller's `x-request-id` or made here, echoed on the response, forwarded
 //! downstream, and attached to every log line of the request through its span.
 
+use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
 use tracing::{Instrument, Span};
 use uuid::Uuid;
@@ -50,27 +51,25 @@ pub fn accept_or_new(header: Option<&[u8]>) -> String {
 }
 
 /// One request's id, span and start time: what [`with_request_id`] keeps around a handler, for a server
-/// that handles requests without a router (the gateway's proxy path).
+/// that handles requests without a router (the gateway's proxy path). The span is made only when
+/// something is logged inside it ([`RequestScope::in_span`], [`RequestScope::run_in_span`]): for a
+/// request that logs nothing but its completion, making a span costs more than the line itself.
 pub struct RequestScope {
     id: String,
-    span: Span,
+    method: Method,
+    route: String,
+    span: OnceLock<Span>,
     started: Instant,
 }
 
 impl RequestScope {
-    /// Opens the request span. `route` is the route template, or the path when none matched.
-    pub fn begin(id: String, method: &str, route: &str) -> Self {
-        // Borrowed, not copied: the span records its fields when it is created. Plain `&str` fields are
-        // recorded as strings; `%` would send each through the formatting machinery.
-        let span = tracing::info_span!(
-            "request",
-            request_id = id.as_str(),
-            method = method,
-            route = route,
-        );
+    /// `route` is the route template, or the path when none matched.
+    pub fn begin(id: String, method: &Method, route: &str) -> Self {
         Self {
             id,
-            span,
+            method: method.clone(),
+            route: route.to_owned(),
+            span: OnceLock::new(),
             started: Instant::now(),
         }
     }
@@ -79,23 +78,71 @@ impl RequestScope {
         &self.id
     }
 
-    /// Runs the handling of the request inside its span, with [`current`] answering its id.
+    fn span(&self) -> &Span {
+        self.span.get_or_init(|| {
+            // Plain `&str` fields are recorded as strings; `%` would send each through the formatting
+            // machinery.
+            tracing::info_span!(
+                "request",
+                request_id = self.id.as_str(),
+                method = self.method.as_str(),
+                route = self.route.as_str(),
+            )
+        })
+    }
+
+    /// Runs the handling of the request with [`current`] answering its id.
     pub async fn run<F: Future>(&self, handle: F) -> F::Output {
+        CURRENT.scope(self.id.clone(), handle).await
+    }
+
+    /// [`Self::run`] inside the request span, for handlers that may log anywhere.
+    pub async fn run_in_span<F: Future>(&self, handle: F) -> F::Output {
         CURRENT
-            .scope(self.id.clone(), handle.instrument(self.span.clone()))
+            .scope(self.id.clone(), handle.instrument(self.span().clone()))
             .await
+    }
+
+    /// Runs `f` inside the request span, so what it logs carries the request's id.
+    pub fn in_span<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.span().in_scope(f)
     }
 
     /// Logs the completed request: `info`, or `error` for a 5xx.
     pub fn finish(self, status: u16) {
         let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        self.span.in_scope(|| {
-            if status >= 500 {
-                tracing::error!(status, latency_ms, "request failed");
-            } else {
-                tracing::info!(status, latency_ms, "request completed");
+        match self.span.get() {
+            Some(span) => span.in_scope(|| {
+                if status >= 500 {
+                    tracing::error!(status, latency_ms, "request failed");
+                } else {
+                    tracing::info!(status, latency_ms, "request completed");
+                }
+            }),
+            None => {
+                let (request_id, method, route) =
+                    (self.id.as_str(), self.method.as_str(), self.route.as_str());
+                if status >= 500 {
+                    tracing::error!(
+                        status,
+                        latency_ms,
+                        request_id,
+                        method,
+                        route,
+                        "request failed"
+                    );
+                } else {
+                    tracing::info!(
+                        status,
+                        latency_ms,
+                        request_id,
+                        method,
+                        route,
+                        "request completed"
+                    );
+                }
             }
-        });
+        }
     }
 }
 
@@ -122,8 +169,8 @@ where
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| request.uri().path(), MatchedPath::as_str);
-    let scope = RequestScope::begin(id, request.method().as_str(), route);
-    let mut response = scope.run(handle(request)).await;
+    let scope = RequestScope::begin(id, request.method(), route);
+    let mut response = scope.run_in_span(handle(request)).await;
     response.headers_mut().insert(REQUEST_ID_HEADER, header);
     scope.finish(response.status().as_u16());
     response

@@ -135,6 +135,10 @@ impl TestServer {
         format!("http://{}{path}", self.address)
     }
 
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
     /// Fires the shutdown token and waits for the server to finish draining.
     pub async fn stop(mut self) {
         self.shutdown.cancel();

@@ -17,8 +17,8 @@ mod compress;
 mod wire;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
@@ -30,6 +30,8 @@ use http_body_util::BodyExt;
 use platform::http::{ConnectionHandler, Prefixed};
 use platform::metrics::HttpMetrics;
 use platform::request_id::RequestScope;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -71,6 +73,51 @@ struct FastRoute {
     exact: String,
     rest: String,
     target: Target,
+    /// The request metrics series met so far, by template (exact or rest), method and status.
+    series: Mutex<Vec<SeriesKey>>,
+}
+
+/// A request metrics series and what selects it.
+struct SeriesKey {
+    exact: bool,
+    method: Method,
+    status: u16,
+    latency: Histogram,
+    requests: Counter,
+}
+
+impl FastRoute {
+    /// Records a finished request in its series, looked up by label only the first time.
+    fn record(
+        &self,
+        metrics: &HttpMetrics,
+        exact: bool,
+        method: &Method,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        let index = match series
+            .iter()
+            .position(|s| s.exact == exact && s.status == status && s.method == method)
+        {
+            Some(index) => index,
+            None => {
+                let label = if exact { &self.exact } else { &self.rest };
+                let (latency, requests) = metrics.series(method, label, status);
+                series.push(SeriesKey {
+                    exact,
+                    method: method.clone(),
+                    status,
+                    latency,
+                    requests,
+                });
+                series.len() - 1
+            }
+        };
+        series[index].latency.observe(elapsed.as_secs_f64());
+        series[index].requests.inc();
+    }
 }
 
 impl FastProxy {
@@ -87,6 +134,7 @@ impl FastProxy {
                 exact: route.prefix.to_owned(),
                 rest: format!("{}/{{*rest}}", route.prefix),
                 target,
+                series: Mutex::new(Vec::new()),
             })
             .collect();
         Self(Arc::new(Shared {
@@ -110,6 +158,7 @@ impl ConnectionHandler for FastProxy {
             shared: self.0.clone(),
             stream,
             peer,
+            peer_ip: peer.ip().to_string(),
             buf: BytesMut::with_capacity(READ_BUFFER),
             headers: Vec::new(),
             forward: Vec::new(),
@@ -124,6 +173,8 @@ struct Connection {
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
+    /// The peer's address as `X-Forwarded-For` names it.
+    peer_ip: String,
     /// What was read from the client and not consumed yet.
     buf: BytesMut,
     /// The current request's headers, as offsets into `buf`.
@@ -222,16 +273,20 @@ impl Connection {
         let route = &shared.routes[index];
         let label = if exact { &route.exact } else { &route.rest };
         let id = platform::request_id::accept_or_new(self.header(Kind::RequestId));
-        let scope = RequestScope::begin(id, head.method.as_str(), label);
+        let scope = RequestScope::begin(id, &head.method, label);
         let in_flight = shared.metrics.in_flight();
         let started = Instant::now();
         let outcome = scope
-            .run(self.respond(&route.target, head, scope.id(), close))
+            .run(self.respond(&route.target, head, &scope, close))
             .await;
         drop(in_flight);
-        shared
-            .metrics
-            .record(&head.method, label, outcome.status, started.elapsed());
+        route.record(
+            &shared.metrics,
+            exact,
+            &head.method,
+            outcome.status,
+            started.elapsed(),
+        );
         scope.finish(outcome.status);
         outcome
     }
@@ -248,17 +303,18 @@ impl Connection {
         &mut self,
         target: &Target,
         head: &RequestHead,
-        id: &str,
+        scope: &RequestScope,
         close: bool,
     ) -> Outcome {
+        let id = scope.id();
         // The target passed the URI parser, so it is ASCII.
         let path = std::str::from_utf8(&self.buf[head.path.clone()]).unwrap_or("/");
         let segments = request_segments(path);
         let authorization = self
             .header(Kind::Authorization)
             .and_then(|v| std::str::from_utf8(v).ok());
-        let checked = policy::check(&target.policy, &head.method, path, &segments, authorization)
-            .map(|claims| {
+        let checked =
+            policy::check(&target.policy, &head.method, &segments, authorization).map(|claims| {
                 let key = ratelimit::bucket_for(
                     &target.limiter,
                     claims.as_ref(),
@@ -271,7 +327,10 @@ impl Connection {
         drop(segments);
         let key = match checked {
             Ok((_, key)) => key,
-            Err(refusal) => return self.write_generated(refusal, head, id, None, close).await,
+            Err(refusal) => {
+                let refusal = scope.in_span(|| refusal.into_response(&head.method, path));
+                return self.write_generated(refusal, head, id, None, close).await;
+            }
         };
         let admission = match ratelimit::admit(&target.limiter, key).await {
             Ok(admission) => admission,
@@ -303,10 +362,11 @@ impl Connection {
             .await;
         match result {
             Ok((response, in_flight)) => {
-                self.relay(response, in_flight, id, &admission, close).await
+                self.relay(response, in_flight, scope, &admission, close)
+                    .await
             }
             Err(error) => {
-                let refusal = proxy_error(target, error).into_response();
+                let refusal = scope.in_span(|| proxy_error(target, error).into_response());
                 self.write_generated(refusal, head, id, Some(&admission), close)
                     .await
             }
@@ -340,7 +400,7 @@ impl Connection {
             forward.extend_from_slice(hop);
             forward.extend_from_slice(b", ");
         }
-        forward.extend_from_slice(self.peer.ip().to_string().as_bytes());
+        forward.extend_from_slice(self.peer_ip.as_bytes());
         forward.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
         if let Some(host) = host {
             push_header(forward, b"x-forwarded-host", host);
@@ -356,7 +416,7 @@ impl Connection {
         &mut self,
         mut response: UpstreamResponse,
         in_flight: InFlight,
-        id: &str,
+        scope: &RequestScope,
         admission: &Admission,
         close: bool,
     ) -> Outcome {
@@ -393,7 +453,9 @@ impl Connection {
                 match encoding.compress(plain) {
                     Ok(compressed) => Some((encoding, compressed)),
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot compress a response; sending it as it is");
+                        scope.in_span(|| {
+                            tracing::warn!(error = %e, "cannot compress a response; sending it as it is");
+                        });
                         None
                     }
                 }
@@ -401,7 +463,7 @@ impl Connection {
             _ => None,
         };
 
-        self.write_response_head(&response, id, admission, close, body.as_ref());
+        self.write_response_head(&response, scope.id(), admission, close, body.as_ref());
         let mut connection = response.connection;
         let _ = connection.buf.split_to(response.head.len);
         let reusable = response.head.reusable;
@@ -441,7 +503,9 @@ impl Connection {
                 }
             }
             Err(Relay::Upstream(e)) => {
-                tracing::warn!(error = %e, "upstream response body broke off; closing the connection");
+                scope.in_span(|| {
+                    tracing::warn!(error = %e, "upstream response body broke off; closing the connection");
+                });
                 failed
             }
             Err(Relay::Client(e)) => {

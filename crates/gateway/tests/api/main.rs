@@ -10,3 +10,4 @@ mod policy;
 mod proxy;
 mod ratelimit;
 mod retries;
+mod wire;

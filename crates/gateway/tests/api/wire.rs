@@ -1,0 +1,385 @@
+//! The proxy path at the byte level: what a client sees on one connection (pipelining, `HEAD`,
+//! `Connection: close`, a connection that moves to the router and back), and upstreams that frame
+//! their responses in each way HTTP/1.1 allows or close their keep-alive connections.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use platform::auth::Role;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::{Stack, config, spawn_gateway};
+
+const WITHIN: Duration = Duration::from_secs(10);
+
+/// One response as read off the wire.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// A raw client connection and what it read past the last response.
+struct Wire {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Wire {
+    async fn connect(address: std::net::SocketAddr) -> Self {
+        let stream = TcpStream::connect(address)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &str) {
+        self.stream
+            .write_all(bytes.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("write: {e}"));
+    }
+
+    async fn fill(&mut self) -> usize {
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout(WITHIN, self.stream.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| panic!("no bytes within {WITHIN:?}; have {:?}", self.buf))
+            .unwrap_or(0);
+        self.buf.extend_from_slice(&chunk[..n]);
+        n
+    }
+
+    /// Reads one response to a request made with `method`.
+    async fn answer(&mut self, method: &str) -> Answer {
+        let (status, headers, len) = loop {
+            let mut storage = [httparse::EMPTY_HEADER; 64];
+            let mut response = httparse::Response::new(&mut storage);
+            if let httparse::Status::Complete(len) = response
+                .parse(&self.buf)
+                .unwrap_or_else(|e| panic!("{e}: {:?}", self.buf))
+            {
+                let headers: Vec<(String, String)> = response
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                break (response.code.unwrap_or(0), headers, len);
+            }
+            assert!(self.fill().await > 0, "closed before a response head");
+        };
+        self.buf.drain(..len);
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let body = if method == "HEAD" || status == 204 || status == 304 {
+            Vec::new()
+        } else if let Some(length) = find("content-length") {
+            let length: usize = length.parse().unwrap_or_else(|e| panic!("{e}: {length}"));
+            while self.buf.len() < length {
+                assert!(self.fill().await > 0, "closed inside a body");
+            }
+            self.buf.drain(..length).collect()
+        } else {
+            assert_eq!(find("transfer-encoding").as_deref(), Some("chunked"));
+            self.dechunk().await
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn line(&mut self) -> String {
+        loop {
+            if let Some(at) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..at]).into_owned();
+                self.buf.drain(..at + 2);
+                return line;
+            }
+            assert!(self.fill().await > 0, "closed inside a chunked body");
+        }
+    }
+
+    async fn dechunk(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let size_line = self.line().await;
+            let size =
+                usize::from_str_radix(size_line.split(';').next().unwrap_or_default().trim(), 16)
+                    .unwrap_or_else(|e| panic!("{e}: {size_line:?}"));
+            if size == 0 {
+                while !self.line().await.is_empty() {}
+                return body;
+            }
+            while self.buf.len() < size + 2 {
+                assert!(self.fill().await > 0, "closed inside a chunk");
+            }
+            body.extend(self.buf.drain(..size));
+            self.buf.drain(..2);
+        }
+    }
+
+    /// Whether the server closed the connection (and sent nothing more).
+    async fn closed(&mut self) -> bool {
+        self.fill().await == 0 && self.buf.is_empty()
+    }
+}
+
+fn get(path: &str, bearer: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nhost: gw\r\nauthorization: {bearer}\r\n\r\n")
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_on_one_connection() {
+    let stack = Stack::spawn().await;
+    let bearer = stack.bearer(Role::Admin);
+    let mut wire = Wire::connect(stack.gateway.address()).await;
+    let body = r#"{"n":2}"#;
+    wire.send(&format!(
+        "{}POST /api/v1/orders HTTP/1.1\r\nhost: gw\r\nauthorization: {bearer}\r\ncontent-length: {}\r\n\r\n{body}{}",
+        get("/api/v1/users/1", &bearer),
+        body.len(),
+        get("/api/v1/users/3", &bearer),
+    ))
+    .await;
+    let first = wire.answer("GET").await;
+    let second = wire.answer("POST").await;
+    let third = wire.answer("GET").await;
+    assert_eq!(first.json()["path"], "/api/v1/users/1");
+    assert_eq!(second.json()["path"], "/api/v1/orders");
+    assert_eq!(second.json()["body"], body);
+    assert_eq!(third.json()["path"], "/api/v1/users/3");
+    for answer in [&first, &second, &third] {
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.header("x-content-type-options"), Some("nosniff"));
+        assert!(answer.header("date").is_some());
+        assert!(answer.header("x-request-id").is_some());
+    }
+}
+
+#[tokio::test]
+async fn a_connection_moves_to_the_router_for_other_routes_and_keeps_serving() {
+    let stack = Stack::spawn().await;
+    let bearer = stack.bearer(Role::Admin);
+    let mut wire = Wire::connect(stack.gateway.address()).await;
+    wire.send(&get("/api/v1/users/1", &bearer)).await;
+    assert_eq!(wire.answer("GET").await.json()["path"], "/api/v1/users/1");
+    wire.send("GET /health HTTP/1.1\r\nhost: gw\r\n\r\n").await;
+    let health = wire.answer("GET").await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["status"], "ok");
+    wire.send(&get("/api/v1/users/2", &bearer)).await;
+    let again = wire.answer("GET").await;
+    assert_eq!(again.json()["path"], "/api/v1/users/2");
+    assert_eq!(again.header("x-frame-options"), Some("DENY"));
+}
+
+#[tokio::test]
+async fn head_gets_the_length_without_a_body_and_close_is_honoured() {
+    let stack = Stack::spawn().await;
+    let bearer = stack.bearer(Role::Admin);
+    let mut wire = Wire::connect(stack.gateway.address()).await;
+    wire.send(&format!(
+        "HEAD /api/v1/users/1 HTTP/1.1\r\nhost: gw\r\nauthorization: {bearer}\r\n\r\n"
+    ))
+    .await;
+    let head = wire.answer("HEAD").await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    wire.send(&format!(
+        "GET /api/v1/users/1 HTTP/1.1\r\nhost: gw\r\nauthorization: {bearer}\r\nconnection: close\r\n\r\n"
+    ))
+    .await;
+    let get = wire.answer("GET").await;
+    assert_eq!(get.status, 200);
+    assert_eq!(get.header("connection"), Some("close"));
+    assert!(wire.closed().await);
+}
+
+#[tokio::test]
+async fn refusals_on_the_proxy_path_are_problems_with_the_edge_headers() {
+    let stack = Stack::spawn().await;
+    let mut wire = Wire::connect(stack.gateway.address()).await;
+    wire.send(&get("/api/v1/users/1", "Bearer not-a-token"))
+        .await;
+    let refused = wire.answer("GET").await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(
+        refused.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(refused.header("x-content-type-options"), Some("nosniff"));
+    let id = refused
+        .header("x-request-id")
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(refused.json()["request_id"], id);
+    assert_eq!(stack.upstream.hits(), 0);
+}
+
+/// An upstream written by hand: it answers every request on a connection with `answer`, then closes
+/// the connection if `close_after` says so. Counts the connections it accepted and closed.
+struct RawUpstream {
+    url: String,
+    connections: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
+}
+
+impl RawUpstream {
+    async fn spawn(answer: &'static str, close_after: bool) -> Self {
+        let listener = testkit::bind().await;
+        let url = format!(
+            "http://{}",
+            listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+        );
+        let connections = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (counted, counted_closed) = (connections.clone(), closed.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let closed = counted_closed.clone();
+                tokio::spawn(async move {
+                    let _closed = CountOnDrop(closed);
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        // Requests here have no body: a head ends the request.
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0);
+                        buf.drain(..end + 4);
+                        if stream.write_all(answer.as_bytes()).await.is_err() || close_after {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            url,
+            connections,
+            closed,
+        }
+    }
+}
+
+struct CountOnDrop(Arc<AtomicUsize>);
+
+impl Drop for CountOnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+async fn gateway_for(upstream: &RawUpstream) -> (testkit::TestServer, String) {
+    let config = config(&upstream.url);
+    let bearer = crate::helpers::bearer(&config.auth, Role::Admin);
+    (spawn_gateway(config).await, bearer)
+}
+
+#[tokio::test]
+async fn a_chunked_response_passes_through_and_its_upstream_connection_is_reused() {
+    let upstream = RawUpstream::spawn(
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-kind: chunked\r\n\r\n\
+         5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: yes\r\n\r\n",
+        false,
+    )
+    .await;
+    let (gateway, bearer) = gateway_for(&upstream).await;
+    let mut wire = Wire::connect(gateway.address()).await;
+    for _ in 0..3 {
+        wire.send(&get("/api/v1/users/1", &bearer)).await;
+        let answer = wire.answer("GET").await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.header("x-kind"), Some("chunked"));
+        assert_eq!(answer.body, b"hello, world");
+    }
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_response_ending_with_the_connection_is_rechunked_for_the_client() {
+    let upstream =
+        RawUpstream::spawn("HTTP/1.1 200 OK\r\nx-kind: eof\r\n\r\nuntil the end", true).await;
+    let (gateway, bearer) = gateway_for(&upstream).await;
+    let mut wire = Wire::connect(gateway.address()).await;
+    for _ in 0..2 {
+        wire.send(&get("/api/v1/users/1", &bearer)).await;
+        let answer = wire.answer("GET").await;
+        assert_eq!(answer.header("transfer-encoding"), Some("chunked"));
+        assert_eq!(answer.body, b"until the end");
+    }
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closed_is_never_used_even_for_a_post() {
+    // Each answer is framed and keep-alive as far as the head says, but the upstream then closes, as a
+    // server does when its idle timeout fires. A POST without an Idempotency-Key is never retried, so
+    // it only succeeds if the gateway does not send it on the dead connection.
+    let upstream =
+        RawUpstream::spawn("HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok", true).await;
+    let (gateway, bearer) = gateway_for(&upstream).await;
+    let mut wire = Wire::connect(gateway.address()).await;
+    for round in 0..5 {
+        wire.send(&format!(
+            "POST /api/v1/orders HTTP/1.1\r\nhost: gw\r\nauthorization: {bearer}\r\ncontent-length: 0\r\n\r\n"
+        ))
+        .await;
+        let answer = wire.answer("POST").await;
+        assert_eq!(answer.status, 201, "round {round}: {answer:?}");
+        // The upstream has closed its side (the FIN is on the gateway's socket) before the next request.
+        testkit::eventually("the upstream to close", WITHIN, || async {
+            (upstream.closed.load(Ordering::SeqCst) > round).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn a_malformed_upstream_response_is_a_502_problem() {
+    let upstream = RawUpstream::spawn("HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", true).await;
+    let (gateway, bearer) = gateway_for(&upstream).await;
+    let mut wire = Wire::connect(gateway.address()).await;
+    wire.send(&get("/api/v1/users/1", &bearer)).await;
+    let answer = wire.answer("GET").await;
+    assert_eq!(answer.status, 502);
+    assert_eq!(answer.json()["code"], "UPSTREAM_ERROR");
+}
