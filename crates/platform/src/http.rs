@@ -416,6 +416,16 @@ impl Worker {
     async fn run(self, mut incoming: mpsc::UnboundedReceiver<Accepted>) {
         let connections = TaskTracker::new();
         let draining = CancellationToken::new();
+        // Tokio's timer wakes its own runtime through an eventfd (a `write` system call) whenever a
+        // timer is registered while the driver is parked with no timer due before it, which for a proxy
+        // is every request deadline set after the worker went idle: 0.3 writes per request measured.
+        // A timer always pending a second ahead keeps the driver's next wake earlier than any request
+        // deadline of a second or more, for one wake-up a second.
+        let keep_timer_armed = tokio::spawn(async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
         // `into_std` left the socket non-blocking, as `from_std` needs it.
         while let Some((stream, peer)) = incoming.recv().await {
             let stream = match TcpStream::from_std(stream) {
@@ -431,6 +441,7 @@ impl Worker {
             }
             connections.spawn(self.handler.serve(stream, peer, draining.clone()));
         }
+        keep_timer_armed.abort();
         draining.cancel();
         connections.close();
         tokio::select! {

@@ -108,9 +108,21 @@ impl RequestScope {
         self.span().in_scope(f)
     }
 
+    /// When the request began.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Logs the completed request: `info`, or `error` for a 5xx.
     pub fn finish(self, status: u16) {
-        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let latency = self.started.elapsed();
+        self.finish_after(status, latency);
+    }
+
+    /// [`Self::finish`] with the latency measured by the caller (up to the response head, as the router
+    /// path measures it, rather than up to the end of its body).
+    pub fn finish_after(self, status: u16, latency: std::time::Duration) {
+        let latency_ms = latency.as_secs_f64() * 1000.0;
         match self.span.get() {
             Some(span) => span.in_scope(|| {
                 if status >= 500 {

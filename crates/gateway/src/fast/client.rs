@@ -4,7 +4,7 @@
 //! head it gives.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use bytes::BytesMut;
@@ -125,16 +125,16 @@ enum AttemptError {
 }
 
 /// Sends `request` (head and body, framed) to `endpoint` on a pooled connection or a new one, and
-/// reads the response head. `deadline` bounds the connect; the caller bounds the whole attempt.
+/// reads the response head. `timeout` bounds a connect; the caller bounds the whole attempt.
 pub(crate) async fn attempt(
     endpoint: Arc<Endpoint>,
     method: &Method,
     request: &[u8],
-    deadline: Instant,
+    timeout: Duration,
 ) -> Result<UpstreamResponse, SendError> {
     let mut connection = match endpoint.idle().take() {
         Some(connection) => connection,
-        None => connect(&endpoint, deadline).await?,
+        None => connect(&endpoint, timeout).await?,
     };
     connection
         .stream
@@ -172,10 +172,8 @@ pub(crate) async fn attempt(
     }
 }
 
-async fn connect(endpoint: &Endpoint, deadline: Instant) -> Result<UpstreamConnection, SendError> {
-    let limit = deadline
-        .saturating_duration_since(Instant::now())
-        .min(MAX_CONNECT_TIMEOUT);
+async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<UpstreamConnection, SendError> {
+    let limit = timeout.min(MAX_CONNECT_TIMEOUT);
     let stream = tokio::time::timeout(limit, TcpStream::connect(endpoint.authority()))
         .await
         .map_err(|_| {

@@ -42,7 +42,7 @@ use crate::headers::security_header_lines;
 use crate::pattern::request_segments;
 use crate::proxy::{Target, proxy_error};
 use crate::ratelimit::{self, Admission};
-use crate::upstream::{InFlight, may_repeat_with};
+use crate::upstream::{InFlight, SendError, may_repeat_with};
 use crate::{policy, routes::Route};
 use client::UpstreamResponse;
 use compress::Encoding;
@@ -190,6 +190,9 @@ struct Outcome {
     status: u16,
     /// The connection can take another request.
     keep_alive: bool,
+    /// When the response head was ready to write: the end of the request's latency, as the router
+    /// path measures it (its handler returns the response before hyper writes it).
+    ready: Instant,
 }
 
 impl Connection {
@@ -275,19 +278,19 @@ impl Connection {
         let id = platform::request_id::accept_or_new(self.header(Kind::RequestId));
         let scope = RequestScope::begin(id, &head.method, label);
         let in_flight = shared.metrics.in_flight();
-        let started = Instant::now();
         let outcome = scope
             .run(self.respond(&route.target, head, &scope, close))
             .await;
         drop(in_flight);
+        let latency = outcome.ready.saturating_duration_since(scope.started());
         route.record(
             &shared.metrics,
             exact,
             &head.method,
             outcome.status,
-            started.elapsed(),
+            latency,
         );
-        scope.finish(outcome.status);
+        scope.finish_after(outcome.status, latency);
         outcome
     }
 
@@ -356,13 +359,20 @@ impl Connection {
                 request.extend_from_slice(endpoint.authority().as_bytes());
                 request.extend_from_slice(b"\r\n");
                 request.extend_from_slice(forward);
-                let deadline = Instant::now() + target.upstream.timeout();
-                async move { client::attempt(endpoint, method, &request, deadline).await }
+                let timeout = target.upstream.timeout();
+                async move { client::attempt(endpoint, method, &request, timeout).await }
             })
             .await;
         match result {
             Ok((response, in_flight)) => {
                 self.relay(response, in_flight, scope, &admission, close)
+                    .await
+            }
+            // An open breaker's rejection logs nothing at info: not worth a span, and it is the error
+            // answered most often.
+            Err(error @ SendError::Open { .. }) => {
+                let refusal = proxy_error(target, error).into_response();
+                self.write_generated(refusal, head, id, Some(&admission), close)
                     .await
             }
             Err(error) => {
@@ -435,9 +445,10 @@ impl Connection {
             }
             _ => None,
         };
-        let failed = Outcome {
+        let failed = |ready| Outcome {
             status,
             keep_alive: false,
+            ready,
         };
         let body = match (encoding, framing) {
             (Some(encoding), Framing::Length(length)) => {
@@ -445,7 +456,7 @@ impl Connection {
                 let connection = &mut response.connection;
                 while connection.buf.len() < wanted {
                     match connection.read_more().await {
-                        Ok(0) | Err(_) => return failed,
+                        Ok(0) | Err(_) => return failed(Instant::now()),
                         Ok(_) => {}
                     }
                 }
@@ -464,6 +475,7 @@ impl Connection {
         };
 
         self.write_response_head(&response, scope.id(), admission, close, body.as_ref());
+        let ready = Instant::now();
         let mut connection = response.connection;
         let _ = connection.buf.split_to(response.head.len);
         let reusable = response.head.reusable;
@@ -500,17 +512,18 @@ impl Connection {
                 Outcome {
                     status,
                     keep_alive: true,
+                    ready,
                 }
             }
             Err(Relay::Upstream(e)) => {
                 scope.in_span(|| {
                     tracing::warn!(error = %e, "upstream response body broke off; closing the connection");
                 });
-                failed
+                failed(ready)
             }
             Err(Relay::Client(e)) => {
                 tracing::debug!(error = %e, "client went away during the response");
-                failed
+                failed(ready)
             }
         }
     }
@@ -640,8 +653,13 @@ impl Connection {
         if head.method != Method::HEAD {
             out.extend_from_slice(&body);
         }
+        let ready = Instant::now();
         let keep_alive = self.stream.write_all(&self.out).await.is_ok();
-        Outcome { status, keep_alive }
+        Outcome {
+            status,
+            keep_alive,
+            ready,
+        }
     }
 }
 
