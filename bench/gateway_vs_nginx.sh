@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The gateway against nginx proxy_pass, both with upstream keep-alive in front of the same static JSON
 # responder (crates/gateway/examples/static_upstream.rs), measured in one run on one machine with oha:
-#   1. requests/s at saturation: gateway ÷ nginx;
+#   1. requests/s at saturation: gateway ÷ nginx, in ROUNDS rounds that alternate the two (each round
+#      nginx then the gateway), reported per round and as the median of the rounds' ratios;
 #   2. added p50/p99 at a fixed rate of half nginx's saturation, with the gateway's full chain on (JWT on
 #      a bearer route, RBAC, a rate limiter with a huge limit, info logs to a file, metrics);
 #   3. p99 of a rejection while the breaker is open, as the client sees it and inside the gateway (the
@@ -10,7 +11,7 @@
 # Both proxies log every request (nginx's access log, the gateway's info line), buffered in memory.
 #
 # usage: bench/gateway_vs_nginx.sh
-#   DURATION (10s) CONNECTIONS (64) CARGO_TARGET_DIR (/tmp/gw-bench-target) OHA (oha on PATH or
+#   DURATION (10s) CONNECTIONS (64) ROUNDS (3) CARGO_TARGET_DIR (/tmp/gw-bench-target) OHA (oha on PATH or
 #   /root/.local/bin/oha) NGINX_BIN (nginx); TOKIO_WORKER_THREADS, when set, is passed to the gateway
 #   (tokio's default is one worker per core); ports 9101-9105 must be free.
 set -euo pipefail
@@ -18,6 +19,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/gw-bench-target}
 DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 OHA=${OHA:-$(command -v oha || echo /root/.local/bin/oha)}
 NGINX_BIN=${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}
@@ -93,14 +95,22 @@ status=$(curl -s -o /dev/null -w '%{http_code}' -H "$AUTH" "http://127.0.0.1:$GA
 [ "$status" = 200 ] || { echo "the gateway answered $status to the bearer route" >&2; exit 1; }
 
 echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== saturation ($CONNECTIONS connections, $DURATION)"
-oha_json "http://127.0.0.1:$UPSTREAM_PORT$PATH_UNDER_TEST" > "$WORK/sat-direct.json"
-oha_json "http://127.0.0.1:$NGINX_PORT$PATH_UNDER_TEST" > "$WORK/sat-nginx.json"
-oha_json -H "$AUTH" "http://127.0.0.1:$GATEWAY_PORT$PATH_UNDER_TEST" > "$WORK/sat-gateway.json"
+echo "== saturation ($CONNECTIONS connections, $DURATION, $ROUNDS rounds)"
 rps() { field 'd["summary"]["requestsPerSec"]' < "$1"; }
+oha_json "http://127.0.0.1:$UPSTREAM_PORT$PATH_UNDER_TEST" > "$WORK/sat-direct.json"
 DIRECT_RPS=$(rps "$WORK/sat-direct.json")
-NGINX_RPS=$(rps "$WORK/sat-nginx.json")
-GATEWAY_RPS=$(rps "$WORK/sat-gateway.json")
+ROUND_LINES=""
+for round in $(seq "$ROUNDS"); do
+  oha_json "http://127.0.0.1:$NGINX_PORT$PATH_UNDER_TEST" > "$WORK/sat-nginx-$round.json"
+  oha_json -H "$AUTH" "http://127.0.0.1:$GATEWAY_PORT$PATH_UNDER_TEST" > "$WORK/sat-gateway-$round.json"
+  ROUND_LINES+="$(rps "$WORK/sat-nginx-$round.json") $(rps "$WORK/sat-gateway-$round.json")"$'\n'
+done
+# The median round by ratio gives the rates reported and the fixed rate below.
+read -r NGINX_RPS GATEWAY_RPS < <(printf '%s' "$ROUND_LINES" | python3 -c "
+import sys
+rounds = sorted((float(g) / float(n), n, g) for n, g in (line.split() for line in sys.stdin if line.strip()))
+_, n, g = rounds[len(rounds) // 2]
+print(n, g)")
 RATE=$(python3 -c "print(max(1, int($NGINX_RPS / 2)))")
 
 echo "== fixed rate $RATE req/s (half nginx's saturation)"
@@ -136,8 +146,13 @@ report() { # label file
   printf '%-34s p50 %8s ms   p99 %8s ms   statuses %s\n' "$1" "$(ms "$(p "$2" p50)")" "$(ms "$(p "$2" p99)")" "$(codes "$2")"
 }
 echo
-echo "saturation req/s: upstream direct $DIRECT_RPS, nginx $NGINX_RPS, gateway $GATEWAY_RPS"
-python3 -c "print(f'gateway / nginx = {$GATEWAY_RPS / $NGINX_RPS:.3f}')"
+echo "saturation req/s, upstream direct: $DIRECT_RPS"
+printf '%s' "$ROUND_LINES" | python3 -c "
+import sys
+for i, line in enumerate(l for l in sys.stdin if l.strip()):
+    n, g = map(float, line.split())
+    print(f'round {i + 1}: nginx {n:.0f}, gateway {g:.0f}, gateway / nginx = {g / n:.3f}')"
+python3 -c "print(f'median round: nginx {$NGINX_RPS:.0f}, gateway {$GATEWAY_RPS:.0f}, gateway / nginx = {$GATEWAY_RPS / $NGINX_RPS:.3f}')"
 report "direct @ $RATE/s" "$WORK/rate-direct.json"
 report "nginx @ $RATE/s" "$WORK/rate-nginx.json"
 report "gateway (full chain) @ $RATE/s" "$WORK/rate-gateway.json"

@@ -137,10 +137,14 @@ fn parse_segment(part: &str) -> Result<Segment, String> {
 /// The request path as matched against patterns: percent-decoded segments with empty ones dropped, so
 /// `/api//v1/%75sers/` is judged as `/api/v1/users` rather than slipping past a rule by spelling.
 pub(crate) fn request_segments(path: &str) -> Vec<Cow<'_, str>> {
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| percent_decode_str(s).decode_utf8_lossy())
-        .collect()
+    // Sized for the usual API path, so collecting does not grow the vector twice.
+    let mut segments = Vec::with_capacity(8);
+    segments.extend(
+        path.split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| percent_decode_str(s).decode_utf8_lossy()),
+    );
+    segments
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Request ids: accepted from the caller's `x-request-id` or made here, echoed on the response, forwarded
 //! downstream, and attached to every log line of the request through its span.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -54,21 +55,21 @@ pub fn accept_or_new(header: Option<&[u8]>) -> String {
 /// that handles requests without a router (the gateway's proxy path). The span is made only when
 /// something is logged inside it ([`RequestScope::in_span`], [`RequestScope::run_in_span`]): for a
 /// request that logs nothing but its completion, making a span costs more than the line itself.
-pub struct RequestScope {
+pub struct RequestScope<'a> {
     id: String,
     method: Method,
-    route: String,
+    route: Cow<'a, str>,
     span: OnceLock<Span>,
     started: Instant,
 }
 
-impl RequestScope {
+impl<'a> RequestScope<'a> {
     /// `route` is the route template, or the path when none matched.
-    pub fn begin(id: String, method: &Method, route: &str) -> Self {
+    pub fn begin(id: String, method: &Method, route: impl Into<Cow<'a, str>>) -> Self {
         Self {
             id,
             method: method.clone(),
-            route: route.to_owned(),
+            route: route.into(),
             span: OnceLock::new(),
             started: Instant::now(),
         }
@@ -86,7 +87,7 @@ impl RequestScope {
                 "request",
                 request_id = self.id.as_str(),
                 method = self.method.as_str(),
-                route = self.route.as_str(),
+                route = &*self.route,
             )
         })
     }
@@ -133,7 +134,7 @@ impl RequestScope {
             }),
             None => {
                 let (request_id, method, route) =
-                    (self.id.as_str(), self.method.as_str(), self.route.as_str());
+                    (self.id.as_str(), self.method.as_str(), &*self.route);
                 if status >= 500 {
                     tracing::error!(
                         status,
@@ -181,7 +182,7 @@ where
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| request.uri().path(), MatchedPath::as_str);
-    let scope = RequestScope::begin(id, request.method(), route);
+    let scope = RequestScope::begin(id, request.method(), route.to_owned());
     let mut response = scope.run_in_span(handle(request)).await;
     response.headers_mut().insert(REQUEST_ID_HEADER, header);
     scope.finish(response.status().as_u16());

@@ -304,6 +304,32 @@ struct Line {
     out: Vec<u8>,
     message: Vec<u8>,
     written: Vec<&'static str>,
+    /// The second of the last timestamp, and its text up to the fraction (`2026-12-06T04:50:34.`),
+    /// so a line formats only its microseconds.
+    second: Option<(i64, String)>,
+}
+
+impl Line {
+    /// The current time in RFC 3339, UTC, to the microsecond, quoted.
+    fn timestamp(&mut self) {
+        let now = chrono::Utc::now();
+        let second = now.timestamp();
+        let prefix = match &self.second {
+            Some((cached, prefix)) if *cached == second => prefix,
+            _ => {
+                let prefix = now.format("%Y-%m-%dT%H:%M:%S.").to_string();
+                &self.second.insert((second, prefix)).1
+            }
+        };
+        self.out.push(b'"');
+        self.out.extend_from_slice(prefix.as_bytes());
+        let micros = now.timestamp_subsec_micros().min(999_999);
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(micros);
+        self.out.extend(std::iter::repeat_n(b'0', 6 - digits.len()));
+        self.out.extend_from_slice(digits.as_bytes());
+        self.out.extend_from_slice(b"Z\"");
+    }
 }
 
 impl Line {
@@ -329,10 +355,7 @@ impl Line {
         self.written.clear();
         let metadata = event.metadata();
         self.out.extend_from_slice(b"{\"timestamp\":");
-        encode_str(
-            &mut self.out,
-            &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        );
+        self.timestamp();
         self.out.extend_from_slice(b",\"level\":");
         encode_str(&mut self.out, level_name(*metadata.level()));
         self.out.extend_from_slice(b",\"target\":");
@@ -628,5 +651,29 @@ mod tests {
         assert_eq!(line["user_id"], 7);
         assert_eq!(line["error"], "query failed: connection reset");
         assert!(line["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+    }
+
+    #[test]
+    fn timestamps_are_rfc_3339_utc_to_the_microsecond_across_seconds() {
+        let mut line = Line::default();
+        for _ in 0..3 {
+            let before = chrono::Utc::now();
+            line.out.clear();
+            line.timestamp();
+            let text = String::from_utf8(line.out.clone()).expect("UTF-8");
+            let text = text.trim_matches('"');
+            let parsed = chrono::DateTime::parse_from_rfc3339(text).expect("RFC 3339");
+            assert_eq!(text.len(), "2026-12-06T04:50:34.613286Z".len(), "{text}");
+            assert!(
+                parsed >= before - chrono::Duration::microseconds(1),
+                "{text}"
+            );
+            assert!(parsed <= chrono::Utc::now(), "{text}");
+            // The cached second must not outlive its second.
+            line.second = line
+                .second
+                .take()
+                .map(|(second, prefix)| (second - 1, prefix));
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! waits on a lock another thread holds), one attempt of a request on one of them, and the response
 //! head it gives.
 
+use std::io::IoSlice;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -124,24 +125,27 @@ enum AttemptError {
     HeadTooLarge,
 }
 
-/// Sends `request` (head and body, framed) to `endpoint` on a pooled connection or a new one, and
-/// reads the response head. `timeout` bounds a connect; the caller bounds the whole attempt.
+/// Sends a request to `endpoint` on a pooled connection or a new one, and reads the response head:
+/// `line` is its request line and `Host` header, `rest` its other headers and body, sent together.
+/// `timeout` bounds a connect; the caller bounds the whole attempt.
 pub(crate) async fn attempt(
     endpoint: Arc<Endpoint>,
     method: &Method,
-    request: &[u8],
+    line: &[u8],
+    rest: &[u8],
     timeout: Duration,
 ) -> Result<UpstreamResponse, SendError> {
     let mut connection = match endpoint.idle().take() {
         Some(connection) => connection,
         None => connect(&endpoint, timeout).await?,
     };
-    connection
-        .stream
-        .write_all(request)
-        .await
-        .map_err(|e| SendError::Other(e.into()))?;
-    let mut headers = Vec::new();
+    write_all_vectored(
+        &mut connection.stream,
+        &mut [IoSlice::new(line), IoSlice::new(rest)],
+    )
+    .await
+    .map_err(|e| SendError::Other(e.into()))?;
+    let mut headers = Vec::with_capacity(16);
     loop {
         match parse_response(&connection.buf, method, &mut headers) {
             ResponseParse::Complete(head) => {
@@ -170,6 +174,21 @@ pub(crate) async fn attempt(
             Err(e) => return Err(SendError::Other(e.into())),
         }
     }
+}
+
+/// Writes every slice, in one system call when the socket takes it all.
+async fn write_all_vectored(
+    stream: &mut TcpStream,
+    mut slices: &mut [IoSlice<'_>],
+) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        let written = stream.write_vectored(slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, written);
+    }
+    Ok(())
 }
 
 async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<UpstreamConnection, SendError> {

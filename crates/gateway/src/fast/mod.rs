@@ -276,7 +276,7 @@ impl Connection {
         let route = &shared.routes[index];
         let label = if exact { &route.exact } else { &route.rest };
         let id = platform::request_id::accept_or_new(self.header(Kind::RequestId));
-        let scope = RequestScope::begin(id, &head.method, label);
+        let scope = RequestScope::begin(id, &head.method, label.as_str());
         let in_flight = shared.metrics.in_flight();
         let outcome = scope
             .run(self.respond(&route.target, head, &scope, close))
@@ -306,7 +306,7 @@ impl Connection {
         &mut self,
         target: &Target,
         head: &RequestHead,
-        scope: &RequestScope,
+        scope: &RequestScope<'_>,
         close: bool,
     ) -> Outcome {
         let id = scope.id();
@@ -348,19 +348,18 @@ impl Connection {
         let result = target
             .upstream
             .dispatch(repeatable, |endpoint| {
-                let mut request = Vec::with_capacity(
-                    forward.len() + target_bytes.len() + endpoint.prefix().len() + 64,
+                let mut line = Vec::with_capacity(
+                    target_bytes.len() + endpoint.prefix().len() + endpoint.authority().len() + 32,
                 );
-                request.extend_from_slice(method.as_str().as_bytes());
-                request.push(b' ');
-                request.extend_from_slice(endpoint.prefix().as_bytes());
-                request.extend_from_slice(target_bytes);
-                request.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-                request.extend_from_slice(endpoint.authority().as_bytes());
-                request.extend_from_slice(b"\r\n");
-                request.extend_from_slice(forward);
+                line.extend_from_slice(method.as_str().as_bytes());
+                line.push(b' ');
+                line.extend_from_slice(endpoint.prefix().as_bytes());
+                line.extend_from_slice(target_bytes);
+                line.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+                line.extend_from_slice(endpoint.authority().as_bytes());
+                line.extend_from_slice(b"\r\n");
                 let timeout = target.upstream.timeout();
-                async move { client::attempt(endpoint, method, &request, timeout).await }
+                async move { client::attempt(endpoint, method, &line, forward, timeout).await }
             })
             .await;
         match result {
@@ -426,7 +425,7 @@ impl Connection {
         &mut self,
         mut response: UpstreamResponse,
         in_flight: InFlight,
-        scope: &RequestScope,
+        scope: &RequestScope<'_>,
         admission: &Admission,
         close: bool,
     ) -> Outcome {

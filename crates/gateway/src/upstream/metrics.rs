@@ -1,5 +1,6 @@
 //! Per-upstream metrics: attempts and their latency by status class, retries, and ejections.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -104,14 +105,42 @@ impl UpstreamMetrics {
         self.ejections.get_or_create(&labels).inc();
     }
 
-    pub(super) fn record(&self, upstream: &str, status_class: &'static str, elapsed: Duration) {
-        let labels = UpstreamLabels {
+    /// The attempt series of one upstream, kept by status class so a request does not look them up
+    /// by label.
+    pub(super) fn attempts(&self, upstream: &str) -> AttemptSeries {
+        AttemptSeries {
+            metrics: self.clone(),
             upstream: upstream.to_owned(),
-            status_class,
+            known: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// One upstream's `gateway_upstream_requests` and `…_request_duration` series by status class.
+pub(crate) struct AttemptSeries {
+    metrics: UpstreamMetrics,
+    upstream: String,
+    known: Mutex<Vec<(&'static str, Histogram, Counter)>>,
+}
+
+impl AttemptSeries {
+    pub(super) fn record(&self, status_class: &'static str, elapsed: Duration) {
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        let index = match known.iter().position(|(class, ..)| *class == status_class) {
+            Some(index) => index,
+            None => {
+                let labels = UpstreamLabels {
+                    upstream: self.upstream.clone(),
+                    status_class,
+                };
+                let histogram = self.metrics.duration.get_or_create(&labels).clone();
+                let counter = self.metrics.requests.get_or_create(&labels).clone();
+                known.push((status_class, histogram, counter));
+                known.len() - 1
+            }
         };
-        self.duration
-            .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
-        self.requests.get_or_create(&labels).inc();
+        let (_, histogram, counter) = &known[index];
+        histogram.observe(elapsed.as_secs_f64());
+        counter.inc();
     }
 }

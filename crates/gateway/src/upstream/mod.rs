@@ -35,6 +35,7 @@ use endpoints::{Endpoints, bit};
 use retry::{RetryBudget, backoff};
 
 pub use endpoints::OutlierConfig;
+use metrics::AttemptSeries;
 pub(crate) use metrics::UpstreamMetrics;
 pub use retry::RetryConfig;
 pub(crate) use retry::{may_repeat, may_repeat_with};
@@ -126,6 +127,7 @@ struct Inner {
     clients: HttpClients,
     timeout: Duration,
     metrics: UpstreamMetrics,
+    attempts: AttemptSeries,
     breaker: CircuitBreaker,
     failures: FailureKinds,
     retry: RetryConfig,
@@ -148,11 +150,13 @@ impl UpstreamClient {
     pub(crate) fn new(upstream: Upstream, parts: ClientParts) -> Self {
         // The breaker's call timeout is the deadline when it is the shorter one.
         let timeout = parts.timeout.min(parts.breaker.config().timeout);
+        let attempts = parts.metrics.attempts(&upstream.name);
         Self(Arc::new(Inner {
             name: upstream.name,
             endpoints: Endpoints::new(upstream.endpoints, parts.outlier, parts.pool),
             clients: parts.clients,
             timeout,
+            attempts,
             metrics: parts.metrics,
             breaker: parts.breaker,
             failures: parts.failures,
@@ -260,7 +264,8 @@ impl UpstreamClient {
             .map_err(|rejected| SendError::Open {
                 retry_after: rejected.retry_after,
             })?;
-        let deadline = Instant::now() + inner.timeout;
+        let mut started = Instant::now();
+        let deadline = started + inner.timeout;
         inner.budget.deposit();
         let list = inner.endpoints.current();
         let mut tried = 0u64;
@@ -272,15 +277,17 @@ impl UpstreamClient {
             tried |= bit(index);
             let endpoint = &list[index];
             let in_flight = endpoint.start();
-            let started = Instant::now();
-            let remaining = deadline.saturating_duration_since(started);
-            let result = match tokio::time::timeout(remaining, attempt(endpoint.clone())).await {
-                Ok(result) => result,
-                Err(_) => Err(SendError::Timeout(inner.timeout)),
-            };
+            if retries > 0 {
+                started = Instant::now();
+            }
+            let result =
+                match tokio::time::timeout_at(deadline.into(), attempt(endpoint.clone())).await {
+                    Ok(result) => result,
+                    Err(_) => Err(SendError::Timeout(inner.timeout)),
+                };
             inner
-                .metrics
-                .record(&inner.name, status_class(&result), started.elapsed());
+                .attempts
+                .record(status_class(&result), started.elapsed());
             if let Some(length) = inner
                 .endpoints
                 .record(&list, index, instance_failed(&result))
