@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use platform::Problem;
 use platform::auth::Role;
@@ -28,16 +28,7 @@ pub(crate) async fn circuit_breakers(
         .and_then(|v| v.to_str().ok());
     let claims = match state.policy.verify(authorization) {
         Ok(claims) => claims,
-        Err(problem) => {
-            let unauthorized = problem.status_code() == StatusCode::UNAUTHORIZED;
-            let mut response = problem.into_response();
-            if unauthorized {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            return response;
-        }
+        Err(problem) => return crate::policy::problem_response(problem),
     };
     if claims.role != Role::Admin {
         return Problem::forbidden(format!("role {} may not do this", claims.role)).into_response();

@@ -210,19 +210,21 @@ impl Refusal {
                 );
                 Problem::forbidden(format!("role {} may not do this", claims.role)).into_response()
             }
-            Refusal::Problem(problem) => {
-                let unauthorized = problem.status_code() == StatusCode::UNAUTHORIZED;
-                let mut response = problem.into_response();
-                if unauthorized {
-                    // RFC 6750 §3: a 401 names the scheme the caller should use.
-                    response
-                        .headers_mut()
-                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                }
-                response
-            }
+            Refusal::Problem(problem) => problem_response(problem),
         }
     }
+}
+
+/// A refusal's problem as a response; a 401 names the scheme the caller should use (RFC 6750 §3).
+pub(crate) fn problem_response(problem: Problem) -> Response {
+    let unauthorized = problem.status_code() == StatusCode::UNAUTHORIZED;
+    let mut response = problem.into_response();
+    if unauthorized {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
 }
 
 /// [`admit`] for a request that is not an `http::Request`: the caller's verified claims (`None` on a

@@ -395,6 +395,8 @@ pub async fn serve_dedicated_with(
         }
         next = (next + 1) % queues.len();
     }
+    // Refuse new connections while the workers drain, rather than leave them in the backlog unserved.
+    drop(listener);
     drop(queues);
     for done in finished {
         // An error means the worker thread panicked; the others still drain.

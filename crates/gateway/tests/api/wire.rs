@@ -383,3 +383,43 @@ async fn a_malformed_upstream_response_is_a_502_problem() {
     assert_eq!(answer.status, 502);
     assert_eq!(answer.json()["code"], "UPSTREAM_ERROR");
 }
+
+#[tokio::test]
+async fn shutdown_lets_a_proxied_request_in_flight_finish_then_stops() {
+    let stack = Stack::spawn().await;
+    let bearer = stack.bearer(Role::Admin);
+    let Stack {
+        upstream, gateway, ..
+    } = stack;
+    let url = gateway.url("/api/v1/users/hold");
+    let pending = tokio::spawn(async move {
+        testkit::client()
+            .get(url)
+            .header("authorization", bearer)
+            .send()
+            .await
+    });
+    testkit::eventually("the request to reach the upstream", WITHIN, || async {
+        (upstream.hits() == 1).then_some(())
+    })
+    .await;
+    let address = gateway.address();
+    let stopping = tokio::spawn(gateway.stop());
+    // Stopping waits for the request in flight; releasing the upstream lets it finish.
+    testkit::eventually("the gateway to stop accepting", WITHIN, || async {
+        TcpStream::connect(address).await.is_err().then_some(())
+    })
+    .await;
+    upstream.probe.release_hold.notify_one();
+    let response = tokio::time::timeout(WITHIN, pending)
+        .await
+        .unwrap_or_else(|_| panic!("no answer within {WITHIN:?}"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap_or_default(), "released");
+    tokio::time::timeout(WITHIN, stopping)
+        .await
+        .unwrap_or_else(|_| panic!("the gateway did not stop within {WITHIN:?}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+}
