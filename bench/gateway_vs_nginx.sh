@@ -59,6 +59,7 @@ BIN=$CARGO_TARGET_DIR/release
 sed -e "s/__UPSTREAM_PORT__/$UPSTREAM_PORT/" -e "s/__NGINX_PORT__/$NGINX_PORT/" \
   "$ROOT/bench/nginx.conf" > "$WORK/nginx.conf"
 "$NGINX_BIN" -c "$WORK/nginx.conf" -p "$WORK" & PIDS+=($!)
+NGINX_PID=$!
 
 gateway() { # port upstream-url log-dir: the gateway alone, full chain, info logs to a file
   # The JSON log goes to stdout, redirected to a file.
@@ -72,6 +73,7 @@ gateway() { # port upstream-url log-dir: the gateway alone, full chain, info log
   PIDS+=($!)
 }
 gateway "$GATEWAY_PORT" "http://127.0.0.1:$UPSTREAM_PORT" "$WORK/gateway"
+GATEWAY_PID=$!
 gateway "$OPEN_GATEWAY_PORT" "http://127.0.0.1:$DEAD_PORT" "$WORK/open-gateway"
 for port in $UPSTREAM_PORT $NGINX_PORT $GATEWAY_PORT $OPEN_GATEWAY_PORT; do
   wait_for "http://127.0.0.1:$port/health"
@@ -97,18 +99,38 @@ status=$(curl -s -o /dev/null -w '%{http_code}' -H "$AUTH" "http://127.0.0.1:$GA
 echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== saturation ($CONNECTIONS connections, $DURATION, $ROUNDS rounds)"
 rps() { field 'd["summary"]["requestsPerSec"]' < "$1"; }
+# CPU ticks (user + system, all threads) of a process and its children, e.g. nginx's workers.
+ticks() {
+  local total=0 pid task
+  for pid in "$1" $(pgrep -P "$1" || true); do
+    for task in /proc/"$pid"/task/*; do
+      read -r -a stat < "$task/stat"
+      total=$((total + stat[13] + stat[14]))
+    done
+  done
+  echo "$total"
+}
+# µs of CPU per request of the process `pid` over a saturation run: label pid oha-arguments…
+measure() {
+  local label=$1 pid=$2; shift 2
+  local before after
+  before=$(ticks "$pid")
+  oha_json "$@" > "$WORK/$label.json"
+  after=$(ticks "$pid")
+  python3 -c "import json; d = json.load(open('$WORK/$label.json'))['summary']; print(($after - $before) * 1e4 / (d['requestsPerSec'] * d['total']))" > "$WORK/$label.cpu"
+}
 oha_json "http://127.0.0.1:$UPSTREAM_PORT$PATH_UNDER_TEST" > "$WORK/sat-direct.json"
 DIRECT_RPS=$(rps "$WORK/sat-direct.json")
 ROUND_LINES=""
 for round in $(seq "$ROUNDS"); do
-  oha_json "http://127.0.0.1:$NGINX_PORT$PATH_UNDER_TEST" > "$WORK/sat-nginx-$round.json"
-  oha_json -H "$AUTH" "http://127.0.0.1:$GATEWAY_PORT$PATH_UNDER_TEST" > "$WORK/sat-gateway-$round.json"
-  ROUND_LINES+="$(rps "$WORK/sat-nginx-$round.json") $(rps "$WORK/sat-gateway-$round.json")"$'\n'
+  measure "sat-nginx-$round" "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT$PATH_UNDER_TEST"
+  measure "sat-gateway-$round" "$GATEWAY_PID" -H "$AUTH" "http://127.0.0.1:$GATEWAY_PORT$PATH_UNDER_TEST"
+  ROUND_LINES+="$(rps "$WORK/sat-nginx-$round.json") $(rps "$WORK/sat-gateway-$round.json") $(cat "$WORK/sat-nginx-$round.cpu") $(cat "$WORK/sat-gateway-$round.cpu")"$'\n'
 done
 # The median round by ratio gives the rates reported and the fixed rate below.
 read -r NGINX_RPS GATEWAY_RPS < <(printf '%s' "$ROUND_LINES" | python3 -c "
 import sys
-rounds = sorted((float(g) / float(n), n, g) for n, g in (line.split() for line in sys.stdin if line.strip()))
+rounds = sorted((float(g) / float(n), n, g) for n, g, *_ in (line.split() for line in sys.stdin if line.strip()))
 _, n, g = rounds[len(rounds) // 2]
 print(n, g)")
 RATE=$(python3 -c "print(max(1, int($NGINX_RPS / 2)))")
@@ -150,8 +172,9 @@ echo "saturation req/s, upstream direct: $DIRECT_RPS"
 printf '%s' "$ROUND_LINES" | python3 -c "
 import sys
 for i, line in enumerate(l for l in sys.stdin if l.strip()):
-    n, g = map(float, line.split())
-    print(f'round {i + 1}: nginx {n:.0f}, gateway {g:.0f}, gateway / nginx = {g / n:.3f}')"
+    n, g, cpu_n, cpu_g = map(float, line.split())
+    print(f'round {i + 1}: nginx {n:.0f}, gateway {g:.0f}, gateway / nginx = {g / n:.3f}; '
+          f'CPU per request: nginx {cpu_n:.1f} us, gateway {cpu_g:.1f} us')"
 python3 -c "print(f'median round: nginx {$NGINX_RPS:.0f}, gateway {$GATEWAY_RPS:.0f}, gateway / nginx = {$GATEWAY_RPS / $NGINX_RPS:.3f}')"
 report "direct @ $RATE/s" "$WORK/rate-direct.json"
 report "nginx @ $RATE/s" "$WORK/rate-nginx.json"
