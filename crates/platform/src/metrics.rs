@@ -158,22 +158,9 @@ impl HttpMetrics {
 
     /// Records one finished request: its latency by method and route, and its count by status.
     pub fn record(&self, method: &Method, route: &str, status: u16, elapsed: Duration) {
-        // One set of label values, moved from the first lookup to the second instead of cloned.
-        let labels = RouteLabels {
-            method: method_label(method),
-            route: route.to_owned(),
-        };
-        self.duration
-            .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
-        let RouteLabels { method, route } = labels;
-        self.requests
-            .get_or_create(&RequestLabels {
-                method,
-                route,
-                status,
-            })
-            .inc();
+        let (latency, requests) = self.series(method, route, status);
+        latency.observe(elapsed.as_secs_f64());
+        requests.inc();
     }
 }
 

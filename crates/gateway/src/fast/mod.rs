@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::Method;
+use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use futures::future::BoxFuture;
@@ -68,9 +68,9 @@ struct Shared {
 }
 
 struct FastRoute {
+    /// The prefix, which is also the router's template for the prefix itself.
     prefix: &'static str,
-    /// The route templates the router gives this prefix, for metrics and logs.
-    exact: String,
+    /// The router's template for the paths below the prefix.
     rest: String,
     target: Target,
     /// The request metrics series met so far, by template (exact or rest), method and status.
@@ -87,6 +87,11 @@ struct SeriesKey {
 }
 
 impl FastRoute {
+    /// The route template for metrics and logs.
+    fn label(&self, exact: bool) -> &str {
+        if exact { self.prefix } else { &self.rest }
+    }
+
     /// Records a finished request in its series, looked up by label only the first time.
     fn record(
         &self,
@@ -103,8 +108,7 @@ impl FastRoute {
         {
             Some(index) => index,
             None => {
-                let label = if exact { &self.exact } else { &self.rest };
-                let (latency, requests) = metrics.series(method, label, status);
+                let (latency, requests) = metrics.series(method, self.label(exact), status);
                 series.push(SeriesKey {
                     exact,
                     method: method.clone(),
@@ -131,7 +135,6 @@ impl FastProxy {
             .into_iter()
             .map(|(route, target)| FastRoute {
                 prefix: route.prefix,
-                exact: route.prefix.to_owned(),
                 rest: format!("{}/{{*rest}}", route.prefix),
                 target,
                 series: Mutex::new(Vec::new()),
@@ -274,9 +277,9 @@ impl Connection {
     ) -> Outcome {
         let shared = self.shared.clone();
         let route = &shared.routes[index];
-        let label = if exact { &route.exact } else { &route.rest };
+        let label = route.label(exact);
         let id = platform::request_id::accept_or_new(self.header(Kind::RequestId));
-        let scope = RequestScope::begin(id, &head.method, label.as_str());
+        let scope = RequestScope::begin(id, &head.method, label);
         let in_flight = shared.metrics.in_flight();
         let outcome = scope
             .run(self.respond(&route.target, head, &scope, close))
@@ -624,22 +627,15 @@ impl Connection {
         out.push(b' ');
         out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
         out.extend_from_slice(b"\r\n");
+        // The gateway's own responses carry no security headers of their own, only a refusal's
+        // `RateLimit-*`, which stay; the length is written below.
         for (name, value) in &parts.headers {
-            if matches!(
-                wire::classify(name.as_str().as_bytes()),
-                Kind::Replaced | Kind::ContentLength
-            ) {
-                continue;
-            }
-            push_header(out, name.as_str().as_bytes(), value.as_bytes());
-        }
-        out.extend_from_slice(&self.shared.security_headers);
-        push_header(out, b"x-request-id", id.as_bytes());
-        for (name, value) in &parts.headers {
-            if name.as_str().starts_with("ratelimit-") {
+            if name != header::CONTENT_LENGTH {
                 push_header(out, name.as_str().as_bytes(), value.as_bytes());
             }
         }
+        out.extend_from_slice(&self.shared.security_headers);
+        push_header(out, b"x-request-id", id.as_bytes());
         if let Some(admission) = admission {
             stamp_rate_limit(out, admission);
         }
