@@ -142,16 +142,10 @@ else
   echo "== not pinned: everything shares the $CORES cores, $PROXY_WORKERS workers per proxy"
 fi
 echo "== saturation ($CONNECTIONS connections, $DURATION, $ROUNDS rounds)"
-# A process and all its descendants (the shell that started a proxy, taskset, nginx's master and workers).
-family() {
-  local child
-  echo "$1"
-  for child in $(pgrep -P "$1" || true); do family "$child"; done
-}
-# CPU ticks (user + system, all threads) of a process and its descendants.
+# CPU ticks (user + system, all threads) of a process and its children, e.g. nginx's workers.
 ticks() {
   local total=0 pid task
-  for pid in $(family "$1"); do
+  for pid in "$1" $(pgrep -P "$1" || true); do
     for task in /proc/"$pid"/task/*; do
       read -r -a stat < "$task/stat"
       total=$((total + stat[13] + stat[14]))

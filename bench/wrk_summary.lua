@@ -3,8 +3,7 @@
 done = function(summary, latency, requests)
   local errors = summary.errors
   io.write(string.format(
-    '{"requests": %d, "duration_us": %d, "non_2xx": %d, "socket_errors": %d, "p50_us": %d, "p99_us": %d}\n',
+    '{"requests": %d, "duration_us": %d, "non_2xx": %d, "socket_errors": %d}\n',
     summary.requests, summary.duration, errors.status,
-    errors.connect + errors.read + errors.write + errors.timeout,
-    latency:percentile(50), latency:percentile(99)))
+    errors.connect + errors.read + errors.write + errors.timeout))
 end
