@@ -5,8 +5,10 @@
 //! value remembers where it came from, so `logicore config show` can explain the effective configuration, and
 //! secrets are masked wherever a value is printed.
 
+mod derive;
 mod env;
 mod mask;
+mod rules;
 mod settings;
 mod tree;
 
@@ -113,10 +115,10 @@ impl LoadedConfig {
     }
 }
 
-/// Loads, merges, types and validates the configuration.
+/// Loads, merges, types and validates the configuration. Every problem is reported in one go: a key
+/// that cannot be typed is reported and its default used in its place, so the rest can still be checked.
 pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigError> {
-    let mut issues = Vec::new();
-    let mut tree: toml::Table = toml::from_str(DEFAULTS).map_err(|e| ConfigError {
+    let defaults: toml::Table = toml::from_str(DEFAULTS).map_err(|e| ConfigError {
         issues: vec![ConfigIssue {
             key: "<defaults>".into(),
             rule: format!("built-in defaults must parse: {e}"),
@@ -124,6 +126,8 @@ pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigError> {
             source: Source::Default.to_string(),
         }],
     })?;
+    let mut issues = Vec::new();
+    let mut tree = defaults.clone();
     let mut origin = BTreeMap::new();
 
     let environment = sources
@@ -156,55 +160,94 @@ pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigError> {
         origin.insert("environment".into(), Source::Env("LOGICORE_ENV".into()));
     }
     env::apply(&mut tree, &mut origin, &sources.env, &mut issues);
+    derive::apply(&mut tree, &mut origin);
 
-    if !issues.is_empty() {
-        return Err(ConfigError { issues });
+    for (key, rule) in rules::numbers(&tree) {
+        issues.push(issue_at(&tree, &origin, key.clone(), rule));
+        restore_default(&mut tree, &defaults, &key);
     }
-    let settings: Settings =
+    let Some(settings) = typed_settings(&mut tree, &defaults, &origin, &mut issues) else {
+        return Err(ConfigError { issues });
+    };
+    let later = settings
+        .validate()
+        .into_iter()
+        .chain(rules::listener_clashes(&tree));
+    for (key, rule) in later {
+        // A key already reported was replaced by its default; what that default breaks is no news.
+        if !issues.iter().any(|issue| issue.key == key) {
+            issues.push(issue_at(&tree, &origin, key, rule));
+        }
+    }
+    if issues.is_empty() {
+        Ok(LoadedConfig {
+            settings,
+            tree,
+            sources: origin,
+        })
+    } else {
+        Err(ConfigError { issues })
+    }
+}
+
+/// Types the tree; each value serde refuses (a wrong type, an unknown key in a file, a number too large
+/// for its field) becomes an issue and is replaced by its default (or dropped), and typing starts over.
+/// `None` when a refusal cannot be repaired that way.
+fn typed_settings(
+    tree: &mut toml::Table,
+    defaults: &toml::Table,
+    origin: &BTreeMap<String, Source>,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<Settings> {
+    loop {
         match serde_path_to_error::deserialize(toml::Value::Table(tree.clone())) {
-            Ok(settings) => settings,
+            Ok(settings) => return Some(settings),
             Err(err) => {
                 let key = err.path().to_string();
-                let value = tree::get(&tree, &key)
-                    .map(|v| mask_value(&key, v))
-                    .unwrap_or_default();
-                let source = origin.get(&key).cloned().unwrap_or(Source::Default);
-                return Err(ConfigError {
-                    issues: vec![ConfigIssue {
-                        key,
-                        rule: err.into_inner().to_string(),
-                        value,
-                        source: source.to_string(),
-                    }],
-                });
+                let rule = err.into_inner().to_string();
+                issues.push(issue_at(tree, origin, key.clone(), rule));
+                if !restore_default(tree, defaults, &key) {
+                    return None;
+                }
             }
-        };
-    let loaded = LoadedConfig {
-        settings,
-        tree,
-        sources: origin,
-    };
-    let issues = loaded.settings.validate();
-    if issues.is_empty() {
-        Ok(loaded)
-    } else {
-        Err(ConfigError {
-            issues: issues
-                .into_iter()
-                .map(|(key, rule)| {
-                    let value = tree::get(&loaded.tree, &key)
-                        .map(|v| mask_value(&key, v))
-                        .unwrap_or_default();
-                    let source = loaded.sources.get(&key).cloned().unwrap_or(Source::Default);
-                    ConfigIssue {
-                        key,
-                        rule,
-                        value,
-                        source: source.to_string(),
-                    }
-                })
-                .collect(),
-        })
+        }
+    }
+}
+
+/// Puts the default back at `key` (a whole list for a key inside one), or drops a key that has none;
+/// `false` when that changes nothing, so the same refusal would come back.
+fn restore_default(tree: &mut toml::Table, defaults: &toml::Table, key: &str) -> bool {
+    let key = key.split('[').next().unwrap_or(key);
+    let current = tree::get(tree, key).cloned();
+    match (tree::get(defaults, key), current) {
+        (Some(default), Some(current)) if *default == current => false,
+        (Some(default), _) => {
+            tree::set(tree, key, default.clone());
+            true
+        }
+        (None, Some(_)) => {
+            tree::remove(tree, key);
+            true
+        }
+        (None, None) => false,
+    }
+}
+
+fn issue_at(
+    tree: &toml::Table,
+    origin: &BTreeMap<String, Source>,
+    key: String,
+    rule: String,
+) -> ConfigIssue {
+    let value = tree::get(tree, &key)
+        .map(|v| mask_value(&key, v))
+        .unwrap_or_default();
+    let source = origin.get(&key).cloned().unwrap_or(Source::Default);
+    ConfigIssue {
+        key,
+        rule,
+        value,
+        source: source.to_string(),
     }
 }
 

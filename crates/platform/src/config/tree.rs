@@ -10,6 +10,8 @@ pub enum Source {
     Default,
     File(PathBuf),
     Env(String),
+    /// Not set, so computed from other keys (named in the text).
+    Derived(String),
 }
 
 impl fmt::Display for Source {
@@ -18,6 +20,7 @@ impl fmt::Display for Source {
             Source::Default => f.write_str("default"),
             Source::File(path) => write!(f, "file {}", path.display()),
             Source::Env(name) => write!(f, "env {name}"),
+            Source::Derived(from) => write!(f, "derived from {from}"),
         }
     }
 }
@@ -106,4 +109,21 @@ pub(super) fn set(table: &mut toml::Table, dotted: &str, value: toml::Value) {
         current = inner;
     }
     current.insert(last.to_owned(), value);
+}
+
+/// Removes the value at a dotted key, if any.
+pub(super) fn remove(table: &mut toml::Table, dotted: &str) {
+    let (parent, last) = match dotted.rsplit_once('.') {
+        Some((parent, last)) => (get_mut(table, parent), last),
+        None => (Some(table), dotted),
+    };
+    if let Some(parent) = parent {
+        parent.remove(last);
+    }
+}
+
+fn get_mut<'t>(table: &'t mut toml::Table, dotted: &str) -> Option<&'t mut toml::Table> {
+    dotted
+        .split('.')
+        .try_fold(table, |current, part| current.get_mut(part)?.as_table_mut())
 }

@@ -1,0 +1,77 @@
+//! Keys whose default follows other keys: a value nobody set is computed from the ones that were, so
+//! moving one setting cannot leave a dependent one pointing at the old place.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use super::tree::{self, Source};
+
+/// The services the gateway routes to, by section name.
+const SERVICES: &[&str] = &["users", "inventory", "orders"];
+
+/// Fills in every derived key that no file or variable set.
+pub(super) fn apply(tree: &mut toml::Table, origin: &mut BTreeMap<String, Source>) {
+    upstreams(tree, origin);
+    redis_enabled(tree, origin);
+}
+
+/// `gateway.upstreams.<service>` defaults to the service's own listen address, so moving
+/// `<service>.port` (as `logicore all` does) moves the gateway's target with it.
+fn upstreams(tree: &mut toml::Table, origin: &mut BTreeMap<String, Source>) {
+    let Some(host) = tree::get(tree, "service.host").and_then(toml::Value::as_str) else {
+        return;
+    };
+    let Some(host) = reachable_host(host) else {
+        return;
+    };
+    for service in SERVICES {
+        let upstream = format!("gateway.upstreams.{service}");
+        let port_key = format!("{service}.port");
+        if origin.contains_key(&upstream) {
+            continue;
+        }
+        let Some(port) = tree::get(tree, &port_key).and_then(toml::Value::as_integer) else {
+            continue;
+        };
+        tree::set(
+            tree,
+            &upstream,
+            toml::Value::String(format!("http://{host}:{port}")),
+        );
+        origin.insert(upstream, Source::Derived(format!("service.host and {port_key}")));
+    }
+}
+
+/// The host a local client reaches a listener bound to `bind` at: a wildcard bind is reached on loopback.
+fn reachable_host(bind: &str) -> Option<String> {
+    match bind.parse::<IpAddr>().ok()? {
+        IpAddr::V4(v4) if v4.is_unspecified() => Some("127.0.0.1".to_owned()),
+        IpAddr::V6(v6) if v6.is_unspecified() => Some("[::1]".to_owned()),
+        IpAddr::V4(v4) => Some(v4.to_string()),
+        IpAddr::V6(v6) => Some(format!("[{v6}]")),
+    }
+}
+
+/// Naming a Redis server (`REDIS_HOST`, `REDIS_URL`, or their keys in a file) means using it, as in the
+/// original deployment's `.env`; only an explicit `redis.enabled = false` keeps the in-process cache.
+fn redis_enabled(tree: &mut toml::Table, origin: &mut BTreeMap<String, Source>) {
+    if origin.contains_key("redis.enabled") {
+        return;
+    }
+    let Some(named_by) = ["redis.url", "redis.host"]
+        .into_iter()
+        .find(|key| {
+            origin.contains_key(*key)
+                && tree::get(tree, key)
+                    .and_then(toml::Value::as_str)
+                    .is_some_and(|value| !value.trim().is_empty())
+        })
+    else {
+        return;
+    };
+    tree::set(tree, "redis.enabled", toml::Value::Boolean(true));
+    origin.insert(
+        "redis.enabled".to_owned(),
+        Source::Derived(format!("{named_by} being set")),
+    );
+}
