@@ -47,13 +47,15 @@ pub struct UsersCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum UsersAction {
-    /// Create an admin user, or promote an existing user to admin.
+    /// Create an admin user, or promote an existing user to admin (keeping their password unless
+    /// --password-stdin is given); prints what was done.
     CreateAdmin {
         /// The admin's email address.
         #[arg(long)]
         email: String,
         /// Read the password from standard input (so it never appears in the process list or history).
-        #[arg(long, required = true)]
+        /// Required for a new account; for an existing one it replaces the password and ends its sessions.
+        #[arg(long)]
         password_stdin: bool,
     },
 }

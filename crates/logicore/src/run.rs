@@ -4,7 +4,7 @@ use std::io::Read;
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use platform::config::{ConfigError, ConfigSources, LoadedConfig, Settings};
+use platform::config::{ConfigError, ConfigIssue, ConfigSources, LoadedConfig, Settings};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +30,9 @@ impl From<anyhow::Error> for Failure {
 pub fn execute(cli: Cli) -> Result<(), Failure> {
     let loaded = platform::config::load(&ConfigSources::from_process(cli.config))
         .map_err(Failure::Config)?;
+    if matches!(cli.command, Command::All) {
+        refuse_single_service_port(&loaded).map_err(Failure::Config)?;
+    }
     match cli.command {
         Command::Config(ConfigCommand::Show) => {
             print!("{}", loaded.render());
@@ -46,6 +49,27 @@ pub fn execute(cli: Cli) -> Result<(), Failure> {
             .block_on(serve(command, loaded))
             .map_err(Failure::Other),
     }
+}
+
+/// `PORT` (`service.port`) names the port of the one service a single-service command runs; `all` runs
+/// several, and silently ignoring it left an operator's port unused.
+fn refuse_single_service_port(loaded: &LoadedConfig) -> Result<(), ConfigError> {
+    let Some(port) = loaded.settings.service.port else {
+        return Ok(());
+    };
+    Err(ConfigError {
+        issues: vec![ConfigIssue {
+            key: "service.port".into(),
+            rule: "`all` runs every service, each on its own port: set LOGICORE_USERS__PORT, \
+                   LOGICORE_INVENTORY__PORT, LOGICORE_ORDERS__PORT or GATEWAY_PORT instead of PORT"
+                .into(),
+            value: port.to_string(),
+            source: loaded
+                .source_of("service.port")
+                .map(|source| source.to_string())
+                .unwrap_or_default(),
+        }],
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -101,11 +125,14 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
                 users::run(config, listener, platform::http::shutdown_signal()).await?;
                 Ok(())
             }
-            Some(UsersAction::CreateAdmin { email, .. }) => {
-                let password = read_password()?;
+            Some(UsersAction::CreateAdmin {
+                email,
+                password_stdin,
+            }) => {
+                let password = password_stdin.then(read_password).transpose()?;
                 let config = users::Config::from_settings(&settings);
-                users::create_admin(&config, &email, &password).await?;
-                tracing::info!(email = %email, "admin ready");
+                let outcome = users::create_admin(&config, &email, password.as_deref()).await?;
+                println!("{}", admin_summary(&outcome));
                 Ok(())
             }
         },
@@ -231,6 +258,22 @@ async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))
+}
+
+/// One line saying what `users create-admin` did, for the operator who ran it.
+fn admin_summary(outcome: &users::AdminOutcome) -> String {
+    let email = &outcome.user.email;
+    let done = match outcome.action {
+        users::AdminAction::Created => format!("created admin {email}"),
+        users::AdminAction::Promoted => format!("promoted {email} to admin"),
+        users::AdminAction::AlreadyAdmin => format!("{email} is already an admin"),
+    };
+    let password = match (outcome.action, outcome.password_changed) {
+        (users::AdminAction::Created, _) => "",
+        (_, true) => "; password changed and its sessions ended",
+        (_, false) => "; password kept",
+    };
+    format!("{done}{password}")
 }
 
 fn read_password() -> anyhow::Result<String> {

@@ -127,7 +127,7 @@ impl Platform {
         users::create_admin(
             &users::Config::from_settings(&base),
             ADMIN_EMAIL,
-            ADMIN_PASSWORD,
+            Some(ADMIN_PASSWORD),
         )
         .await
         .unwrap_or_else(|e| panic!("admin: {e}"));

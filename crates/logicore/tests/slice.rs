@@ -42,7 +42,7 @@ impl Platform {
         users::create_admin(
             &users::Config::from_settings(&base),
             "admin@slice.test",
-            "Admin-password-1",
+            Some("Admin-password-1"),
         )
         .await
         .unwrap_or_else(|e| panic!("admin: {e}"));

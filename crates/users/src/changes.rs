@@ -50,8 +50,9 @@ pub async fn apply_patch(
     Ok(updated)
 }
 
-/// The body of [`apply_patch`]'s transaction; it owns its inputs (see `repo::tx_body`).
-async fn apply_patch_in(
+/// The body of [`apply_patch`]'s transaction, also run inside `create-admin`'s own; it owns its inputs
+/// (see `repo::tx_body`).
+pub(crate) async fn apply_patch_in(
     db: Db,
     messaging: Messaging,
     connection: &mut PgConnection,

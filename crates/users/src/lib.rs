@@ -39,6 +39,7 @@ pub use domain::UserStatus;
 pub use error::UsersError;
 pub use models::{TokenResponse, UserView};
 pub use openapi::openapi;
+pub use sessions::{AdminAction, AdminOutcome};
 pub use state::AppState;
 
 /// The PostgreSQL schema holding this service's tables.
@@ -168,13 +169,13 @@ pub async fn run(
     Ok(served?)
 }
 
-/// Creates an admin account, or promotes (and reactivates) the account with that email and sets its
-/// password. For `logicore users create-admin`.
+/// Creates an admin account, or makes the account with that email an active admin, keeping its password
+/// unless one is given. For `logicore users create-admin`.
 pub async fn create_admin(
     config: &Config,
     email: &str,
-    password: &str,
-) -> Result<UserView, UsersError> {
+    password: Option<&str>,
+) -> Result<AdminOutcome, UsersError> {
     let mut registry = platform::metrics::registry("users");
     let db = connect(config, &mut registry).await?;
     // With Redis this reaches the running service's cache; the in-memory backend of another process it
@@ -186,7 +187,7 @@ pub async fn create_admin(
     let result = sessions::create_or_promote_admin(&db, &cache, &messaging, email, password).await;
     messaging.close().await;
     db.close().await;
-    result.map(UserView::from)
+    result
 }
 
 async fn connect(
@@ -212,7 +213,7 @@ async fn bootstrap_admin(
         cache,
         messaging,
         &config.admin_email,
-        config.admin_password.expose(),
+        Some(config.admin_password.expose()),
     )
     .await?;
     Ok(())

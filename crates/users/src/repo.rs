@@ -138,23 +138,22 @@ pub async fn lock_by_email(
     Ok(db.timed("users.lock_by_email", query).await?)
 }
 
-/// Makes the account an active admin with a new password, inside the caller's transaction.
-pub async fn promote_admin(
+/// Replaces the account's password hash, inside the caller's transaction.
+pub async fn set_password_hash(
     db: &Db,
     connection: &mut PgConnection,
     id: Uuid,
     password_hash: &str,
 ) -> Result<Option<User>, UsersError> {
     const SQL: &str = concat!(
-        "UPDATE users SET role = 'admin', status = 'active', password_hash = $2, updated_at = now() ",
-        "WHERE id = $1 RETURNING ",
+        "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1 RETURNING ",
         user_columns!()
     );
     let query = sqlx::query_as::<_, User>(SQL)
         .bind(id)
         .bind(password_hash)
         .fetch_optional(&mut *connection);
-    Ok(db.timed("users.promote_admin", query).await?)
+    Ok(db.timed("users.set_password_hash", query).await?)
 }
 
 pub async fn admin_exists(db: &Db) -> Result<bool, UsersError> {

@@ -4,16 +4,17 @@ use cache::Cache;
 use messaging::Messaging;
 use platform::auth::{AuthUser, Role};
 use platform::db::{Db, Isolation};
+use platform::problem::FieldError;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::cached;
-use crate::domain::{Email, FullName, NewAccount, Password};
+use crate::domain::{Email, FullName, NewAccount, Password, UserStatus};
 use crate::error::UsersError;
 use crate::events;
 use crate::models::{TokenResponse, User, UserView};
 use crate::passwords;
-use crate::repo::{self, NewUser};
+use crate::repo::{self, NewUser, UserPatch};
 use crate::state::AppState;
 use crate::tokens::{self, RefreshToken};
 
@@ -124,37 +125,52 @@ pub async fn current_user(
     }
 }
 
-/// Creates an admin or promotes (and reactivates) the account with that email, setting its password, with
-/// the events of what changed, then drops the account's cached profile (it may have been cached with its
-/// old role or status).
+/// What `create_or_promote_admin` did to the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAction {
+    /// A new admin account.
+    Created,
+    /// An existing account became an active admin (through the same change path as an admin's
+    /// `PATCH /users/{id}`, so its events and session rules apply).
+    Promoted,
+    /// The account already was an active admin.
+    AlreadyAdmin,
+}
+
+/// The account afterwards, what was done, and whether its password was replaced (which ends its sessions).
+#[derive(Debug, Clone)]
+pub struct AdminOutcome {
+    pub user: UserView,
+    pub action: AdminAction,
+    pub password_changed: bool,
+}
+
+/// Creates an admin account, or makes the account with that email an active admin. An existing account
+/// keeps its password unless `password` is given; a new one needs it.
 pub async fn create_or_promote_admin(
     db: &Db,
     cache: &Cache,
     messaging: &Messaging,
     email: &str,
-    password: &str,
-) -> Result<User, UsersError> {
+    password: Option<&str>,
+) -> Result<AdminOutcome, UsersError> {
     let mut errors = Vec::new();
     let email = crate::domain::collect(Email::parse(email), &mut errors);
-    let password = crate::domain::collect(
-        Password::parse(password, email.as_ref().map(Email::as_str)),
-        &mut errors,
-    );
-    let (Some(email), Some(password)) = (email, password) else {
+    let password = password.and_then(|password| {
+        crate::domain::collect(
+            Password::parse(password, email.as_ref().map(Email::as_str)),
+            &mut errors,
+        )
+    });
+    let Some(email) = email.filter(|_| errors.is_empty()) else {
         return Err(UsersError::Validation(errors));
     };
-    let password_hash = passwords::hash(&password).await?;
-    let full_name =
-        FullName::parse("Administrator").map_err(|e| UsersError::Validation(vec![e]))?;
-    let admin = NewUser {
-        email,
-        full_name,
-        phone: None,
-        role: Role::Admin,
-        password_hash,
+    let password_hash = match &password {
+        Some(password) => Some(passwords::hash(password).await?),
+        None => None,
     };
     let (tx_db, messaging) = (db.clone(), messaging.clone());
-    let user = db
+    let outcome = db
         .transaction(
             Isolation::ReadCommitted,
             repo::tx_body(move |connection| {
@@ -162,14 +178,20 @@ pub async fn create_or_promote_admin(
                     tx_db.clone(),
                     messaging.clone(),
                     connection,
-                    admin.clone(),
+                    email.clone(),
+                    password_hash.clone(),
                 ))
             }),
         )
         .await?;
-    cached::forget(cache, user.id).await;
-    tracing::info!(user_id = %user.id, "admin account created or promoted");
-    Ok(user)
+    cached::forget(cache, outcome.user.id).await;
+    tracing::info!(
+        user_id = %outcome.user.id,
+        action = ?outcome.action,
+        password_changed = outcome.password_changed,
+        "admin account ready"
+    );
+    Ok(outcome)
 }
 
 /// The body of [`create_or_promote_admin`]'s transaction; it owns its inputs (see `repo::tx_body`).
@@ -177,20 +199,59 @@ async fn upsert_admin_in(
     db: Db,
     messaging: Messaging,
     connection: &mut PgConnection,
-    admin: NewUser,
-) -> Result<User, UsersError> {
-    if let Some(user) = repo::insert_if_absent(&db, connection, &admin).await? {
-        events::created(&messaging, connection, &user).await?;
-        return Ok(user);
+    email: Email,
+    password_hash: Option<String>,
+) -> Result<AdminOutcome, UsersError> {
+    if let Some(password_hash) = &password_hash {
+        let admin = NewUser {
+            email: email.clone(),
+            full_name: FullName::parse("Administrator")
+                .map_err(|e| UsersError::Validation(vec![e]))?,
+            phone: None,
+            role: Role::Admin,
+            password_hash: password_hash.clone(),
+        };
+        if let Some(user) = repo::insert_if_absent(&db, connection, &admin).await? {
+            events::created(&messaging, connection, &user).await?;
+            return Ok(AdminOutcome {
+                user: user.into(),
+                action: AdminAction::Created,
+                password_changed: false,
+            });
+        }
     }
-    // The email is taken, by a row that exists (the insert waited for any concurrent one to commit) and that
-    // no statement deletes.
-    let before = repo::lock_by_email(&db, connection, &admin.email)
+    // The email is taken (the insert waited for any concurrent one to commit), or no password was given,
+    // which only an existing account can do without.
+    let Some(before) = repo::lock_by_email(&db, connection, &email).await? else {
+        return Err(UsersError::Validation(vec![FieldError::new(
+            "password",
+            "REQUIRED",
+            "a new admin account needs a password",
+        )]));
+    };
+    let action = if before.role == Role::Admin && before.is_active() {
+        AdminAction::AlreadyAdmin
+    } else {
+        AdminAction::Promoted
+    };
+    let promotion = UserPatch {
+        role: Some(Role::Admin),
+        status: Some(UserStatus::Active),
+        ..UserPatch::default()
+    };
+    let mut user = crate::changes::apply_patch_in(db.clone(), messaging, connection, before.id, promotion, None)
         .await?
         .ok_or(UsersError::NotFound)?;
-    let after = repo::promote_admin(&db, connection, before.id, &admin.password_hash)
-        .await?
-        .ok_or(UsersError::NotFound)?;
-    events::changed(&messaging, connection, &before, &after, None).await?;
-    Ok(after)
+    if let Some(password_hash) = &password_hash {
+        user = repo::set_password_hash(&db, connection, user.id, password_hash)
+            .await?
+            .ok_or(UsersError::NotFound)?;
+        // A replaced password ends the sessions opened with the old one.
+        tokens::revoke_all_of_user(&db, connection, user.id).await?;
+    }
+    Ok(AdminOutcome {
+        user: user.into(),
+        action,
+        password_changed: password_hash.is_some(),
+    })
 }

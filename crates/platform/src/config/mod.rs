@@ -204,13 +204,30 @@ fn typed_settings(
             Ok(settings) => return Some(settings),
             Err(err) => {
                 let key = err.path().to_string();
-                let rule = err.into_inner().to_string();
+                let rule = plain_rule(&err.into_inner().to_string());
                 issues.push(issue_at(tree, origin, key.clone(), rule));
                 if !restore_default(tree, defaults, &key) {
                     return None;
                 }
             }
         }
+    }
+}
+
+/// serde's message in the words of the configuration: its first line (the rest repeats the key), with Rust's
+/// type names replaced by what they mean to an operator.
+fn plain_rule(message: &str) -> String {
+    let first = message.lines().next().unwrap_or(message);
+    let expected_number = ["u8", "u16", "u32", "u64", "usize", "i64"]
+        .iter()
+        .any(|ty| first.ends_with(&format!("expected {ty}")));
+    match first.strip_prefix("invalid type: ") {
+        Some(rest) if expected_number => {
+            let found = rest.split([',', ' ']).next().unwrap_or(rest);
+            format!("must be a whole number, not a {found}")
+        }
+        _ if expected_number => "must be a whole number in range".to_owned(),
+        _ => first.to_owned(),
     }
 }
 

@@ -425,3 +425,137 @@ fn every_bad_retry_and_outlier_key_is_named() {
         .unwrap_or_else(|| panic!("max_attempts"));
     assert_eq!(attempts.source, "env LOGICORE_GATEWAY__RETRY__MAX_ATTEMPTS");
 }
+
+#[test]
+fn type_errors_and_rule_violations_are_all_reported_in_one_run() {
+    let file = temp_file("[gateway]\nprot = 1\nrequest_timeout_ms = \"soon\"\n[database]\npool_max = 2000\n");
+    let mut src = sources(&[("GATEWAY_PORT", "http"), ("DB_PORT", "five")]);
+    src.file = Some(file.0.clone());
+    let found = issues(&src);
+    let keys: Vec<&str> = found.iter().map(|i| i.key.as_str()).collect();
+    for expected in [
+        "gateway.port",
+        "database.port",
+        "gateway.prot",
+        "gateway.request_timeout_ms",
+        "database.pool_max",
+    ] {
+        assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+    }
+    assert_eq!(keys.len(), 5, "each key once: {found:?}");
+    let timeout = &found[keys.iter().position(|k| *k == "gateway.request_timeout_ms").unwrap_or(0)];
+    assert_eq!(timeout.rule, "must be a whole number, not a string");
+}
+
+#[test]
+fn a_bare_word_that_is_not_a_level_is_refused_as_a_log_level() {
+    for bad in ["loud", "info,loud", ""] {
+        let found = issues(&sources(&[("LOG_LEVEL", bad)]));
+        assert_eq!(found[0].key, "log.level", "{bad:?}: {found:?}");
+    }
+    let found = issues(&sources(&[("GATEWAY_LOG_LEVEL", "verbose")]));
+    assert_eq!(found[0].key, "gateway.log_level");
+    for good in ["warn", "INFO", "info,sqlx=warn", "off", "logicore[request]=debug"] {
+        let loaded = load_ok(&sources(&[("LOG_LEVEL", good)]));
+        assert_eq!(loaded.settings.log.level, good);
+    }
+}
+
+#[test]
+fn ports_timeouts_and_percentages_are_range_checked_in_every_section() {
+    let found = issues(&sources(&[
+        ("LOGICORE_USERS__PORT", "70000"),
+        ("DB_PORT", "0"),
+        ("PORT", "65536"),
+        ("LOGICORE_REDIS__COMMAND_TIMEOUT_MS", "0"),
+        ("LOGICORE_GATEWAY__READINESS_TIMEOUT_MS", "0"),
+        ("LOGICORE_GATEWAY__OUTLIER__MAX_EJECTION_PERCENT", "101"),
+        ("LOGICORE_INVENTORY__SWEEPER_BATCH", "-3"),
+    ]));
+    let rule_of = |key: &str| {
+        found
+            .iter()
+            .find(|i| i.key == key)
+            .map(|i| i.rule.clone())
+            .unwrap_or_else(|| panic!("{key} missing from {found:?}"))
+    };
+    assert_eq!(rule_of("users.port"), "must be between 1 and 65535");
+    assert_eq!(rule_of("database.port"), "must be between 1 and 65535");
+    assert_eq!(rule_of("service.port"), "must be between 1 and 65535");
+    assert_eq!(rule_of("redis.command_timeout_ms"), "must be positive");
+    assert_eq!(rule_of("gateway.readiness_timeout_ms"), "must be positive");
+    assert_eq!(
+        rule_of("gateway.outlier.max_ejection_percent"),
+        "must be between 0 and 100"
+    );
+    assert_eq!(rule_of("inventory.sweeper_batch"), "must not be negative");
+    let users = found.iter().find(|i| i.key == "users.port");
+    assert_eq!(users.map(|i| i.value.as_str()), Some("70000"));
+}
+
+#[test]
+fn two_services_on_one_port_are_a_clash_naming_both_keys() {
+    let found = issues(&sources(&[
+        ("LOGICORE_ORDERS__PORT", "8080"),
+        ("LOGICORE_INVENTORY__PORT", "4001"),
+    ]));
+    let rules: Vec<String> = found.iter().map(|i| format!("{}: {}", i.key, i.rule)).collect();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert!(
+        rules.iter().any(|r| r.contains("inventory.port") && r.contains("users.port")),
+        "{rules:?}"
+    );
+    assert!(
+        rules.iter().any(|r| r.contains("orders.port") && r.contains("gateway.port")),
+        "{rules:?}"
+    );
+    // Servers LogiCore connects to may share a number with a listener.
+    load_ok(&sources(&[("DB_PORT", "8080"), ("REDIS_PORT", "4001")]));
+}
+
+#[test]
+fn moving_a_service_port_moves_the_gateway_upstream_unless_it_was_set() {
+    let loaded = load_ok(&sources(&[
+        ("LOGICORE_USERS__PORT", "5101"),
+        ("LOGICORE_ORDERS__PORT", "5103"),
+        ("ORDER_SERVICE_URL", "http://orders.internal:4003"),
+    ]));
+    let upstreams = &loaded.settings.gateway.upstreams;
+    assert_eq!(upstreams.users, "http://127.0.0.1:5101");
+    assert_eq!(upstreams.inventory, "http://127.0.0.1:8000");
+    assert_eq!(upstreams.orders, "http://orders.internal:4003");
+    assert_eq!(
+        loaded.source_of("gateway.upstreams.users"),
+        Some(Source::Derived("service.host and users.port".into()))
+    );
+    let wildcard = load_ok(&sources(&[("SERVICE_HOST", "0.0.0.0")]));
+    assert_eq!(
+        wildcard.settings.gateway.upstreams.users,
+        "http://127.0.0.1:4001",
+        "a wildcard bind is reached on loopback"
+    );
+}
+
+#[test]
+fn naming_a_redis_server_turns_redis_on_unless_disabled_explicitly() {
+    assert!(!load_ok(&sources(&[])).settings.redis.enabled);
+    for var in [("REDIS_HOST", "cache.internal"), ("REDIS_URL", "redis://cache:6379/")] {
+        let loaded = load_ok(&sources(&[var]));
+        assert!(loaded.settings.redis.enabled, "{var:?}");
+    }
+    let off = load_ok(&sources(&[
+        ("REDIS_HOST", "cache.internal"),
+        ("REDIS_ENABLED", "false"),
+    ]));
+    assert!(!off.settings.redis.enabled);
+    let file = temp_file("[redis]\nurl = \"redis://cache:6379/\"\n");
+    let mut src = sources(&[]);
+    src.file = Some(file.0.clone());
+    assert!(load_ok(&src).settings.redis.enabled);
+}
+
+#[test]
+fn the_default_rate_limit_is_100_requests_per_minute() {
+    let limit = load_ok(&sources(&[])).settings.gateway.rate_limit;
+    assert_eq!((limit.max_requests, limit.window_ms), (100, 60_000));
+}

@@ -100,7 +100,7 @@ async fn create_admin_in_another_process_drops_the_profile_the_service_cached_in
     assert_eq!(before["role"], "customer");
 
     // Its own cache handle on the same Redis and prefix, like `logicore users create-admin`.
-    users::create_admin(&app.config, "promoted@example.com", "brand new pass 9")
+    users::create_admin(&app.config, "promoted@example.com", None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let after = expect(app.get(&path, Some(&admin)).await, StatusCode::OK).await;

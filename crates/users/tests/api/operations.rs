@@ -185,24 +185,65 @@ async fn the_admin_bootstrap_runs_only_while_there_is_no_admin() {
 }
 
 #[tokio::test]
-async fn create_admin_promotes_an_existing_account_and_resets_its_password() {
+async fn create_admin_promotes_an_existing_account_keeping_its_password_and_sessions() {
     let app = spawn_app().await;
-    app.register("promote.me@example.com").await;
+    let registered = app.register("promote.me@example.com").await;
+    let refresh = registered["refresh_token"].as_str().unwrap_or_default().to_owned();
 
-    let view = users::create_admin(&app.config, "Promote.Me@example.com", "brand new pass 9")
+    let outcome = users::create_admin(&app.config, "Promote.Me@example.com", None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(view.email, "promote.me@example.com");
-    assert_eq!(view.role, platform::auth::Role::Admin);
-
-    let login = app
-        .login("promote.me@example.com", "brand new pass 9")
-        .await;
+    assert_eq!(outcome.user.email, "promote.me@example.com");
+    assert_eq!(outcome.user.role, platform::auth::Role::Admin);
+    assert_eq!(outcome.action, users::AdminAction::Promoted);
+    assert!(!outcome.password_changed);
+    let login = app.login("promote.me@example.com", PASSWORD).await;
     assert_eq!(expect(login, StatusCode::OK).await["user"]["role"], "admin");
+    let refreshed = app
+        .post("/api/v1/auth/refresh", None, &json!({ "refresh_token": refresh }))
+        .await;
+    expect(refreshed, StatusCode::OK).await;
 
-    let weak = users::create_admin(&app.config, "new@example.com", "weak").await;
+    let again = users::create_admin(&app.config, "promote.me@example.com", None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.action, users::AdminAction::AlreadyAdmin);
+
+    let reset = users::create_admin(&app.config, "promote.me@example.com", Some("brand new pass 9"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reset.action, users::AdminAction::AlreadyAdmin);
+    assert!(reset.password_changed);
+    expect(
+        app.login("promote.me@example.com", PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    expect(
+        app.login("promote.me@example.com", "brand new pass 9").await,
+        StatusCode::OK,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn create_admin_needs_a_valid_password_for_a_new_account() {
+    let app = spawn_app().await;
+    let weak = users::create_admin(&app.config, "new@example.com", Some("weak")).await;
     assert!(
         matches!(weak, Err(users::UsersError::Validation(_))),
         "{weak:?}"
     );
+    let missing = users::create_admin(&app.config, "new@example.com", None).await;
+    match missing {
+        Err(users::UsersError::Validation(errors)) => {
+            assert_eq!(errors[0].field, "password");
+            assert_eq!(errors[0].code, "REQUIRED");
+        }
+        other => panic!("{other:?}"),
+    }
+    let created = users::create_admin(&app.config, "new@example.com", Some("strong pass 42"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(created.action, users::AdminAction::Created);
 }
