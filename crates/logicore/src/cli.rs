@@ -68,10 +68,11 @@ pub struct InventoryCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum InventoryAction {
-    /// Bulk-upsert products and stock from a CSV file `sku,name,warehouse_code,quantity[,reorder_point]`:
-    /// valid rows are applied, invalid ones reported with their line numbers.
+    /// Bulk-upsert products and stock from a CSV file with the columns sku, name, warehouse_code, quantity
+    /// and optionally reorder_point, matched by the header's names: valid rows are applied, invalid ones
+    /// reported with their line numbers; a header with unknown or missing columns applies nothing.
     Import {
-        /// The CSV file, with a header row.
+        /// The CSV file, with a header row (without one, the columns are read in the order above).
         file: PathBuf,
     },
 }
@@ -85,6 +86,9 @@ pub enum EventsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DeadLettersCommand {
+    /// Print every consumer group the event transport knows, one per line: the group, a tab, and how many
+    /// dead letters it holds.
+    Groups,
     /// Print a group's dead letters, oldest first: one JSON object per line with the event id, type,
     /// attempts, last error, when it was dead-lettered and the envelope.
     List {

@@ -1,4 +1,5 @@
-//! `logicore events dead-letters list|replay`: what a consumer group gave up on, and sending it back.
+//! `logicore events dead-letters groups|list|replay`: which consumer groups hold dead letters, what a group
+//! gave up on, and sending it back.
 //!
 //! Works on whichever transport the configuration selects (RabbitMQ's dead-letter queue of the group, or the
 //! PostgreSQL transport's delivery table), so operators use one command in every deployment.
@@ -21,9 +22,43 @@ pub async fn dead_letters(settings: &Settings, command: DeadLettersCommand) -> a
     let transport = messaging::connect(&settings.messaging, &db, &metrics)
         .await
         .context("cannot reach the event transport")?;
-    let outcome = match command {
+    let outcome = run(transport.as_ref(), command).await;
+    transport.close().await;
+    db.close().await;
+    outcome
+}
+
+/// The services' own consumer groups: the ones a RabbitMQ transport, which cannot list queues, probes for.
+const SERVICE_GROUPS: &[&str] = &[
+    users::PROFILE_CACHE_GROUP,
+    inventory::SAGA_GROUP,
+    orders::SAGA_GROUP,
+];
+
+async fn run(transport: &dyn messaging::Transport, command: DeadLettersCommand) -> anyhow::Result<()> {
+    let groups = messaging::dead_letter_groups(transport, SERVICE_GROUPS)
+        .await
+        .context("cannot list the consumer groups")?;
+    // A mistyped group would otherwise read as "0 dead letters", which looks like good news.
+    let known = |group: &str| {
+        let names: Vec<&str> = groups.iter().map(|g| g.group.as_str()).collect();
+        anyhow::ensure!(
+            names.contains(&group),
+            "unknown consumer group {group:?}; known groups: {}",
+            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+        );
+        Ok(())
+    };
+    match command {
+        DeadLettersCommand::Groups => {
+            for group in &groups {
+                println!("{}\t{}", group.group, group.dead_letters);
+            }
+            Ok(())
+        }
         DeadLettersCommand::List { group, limit } => {
-            let letters = messaging::list_dead_letters(transport.as_ref(), &group, limit as usize)
+            known(&group)?;
+            let letters = messaging::list_dead_letters(transport, &group, limit as usize)
                 .await
                 .with_context(|| format!("cannot list the dead letters of {group}"))?;
             for letter in &letters {
@@ -48,7 +83,8 @@ pub async fn dead_letters(settings: &Settings, command: DeadLettersCommand) -> a
             id: Some(id),
             ..
         } => {
-            let found = messaging::replay_dead_letter(transport.as_ref(), &group, id)
+            known(&group)?;
+            let found = messaging::replay_dead_letter(transport, &group, id)
                 .await
                 .with_context(|| format!("cannot replay {id} of {group}"))?;
             anyhow::ensure!(found, "{group} has no dead letter {id}");
@@ -58,14 +94,12 @@ pub async fn dead_letters(settings: &Settings, command: DeadLettersCommand) -> a
         DeadLettersCommand::Replay {
             group, id: None, ..
         } => {
-            let replayed = messaging::replay_dead_letters(transport.as_ref(), &group)
+            known(&group)?;
+            let replayed = messaging::replay_dead_letters(transport, &group)
                 .await
                 .with_context(|| format!("cannot replay the dead letters of {group}"))?;
             eprintln!("replayed {replayed} dead letter(s) to {group}");
             Ok(())
         }
-    };
-    transport.close().await;
-    db.close().await;
-    outcome
+    }
 }

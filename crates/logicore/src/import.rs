@@ -42,9 +42,13 @@ pub async fn import(config: &inventory::Config, file: &Path) -> anyhow::Result<(
     );
     anyhow::ensure!(
         report.rows_failed == 0,
-        "{} of {} rows were rejected (listed above); the others were applied",
+        "{} of {} rows were rejected (listed above); {}",
         report.rows_failed,
-        report.rows_total
+        report.rows_total,
+        match report.rows_applied {
+            0 => "no row was applied".to_owned(),
+            applied => format!("the other {applied} were applied"),
+        }
     );
     Ok(())
 }

@@ -35,27 +35,53 @@ fn config_check_lists_every_bad_key_and_exits_2() {
         ("DB_POOL_MAX", "0"),
         ("GATEWAY_PORT", "http"),
         ("USER_SERVICE_URL", "ftp://x"),
+        ("LOG_LEVEL", "loud"),
+        ("LOGICORE_ORDERS__PORT", "4001"),
+        ("LOGICORE_REDIS__COMMAND_TIMEOUT_MS", "0"),
     ])
     .args(["config", "check"]));
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("gateway.port: must be an integer"),
-        "{stderr}"
-    );
-    let output = run(
-        logicore(&[("DB_POOL_MAX", "0"), ("USER_SERVICE_URL", "ftp://x")])
-            .args(["config", "check"]),
-    );
+    for expected in [
+        "gateway.port: must be an integer",
+        "log.level: must be a level",
+        "both listen on port 4001",
+        "redis.command_timeout_ms: must be positive",
+        "database.pool_max: must be between 1 and 1000",
+        "gateway.upstreams.users: must be an http:// URL",
+    ] {
+        assert!(stderr.contains(expected), "{expected} missing: {stderr}");
+    }
+}
+
+#[test]
+fn all_refuses_port_since_it_runs_several_services() {
+    let output = run(logicore(&[("PORT", "7000")]).arg("all"));
+    assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("database.pool_max: must be between 1 and 1000"),
+        stderr.contains("service.port: `all` runs every service")
+            && stderr.contains("LOGICORE_USERS__PORT")
+            && stderr.contains("env PORT"),
         "{stderr}"
     );
-    assert!(
-        stderr.contains("gateway.upstreams.users: must be an http:// URL"),
-        "{stderr}"
+}
+
+#[test]
+fn migrations_run_again_print_no_notices() {
+    let db = testkit::TestDb::new();
+    let env = [("DATABASE_URL", db.url.as_str()), ("LOG_LEVEL", "info")];
+    let first = run(logicore(&env).arg("migrate"));
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let again = run(logicore(&env).arg("migrate"));
+    assert!(again.status.success());
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&again.stdout),
+        String::from_utf8_lossy(&again.stderr)
     );
+    assert!(printed.contains("migrations applied"), "{printed}");
+    assert!(!printed.contains("already exists"), "{printed}");
 }
 
 #[test]
@@ -141,6 +167,7 @@ async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_
     let gateway_port = free_port().to_string();
     let users_port = free_port().to_string();
     let inventory_port = free_port().to_string();
+    let orders_port = free_port().to_string();
     let users_url = format!("http://127.0.0.1:{users_port}");
     let inventory_url = format!("http://127.0.0.1:{inventory_port}");
     let log_dir = std::env::temp_dir().join(format!("logicore-logs-{}", uuid::Uuid::new_v4()));
@@ -149,10 +176,10 @@ async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_
         ("LOG_DIR", log_dir_text.as_str()),
         ("DATABASE_URL", db.url.as_str()),
         ("GATEWAY_PORT", gateway_port.as_str()),
+        // Only the services' ports move: the gateway's upstreams must follow them (no *_SERVICE_URL).
         ("LOGICORE_USERS__PORT", users_port.as_str()),
-        ("USER_SERVICE_URL", users_url.as_str()),
         ("LOGICORE_INVENTORY__PORT", inventory_port.as_str()),
-        ("INVENTORY_SERVICE_URL", inventory_url.as_str()),
+        ("LOGICORE_ORDERS__PORT", orders_port.as_str()),
     ];
 
     let mut create_admin = logicore(&env)
@@ -164,6 +191,7 @@ async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_
             "--password-stdin",
         ])
         .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
     if let Some(mut stdin) = create_admin.stdin.take() {
@@ -171,11 +199,13 @@ async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_
             .write_all(b"Admin-password-1\n")
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    assert!(
-        create_admin
-            .wait()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .success()
+    let created = create_admin
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(created.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&created.stdout).trim(),
+        "created admin root@logicore.test"
     );
 
     let mut server = Running(

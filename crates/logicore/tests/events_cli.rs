@@ -1,5 +1,6 @@
-//! `logicore events dead-letters list|replay`, run as the real executable against a real dead letter of the
-//! PostgreSQL transport: listed with its attempts and reason, then replayed and applied.
+//! `logicore events dead-letters groups|list|replay`, run as the real executable against a real dead letter of
+//! the PostgreSQL transport: counted per group, listed with its attempts and reason, then replayed and applied;
+//! a group nobody subscribed is an error naming the known ones.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -128,6 +129,29 @@ async fn dead_letters_are_listed_then_replayed_and_applied() {
     );
     assert_eq!(listed[0]["envelope"]["aggregate_id"], user_id.to_string());
     assert_eq!(gate.applied.load(Ordering::SeqCst), 0);
+
+    let output = logicore(&test_db.url, &["events", "dead-letters", "groups"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let groups = String::from_utf8_lossy(&output.stdout).to_string();
+    assert_eq!(groups.lines().collect::<Vec<_>>(), [format!("{GROUP}\t1")]);
+
+    for action in [&["list"][..], &["replay", "--all"][..]] {
+        let mut args = vec!["events", "dead-letters"];
+        args.extend_from_slice(action);
+        args.extend_from_slice(&["--group", "cli.dead-leter-test"]);
+        let output = logicore(&test_db.url, &args);
+        assert_eq!(output.status.code(), Some(1), "{action:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("unknown consumer group \"cli.dead-leter-test\"")
+                && stderr.contains(&format!("known groups: {GROUP}")),
+            "{stderr}"
+        );
+    }
 
     let unknown = Uuid::now_v7().to_string();
     let output = logicore(

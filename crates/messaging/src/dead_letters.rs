@@ -1,8 +1,8 @@
-//! Operations on dead letters, behind `logicore events dead-letters list|replay`.
+//! Operations on dead letters, behind `logicore events dead-letters groups|list|replay`.
 
 use uuid::Uuid;
 
-use crate::transport::{DeadLetter, Transport, TransportError};
+use crate::transport::{DeadLetter, GroupDeadLetters, Transport, TransportError};
 
 /// Up to `limit` dead letters of consumer group `group`, oldest first.
 pub async fn list_dead_letters(
@@ -28,4 +28,12 @@ pub async fn replay_dead_letters(
     group: &str,
 ) -> Result<u64, TransportError> {
     transport.replay(group, None).await
+}
+
+/// The consumer groups the transport knows (see [`Transport::groups`]) with their dead-letter counts.
+pub async fn dead_letter_groups(
+    transport: &dyn Transport,
+    expected: &[&str],
+) -> Result<Vec<GroupDeadLetters>, TransportError> {
+    transport.groups(expected).await
 }

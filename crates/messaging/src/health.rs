@@ -55,10 +55,11 @@ impl Check for MessagingCheck {
     fn check(&self) -> BoxFuture<'_, CheckReport> {
         Box::pin(async move {
             let health = self.transport.health().await;
-            let mut report = if health.up {
-                CheckReport::up()
-            } else {
-                CheckReport::down(health.error.unwrap_or_else(|| "transport down".into()))
+            let error = || health.error.clone().unwrap_or_else(|| "transport down".into());
+            let mut report = match (health.up, health.fatal) {
+                (true, _) => CheckReport::up(),
+                (false, false) => CheckReport::down(error()),
+                (false, true) => CheckReport::fatal(error()),
             };
             report.details.extend(health.details);
             match outbox_stats(&self.db).await {

@@ -43,7 +43,9 @@ use sqlx::PgConnection;
 
 pub use breaker::BreakerState;
 pub use consumer::{Consumer, Handler, Outcome};
-pub use dead_letters::{list_dead_letters, replay_dead_letter, replay_dead_letters};
+pub use dead_letters::{
+    dead_letter_groups, list_dead_letters, replay_dead_letter, replay_dead_letters,
+};
 pub use envelope::{Envelope, EnvelopeError, EventPayload, EventType, UnknownEventType};
 pub use health::MessagingCheck;
 pub use metrics::Metrics;
@@ -52,7 +54,9 @@ pub use outbox::{
     MIGRATION_SQL, OutboxStats, migrate, outbox_stats, publish_all_in_tx, publish_in_tx,
 };
 pub use relay::{Pass, Relay};
-pub use transport::{DeadLetter, Transport, TransportError, connect, connect_with};
+pub use transport::{
+    DeadLetter, GroupDeadLetters, Transport, TransportError, connect, connect_with,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MessagingError {

@@ -188,6 +188,12 @@ impl messaging::Transport for NullTransport {
     ) -> BoxFuture<'a, Result<u64, messaging::TransportError>> {
         Box::pin(async { Ok(0) })
     }
+    fn groups<'a>(
+        &'a self,
+        _e: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<Vec<messaging::GroupDeadLetters>, messaging::TransportError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
     fn dead_letters<'a>(
         &'a self,
         _g: &'a str,
@@ -208,6 +214,7 @@ impl messaging::Transport for NullTransport {
                 up: true,
                 details: Default::default(),
                 error: None,
+                fatal: false,
             }
         })
     }

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use error::OrdersError;
+pub use saga::GROUP as SAGA_GROUP;
 pub use state::AppState;
 pub use sweeper::expire_lapsed;
 

@@ -173,8 +173,10 @@ impl Db {
         if settings.create_if_missing {
             create_database_if_missing(&options).await?;
         }
+        // NOTICEs are chatter such as the "relation … already exists, skipping" of every idempotent
+        // migration at every start; warnings and errors still arrive.
         let options = options
-            .options([("search_path", schema)])
+            .options([("search_path", schema), ("client_min_messages", "warning")])
             .log_slow_statements(tracing::log::LevelFilter::Warn, settings.slow_query())
             .log_statements(tracing::log::LevelFilter::Trace);
         let pool = PgPoolOptions::new()

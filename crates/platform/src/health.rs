@@ -21,6 +21,9 @@ pub struct CheckReport {
     /// Extra facts shown with the check (e.g. a breaker state).
     pub details: Map<String, Value>,
     pub error: Option<String>,
+    /// Down for a reason waiting will not fix (e.g. refused credentials): the service is not ready even
+    /// when the dependency is optional, since it would never come back on its own.
+    pub fatal: bool,
 }
 
 impl CheckReport {
@@ -29,6 +32,7 @@ impl CheckReport {
             up: true,
             details: Map::new(),
             error: None,
+            fatal: false,
         }
     }
 
@@ -37,6 +41,15 @@ impl CheckReport {
             up: false,
             details: Map::new(),
             error: Some(error.into()),
+            fatal: false,
+        }
+    }
+
+    /// Down until the configuration is fixed; see [`CheckReport::fatal`](field@CheckReport::fatal).
+    pub fn fatal(error: impl Into<String>) -> Self {
+        Self {
+            fatal: true,
+            ..Self::down(error)
         }
     }
 }
@@ -108,11 +121,12 @@ impl Readiness {
         let mut ready = true;
         let mut checks = Map::new();
         for (check, report, elapsed) in results {
-            if check.required() && !report.up {
+            let blocking = check.required() || report.fatal;
+            if blocking && !report.up {
                 ready = false;
             }
             let mut entry = Map::new();
-            let status = match (report.up, check.required()) {
+            let status = match (report.up, blocking) {
                 (true, _) => "up",
                 (false, true) => "down",
                 (false, false) => "degraded",

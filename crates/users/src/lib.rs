@@ -39,6 +39,7 @@ pub use domain::UserStatus;
 pub use error::UsersError;
 pub use models::{TokenResponse, UserView};
 pub use openapi::openapi;
+pub use profile_cache::GROUP as PROFILE_CACHE_GROUP;
 pub use sessions::{AdminAction, AdminOutcome};
 pub use state::AppState;
 

@@ -1,6 +1,12 @@
-//! Bulk import of `sku,name,warehouse_code,quantity[,reorder_point]` CSV: streamed (memory stays bounded
-//! by one batch whatever the file size), parsed row by row, applied in batches of set-based upserts. A bad
-//! row is reported with its line number and skipped; the valid rows around it are applied.
+//! Bulk import of CSV with the columns `sku`, `name`, `warehouse_code`, `quantity` and optionally
+//! `reorder_point`: streamed (memory stays bounded by one batch whatever the file size), parsed row by row,
+//! applied in batches of set-based upserts. A bad row is reported with its line number and skipped; the valid
+//! rows around it are applied.
+//!
+//! Columns are matched by the header's names (any order, case and surrounding spaces ignored). A header
+//! naming an unknown or repeated column, or missing a required one, fails the whole import before any row
+//! is applied. A file whose first row names no column and holds no whole number is still read as a header;
+//! a file without a header (its first row holds a quantity) is read in the order above.
 //!
 //! Semantics of a row: the product is created (or its name and, when given, reorder point updated) and its
 //! on_hand in that warehouse is **set** to `quantity`, with an `import` ledger row for the difference, so
@@ -110,6 +116,7 @@ pub async fn import<R: AsyncRead + Send>(
     let mut pending: Vec<Row> = Vec::with_capacity(batch_rows);
     let mut record = ByteRecord::new();
     let mut first = true;
+    let mut columns = Columns::positional();
     loop {
         let more = csv
             .read_byte_record(&mut record)
@@ -120,10 +127,11 @@ pub async fn import<R: AsyncRead + Send>(
         }
         let line = record.position().map_or(0, |p| p.line());
         if std::mem::take(&mut first) && is_header(&record) {
+            columns = Columns::from_header(&record).map_err(InventoryError::Validation)?;
             continue;
         }
         report.rows_total += 1;
-        match parse_row(&record, line) {
+        match parse_row(&record, line, &columns) {
             Ok(row) => pending.push(row),
             Err(errors) => {
                 report.rows_failed += 1;
@@ -181,48 +189,120 @@ fn read_error(error: csv_async::Error) -> InventoryError {
     }
 }
 
-fn is_header(record: &ByteRecord) -> bool {
-    record
-        .get(0)
-        .is_some_and(|first| first.eq_ignore_ascii_case(b"sku"))
+/// The columns of an import, in the order a file without a header has them; the first four are required.
+const COLUMNS: [&str; 5] = ["sku", "name", "warehouse_code", "quantity", "reorder_point"];
+const REQUIRED_COLUMNS: usize = 4;
+
+/// Where each of [`COLUMNS`] is in a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Columns {
+    position: [Option<usize>; COLUMNS.len()],
+    /// Fields a row may have (the header's).
+    width: usize,
+    /// Fields a row must have to reach every required column.
+    min_width: usize,
 }
 
-fn parse_row(record: &ByteRecord, line: u64) -> Result<Row, Vec<ImportRowError>> {
+impl Columns {
+    /// A file without a header: the columns in [`COLUMNS`] order, `reorder_point` optional at the end.
+    fn positional() -> Self {
+        Self {
+            position: [Some(0), Some(1), Some(2), Some(3), Some(4)],
+            width: COLUMNS.len(),
+            min_width: REQUIRED_COLUMNS,
+        }
+    }
+
+    /// Maps the header's names to columns; every problem with it at once.
+    fn from_header(header: &ByteRecord) -> Result<Self, Vec<platform::FieldError>> {
+        let mut position = [None; COLUMNS.len()];
+        let mut errors = Vec::new();
+        for (index, raw) in header.iter().enumerate() {
+            let name = String::from_utf8_lossy(raw).trim().to_ascii_lowercase();
+            match COLUMNS.iter().position(|column| *column == name) {
+                Some(column) if position[column].is_some() => errors.push(platform::FieldError::new(
+                    name,
+                    "DUPLICATE_COLUMN",
+                    "appears more than once in the header",
+                )),
+                Some(column) => position[column] = Some(index),
+                None => errors.push(platform::FieldError::new(
+                    name,
+                    "UNKNOWN_COLUMN",
+                    "is not an import column (sku, name, warehouse_code, quantity, reorder_point)",
+                )),
+            }
+        }
+        for (column, name) in COLUMNS.iter().enumerate().take(REQUIRED_COLUMNS) {
+            if position[column].is_none() {
+                errors.push(platform::FieldError::new(
+                    *name,
+                    "MISSING_COLUMN",
+                    "is a required column and missing from the header",
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let min_width = position[..REQUIRED_COLUMNS]
+            .iter()
+            .flatten()
+            .max()
+            .map_or(0, |last| last + 1);
+        Ok(Self {
+            position,
+            width: header.len(),
+            min_width,
+        })
+    }
+}
+
+/// Whether the first row is a header: it names a column, or has no whole number where every data row has
+/// its quantity.
+fn is_header(record: &ByteRecord) -> bool {
+    let texts: Vec<String> = record
+        .iter()
+        .map(|field| String::from_utf8_lossy(field).trim().to_ascii_lowercase())
+        .collect();
+    texts.iter().any(|text| COLUMNS.contains(&text.as_str()))
+        || !texts.iter().any(|text| text.parse::<i64>().is_ok())
+}
+
+fn parse_row(record: &ByteRecord, line: u64, columns: &Columns) -> Result<Row, Vec<ImportRowError>> {
     let error = |field: Option<&str>, code: &str, message: &str| ImportRowError {
         line,
         field: field.map(str::to_owned),
         code: code.to_owned(),
         message: message.to_owned(),
     };
-    if !(4..=5).contains(&record.len()) {
+    if !(columns.min_width..=columns.width).contains(&record.len()) {
         return Err(vec![error(
             None,
             "WRONG_FIELD_COUNT",
             &format!(
-                "expected 4 or 5 fields (sku,name,warehouse_code,quantity[,reorder_point]), found {}",
+                "expected {} to {} fields, found {}",
+                columns.min_width,
+                columns.width,
                 record.len()
             ),
         )]);
     }
     let mut errors = Vec::new();
-    let mut field = |index: usize, name: &str| match std::str::from_utf8(&record[index]) {
-        Ok(text) => Some(text),
-        Err(_) => {
-            errors.push(error(Some(name), "INVALID_ENCODING", "is not valid UTF-8"));
-            None
+    let mut field = |column: usize| {
+        let Some(bytes) = columns.position[column].and_then(|index| record.get(index)) else {
+            // An optional column the header or the row leaves out.
+            return Some("");
+        };
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Some(text),
+            Err(_) => {
+                errors.push(error(Some(COLUMNS[column]), "INVALID_ENCODING", "is not valid UTF-8"));
+                None
+            }
         }
     };
-    let texts = [
-        field(0, "sku"),
-        field(1, "name"),
-        field(2, "warehouse_code"),
-        field(3, "quantity"),
-        if record.len() == 5 {
-            field(4, "reorder_point")
-        } else {
-            Some("")
-        },
-    ];
+    let texts = [field(0), field(1), field(2), field(3), field(4)];
     let [
         Some(sku),
         Some(name),
@@ -279,17 +359,17 @@ mod tests {
 
     #[test]
     fn a_valid_row_parses_with_or_without_a_reorder_point() {
-        let row = parse_row(&record(&["A-1", "Widget", "ber", "5"]), 2).map_err(|e| e.len());
+        let row = parse_row(&record(&["A-1", "Widget", "ber", "5"]), 2, &Columns::positional()).map_err(|e| e.len());
         assert!(
             matches!(&row, Ok(r) if r.reorder_point.is_none() && r.warehouse_code.as_str() == "BER")
         );
-        let row = parse_row(&record(&["A-1", "Widget", "BER", "5", "3"]), 2).map_err(|e| e.len());
+        let row = parse_row(&record(&["A-1", "Widget", "BER", "5", "3"]), 2, &Columns::positional()).map_err(|e| e.len());
         assert!(matches!(row, Ok(r) if r.reorder_point == Some(3)));
     }
 
     #[test]
     fn every_bad_field_of_a_row_is_reported_with_its_line() {
-        let errors = parse_row(&record(&["bad sku", "", "BER", "-1", "x"]), 7)
+        let errors = parse_row(&record(&["bad sku", "", "BER", "-1", "x"]), 7, &Columns::positional())
             .err()
             .unwrap_or_default();
         let fields: Vec<_> = errors.iter().filter_map(|e| e.field.clone()).collect();
@@ -299,9 +379,48 @@ mod tests {
 
     #[test]
     fn a_row_with_the_wrong_number_of_fields_is_rejected() {
-        let errors = parse_row(&record(&["A", "B", "C"]), 3)
+        let errors = parse_row(&record(&["A", "B", "C"]), 3, &Columns::positional())
             .err()
             .unwrap_or_default();
         assert_eq!(errors[0].code, "WRONG_FIELD_COUNT");
+    }
+
+    #[test]
+    fn header_names_map_columns_in_any_order_whatever_their_case() {
+        let header = record(&[" Quantity ", "WAREHOUSE_CODE", "sku", "Name"]);
+        assert!(is_header(&header));
+        let columns = Columns::from_header(&header).unwrap_or_else(|e| panic!("{e:?}"));
+        let row = parse_row(&record(&["5", "ber", "A-1", "Widget"]), 2, &columns);
+        assert!(
+            matches!(&row, Ok(r) if r.quantity == 5 && r.sku.as_str() == "A-1" && r.name == "Widget"),
+            "{row:?}"
+        );
+    }
+
+    #[test]
+    fn a_header_with_unknown_repeated_or_missing_columns_is_refused_naming_each() {
+        let errors = Columns::from_header(&record(&["sku", "qty", "name", "SKU", "colour"]))
+            .err()
+            .unwrap_or_default();
+        let named: Vec<(&str, &str)> = errors
+            .iter()
+            .map(|e| (e.field.as_str(), e.code.as_str()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("qty", "UNKNOWN_COLUMN"),
+                ("sku", "DUPLICATE_COLUMN"),
+                ("colour", "UNKNOWN_COLUMN"),
+                ("warehouse_code", "MISSING_COLUMN"),
+                ("quantity", "MISSING_COLUMN"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_first_row_with_a_quantity_and_no_column_name_is_data() {
+        assert!(!is_header(&record(&["A-1", "Widget", "BER", "5"])));
+        assert!(is_header(&record(&["code", "title", "depot", "amount"])));
     }
 }

@@ -183,3 +183,46 @@ async fn importing_a_file_reports_progress_up_to_its_size() {
     assert_eq!(total_seen.load(Ordering::Relaxed), csv.len() as u64);
     app.assert_ledger_explains_stock().await;
 }
+
+#[tokio::test]
+async fn columns_are_matched_by_header_name_in_any_order_and_case() {
+    let app = spawn_app().await;
+    app.warehouse("MAIN", 1).await;
+    let csv = " Quantity ,Reorder_Point,WAREHOUSE_CODE,sku,Name\n5,2,MAIN,A-1,Anvil\n7,,main,B-1,Bolt\n";
+    let (status, report) = import(&app, csv.to_owned()).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["rows_applied"], 2, "{report}");
+    let (_, anvil) = app
+        .get("/api/v1/inventory/products?sku=A-1", Role::Admin)
+        .await;
+    assert_eq!(anvil["data"][0]["name"], "Anvil");
+    assert_eq!(anvil["data"][0]["reorder_point"], 2);
+    let anvil_id = crate::helpers::id_of(&anvil["data"][0]);
+    assert_eq!(app.totals(anvil_id).await, (5, 0, 5));
+}
+
+#[tokio::test]
+async fn a_header_with_an_extra_or_a_missing_column_applies_no_row_and_names_the_columns() {
+    let app = spawn_app().await;
+    app.warehouse("MAIN", 1).await;
+    let (status, problem) = import(
+        &app,
+        "sku,name,warehouse_code,quantity,colour\nA-1,Anvil,MAIN,5,red\n".to_owned(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "colour", "{problem}");
+    assert_eq!(problem["errors"][0]["code"], "UNKNOWN_COLUMN");
+
+    let (status, problem) = import(&app, "name,sku,quantity\nAnvil,A-1,5\n".to_owned()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    let missing: Vec<(&str, &str)> = problem["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some((e["field"].as_str()?, e["code"].as_str()?)))
+        .collect();
+    assert_eq!(missing, [("warehouse_code", "MISSING_COLUMN")]);
+    assert!(problem["request_id"].is_string(), "{problem}");
+    assert_eq!(count(&app, "SELECT count(*) FROM products").await, 0);
+}

@@ -40,6 +40,22 @@ pub enum TransportError {
     Envelope(#[from] EnvelopeError),
 }
 
+impl TransportError {
+    /// The broker turned the connection away for a reason reconnecting cannot fix: credentials it refuses
+    /// (ACCESS_REFUSED, 403), a virtual host the user may not open (NOT_ALLOWED, 530), or a failing
+    /// authentication provider.
+    pub fn is_refusal(&self) -> bool {
+        let TransportError::Broker(error) = self else {
+            return false;
+        };
+        match error.kind() {
+            lapin::ErrorKind::ProtocolError(amqp) => matches!(amqp.get_id(), 403 | 530),
+            lapin::ErrorKind::AuthProviderError(_) => true,
+            _ => false,
+        }
+    }
+}
+
 /// One event ready for the wire: the envelope's JSON plus the fields the transport routes by.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
@@ -139,12 +155,21 @@ pub struct DeadLetter {
     pub envelope: Value,
 }
 
+/// A consumer group and how many dead letters it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDeadLetters {
+    pub group: String,
+    pub dead_letters: u64,
+}
+
 /// Whether the transport can be reached, for `/readyz`.
 #[derive(Debug, Clone)]
 pub struct TransportHealth {
     pub up: bool,
     pub details: Map<String, Value>,
     pub error: Option<String>,
+    /// Down for a reason reconnecting cannot fix, such as credentials the broker refuses.
+    pub fatal: bool,
 }
 
 pub trait Transport: Send + Sync {
@@ -170,6 +195,14 @@ pub trait Transport: Send + Sync {
 
     /// Deliveries waiting in the group's queue (retries and dead letters excluded).
     fn queue_depth<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>>;
+
+    /// The consumer groups the transport knows, by name, each with its dead-letter count: every group it
+    /// can enumerate (the PostgreSQL transport's subscriptions and deliveries) and those of `expected`
+    /// whose queues exist (AMQP offers no way to list queues).
+    fn groups<'a>(
+        &'a self,
+        expected: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<Vec<GroupDeadLetters>, TransportError>>;
 
     /// Up to `limit` dead letters of `group`, oldest first.
     fn dead_letters<'a>(

@@ -6,6 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::helpers::{ADMIN_EMAIL, PASSWORD, config_for, expect, expect_problem, spawn_app};
 
@@ -100,6 +101,41 @@ async fn readiness_is_ok_while_postgres_is_up() {
     assert_eq!(body["checks"]["postgres"]["status"], "up");
     let health = expect(app.get("/health", None).await, StatusCode::OK).await;
     assert_eq!(health["status"], "ok");
+}
+
+#[tokio::test]
+async fn readiness_is_not_ready_while_rabbitmq_refuses_the_credentials() {
+    let exchange = format!("logicore.test.{}", Uuid::now_v7().simple());
+    let app = crate::helpers::spawn_app_with(&[
+        ("RABBITMQ_URL", "amqp://guest:wrong@127.0.0.1:5672/%2f"),
+        ("LOGICORE_MESSAGING__EXCHANGE", &exchange),
+    ])
+    .await;
+    // An outage would leave the service ready (its outbox keeps the events); a refusal never heals itself.
+    let body = testkit::eventually(
+        "readiness to report the refusal",
+        Duration::from_secs(20),
+        || {
+            let response = app.get("/readyz", None);
+            async move {
+                let response = response.await;
+                (response.status() == StatusCode::SERVICE_UNAVAILABLE)
+                    .then_some(response)
+            }
+        },
+    )
+    .await;
+    let body: serde_json::Value = testkit::json(body).await;
+    assert_eq!(body["status"], "not_ready", "{body}");
+    assert_eq!(body["checks"]["messaging"]["status"], "down", "{body}");
+    let error = body["checks"]["messaging"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.contains("refused") && error.contains("ACCESS_REFUSED"),
+        "{body}"
+    );
+    assert!(!error.contains("wrong"), "the password is never shown: {body}");
 }
 
 fn in_flight(metrics: &str) -> Option<u64> {

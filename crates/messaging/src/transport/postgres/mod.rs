@@ -22,7 +22,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use uuid::Uuid;
 
 use super::{
-    Confirms, DeadLetter, Deliveries, Outgoing, Subscription, Transport, TransportError,
+    Confirms, DeadLetter, Deliveries, GroupDeadLetters, Outgoing, Subscription, Transport, TransportError,
     TransportHealth, topic_matches,
 };
 use crate::metrics::Metrics;
@@ -188,6 +188,26 @@ impl Transport for PostgresTransport {
         })
     }
 
+    fn groups<'a>(
+        &'a self,
+        _expected: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<Vec<GroupDeadLetters>, TransportError>> {
+        // Every group that ever subscribed is in the table, so there is nothing to probe.
+        Box::pin(async move {
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as(AssertSqlSafe(self.inner.sql.groups.as_str()))
+                    .fetch_all(self.inner.db.pool())
+                    .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(group, dead)| GroupDeadLetters {
+                    group,
+                    dead_letters: u64::try_from(dead).unwrap_or(0),
+                })
+                .collect())
+        })
+    }
+
     fn dead_letters<'a>(
         &'a self,
         group: &'a str,
@@ -260,6 +280,7 @@ impl Transport for PostgresTransport {
                 up: answered.is_ok(),
                 details,
                 error: answered.err().map(|e| e.to_string()),
+                fatal: false,
             }
         })
     }

@@ -14,6 +14,7 @@ pub(super) struct Sql {
     pub(super) retry: String,
     pub(super) dead: String,
     pub(super) list_dead: String,
+    pub(super) groups: String,
     pub(super) replay: String,
     pub(super) depth: String,
     pub(super) delete_subscriptions: String,
@@ -80,6 +81,14 @@ impl Sql {
                 "SELECT event_id, event_type, attempts, COALESCE(last_error, ''), dead_at, envelope \
                  FROM {s}.deliveries WHERE group_name = $1 AND dead_at IS NOT NULL \
                  ORDER BY dead_at, id LIMIT $2"
+            ),
+            groups: format!(
+                "SELECT g.group_name, count(d.id) \
+                 FROM (SELECT group_name FROM {s}.subscriptions \
+                       UNION SELECT DISTINCT group_name FROM {s}.deliveries) AS g \
+                 LEFT JOIN {s}.deliveries AS d \
+                        ON d.group_name = g.group_name AND d.dead_at IS NOT NULL \
+                 GROUP BY g.group_name ORDER BY g.group_name"
             ),
             replay: format!(
                 "UPDATE {s}.deliveries SET dead_at = NULL, attempts = 0, next_attempt_at = now(), \

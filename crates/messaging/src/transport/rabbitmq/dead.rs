@@ -15,7 +15,7 @@ use super::{
     ATTEMPT_HEADER, DEAD_AT_HEADER, Inner, LAST_ERROR_HEADER, Queues, close_channel, header_string,
     header_u32,
 };
-use crate::transport::{DeadLetter, TransportError};
+use crate::transport::{DeadLetter, GroupDeadLetters, TransportError};
 
 pub(super) async fn list(
     inner: &Inner,
@@ -37,6 +37,40 @@ pub(super) async fn list(
     .await;
     close_channel(&channel).await;
     result
+}
+
+/// The groups of `expected` whose dead-letter queue exists, with its length. A passive declare of a
+/// missing queue closes the channel (404), so each probe gets its own.
+pub(super) async fn groups(
+    inner: &Inner,
+    expected: &[&str],
+) -> Result<Vec<GroupDeadLetters>, TransportError> {
+    let mut found = Vec::new();
+    for group in expected {
+        let queues = Queues::new(&inner.options.exchange, group);
+        let channel = inner.channel().await?;
+        let declared = channel
+            .queue_declare(
+                queues.dead.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        close_channel(&channel).await;
+        match declared {
+            Ok(queue) => found.push(GroupDeadLetters {
+                group: (*group).to_owned(),
+                dead_letters: u64::from(queue.message_count()),
+            }),
+            Err(error) if error.is_amqp_soft_error() => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    found.sort_by(|a, b| a.group.cmp(&b.group));
+    Ok(found)
 }
 
 pub(super) async fn replay(

@@ -28,7 +28,7 @@ use tokio::sync::{Mutex, mpsc};
 use uuid::Uuid;
 
 use super::{
-    Confirms, DeadLetter, Deliveries, Outgoing, Subscription, Transport, TransportError,
+    Confirms, DeadLetter, Deliveries, GroupDeadLetters, Outgoing, Subscription, Transport, TransportError,
     TransportHealth,
 };
 use crate::breaker::{Breaker, BreakerState};
@@ -52,6 +52,9 @@ pub(crate) struct Inner {
     metrics: Metrics,
     breaker: Breaker,
     live: Mutex<Option<Live>>,
+    /// Why the broker last turned the connection away for good (refused credentials), until a connect
+    /// succeeds: readiness reports it, and it is logged once rather than at every retry.
+    refusal: std::sync::Mutex<Option<String>>,
 }
 
 /// Names of a group's queues.
@@ -89,6 +92,7 @@ impl RabbitMqTransport {
                 metrics: metrics.clone(),
                 breaker: Breaker::new(options.reconnect_min, options.reconnect_max),
                 live: Mutex::new(None),
+                refusal: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -155,6 +159,7 @@ impl Inner {
             Ok(live) => {
                 self.breaker.record_success();
                 self.metrics.broker_up.set(1);
+                self.set_refusal(None);
                 tracing::info!(exchange = %self.options.exchange, "connected to rabbitmq");
                 *guard = Some(live.clone());
                 Ok(live)
@@ -163,7 +168,18 @@ impl Inner {
                 self.breaker.record_failure();
                 self.metrics.broker_up.set(0);
                 *guard = None;
-                tracing::warn!(error = %error, "cannot connect to rabbitmq");
+                if error.is_refusal() {
+                    let reason = format!("rabbitmq refused the connection: {}", broker_reason(&error));
+                    if self.set_refusal(Some(reason.clone())) {
+                        tracing::error!(
+                            reason = %reason,
+                            "rabbitmq refuses messaging.rabbitmq_url's credentials; events stay in the \
+                             outbox and the service reports not ready until they are fixed"
+                        );
+                    }
+                } else {
+                    tracing::warn!(error = %error, "cannot connect to rabbitmq");
+                }
                 Err(error)
             }
         }
@@ -177,6 +193,24 @@ impl Inner {
             connection,
             publisher,
         })
+    }
+
+    /// Replaces the remembered refusal; `true` when a refusal is new (so it is logged once).
+    fn set_refusal(&self, refusal: Option<String>) -> bool {
+        let mut current = self
+            .refusal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let is_new = refusal.is_some() && current.is_none();
+        *current = refusal;
+        is_new
+    }
+
+    fn refusal(&self) -> Option<String> {
+        self.refusal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Records a failure that may mean the broker went away, so publishers fail fast until it is back.
@@ -291,6 +325,17 @@ pub(crate) async fn declare_exchange(
         .await
 }
 
+/// The broker's own words for a refusal (`ACCESS_REFUSED - Login was refused …`), without the password.
+fn broker_reason(error: &TransportError) -> String {
+    match error {
+        TransportError::Broker(inner) => match inner.kind() {
+            lapin::ErrorKind::ProtocolError(amqp) => amqp.to_string(),
+            other => other.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
 pub(crate) async fn close_channel(channel: &Channel) {
     // Closing hands unacknowledged deliveries back to the queue; an already closed channel is fine.
     let _ = channel.close(200, "done".into()).await;
@@ -352,6 +397,13 @@ impl Transport for RabbitMqTransport {
         })
     }
 
+    fn groups<'a>(
+        &'a self,
+        expected: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<Vec<GroupDeadLetters>, TransportError>> {
+        Box::pin(dead::groups(&self.inner, expected))
+    }
+
     fn dead_letters<'a>(
         &'a self,
         group: &'a str,
@@ -379,11 +431,22 @@ impl Transport for RabbitMqTransport {
                     up: true,
                     details,
                     error: None,
+                    fatal: false,
                 },
-                Err(error) => TransportHealth {
-                    up: false,
-                    details,
-                    error: Some(error.to_string()),
+                // While the breaker holds retries back the error only says so; the refusal says why.
+                Err(error) => match self.inner.refusal() {
+                    Some(refusal) => TransportHealth {
+                        up: false,
+                        details,
+                        error: Some(refusal),
+                        fatal: true,
+                    },
+                    None => TransportHealth {
+                        up: false,
+                        details,
+                        error: Some(error.to_string()),
+                        fatal: false,
+                    },
                 },
             }
         })
