@@ -35,7 +35,10 @@ const SERVICE_GROUPS: &[&str] = &[
     orders::SAGA_GROUP,
 ];
 
-async fn run(transport: &dyn messaging::Transport, command: DeadLettersCommand) -> anyhow::Result<()> {
+async fn run(
+    transport: &dyn messaging::Transport,
+    command: DeadLettersCommand,
+) -> anyhow::Result<()> {
     let groups = messaging::dead_letter_groups(transport, SERVICE_GROUPS)
         .await
         .context("cannot list the consumer groups")?;
@@ -45,7 +48,11 @@ async fn run(transport: &dyn messaging::Transport, command: DeadLettersCommand) 
         anyhow::ensure!(
             names.contains(&group),
             "unknown consumer group {group:?}; known groups: {}",
-            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
         );
         Ok(())
     };

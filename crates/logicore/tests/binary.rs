@@ -72,7 +72,11 @@ fn migrations_run_again_print_no_notices() {
     let db = testkit::TestDb::new();
     let env = [("DATABASE_URL", db.url.as_str()), ("LOG_LEVEL", "info")];
     let first = run(logicore(&env).arg("migrate"));
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     let again = run(logicore(&env).arg("migrate"));
     assert!(again.status.success());
     let printed = format!(

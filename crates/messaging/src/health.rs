@@ -55,7 +55,12 @@ impl Check for MessagingCheck {
     fn check(&self) -> BoxFuture<'_, CheckReport> {
         Box::pin(async move {
             let health = self.transport.health().await;
-            let error = || health.error.clone().unwrap_or_else(|| "transport down".into());
+            let error = || {
+                health
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "transport down".into())
+            };
             let mut report = match (health.up, health.fatal) {
                 (true, _) => CheckReport::up(),
                 (false, false) => CheckReport::down(error()),

@@ -239,9 +239,16 @@ async fn upsert_admin_in(
         status: Some(UserStatus::Active),
         ..UserPatch::default()
     };
-    let mut user = crate::changes::apply_patch_in(db.clone(), messaging, connection, before.id, promotion, None)
-        .await?
-        .ok_or(UsersError::NotFound)?;
+    let mut user = crate::changes::apply_patch_in(
+        db.clone(),
+        messaging,
+        connection,
+        before.id,
+        promotion,
+        None,
+    )
+    .await?
+    .ok_or(UsersError::NotFound)?;
     if let Some(password_hash) = &password_hash {
         user = repo::set_password_hash(&db, connection, user.id, password_hash)
             .await?

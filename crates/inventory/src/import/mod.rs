@@ -220,11 +220,13 @@ impl Columns {
         for (index, raw) in header.iter().enumerate() {
             let name = String::from_utf8_lossy(raw).trim().to_ascii_lowercase();
             match COLUMNS.iter().position(|column| *column == name) {
-                Some(column) if position[column].is_some() => errors.push(platform::FieldError::new(
-                    name,
-                    "DUPLICATE_COLUMN",
-                    "appears more than once in the header",
-                )),
+                Some(column) if position[column].is_some() => {
+                    errors.push(platform::FieldError::new(
+                        name,
+                        "DUPLICATE_COLUMN",
+                        "appears more than once in the header",
+                    ))
+                }
                 Some(column) => position[column] = Some(index),
                 None => errors.push(platform::FieldError::new(
                     name,
@@ -269,7 +271,11 @@ fn is_header(record: &ByteRecord) -> bool {
         || !texts.iter().any(|text| text.parse::<i64>().is_ok())
 }
 
-fn parse_row(record: &ByteRecord, line: u64, columns: &Columns) -> Result<Row, Vec<ImportRowError>> {
+fn parse_row(
+    record: &ByteRecord,
+    line: u64,
+    columns: &Columns,
+) -> Result<Row, Vec<ImportRowError>> {
     let error = |field: Option<&str>, code: &str, message: &str| ImportRowError {
         line,
         field: field.map(str::to_owned),
@@ -297,7 +303,11 @@ fn parse_row(record: &ByteRecord, line: u64, columns: &Columns) -> Result<Row, V
         match std::str::from_utf8(bytes) {
             Ok(text) => Some(text),
             Err(_) => {
-                errors.push(error(Some(COLUMNS[column]), "INVALID_ENCODING", "is not valid UTF-8"));
+                errors.push(error(
+                    Some(COLUMNS[column]),
+                    "INVALID_ENCODING",
+                    "is not valid UTF-8",
+                ));
                 None
             }
         }
@@ -359,19 +369,33 @@ mod tests {
 
     #[test]
     fn a_valid_row_parses_with_or_without_a_reorder_point() {
-        let row = parse_row(&record(&["A-1", "Widget", "ber", "5"]), 2, &Columns::positional()).map_err(|e| e.len());
+        let row = parse_row(
+            &record(&["A-1", "Widget", "ber", "5"]),
+            2,
+            &Columns::positional(),
+        )
+        .map_err(|e| e.len());
         assert!(
             matches!(&row, Ok(r) if r.reorder_point.is_none() && r.warehouse_code.as_str() == "BER")
         );
-        let row = parse_row(&record(&["A-1", "Widget", "BER", "5", "3"]), 2, &Columns::positional()).map_err(|e| e.len());
+        let row = parse_row(
+            &record(&["A-1", "Widget", "BER", "5", "3"]),
+            2,
+            &Columns::positional(),
+        )
+        .map_err(|e| e.len());
         assert!(matches!(row, Ok(r) if r.reorder_point == Some(3)));
     }
 
     #[test]
     fn every_bad_field_of_a_row_is_reported_with_its_line() {
-        let errors = parse_row(&record(&["bad sku", "", "BER", "-1", "x"]), 7, &Columns::positional())
-            .err()
-            .unwrap_or_default();
+        let errors = parse_row(
+            &record(&["bad sku", "", "BER", "-1", "x"]),
+            7,
+            &Columns::positional(),
+        )
+        .err()
+        .unwrap_or_default();
         let fields: Vec<_> = errors.iter().filter_map(|e| e.field.clone()).collect();
         assert_eq!(fields, ["sku", "name", "quantity", "reorder_point"]);
         assert!(errors.iter().all(|e| e.line == 7));

@@ -188,7 +188,8 @@ async fn importing_a_file_reports_progress_up_to_its_size() {
 async fn columns_are_matched_by_header_name_in_any_order_and_case() {
     let app = spawn_app().await;
     app.warehouse("MAIN", 1).await;
-    let csv = " Quantity ,Reorder_Point,WAREHOUSE_CODE,sku,Name\n5,2,MAIN,A-1,Anvil\n7,,main,B-1,Bolt\n";
+    let csv =
+        " Quantity ,Reorder_Point,WAREHOUSE_CODE,sku,Name\n5,2,MAIN,A-1,Anvil\n7,,main,B-1,Bolt\n";
     let (status, report) = import(&app, csv.to_owned()).await;
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report["rows_applied"], 2, "{report}");

@@ -38,7 +38,10 @@ fn upstreams(tree: &mut toml::Table, origin: &mut BTreeMap<String, Source>) {
             &upstream,
             toml::Value::String(format!("http://{host}:{port}")),
         );
-        origin.insert(upstream, Source::Derived(format!("service.host and {port_key}")));
+        origin.insert(
+            upstream,
+            Source::Derived(format!("service.host and {port_key}")),
+        );
     }
 }
 
@@ -58,15 +61,12 @@ fn redis_enabled(tree: &mut toml::Table, origin: &mut BTreeMap<String, Source>) 
     if origin.contains_key("redis.enabled") {
         return;
     }
-    let Some(named_by) = ["redis.url", "redis.host"]
-        .into_iter()
-        .find(|key| {
-            origin.contains_key(*key)
-                && tree::get(tree, key)
-                    .and_then(toml::Value::as_str)
-                    .is_some_and(|value| !value.trim().is_empty())
-        })
-    else {
+    let Some(named_by) = ["redis.url", "redis.host"].into_iter().find(|key| {
+        origin.contains_key(*key)
+            && tree::get(tree, key)
+                .and_then(toml::Value::as_str)
+                .is_some_and(|value| !value.trim().is_empty())
+    }) else {
         return;
     };
     tree::set(tree, "redis.enabled", toml::Value::Boolean(true));

@@ -87,7 +87,10 @@ mod tests {
         assert!(is_timeout("gateway.circuit_breaker.timeout_ms"));
         assert!(is_timeout("database.acquire_timeout_ms"));
         assert!(is_percent("gateway.retry.budget_percent"));
-        assert_eq!(number_rule("users.port", 0), Some("must be between 1 and 65535"));
+        assert_eq!(
+            number_rule("users.port", 0),
+            Some("must be between 1 and 65535")
+        );
         assert_eq!(number_rule("users.port", 65_535), None);
         assert_eq!(number_rule("a.pool_max", -1), Some("must not be negative"));
     }

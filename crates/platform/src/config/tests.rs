@@ -428,7 +428,9 @@ fn every_bad_retry_and_outlier_key_is_named() {
 
 #[test]
 fn type_errors_and_rule_violations_are_all_reported_in_one_run() {
-    let file = temp_file("[gateway]\nprot = 1\nrequest_timeout_ms = \"soon\"\n[database]\npool_max = 2000\n");
+    let file = temp_file(
+        "[gateway]\nprot = 1\nrequest_timeout_ms = \"soon\"\n[database]\npool_max = 2000\n",
+    );
     let mut src = sources(&[("GATEWAY_PORT", "http"), ("DB_PORT", "five")]);
     src.file = Some(file.0.clone());
     let found = issues(&src);
@@ -443,7 +445,10 @@ fn type_errors_and_rule_violations_are_all_reported_in_one_run() {
         assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
     }
     assert_eq!(keys.len(), 5, "each key once: {found:?}");
-    let timeout = &found[keys.iter().position(|k| *k == "gateway.request_timeout_ms").unwrap_or(0)];
+    let timeout = &found[keys
+        .iter()
+        .position(|k| *k == "gateway.request_timeout_ms")
+        .unwrap_or(0)];
     assert_eq!(timeout.rule, "must be a whole number, not a string");
 }
 
@@ -455,7 +460,13 @@ fn a_bare_word_that_is_not_a_level_is_refused_as_a_log_level() {
     }
     let found = issues(&sources(&[("GATEWAY_LOG_LEVEL", "verbose")]));
     assert_eq!(found[0].key, "gateway.log_level");
-    for good in ["warn", "INFO", "info,sqlx=warn", "off", "logicore[request]=debug"] {
+    for good in [
+        "warn",
+        "INFO",
+        "info,sqlx=warn",
+        "off",
+        "logicore[request]=debug",
+    ] {
         let loaded = load_ok(&sources(&[("LOG_LEVEL", good)]));
         assert_eq!(loaded.settings.log.level, good);
     }
@@ -499,14 +510,21 @@ fn two_services_on_one_port_are_a_clash_naming_both_keys() {
         ("LOGICORE_ORDERS__PORT", "8080"),
         ("LOGICORE_INVENTORY__PORT", "4001"),
     ]));
-    let rules: Vec<String> = found.iter().map(|i| format!("{}: {}", i.key, i.rule)).collect();
+    let rules: Vec<String> = found
+        .iter()
+        .map(|i| format!("{}: {}", i.key, i.rule))
+        .collect();
     assert_eq!(rules.len(), 2, "{rules:?}");
     assert!(
-        rules.iter().any(|r| r.contains("inventory.port") && r.contains("users.port")),
+        rules
+            .iter()
+            .any(|r| r.contains("inventory.port") && r.contains("users.port")),
         "{rules:?}"
     );
     assert!(
-        rules.iter().any(|r| r.contains("orders.port") && r.contains("gateway.port")),
+        rules
+            .iter()
+            .any(|r| r.contains("orders.port") && r.contains("gateway.port")),
         "{rules:?}"
     );
     // Servers LogiCore connects to may share a number with a listener.
@@ -530,8 +548,7 @@ fn moving_a_service_port_moves_the_gateway_upstream_unless_it_was_set() {
     );
     let wildcard = load_ok(&sources(&[("SERVICE_HOST", "0.0.0.0")]));
     assert_eq!(
-        wildcard.settings.gateway.upstreams.users,
-        "http://127.0.0.1:4001",
+        wildcard.settings.gateway.upstreams.users, "http://127.0.0.1:4001",
         "a wildcard bind is reached on loopback"
     );
 }
@@ -539,7 +556,10 @@ fn moving_a_service_port_moves_the_gateway_upstream_unless_it_was_set() {
 #[test]
 fn naming_a_redis_server_turns_redis_on_unless_disabled_explicitly() {
     assert!(!load_ok(&sources(&[])).settings.redis.enabled);
-    for var in [("REDIS_HOST", "cache.internal"), ("REDIS_URL", "redis://cache:6379/")] {
+    for var in [
+        ("REDIS_HOST", "cache.internal"),
+        ("REDIS_URL", "redis://cache:6379/"),
+    ] {
         let loaded = load_ok(&sources(&[var]));
         assert!(loaded.settings.redis.enabled, "{var:?}");
     }

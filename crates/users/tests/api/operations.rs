@@ -119,8 +119,7 @@ async fn readiness_is_not_ready_while_rabbitmq_refuses_the_credentials() {
             let response = app.get("/readyz", None);
             async move {
                 let response = response.await;
-                (response.status() == StatusCode::SERVICE_UNAVAILABLE)
-                    .then_some(response)
+                (response.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(response)
             }
         },
     )
@@ -135,7 +134,10 @@ async fn readiness_is_not_ready_while_rabbitmq_refuses_the_credentials() {
         error.contains("refused") && error.contains("ACCESS_REFUSED"),
         "{body}"
     );
-    assert!(!error.contains("wrong"), "the password is never shown: {body}");
+    assert!(
+        !error.contains("wrong"),
+        "the password is never shown: {body}"
+    );
 }
 
 fn in_flight(metrics: &str) -> Option<u64> {
@@ -224,7 +226,10 @@ async fn the_admin_bootstrap_runs_only_while_there_is_no_admin() {
 async fn create_admin_promotes_an_existing_account_keeping_its_password_and_sessions() {
     let app = spawn_app().await;
     let registered = app.register("promote.me@example.com").await;
-    let refresh = registered["refresh_token"].as_str().unwrap_or_default().to_owned();
+    let refresh = registered["refresh_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
 
     let outcome = users::create_admin(&app.config, "Promote.Me@example.com", None)
         .await
@@ -236,7 +241,11 @@ async fn create_admin_promotes_an_existing_account_keeping_its_password_and_sess
     let login = app.login("promote.me@example.com", PASSWORD).await;
     assert_eq!(expect(login, StatusCode::OK).await["user"]["role"], "admin");
     let refreshed = app
-        .post("/api/v1/auth/refresh", None, &json!({ "refresh_token": refresh }))
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            &json!({ "refresh_token": refresh }),
+        )
         .await;
     expect(refreshed, StatusCode::OK).await;
 
@@ -245,9 +254,13 @@ async fn create_admin_promotes_an_existing_account_keeping_its_password_and_sess
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again.action, users::AdminAction::AlreadyAdmin);
 
-    let reset = users::create_admin(&app.config, "promote.me@example.com", Some("brand new pass 9"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let reset = users::create_admin(
+        &app.config,
+        "promote.me@example.com",
+        Some("brand new pass 9"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(reset.action, users::AdminAction::AlreadyAdmin);
     assert!(reset.password_changed);
     expect(
@@ -256,7 +269,8 @@ async fn create_admin_promotes_an_existing_account_keeping_its_password_and_sess
     )
     .await;
     expect(
-        app.login("promote.me@example.com", "brand new pass 9").await,
+        app.login("promote.me@example.com", "brand new pass 9")
+            .await,
         StatusCode::OK,
     )
     .await;

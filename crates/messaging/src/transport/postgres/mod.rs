@@ -22,8 +22,8 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use uuid::Uuid;
 
 use super::{
-    Confirms, DeadLetter, Deliveries, GroupDeadLetters, Outgoing, Subscription, Transport, TransportError,
-    TransportHealth, topic_matches,
+    Confirms, DeadLetter, Deliveries, GroupDeadLetters, Outgoing, Subscription, Transport,
+    TransportError, TransportHealth, topic_matches,
 };
 use crate::metrics::Metrics;
 use crate::options::{MessagingOptions, TransportKind};

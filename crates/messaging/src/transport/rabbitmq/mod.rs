@@ -28,8 +28,8 @@ use tokio::sync::{Mutex, mpsc};
 use uuid::Uuid;
 
 use super::{
-    Confirms, DeadLetter, Deliveries, GroupDeadLetters, Outgoing, Subscription, Transport, TransportError,
-    TransportHealth,
+    Confirms, DeadLetter, Deliveries, GroupDeadLetters, Outgoing, Subscription, Transport,
+    TransportError, TransportHealth,
 };
 use crate::breaker::{Breaker, BreakerState};
 use crate::metrics::Metrics;
@@ -169,7 +169,8 @@ impl Inner {
                 self.metrics.broker_up.set(0);
                 *guard = None;
                 if error.is_refusal() {
-                    let reason = format!("rabbitmq refused the connection: {}", broker_reason(&error));
+                    let reason =
+                        format!("rabbitmq refused the connection: {}", broker_reason(&error));
                     if self.set_refusal(Some(reason.clone())) {
                         tracing::error!(
                             reason = %reason,
@@ -330,7 +331,7 @@ fn broker_reason(error: &TransportError) -> String {
     match error {
         TransportError::Broker(inner) => match inner.kind() {
             lapin::ErrorKind::ProtocolError(amqp) => amqp.to_string(),
-            other => other.to_string(),
+            _ => inner.to_string(),
         },
         other => other.to_string(),
     }
