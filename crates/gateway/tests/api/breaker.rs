@@ -75,7 +75,7 @@ async fn the_breaker_trips_only_once_the_volume_threshold_is_reached() {
     assert_eq!(breaker_report(&stack).await["state"], "closed");
     assert_eq!(
         get(&stack, &bearer, "/api/v1/users/unavailable").await.status(),
-        500
+        503
     );
     assert_eq!(breaker_report(&stack).await["state"], "open");
     assert_eq!(stack.upstream.hits(), 5);
