@@ -2,6 +2,8 @@
 //! can cut and restore, to stage an outage of that server without stopping it for everyone else using it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -13,6 +15,7 @@ use tokio::task::JoinHandle;
 pub struct Cut {
     address: SocketAddr,
     severed: watch::Sender<bool>,
+    refused: Arc<AtomicUsize>,
     accepting: JoinHandle<()>,
 }
 
@@ -24,10 +27,12 @@ impl Cut {
             .local_addr()
             .unwrap_or_else(|e| panic!("local_addr: {e}"));
         let (severed, _) = watch::channel(false);
-        let accepting = tokio::spawn(accept(listener, target, severed.clone()));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let accepting = tokio::spawn(accept(listener, target, severed.clone(), refused.clone()));
         Self {
             address,
             severed,
+            refused,
             accepting,
         }
     }
@@ -40,6 +45,11 @@ impl Cut {
     /// Cuts every forwarded connection and refuses new ones (accepted and closed at once).
     pub fn cut(&self) {
         self.severed.send_replace(true);
+    }
+
+    /// Connections closed at once because they came while cut: how often the client tried to reconnect.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
     }
 
     /// Forwards new connections again.
@@ -55,12 +65,18 @@ impl Drop for Cut {
     }
 }
 
-async fn accept(listener: TcpListener, target: SocketAddr, severed: watch::Sender<bool>) {
+async fn accept(
+    listener: TcpListener,
+    target: SocketAddr,
+    severed: watch::Sender<bool>,
+    refused: Arc<AtomicUsize>,
+) {
     loop {
         let Ok((mut inbound, _)) = listener.accept().await else {
             continue;
         };
         if *severed.borrow() {
+            refused.fetch_add(1, Ordering::SeqCst);
             drop(inbound);
             continue;
         }
