@@ -30,9 +30,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?;
         let mut config = gateway::Config::from_settings(&settings)?;
         config.port = settings.service.port.unwrap_or(config.port);
-        let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await?;
+        let listeners = gateway::Listeners {
+            public: tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await?,
+            admin: tokio::net::TcpListener::bind((config.host.as_str(), config.admin_port)).await?,
+        };
         let shutdown = platform::http::shutdown_signal();
-        gateway::run(config, Vec::new(), listener, shutdown).await?;
+        gateway::run(config, Vec::new(), listeners, shutdown).await?;
         Ok(())
     })
 }

@@ -1,12 +1,21 @@
-//! `GET /admin/circuit-breakers`: each upstream, its instances (state, requests in flight, ejection) and its breaker's state and window counts.
-//! Admins only, checked here in code rather than through `gateway.rbac`, so no configuration can open it.
+//! The admin listener (like Envoy's admin port, `gateway.admin_port`): `/metrics`, the detailed `/readyz`
+//! (upstream URLs, instances, breaker state), `/health`, and `/admin/*` for admins only. None of it is on
+//! the public port, which keeps `/health` and a `/readyz` that says only ready or not.
+//!
+//! Every `/admin/*` route, and any unknown path under it, is behind the admin check here in code rather than
+//! through `gateway.rbac`, so no configuration can open it.
 
 use axum::Json;
+use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
 use platform::Problem;
 use platform::auth::Role;
+use platform::health::{Readiness, health_handler, readyz_handler};
+use platform::metrics::{MetricsHandle, metrics_handler};
 use serde_json::{Value, json};
 
 use crate::policy::Policy;
@@ -18,21 +27,43 @@ pub(crate) struct AdminState {
     pub(crate) upstreams: Vec<UpstreamClient>,
 }
 
-pub(crate) async fn circuit_breakers(
-    State(state): State<AdminState>,
-    request: Request,
-) -> Response {
+/// The admin listener's routes, before the request layers.
+pub(crate) fn router(state: AdminState, readiness: Readiness, metrics: MetricsHandle) -> Router {
+    let admin_only = Router::new()
+        .route("/admin/circuit-breakers", get(circuit_breakers))
+        .route("/admin", any(platform::http::not_found))
+        .route("/admin/{*rest}", any(platform::http::not_found))
+        .route_layer(middleware::from_fn_with_state(
+            state.policy.clone(),
+            require_admin,
+        ))
+        .with_state(state);
+    Router::new()
+        .route("/health", get(health_handler))
+        .route("/readyz", get(readyz_handler).with_state(readiness))
+        .route("/metrics", get(metrics_handler).with_state(metrics))
+        .merge(admin_only)
+}
+
+/// 401 without a valid token, 403 for any role but admin.
+async fn require_admin(State(policy): State<Policy>, request: Request, next: Next) -> Response {
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let claims = match state.policy.verify(authorization) {
+    let claims = match policy.verify(authorization) {
         Ok(claims) => claims,
         Err(problem) => return crate::policy::problem_response(problem),
     };
     if claims.role != Role::Admin {
         return Problem::forbidden(format!("role {} may not do this", claims.role)).into_response();
     }
+    next.run(request).await
+}
+
+/// `GET /admin/circuit-breakers`: each upstream, its instances (state, requests in flight, ejection) and
+/// its breaker's state and window counts.
+async fn circuit_breakers(State(state): State<AdminState>) -> Response {
     let data: Vec<Value> = state
         .upstreams
         .iter()

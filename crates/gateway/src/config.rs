@@ -53,6 +53,8 @@ impl Upstream {
 pub struct Config {
     pub host: String,
     pub port: u16,
+    /// The admin listener's port (on `host`): metrics, the detailed readiness report, `/admin/*`.
+    pub admin_port: u16,
     pub auth: AuthSettings,
     pub upstreams: Vec<Upstream>,
     /// Deadline for an upstream's response head; past it the caller gets 504.
@@ -67,6 +69,8 @@ pub struct Config {
     /// Origins allowed to call from a browser; empty means no CORS headers at all.
     pub cors_allowed_origins: Vec<String>,
     pub readiness_timeout: Duration,
+    /// How long an upstream's health probe result is reused by `/readyz`.
+    pub readiness_cache: Duration,
     pub shutdown_grace: Duration,
     /// One breaker per upstream with these settings; its timeout also caps `request_timeout`.
     pub circuit_breaker: BreakerConfig,
@@ -108,6 +112,7 @@ impl Config {
         Ok(Self {
             host: settings.service.host.clone(),
             port: gateway.port,
+            admin_port: gateway.admin_port,
             auth: settings.auth.clone(),
             upstreams,
             request_timeout: Duration::from_millis(gateway.request_timeout_ms),
@@ -118,6 +123,7 @@ impl Config {
             rbac: gateway.rbac.clone(),
             cors_allowed_origins: gateway.cors_allowed_origins.clone(),
             readiness_timeout: Duration::from_millis(gateway.readiness_timeout_ms),
+            readiness_cache: Duration::from_millis(gateway.readiness_cache_ms),
             shutdown_grace: Duration::from_millis(settings.service.shutdown_grace_ms),
             circuit_breaker: breaker_config(settings),
             breaker_failures: FailureKinds::from_names(&gateway.circuit_breaker.failure_on)

@@ -4,8 +4,9 @@
 //!
 //! Request path, outermost first: security headers → compression → request id, metrics, panics (platform)
 //! → CORS → access policy → rate limit → proxy (through the upstream's circuit breaker, to the least busy
-//! healthy instance, retried on another when safe). Operations routes (`/health`, `/readyz`, `/metrics`,
-//! `/openapi.json`, `/docs`) are public.
+//! healthy instance, retried on another when safe). The public port also serves `/health`, a `/readyz` that
+//! says only ready or not, `/openapi.json` and `/docs`; metrics, the detailed readiness report and `/admin/*`
+//! are on the admin listener ([`admin`], `gateway.admin_port`).
 //!
 //! The gateway knows no service crate: the binary hands it each service's OpenAPI document.
 
@@ -26,9 +27,10 @@ mod upstream;
 use std::collections::HashMap;
 
 use axum::Router;
+use axum::routing::get;
 use platform::breaker::{BreakerMetrics, CircuitBreaker};
-use platform::health::{Check, Readiness};
-use platform::http::{PlatformLayers, with_platform_layers};
+use platform::health::{Check, Readiness, health_handler, readyz_status_handler};
+use platform::http::with_request_layers;
 use platform::metrics::{HttpMetrics, MetricsHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -46,20 +48,34 @@ use policy::Policy;
 use readiness::UpstreamCheck;
 use upstream::{ClientParts, PoolShape, UpstreamClient, UpstreamMetrics};
 
-/// The full router: proxied routes, docs, operations routes and every layer. Fails on an invalid rule,
-/// pattern, origin or route table, so a bad configuration stops the start instead of a request.
+/// The public port's router: proxied routes, docs, `/health`, the minimal `/readyz` and every layer. Fails
+/// on an invalid rule, pattern, origin or route table, so a bad configuration stops the start instead of a
+/// request.
 pub async fn build(
     config: &Config,
     specs: Vec<utoipa::openapi::OpenApi>,
 ) -> Result<Router, GatewayError> {
-    Ok(assemble(config, specs).await?.0)
+    Ok(assemble(config, specs).await?.public)
 }
 
-/// The router, and the proxy path in front of it that hands it what it does not forward itself.
+/// Where the gateway listens: the public port and the admin listener.
+pub struct Listeners {
+    pub public: TcpListener,
+    pub admin: TcpListener,
+}
+
+/// The public router, the proxy path in front of it that hands it what it does not forward itself, and the
+/// admin listener's router.
+struct Assembled {
+    public: Router,
+    fast: FastProxy,
+    admin: Router,
+}
+
 async fn assemble(
     config: &Config,
     specs: Vec<utoipa::openapi::OpenApi>,
-) -> Result<(Router, FastProxy), GatewayError> {
+) -> Result<Assembled, GatewayError> {
     let policy = Policy::compile(&config.auth, &config.public_routes, &config.rbac)?;
     let cors = headers::cors_layer(&config.cors_allowed_origins)?;
     let spec = openapi::merged(specs)?;
@@ -108,7 +124,11 @@ async fn assemble(
                 },
             },
         );
-        checks.push(Box::new(UpstreamCheck::new(handle.clone(), check_timeout)));
+        checks.push(Box::new(UpstreamCheck::new(
+            handle.clone(),
+            check_timeout,
+            config.readiness_cache,
+        )));
         upstreams.insert(upstream.name.clone(), handle);
     }
 
@@ -127,48 +147,70 @@ async fn assemble(
         &limiter,
         config.max_body_bytes,
     )?;
+    let readiness = Readiness::new(checks, config.readiness_timeout);
     let mut app = routes::api_router(&targets)
         .merge(openapi::docs_router(spec))
+        .route("/health", get(health_handler))
         .route(
-            "/admin/circuit-breakers",
-            axum::routing::get(admin::circuit_breakers).with_state(admin),
+            "/readyz",
+            get(readyz_status_handler).with_state(readiness.clone()),
         );
     let cors_configured = cors.is_some();
     if let Some(cors) = cors {
         app = app.layer(cors);
     }
-    let router = with_platform_layers(
-        app,
-        PlatformLayers {
-            http_metrics: http_metrics.clone(),
-            metrics: MetricsHandle::new(registry),
-            readiness: Readiness::new(checks, config.readiness_timeout),
-            max_body_bytes: config.max_body_bytes,
-        },
+    let public = with_request_layers(app, http_metrics.clone(), config.max_body_bytes)
+        .layer(compression())
+        .layer(headers::SecurityHeadersLayer);
+    let admin = with_request_layers(
+        admin::router(admin, readiness, MetricsHandle::new(registry)),
+        http_metrics.clone(),
+        config.max_body_bytes,
     )
-    .layer(compression())
     .layer(headers::SecurityHeadersLayer);
-    let fast = FastProxy::new(targets, router.clone(), http_metrics, cors_configured);
-    Ok((router, fast))
+    let fast = FastProxy::new(targets, public.clone(), http_metrics, cors_configured);
+    Ok(Assembled {
+        public,
+        fast,
+        admin,
+    })
 }
 
-/// Builds the gateway and serves it on `listener` with `config.http_workers` dedicated workers until
-/// `shutdown` fires, then drains in-flight requests for at most `config.shutdown_grace`.
+/// Builds the gateway and serves it until `shutdown` fires: the public port with `config.http_workers`
+/// dedicated workers, the admin listener on the caller's runtime. Then both drain in-flight requests for
+/// at most `config.shutdown_grace`.
 pub async fn run(
     config: Config,
     specs: Vec<utoipa::openapi::OpenApi>,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
-    let (_, fast) = assemble(&config, specs).await?;
-    platform::http::serve_dedicated_with(
-        listener,
-        std::sync::Arc::new(fast),
-        shutdown,
-        config.shutdown_grace,
-        config.http_workers,
-    )
-    .await?;
+    let Assembled { fast, admin, .. } = assemble(&config, specs).await?;
+    // A listener that fails stops the other one too, rather than leaving half a gateway up; the caller's
+    // token is left alone.
+    let stop = shutdown.child_token();
+    let public = async {
+        let result = platform::http::serve_dedicated_with(
+            listeners.public,
+            std::sync::Arc::new(fast),
+            stop.clone(),
+            config.shutdown_grace,
+            config.http_workers,
+        )
+        .await;
+        stop.cancel();
+        result
+    };
+    let admin = async {
+        let result =
+            platform::http::serve(listeners.admin, admin, stop.clone(), config.shutdown_grace)
+                .await;
+        stop.cancel();
+        result
+    };
+    let (public, admin) = tokio::join!(public, admin);
+    public?;
+    admin?;
     Ok(())
 }
 

@@ -13,7 +13,6 @@ pub(crate) const SPEC_PATH: &str = "/openapi.json";
 
 /// The gateway's own part: document info, the bearer scheme and the operations routes.
 fn gateway_document() -> serde_json::Value {
-    let text = |description: &str| json!({ "description": description, "content": { "text/plain": { "schema": { "type": "string" } } } });
     let object = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": { "type": "object" } } } });
     json!({
         "openapi": "3.1.0",
@@ -23,7 +22,7 @@ fn gateway_document() -> serde_json::Value {
             "description": "Every LogiCore service behind one gateway. Send `Authorization: Bearer <access_token>` \
                 except on public routes; errors are `application/problem+json` (RFC 9457).",
         },
-        "tags": [{ "name": "operations", "description": "Liveness, readiness, metrics and this document" }],
+        "tags": [{ "name": "operations", "description": "Liveness, readiness and this document" }],
         "components": {
             "securitySchemes": {
                 "bearer_auth": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" }
@@ -37,15 +36,12 @@ fn gateway_document() -> serde_json::Value {
             }},
             "/readyz": { "get": {
                 "tags": ["operations"], "operationId": "gateway_readiness", "summary": "Readiness",
-                "description": "Each upstream's `/health`, checked concurrently with a short timeout.",
+                "description": "Whether every upstream answers its `/health` (probed at most about once a second). \
+                    Only the verdict: the details, and `/metrics`, are on the admin listener (`gateway.admin_port`).",
                 "responses": {
-                    "200": object("every required upstream is up"),
-                    "503": object("a required upstream is down; the body says which")
+                    "200": object("`{\"status\":\"ready\"}`: every required upstream is up"),
+                    "503": object("`{\"status\":\"not_ready\"}`: a required upstream is down")
                 }
-            }},
-            "/metrics": { "get": {
-                "tags": ["operations"], "operationId": "gateway_metrics", "summary": "Prometheus metrics",
-                "responses": { "200": text("Prometheus text exposition format 0.0.4") }
             }},
             "/openapi.json": { "get": {
                 "tags": ["operations"], "operationId": "gateway_openapi", "summary": "This document",
@@ -87,8 +83,10 @@ mod tests {
     #[test]
     fn the_gateway_document_is_valid_openapi_with_the_operations_routes() {
         let spec = merged(Vec::new()).unwrap_or_else(|e| panic!("{e}"));
-        for path in ["/health", "/readyz", "/metrics", "/openapi.json"] {
+        for path in ["/health", "/readyz", "/openapi.json"] {
             assert!(spec.paths.get_path_item(path).is_some(), "{path} missing");
         }
+        // Served on the admin listener only.
+        assert!(spec.paths.get_path_item("/metrics").is_none());
     }
 }

@@ -1,28 +1,61 @@
 //! `/readyz` checks: one per upstream, asking each instance's `/health` and showing the instances'
 //! balancing state and the service's breaker. An upstream is ready when at least one instance is: the
 //! gateway can serve its routes.
+//!
+//! Probe results are reused for `gateway.readiness_cache_ms`, and callers arriving while a probe is under
+//! way wait for it rather than start their own: however often `/readyz` is asked (it is public), each
+//! instance is probed at most about once per interval. The balancing and breaker state are read fresh.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
 use futures::future::{BoxFuture, join_all};
 use platform::health::{Check, CheckReport};
 use serde_json::{Map, Value, json};
+use tokio::sync::Mutex;
 use url::Url;
 
 use crate::upstream::UpstreamClient;
 
+/// Each instance's probe: whether it answered 2xx, and what was seen.
+type Probes = Arc<Vec<(bool, Map<String, Value>)>>;
+
 pub(crate) struct UpstreamCheck {
     upstream: UpstreamClient,
     timeout: Duration,
+    cache_for: Duration,
+    /// The last probes and when they were made; the lock is held while probing, so concurrent callers
+    /// share one round of probes.
+    last: Mutex<Option<(Instant, Probes)>>,
 }
 
 impl UpstreamCheck {
     /// `timeout` should be a little under the readiness deadline, so this check reports its own
-    /// timeout (with the URL) instead of being cut off by the outer one.
-    pub(crate) fn new(upstream: UpstreamClient, timeout: Duration) -> Self {
-        Self { upstream, timeout }
+    /// timeout (with the URL) instead of being cut off by the outer one. Probes are reused for
+    /// `cache_for` (0: never).
+    pub(crate) fn new(upstream: UpstreamClient, timeout: Duration, cache_for: Duration) -> Self {
+        Self {
+            upstream,
+            timeout,
+            cache_for,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The instances' probes, made now unless a round younger than `cache_for` can be reused.
+    async fn probes(&self) -> Probes {
+        let mut last = self.last.lock().await;
+        if let Some((at, probes)) = &*last
+            && at.elapsed() < self.cache_for
+        {
+            return probes.clone();
+        }
+        let urls = self.upstream.urls();
+        let probes: Probes = Arc::new(join_all(urls.iter().map(|url| self.probe(url))).await);
+        *last = Some((Instant::now(), probes.clone()));
+        probes
     }
 
     /// One instance's `/health`: whether it answered 2xx, and what was seen.
@@ -74,18 +107,18 @@ impl Check for UpstreamCheck {
 
     fn check(&self) -> BoxFuture<'_, CheckReport> {
         Box::pin(async move {
-            let urls = self.upstream.urls();
-            let probes = join_all(urls.iter().map(|url| self.probe(url))).await;
+            let probes = self.probes().await;
             let states = self.upstream.endpoint_report();
             let up = probes.iter().filter(|(up, _)| *up).count();
             let endpoints: Vec<Value> = probes
-                .into_iter()
+                .iter()
                 .zip(states)
-                .map(|((healthy, mut details), state)| {
+                .map(|((healthy, details), state)| {
+                    let mut details = details.clone();
                     if let Value::Object(state) = state {
                         details.extend(state);
                     }
-                    details.insert("health".into(), json!(if healthy { "up" } else { "down" }));
+                    details.insert("health".into(), json!(if *healthy { "up" } else { "down" }));
                     Value::Object(details)
                 })
                 .collect();
@@ -96,7 +129,7 @@ impl Check for UpstreamCheck {
             };
             report
                 .details
-                .insert("instances_up".into(), json!(format!("{up}/{}", urls.len())));
+                .insert("instances_up".into(), json!(format!("{up}/{}", probes.len())));
             report.details.insert("endpoints".into(), json!(endpoints));
             let breaker = self.upstream.breaker().snapshot();
             report.details.insert(

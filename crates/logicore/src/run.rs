@@ -112,9 +112,12 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
         Command::Gateway => {
             let mut config = gateway::Config::from_settings(&settings)?;
             config.port = settings.service.port.unwrap_or(config.port);
-            let listener = bind(&config.host, config.port).await?;
+            let listeners = gateway::Listeners {
+                public: bind(&config.host, config.port).await?,
+                admin: bind(&config.host, config.admin_port).await?,
+            };
             let shutdown = platform::http::shutdown_signal();
-            gateway::run(config, service_specs(), listener, shutdown).await?;
+            gateway::run(config, service_specs(), listeners, shutdown).await?;
             Ok(())
         }
         Command::Users(users_command) => match users_command.action {
@@ -192,7 +195,10 @@ async fn run_all(settings: &Settings) -> anyhow::Result<()> {
     let users_listener = bind(&users_config.host, users_config.port).await?;
     let inventory_listener = bind(&inventory_config.host, inventory_config.port).await?;
     let orders_listener = bind(&orders_config.host, orders_config.port).await?;
-    let gateway_listener = bind(&gateway_config.host, gateway_config.port).await?;
+    let gateway_listeners = gateway::Listeners {
+        public: bind(&gateway_config.host, gateway_config.port).await?,
+        admin: bind(&gateway_config.host, gateway_config.admin_port).await?,
+    };
 
     let mut services = tokio::task::JoinSet::new();
     let token = shutdown.clone();
@@ -215,7 +221,7 @@ async fn run_all(settings: &Settings) -> anyhow::Result<()> {
     }));
     let token = shutdown.clone();
     services.spawn(supervised("gateway", shutdown.clone(), async move {
-        gateway::run(gateway_config, service_specs(), gateway_listener, token)
+        gateway::run(gateway_config, service_specs(), gateway_listeners, token)
             .await
             .map_err(anyhow::Error::from)
     }));

@@ -1,46 +1,8 @@
-//! Exponential backoff with jitter, and the circuit breaker that makes callers fail fast while the broker is
-//! known to be down.
+//! The circuit breaker that makes callers fail fast while the broker is known to be down; its cool-down
+//! grows by [`platform::backoff`].
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Exponential backoff with "equal jitter": each wait is drawn from `[d/2, d]` where `d` doubles per failure
-/// up to `max`, so instances that lost the broker together do not reconnect in lockstep.
-#[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    min: Duration,
-    max: Duration,
-    failures: u32,
-}
-
-impl Backoff {
-    pub(crate) fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            min,
-            max: max.max(min),
-            failures: 0,
-        }
-    }
-
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let delay = jittered(self.min, self.max, self.failures);
-        self.failures = self.failures.saturating_add(1);
-        delay
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.failures = 0;
-    }
-}
-
-fn jittered(min: Duration, max: Duration, failures: u32) -> Duration {
-    let ceiling = min
-        .saturating_mul(1u32 << failures.min(20))
-        .min(max)
-        .as_millis()
-        .max(1) as u64;
-    Duration::from_millis(rand::random_range(ceiling / 2..=ceiling))
-}
 
 /// What the breaker currently lets through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +83,7 @@ impl Breaker {
 
     pub(crate) fn record_failure(&self) {
         let mut inner = self.lock();
-        let cool_down = jittered(self.min, self.max, inner.failures);
+        let cool_down = platform::backoff::equal_jitter(self.min, self.max, inner.failures);
         inner.failures = inner.failures.saturating_add(1);
         inner.open_until = Some(Instant::now() + cool_down);
     }
@@ -139,17 +101,6 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_within_bounds_and_resets() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        let delays: Vec<Duration> = (0..8).map(|_| backoff.next_delay()).collect();
-        assert!(delays[0] >= Duration::from_millis(50) && delays[0] <= Duration::from_millis(100));
-        assert!(delays.iter().all(|d| *d <= Duration::from_secs(2)));
-        assert!(delays[7] >= Duration::from_secs(1));
-        backoff.reset();
-        assert!(backoff.next_delay() <= Duration::from_millis(100));
-    }
 
     #[test]
     fn breaker_opens_on_failure_and_closes_on_success() {

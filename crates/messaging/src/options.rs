@@ -81,8 +81,8 @@ impl Default for MessagingOptions {
             lanes: 4,
             connect_timeout: Duration::from_secs(3),
             publish_timeout: Duration::from_secs(10),
-            reconnect_min: Duration::from_millis(200),
-            reconnect_max: Duration::from_secs(30),
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(2),
             lease: Duration::from_secs(60),
             queue_expires: None,
             sample_every: Duration::from_secs(5),
@@ -101,6 +101,8 @@ impl MessagingOptions {
             exchange: settings.exchange.clone(),
             queue_expires: (settings.queue_expires_ms > 0)
                 .then(|| Duration::from_millis(settings.queue_expires_ms)),
+            reconnect_min: Duration::from_millis(settings.reconnect_min_ms),
+            reconnect_max: Duration::from_millis(settings.reconnect_max_ms),
             ..Self::default()
         }
     }
@@ -122,6 +124,8 @@ mod tests {
             retention_hours: 1,
             exchange: EXCHANGE.into(),
             queue_expires_ms: 0,
+            reconnect_min_ms: 25,
+            reconnect_max_ms: 750,
         }
     }
 
@@ -155,5 +159,7 @@ mod tests {
         assert_eq!(options.relay_poll, Duration::from_millis(50));
         assert_eq!(options.retention, Duration::from_secs(3600));
         assert_eq!(options.exchange, EXCHANGE);
+        assert_eq!(options.reconnect_min, Duration::from_millis(25));
+        assert_eq!(options.reconnect_max, Duration::from_millis(750));
     }
 }

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::breaker::Backoff;
+use platform::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::options::MessagingOptions;
 use crate::outbox;

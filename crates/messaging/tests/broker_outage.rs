@@ -1,58 +1,34 @@
-//! Broker outage: RabbitMQ is stopped (`rabbitmqctl stop_app`) while the service keeps recording events, then
-//! started again. Alone in its own test binary, because cargo runs test binaries one after another, so
-//! stopping the broker cannot disturb any other test.
+//! Broker outage: the connection to RabbitMQ is cut (a [`testkit::Cut`] between the code and the shared
+//! broker, which keeps running for everyone else) while the service keeps recording events, then restored.
+//! The reconnect backoff is the configured default, and the consumer must be back within 5 s.
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Behaviour, DEADLINE, Harness, Recorder, events};
 use messaging::transport::Outgoing;
-use messaging::{MessagingCheck, TransportError, TransportKind};
+use messaging::{MessagingCheck, MessagingOptions, TransportError, TransportKind};
 use platform::health::Check;
+use testkit::Cut;
 
-/// Stops the broker's application; starts it again when dropped, so a failing test cannot leave the
-/// machine without a broker.
-struct StoppedBroker {
-    running: bool,
-}
-
-fn rabbitmqctl(command: &str) -> bool {
-    Command::new("rabbitmqctl")
-        .arg(command)
-        .status()
-        .is_ok_and(|status| status.success())
-}
-
-impl StoppedBroker {
-    fn stop() -> Self {
-        assert!(rabbitmqctl("stop_app"), "rabbitmqctl stop_app failed");
-        Self { running: false }
-    }
-
-    fn start(&mut self) {
-        if !self.running {
-            assert!(rabbitmqctl("start_app"), "rabbitmqctl start_app failed");
-            self.running = true;
-        }
-    }
-}
-
-impl Drop for StoppedBroker {
-    fn drop(&mut self) {
-        if !self.running {
-            // Already unwinding or finishing: a failure here is reported by the next test that needs it.
-            let _ = rabbitmqctl("start_app");
-        }
-    }
-}
+/// Full service within this long of the broker's return.
+const RECOVERY: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_recorded_while_the_broker_is_down_are_delivered_exactly_once_after_it_returns() {
-    let mut h = Harness::with_options(TransportKind::RabbitMq, |o| {
-        o.reconnect_min = Duration::from_millis(100);
-        o.reconnect_max = Duration::from_secs(1);
+    let cut = Cut::start(
+        "127.0.0.1:5672"
+            .parse()
+            .unwrap_or_else(|e| panic!("broker address: {e}")),
+    )
+    .await;
+    // The reconnect bounds as configured by default (messaging.reconnect_min_ms / reconnect_max_ms).
+    let configured = MessagingOptions::from_settings(&testkit::settings(&[]).messaging);
+    let url = format!("amqp://guest:guest@{}/%2f", cut.address());
+    let mut h = Harness::with_broker(TransportKind::RabbitMq, &url, |o| {
+        o.reconnect_min = configured.reconnect_min;
+        o.reconnect_max = configured.reconnect_max;
         o.connect_timeout = Duration::from_secs(2);
         o.publish_timeout = Duration::from_secs(3);
     })
@@ -64,7 +40,7 @@ async fn events_recorded_while_the_broker_is_down_are_delivered_exactly_once_aft
     h.publish(&events(10, 5)).await;
     h.await_effects(50).await;
 
-    let mut broker = StoppedBroker::stop();
+    cut.cut();
     // Requests keep succeeding: their events only need the database.
     for request in 0..20 {
         let started = Instant::now();
@@ -98,8 +74,21 @@ async fn events_recorded_while_the_broker_is_down_are_delivered_exactly_once_aft
     }
     assert_eq!(h.effects().await, 50);
 
-    broker.start();
-    h.await_effects(150).await;
+    // Keep the broker away until the clients have failed to reconnect many times in a row: their backoff
+    // has grown to its cap (with the old 30 s cap, the next attempt would now be 6-25 s away).
+    testkit::eventually("repeated reconnect attempts", DEADLINE, || async {
+        (cut.refused() >= 8).then_some(())
+    })
+    .await;
+    cut.restore();
+    let restored = Instant::now();
+    h.publish(&events(5, 1)).await;
+    // Everything recorded during the outage and after it is consumed within the recovery target.
+    testkit::eventually("every event consumed", RECOVERY, || async {
+        (h.effects().await == 155).then_some(())
+    })
+    .await;
+    println!("consumers caught up {:?} after the broker's return", restored.elapsed());
     testkit::eventually("the outbox drained", DEADLINE, || async {
         let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
             .fetch_one(h.db.pool())
@@ -112,8 +101,8 @@ async fn events_recorded_while_the_broker_is_down_are_delivered_exactly_once_aft
         check.check().await.up.then_some(())
     })
     .await;
-    assert_eq!(h.effects().await, 150);
-    assert_eq!(h.distinct_effects().await, 150);
-    assert_eq!(recorder.successes(), 150);
+    assert_eq!(h.effects().await, 155);
+    assert_eq!(h.distinct_effects().await, 155);
+    assert_eq!(recorder.successes(), 155);
     h.finish().await;
 }

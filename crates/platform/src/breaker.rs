@@ -7,9 +7,10 @@
 //! State lives behind a `std::sync::Mutex` that is held for a few arithmetic operations and never across an
 //! `.await`, so concurrent callers race on one short critical section and "exactly N trial calls" holds
 //! however many of them arrive at once. Only the refusals while open skip it, decided from an atomic. Which outcomes count as failures is the caller's choice
-//! ([`FailureKinds`]), so a 4xx caused by the caller never opens the breaker.
+//! ([`FailureKinds`]); by default only those that say the service itself is unwell do.
 
 mod core;
+mod failures;
 mod metrics;
 mod window;
 
@@ -22,6 +23,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use self::core::{Core, Ticket, Transition};
 use self::window::RejectionRing;
+pub use failures::{CallOutcome, DEFAULT_FAILURE_ON, FailureKinds};
 pub use metrics::BreakerMetrics;
 
 /// How one breaker behaves; `name` is the service it protects and labels its logs and metrics.
@@ -79,69 +81,6 @@ impl BreakerState {
             Self::Closed => 0,
             Self::Open => 1,
             Self::HalfOpen => 2,
-        }
-    }
-}
-
-/// What a finished call amounted to, as far as the breaker cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallOutcome {
-    Success,
-    /// No connection could be made.
-    ConnectError,
-    Timeout,
-    /// The service answered 5xx.
-    ServerError,
-    /// The caller's request was refused (4xx): the service is healthy.
-    ClientError,
-    /// Anything else that went wrong on the way (a broken connection, a malformed answer).
-    OtherError,
-}
-
-/// Which outcomes count as failures. Client errors never do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FailureKinds {
-    pub connect_errors: bool,
-    pub timeouts: bool,
-    pub server_errors: bool,
-}
-
-impl Default for FailureKinds {
-    fn default() -> Self {
-        Self {
-            connect_errors: true,
-            timeouts: true,
-            server_errors: true,
-        }
-    }
-}
-
-impl FailureKinds {
-    /// Parses names as configured: `connect`, `timeout`, `5xx`.
-    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Self, String> {
-        let mut kinds = Self {
-            connect_errors: false,
-            timeouts: false,
-            server_errors: false,
-        };
-        for name in names {
-            match name.as_ref() {
-                "connect" => kinds.connect_errors = true,
-                "timeout" => kinds.timeouts = true,
-                "5xx" => kinds.server_errors = true,
-                other => return Err(format!("unknown failure kind {other:?}")),
-            }
-        }
-        Ok(kinds)
-    }
-
-    pub fn is_failure(&self, outcome: CallOutcome) -> bool {
-        match outcome {
-            CallOutcome::Success | CallOutcome::ClientError => false,
-            CallOutcome::ConnectError => self.connect_errors,
-            CallOutcome::Timeout => self.timeouts,
-            CallOutcome::ServerError => self.server_errors,
-            CallOutcome::OtherError => true,
         }
     }
 }

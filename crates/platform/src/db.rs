@@ -309,10 +309,9 @@ impl Db {
     }
 }
 
+/// Between reruns of a transaction that lost a serialization race: from 5 ms, doubling up to 320 ms.
 fn backoff(attempt: u32) -> Duration {
-    let base_ms = 5u64 << attempt.min(6);
-    let jitter = rand::random_range(0..=base_ms);
-    Duration::from_millis(base_ms / 2 + jitter)
+    crate::backoff::equal_jitter(Duration::from_millis(5), Duration::from_millis(320), attempt)
 }
 
 /// Connection options from a URL or from host/port/name/user/password.

@@ -154,10 +154,21 @@ pub async fn health_handler() -> Json<Value> {
 
 pub async fn readyz_handler(State(readiness): State<Readiness>) -> Response {
     let (ready, body) = readiness.report().await;
-    let status = if ready {
+    (ready_status(ready), Json(body)).into_response()
+}
+
+/// `/readyz` for a public listener: the verdict (`{"status":"ready"|"not_ready"}`, 200 or 503) without the
+/// checks, whose details (addresses, errors, breaker counts) are for operators only.
+pub async fn readyz_status_handler(State(readiness): State<Readiness>) -> Response {
+    let (ready, _) = readiness.report().await;
+    let status = if ready { "ready" } else { "not_ready" };
+    (ready_status(ready), Json(json!({ "status": status }))).into_response()
+}
+
+fn ready_status(ready: bool) -> StatusCode {
+    if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body)).into_response()
+    }
 }

@@ -39,23 +39,24 @@ pub struct PlatformLayers {
     pub max_body_bytes: usize,
 }
 
-/// Adds `/health`, `/readyz`, `/metrics`, problem+json 404/405 fallbacks, the body limit, panic catching,
-/// request metrics and the request-id span to a service's router.
+/// Adds `/health`, `/readyz`, `/metrics` and [`with_request_layers`] to a service's router.
 pub fn with_platform_layers(router: Router, layers: PlatformLayers) -> Router {
     let ops = Router::new()
         .route("/health", get(health_handler))
         .route("/readyz", get(readyz_handler).with_state(layers.readiness))
         .route("/metrics", get(metrics_handler).with_state(layers.metrics));
+    with_request_layers(router.merge(ops), layers.http_metrics, layers.max_body_bytes)
+}
+
+/// Problem+json 404/405 fallbacks, the body limit, panic catching, request metrics and the request-id
+/// span, for a router that places its operations routes itself (the gateway keeps them on two listeners).
+pub fn with_request_layers(router: Router, http_metrics: HttpMetrics, max_body_bytes: usize) -> Router {
     router
-        .merge(ops)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(layers.max_body_bytes))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(axum::middleware::from_fn_with_state(
-            layers.http_metrics,
-            observe,
-        ))
+        .layer(axum::middleware::from_fn_with_state(http_metrics, observe))
 }
 
 /// The request id and its span around request metrics around the rest: one middleware rather than one

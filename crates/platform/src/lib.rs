@@ -2,6 +2,7 @@
 //! database access, authentication, metrics and health.
 
 pub mod auth;
+pub mod backoff;
 pub mod breaker;
 pub mod config;
 pub mod db;

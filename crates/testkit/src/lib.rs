@@ -1,5 +1,8 @@
 //! Helpers for integration tests: a fresh database per test (so tests run in parallel), real servers on
-//! random ports, settings built without touching the process environment, and polling with a deadline.
+//! random ports, settings built without touching the process environment, polling with a deadline, and
+//! a TCP proxy that stages an outage of a shared server ([`Cut`]).
+
+mod cut;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -12,6 +15,8 @@ use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+pub use cut::Cut;
 
 /// The server every test database lives on; `TEST_DATABASE_URL` overrides it.
 pub fn admin_url() -> String {

@@ -5,7 +5,9 @@
 //!
 //! The breaker is per service and sees one outcome per request (the last attempt's): a dead instance
 //! whose requests are retried on another one does not count against the service. Ejection is per
-//! instance and sees every attempt.
+//! instance and sees every attempt. Both judge an outcome by the same rule (`failure_on`, see
+//! [`platform::breaker::FailureKinds`]): by default connect errors, timeouts and 502/503/504, never a 4xx
+//! or a plain 500 that one request's content provoked.
 
 mod body;
 mod endpoints;
@@ -288,9 +290,8 @@ impl UpstreamClient {
             inner
                 .attempts
                 .record(status_class(&result), started.elapsed());
-            if let Some(length) = inner
-                .endpoints
-                .record(&list, index, instance_failed(&result))
+            let failed = inner.failures.is_failure(outcome(result.as_ref()));
+            if let Some(length) = inner.endpoints.record(&list, index, failed)
             {
                 inner.metrics.ejected(&inner.name, endpoint.url().as_str());
                 tracing::warn!(
@@ -320,7 +321,7 @@ impl UpstreamClient {
         permit.record(
             inner
                 .failures
-                .is_failure(breaker_outcome(result.as_ref().map(|(r, _)| r))),
+                .is_failure(outcome(result.as_ref().map(|(r, _)| r))),
         );
         result
     }
@@ -351,21 +352,6 @@ fn retry_reason<R: AttemptResponse>(result: &Result<R, SendError>) -> Option<&'s
     }
 }
 
-/// Whether an attempt counts against its instance for ejection: it was unreachable, too slow, or
-/// answered 5xx.
-fn instance_failed<R: AttemptResponse>(result: &Result<R, SendError>) -> bool {
-    match result {
-        Ok(response) => response.status().is_server_error(),
-        Err(SendError::Connect(_) | SendError::Timeout(_) | SendError::Other(_)) => true,
-        Err(
-            SendError::Open { .. }
-            | SendError::BodyTooLarge
-            | SendError::Build(_)
-            | SendError::NoInstance,
-        ) => false,
-    }
-}
-
 fn status_class<R: AttemptResponse>(result: &Result<R, SendError>) -> &'static str {
     match result {
         Ok(response) => match response.status().as_u16() {
@@ -384,16 +370,17 @@ fn status_class<R: AttemptResponse>(result: &Result<R, SendError>) -> &'static s
     }
 }
 
-fn breaker_outcome<R: AttemptResponse>(result: Result<&R, &SendError>) -> CallOutcome {
+/// What an attempt amounted to. Judged against `gateway.circuit_breaker.failure_on`, it is the one rule
+/// for both the breaker (the request's last attempt) and the instance's outlier health (every attempt),
+/// on both proxy paths, since both go through [`UpstreamClient::dispatch`].
+fn outcome<R: AttemptResponse>(result: Result<&R, &SendError>) -> CallOutcome {
     match result {
-        Ok(response) if response.status().is_server_error() => CallOutcome::ServerError,
-        Ok(response) if response.status().is_client_error() => CallOutcome::ClientError,
-        Ok(_) => CallOutcome::Success,
+        Ok(response) => CallOutcome::Status(response.status().as_u16()),
         Err(SendError::Connect(_) | SendError::NoInstance) => CallOutcome::ConnectError,
         Err(SendError::Timeout(_)) => CallOutcome::Timeout,
         // The caller sent too much, or the request was unbuildable: the upstream is not to blame.
         Err(SendError::BodyTooLarge | SendError::Open { .. } | SendError::Build(_)) => {
-            CallOutcome::ClientError
+            CallOutcome::Success
         }
         Err(SendError::Other(_)) => CallOutcome::OtherError,
     }

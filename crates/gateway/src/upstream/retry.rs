@@ -58,12 +58,11 @@ pub(crate) fn may_repeat_with(method: &Method, idempotency_key: bool) -> bool {
 /// The wait before retry number `retry` (1-based): uniformly random below `base · 2^(retry-1)`, capped
 /// ("full jitter"), so callers failing together do not retry together.
 pub(crate) fn backoff(config: &RetryConfig, retry: u32) -> Duration {
-    let ceiling = config
-        .backoff_base
-        .saturating_mul(1 << retry.saturating_sub(1).min(16))
-        .min(config.backoff_max);
-    let micros = ceiling.as_micros().min(u128::from(u64::MAX)) as u64;
-    Duration::from_micros(rand::random_range(0..=micros))
+    platform::backoff::full_jitter(
+        config.backoff_base,
+        config.backoff_max,
+        retry.saturating_sub(1),
+    )
 }
 
 const BUDGET_BUCKETS: usize = 10;

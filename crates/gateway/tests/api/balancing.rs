@@ -7,16 +7,15 @@ use std::time::{Duration, Instant};
 use gateway::OutlierConfig;
 use platform::auth::Role;
 use serde_json::Value;
-use testkit::TestServer;
 use tokio::sync::Mutex;
 
-use crate::helpers::{FakeUpstream, bearer, config, spawn_gateway};
+use crate::helpers::{FakeUpstream, GatewayServer, bearer, config, spawn_gateway};
 
 /// Two instances of the users service behind one gateway.
 struct Pair {
     first: FakeUpstream,
     second: FakeUpstream,
-    gateway: TestServer,
+    gateway: GatewayServer,
     admin: String,
 }
 
@@ -38,9 +37,9 @@ impl Pair {
 }
 
 /// The users upstream's instances as the admin view shows them.
-async fn endpoints(gateway: &TestServer, admin: &str) -> Vec<Value> {
+async fn endpoints(gateway: &GatewayServer, admin: &str) -> Vec<Value> {
     let response = testkit::client()
-        .get(gateway.url("/admin/circuit-breakers"))
+        .get(gateway.admin_url("/admin/circuit-breakers"))
         .header("authorization", admin)
         .send()
         .await
@@ -56,7 +55,7 @@ type Answers = Arc<Mutex<Vec<(Instant, u16)>>>;
 
 /// Four callers sending GETs back to back until `stop`, each answer noted with when it came.
 fn load(
-    gateway: &TestServer,
+    gateway: &GatewayServer,
     admin: &str,
     stop: Arc<AtomicBool>,
 ) -> (Vec<tokio::task::JoinHandle<()>>, Answers) {
@@ -126,7 +125,7 @@ async fn killing_one_of_two_instances_mid_load_fails_no_get_and_the_instance_is_
     assert_eq!(ejected[1]["state"], "healthy", "{ejected:?}");
     let readyz = testkit::json(
         testkit::client()
-            .get(gateway.url("/readyz"))
+            .get(gateway.admin_url("/readyz"))
             .send()
             .await
             .unwrap_or_else(|e| panic!("{e}")),
@@ -182,7 +181,7 @@ async fn the_admin_view_and_readyz_show_every_instance_with_its_load_and_ejectio
     }
     let readyz = testkit::json(
         testkit::client()
-            .get(pair.gateway.url("/readyz"))
+            .get(pair.gateway.admin_url("/readyz"))
             .send()
             .await
             .unwrap_or_else(|e| panic!("{e}")),

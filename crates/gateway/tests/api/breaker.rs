@@ -8,7 +8,9 @@ use platform::auth::Role;
 use platform::breaker::BreakerConfig;
 use serde_json::Value;
 
-use crate::helpers::{Stack, assert_problem};
+use crate::helpers::{
+    FakeUpstream, GatewayServer, Stack, assert_problem, bearer, config, spawn_gateway,
+};
 
 fn fast_breaker() -> BreakerConfig {
     BreakerConfig {
@@ -23,7 +25,12 @@ fn fast_breaker() -> BreakerConfig {
 }
 
 async fn spawn(breaker: BreakerConfig) -> (Stack, String) {
-    let stack = Stack::spawn_with(|c| c.circuit_breaker = breaker).await;
+    // One attempt per request, so the breaker's counts are the requests sent (retries.rs covers retries).
+    let stack = Stack::spawn_with(|c| {
+        c.circuit_breaker = breaker;
+        c.retry.max_retries = 0;
+    })
+    .await;
     // Admin: `GET /api/v1/users/{id}` is admin-only, and the test paths look like that route.
     let bearer = stack.bearer(Role::Admin);
     (stack, bearer)
@@ -38,9 +45,18 @@ async fn get(stack: &Stack, bearer: &str, path: &str) -> reqwest::Response {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A GET on the admin listener, with a token or without.
+async fn admin_get(stack: &Stack, bearer: Option<&str>, path: &str) -> reqwest::Response {
+    let mut request = testkit::client().get(stack.admin_url(path));
+    if let Some(bearer) = bearer {
+        request = request.header("authorization", bearer);
+    }
+    request.send().await.unwrap_or_else(|e| panic!("{e}"))
+}
+
 async fn breaker_report(stack: &Stack) -> Value {
     let response = testkit::client()
-        .get(stack.url("/readyz"))
+        .get(stack.admin_url("/readyz"))
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -52,14 +68,14 @@ async fn the_breaker_trips_only_once_the_volume_threshold_is_reached() {
     let (stack, bearer) = spawn(fast_breaker()).await;
     for _ in 0..4 {
         assert_eq!(
-            get(&stack, &bearer, "/api/v1/users/fail").await.status(),
-            500
+            get(&stack, &bearer, "/api/v1/users/unavailable").await.status(),
+            503
         );
     }
     assert_eq!(breaker_report(&stack).await["state"], "closed");
     assert_eq!(
-        get(&stack, &bearer, "/api/v1/users/fail").await.status(),
-        500
+        get(&stack, &bearer, "/api/v1/users/unavailable").await.status(),
+        503
     );
     assert_eq!(breaker_report(&stack).await["state"], "open");
     assert_eq!(stack.upstream.hits(), 5);
@@ -72,16 +88,16 @@ async fn the_breaker_opens_at_the_configured_error_rate_and_not_below_it() {
         ..fast_breaker()
     })
     .await;
-    for path in ["x", "x", "fail", "fail", "x"] {
+    for path in ["x", "x", "unavailable", "unavailable", "x"] {
         get(&stack, &bearer, &format!("/api/v1/users/{path}")).await;
     }
     // 2 of 5 failed (40%), then 3 of 6 (50%): under 60%.
-    get(&stack, &bearer, "/api/v1/users/fail").await;
+    get(&stack, &bearer, "/api/v1/users/unavailable").await;
     assert_eq!(breaker_report(&stack).await["state"], "closed");
     // 4 of 7 is 57%, 5 of 8 is 62.5%.
-    get(&stack, &bearer, "/api/v1/users/fail").await;
+    get(&stack, &bearer, "/api/v1/users/unavailable").await;
     assert_eq!(breaker_report(&stack).await["state"], "closed");
-    get(&stack, &bearer, "/api/v1/users/fail").await;
+    get(&stack, &bearer, "/api/v1/users/unavailable").await;
     assert_eq!(breaker_report(&stack).await["state"], "open");
 }
 
@@ -89,7 +105,7 @@ async fn the_breaker_opens_at_the_configured_error_rate_and_not_below_it() {
 async fn an_open_breaker_answers_503_with_retry_after_without_contacting_the_upstream() {
     let (stack, bearer) = spawn(fast_breaker()).await;
     for _ in 0..5 {
-        get(&stack, &bearer, "/api/v1/users/fail").await;
+        get(&stack, &bearer, "/api/v1/users/unavailable").await;
     }
     let hits = stack.upstream.hits();
     for _ in 0..20 {
@@ -105,7 +121,7 @@ async fn an_open_breaker_answers_503_with_retry_after_without_contacting_the_ups
     assert_eq!(stack.upstream.hits(), hits);
     assert!(breaker_report(&stack).await["rejections"].as_u64() >= Some(20));
     let metrics = testkit::client()
-        .get(stack.url("/metrics"))
+        .get(stack.admin_url("/metrics"))
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"))
@@ -125,7 +141,7 @@ async fn a_half_open_breaker_lets_exactly_one_of_many_racing_callers_through_the
     })
     .await;
     for _ in 0..5 {
-        get(&stack, &bearer, "/api/v1/users/fail").await;
+        get(&stack, &bearer, "/api/v1/users/unavailable").await;
     }
     testkit::eventually("half-open", Duration::from_secs(5), || async {
         (breaker_report(&stack).await["state"] == "half_open").then_some(())
@@ -200,22 +216,18 @@ async fn client_errors_from_the_upstream_never_count_against_the_breaker() {
 async fn the_admin_view_lists_each_upstream_with_its_breaker_for_admins_only() {
     let (stack, admin) = spawn(fast_breaker()).await;
     for _ in 0..5 {
-        get(&stack, &admin, "/api/v1/users/fail").await;
+        get(&stack, &admin, "/api/v1/users/unavailable").await;
     }
     let customer = stack.bearer(Role::Customer);
     assert_eq!(
-        get(&stack, &customer, "/admin/circuit-breakers")
+        admin_get(&stack, Some(&customer), "/admin/circuit-breakers")
             .await
             .status(),
         403
     );
-    let response = testkit::client()
-        .get(stack.url("/admin/circuit-breakers"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let response = admin_get(&stack, None, "/admin/circuit-breakers").await;
     assert_eq!(response.status(), 401);
-    let body = testkit::json(get(&stack, &admin, "/admin/circuit-breakers").await).await;
+    let body = testkit::json(admin_get(&stack, Some(&admin), "/admin/circuit-breakers").await).await;
     let users = &body["data"][0];
     assert_eq!(users["upstream"], "users");
     assert_eq!(users["state"], "open");
@@ -225,4 +237,95 @@ async fn the_admin_view_lists_each_upstream_with_its_breaker_for_admins_only() {
             .as_str()
             .is_some_and(|u| u.starts_with("http://127.0.0.1:"))
     );
+}
+
+/// A POST with a body over the size the proxy path buffers (64 KiB by default): the proxy path hands such
+/// requests to the router's handler, so this goes through the other path from a plain GET.
+async fn large_post(gateway: &GatewayServer, bearer: &str, path: &str) -> u16 {
+    testkit::client()
+        .post(gateway.url(path))
+        .header("authorization", bearer)
+        .body(vec![b'x'; 70 * 1024])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn fifty_bad_requests_from_one_client_leave_every_other_client_unaffected() {
+    // The defaults as shipped, two instances so that ejection could happen.
+    let first = FakeUpstream::spawn().await;
+    let second = FakeUpstream::spawn().await;
+    let config = config(&format!("{},{}", first.url(), second.url()));
+    let admin = bearer(&config.auth, Role::Admin);
+    let gateway = spawn_gateway(config.clone()).await;
+    let (mallory, alice) = (
+        bearer(&config.auth, Role::Customer),
+        bearer(&config.auth, Role::Customer),
+    );
+    let client = testkit::client();
+    // Requests whose content makes the service fail (a plain 500), on both proxy paths.
+    for round in 0..25 {
+        let response = client
+            .get(gateway.url("/api/v1/users/me/fail"))
+            .header("authorization", &mallory)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status(), 500, "round {round}");
+        assert_eq!(
+            large_post(&gateway, &mallory, "/api/v1/users/me/fail").await,
+            500
+        );
+    }
+    for _ in 0..10 {
+        let response = client
+            .get(gateway.url("/api/v1/users/me"))
+            .header("authorization", &alice)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            large_post(&gateway, &alice, "/api/v1/users/me/preferences").await,
+            200
+        );
+    }
+    let report = testkit::json(
+        client
+            .get(gateway.admin_url("/admin/circuit-breakers"))
+            .header("authorization", &admin)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await;
+    let users = &report["data"][0];
+    assert_eq!(users["state"], "closed", "{report}");
+    assert_eq!(users["window"]["failures"], 0, "{report}");
+    assert_eq!(users["window"]["successes"], 70, "{report}");
+    for endpoint in users["endpoints"].as_array().into_iter().flatten() {
+        assert_eq!(endpoint["state"], "healthy", "{report}");
+    }
+    assert_eq!(first.hits() + second.hits(), 70);
+}
+
+#[tokio::test]
+async fn an_overloaded_service_still_opens_the_breaker_with_the_default_rule() {
+    let stack = Stack::spawn_with(|c| c.retry.max_retries = 0).await;
+    let bearer = stack.bearer(Role::Customer);
+    for _ in 0..10 {
+        assert_eq!(
+            get(&stack, &bearer, "/api/v1/users/me/unavailable")
+                .await
+                .status(),
+            503
+        );
+    }
+    assert_eq!(breaker_report(&stack).await["state"], "open");
+    let response = get(&stack, &bearer, "/api/v1/users/me").await;
+    assert_problem(response, 503, "UPSTREAM_UNAVAILABLE").await;
+    assert_eq!(stack.upstream.hits(), 10);
 }

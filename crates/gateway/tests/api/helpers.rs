@@ -26,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Probe {
     /// Requests to anything but `/health`.
     pub hits: AtomicUsize,
+    /// Requests to `/health`.
+    pub health_checks: AtomicUsize,
     /// Fired when `/upload` has received its first chunk.
     pub first_chunk_received: Notify,
     /// `/stream` sends its second chunk only after this fires.
@@ -44,7 +46,8 @@ pub struct FakeUpstream {
 impl FakeUpstream {
     /// An upstream serving `/health` and, under any path:
     /// `…/slow` (answers after a minute), `…/stream` (one chunk, then the rest once released),
-    /// `…/upload` (counts a streamed body), `…/mirror` (streams the body back), `…/fail` (a 500), `…/missing` (a 404), `…/hold`
+    /// `…/upload` (counts a streamed body), `…/mirror` (streams the body back), `…/fail` (a 500), `…/unavailable` (a 503),
+    /// `…/missing` (a 404), `…/hold`
     /// (answers once released) and otherwise an echo of
     /// the request as JSON, sent with hop-by-hop and software-revealing headers the gateway must drop.
     pub async fn spawn() -> Self {
@@ -56,7 +59,7 @@ impl FakeUpstream {
         testkit::init();
         let probe = Arc::new(Probe::default());
         let router = Router::new()
-            .route("/health", get(|| async { "ok" }))
+            .route("/health", get(health))
             .fallback(any(dispatch))
             .with_state(probe.clone());
         let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
@@ -80,6 +83,11 @@ impl FakeUpstream {
     }
 }
 
+async fn health(State(probe): State<Arc<Probe>>) -> &'static str {
+    probe.health_checks.fetch_add(1, Ordering::SeqCst);
+    "ok"
+}
+
 async fn dispatch(State(probe): State<Arc<Probe>>, request: Request) -> Response {
     probe.hits.fetch_add(1, Ordering::SeqCst);
     if probe.unavailable.load(Ordering::SeqCst) {
@@ -89,7 +97,12 @@ async fn dispatch(State(probe): State<Arc<Probe>>, request: Request) -> Response
     if path.ends_with("/missing") {
         return (axum::http::StatusCode::NOT_FOUND, "no such thing").into_response();
     }
+    if path.ends_with("/unavailable") {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "overloaded").into_response();
+    }
     if path.ends_with("/fail") {
+        // The body is read first, as a handler failing on its content would have.
+        let _ = request.into_body().collect().await;
         return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "broken").into_response();
     }
     if path.ends_with("/hold") {
@@ -204,32 +217,71 @@ pub fn service_spec(path: &str, operation_id: &str) -> utoipa::openapi::OpenApi 
     .unwrap_or_else(|e| panic!("spec: {e}"))
 }
 
-/// `gateway::run` on a random port.
-pub async fn spawn_gateway(config: Config) -> TestServer {
+/// `gateway::run` on random ports.
+pub async fn spawn_gateway(config: Config) -> GatewayServer {
     spawn_gateway_with_specs(config, Vec::new()).await
 }
 
 pub async fn spawn_gateway_with_specs(
     config: Config,
     specs: Vec<utoipa::openapi::OpenApi>,
-) -> TestServer {
+) -> GatewayServer {
     testkit::init();
-    let listener = testkit::bind().await;
-    let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let listeners = gateway::Listeners {
+        public: testkit::bind().await,
+        admin: testkit::bind().await,
+    };
+    let address = listeners
+        .public
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let admin = listeners
+        .admin
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"));
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let handle = tokio::spawn(async move {
-        if let Err(e) = gateway::run(config, specs, listener, token).await {
+        if let Err(e) = gateway::run(config, specs, listeners, token).await {
             panic!("gateway stopped: {e}");
         }
     });
-    TestServer::from_parts(address, shutdown, handle)
+    GatewayServer {
+        public: TestServer::from_parts(address, shutdown, handle),
+        admin,
+    }
+}
+
+/// A running gateway: its public port, and its admin listener.
+pub struct GatewayServer {
+    pub public: TestServer,
+    pub admin: std::net::SocketAddr,
+}
+
+impl GatewayServer {
+    /// A URL on the public port.
+    pub fn url(&self, path: &str) -> String {
+        self.public.url(path)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.public.address()
+    }
+
+    pub async fn stop(self) {
+        self.public.stop().await;
+    }
 }
 
 /// A fake upstream with a gateway in front of it, configured as the defaults say.
 pub struct Stack {
     pub upstream: FakeUpstream,
-    pub gateway: TestServer,
+    pub gateway: GatewayServer,
     pub auth: AuthSettings,
 }
 
@@ -253,6 +305,11 @@ impl Stack {
 
     pub fn url(&self, path: &str) -> String {
         self.gateway.url(path)
+    }
+
+    /// A URL on the gateway's admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        self.gateway.admin_url(path)
     }
 
     /// `Bearer <token>` for a fresh user with `role`.

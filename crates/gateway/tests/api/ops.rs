@@ -2,7 +2,10 @@ use std::time::Duration;
 
 use platform::auth::Role;
 
-use crate::helpers::{FakeUpstream, Stack, config, service_spec, spawn_gateway_with_specs};
+use crate::helpers::{
+    FakeUpstream, Stack, assert_problem, config, service_spec, spawn_gateway,
+    spawn_gateway_with_specs,
+};
 
 #[tokio::test]
 async fn the_openapi_document_merges_the_service_specs_with_the_operations_routes() {
@@ -28,10 +31,10 @@ async fn the_openapi_document_merges_the_service_specs_with_the_operations_route
         "/api/v1/inventory/products",
         "/health",
         "/readyz",
-        "/metrics",
     ] {
         assert!(spec["paths"][path].is_object(), "{path} missing");
     }
+    assert!(spec["paths"]["/metrics"].is_null(), "metrics are on the admin listener");
     assert_eq!(
         spec["paths"]["/api/v1/users/me"]["get"]["operationId"],
         "get_me"
@@ -91,7 +94,7 @@ async fn the_docs_page_is_html_that_loads_nothing_from_other_sites() {
 async fn readiness_follows_the_upstream_health() {
     let stack = Stack::spawn().await;
     let response = testkit::client()
-        .get(stack.url("/readyz"))
+        .get(stack.admin_url("/readyz"))
         .send()
         .await
         .unwrap();
@@ -116,7 +119,7 @@ async fn readiness_follows_the_upstream_health() {
         "readyz to report the upstream down",
         Duration::from_secs(10),
         || {
-            let url = gateway.url("/readyz");
+            let url = gateway.admin_url("/readyz");
             async move {
                 let response = testkit::client().get(url).send().await.ok()?;
                 (response.status() == 503).then_some(())?;
@@ -141,7 +144,7 @@ async fn metrics_count_requests_by_route_template_and_upstream() {
             .unwrap();
     }
     let response = testkit::client()
-        .get(stack.url("/metrics"))
+        .get(stack.admin_url("/metrics"))
         .send()
         .await
         .unwrap();
@@ -169,4 +172,119 @@ async fn metrics_count_requests_by_route_template_and_upstream() {
         .unwrap_or_else(|| panic!("no upstream series: {text}"));
     assert!(upstream.ends_with(" 3"), "{upstream}");
     assert!(text.contains("gateway_upstream_request_duration_seconds_bucket{"));
+}
+
+#[tokio::test]
+async fn the_public_port_keeps_only_health_and_a_minimal_readyz_and_the_admin_listener_has_the_rest() {
+    let stack = Stack::spawn().await;
+    let client = testkit::client();
+    let get = |url: String| {
+        let request = client.get(url).send();
+        async move { request.await.unwrap_or_else(|e| panic!("{e}")) }
+    };
+    assert_problem(get(stack.url("/metrics")).await, 404, "NOT_FOUND").await;
+    assert_problem(get(stack.url("/admin/circuit-breakers")).await, 404, "NOT_FOUND").await;
+    assert_eq!(get(stack.url("/health")).await.status(), 200);
+    let readyz = get(stack.url("/readyz")).await;
+    assert_eq!(readyz.status(), 200);
+    assert_eq!(
+        testkit::json(readyz).await,
+        serde_json::json!({ "status": "ready" })
+    );
+
+    let metrics = get(stack.admin_url("/metrics")).await;
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.text().await.unwrap_or_default().contains("# TYPE"));
+    let detailed = testkit::json(get(stack.admin_url("/readyz")).await).await;
+    assert_eq!(detailed["status"], "ready", "{detailed}");
+    assert_eq!(detailed["checks"]["users"]["status"], "up", "{detailed}");
+    assert!(detailed["checks"]["users"]["circuit_breaker"]["state"].is_string());
+}
+
+#[tokio::test]
+async fn the_minimal_readyz_says_not_ready_with_503_and_nothing_more() {
+    let upstream = FakeUpstream::spawn().await;
+    let gateway = spawn_gateway(config(&upstream.url())).await;
+    upstream.server.stop().await;
+    let response = testkit::client()
+        .get(gateway.url("/readyz"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        testkit::json(response).await,
+        serde_json::json!({ "status": "not_ready" })
+    );
+}
+
+#[tokio::test]
+async fn every_admin_route_needs_an_admin_token() {
+    let stack = Stack::spawn().await;
+    let client = testkit::client();
+    for path in ["/admin/circuit-breakers", "/admin/anything-else", "/admin"] {
+        let anonymous = client.get(stack.admin_url(path)).send().await.unwrap();
+        assert_problem(anonymous, 401, "UNAUTHORIZED").await;
+        let customer = client
+            .get(stack.admin_url(path))
+            .header("authorization", stack.bearer(Role::Customer))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(customer.status(), 403, "{path}");
+    }
+    let admin = client
+        .get(stack.admin_url("/admin/circuit-breakers"))
+        .header("authorization", stack.bearer(Role::Admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 200);
+}
+
+#[tokio::test]
+async fn a_flood_of_readyz_calls_probes_each_upstream_once_per_cache_interval() {
+    let stack = Stack::spawn_with(|c| c.readiness_cache = Duration::from_secs(30)).await;
+    let client = testkit::client();
+    let calls = (0..100).map(|i| {
+        let url = if i % 2 == 0 {
+            stack.url("/readyz")
+        } else {
+            stack.admin_url("/readyz")
+        };
+        let request = client.get(url).send();
+        async move { request.await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    });
+    let statuses = futures::future::join_all(calls).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // users, inventory and orders all point at the one fake: one probe of each in all.
+    let probes = stack
+        .upstream
+        .probe
+        .health_checks
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(probes, 3);
+}
+
+#[tokio::test]
+async fn with_the_default_cache_a_readyz_flood_costs_at_most_a_handful_of_probes() {
+    let stack = Stack::spawn().await;
+    let client = testkit::client();
+    let started = std::time::Instant::now();
+    for _ in 0..100 {
+        let response = client.get(stack.url("/readyz")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let elapsed = started.elapsed();
+    let probes = stack
+        .upstream
+        .probe
+        .health_checks
+        .load(std::sync::atomic::Ordering::SeqCst);
+    // One round (3 upstreams) per started second of the flood, at most.
+    let rounds = elapsed.as_secs() as usize + 1;
+    assert!(
+        probes <= 3 * rounds,
+        "{probes} probes for 100 calls in {elapsed:?}"
+    );
 }

@@ -130,7 +130,7 @@ async fn forwarding_headers_and_the_request_id_reach_the_upstream_and_come_back(
     assert_eq!(headers["x-forwarded-proto"], "http");
     assert_eq!(
         headers["x-forwarded-host"],
-        stack.gateway.address.to_string()
+        stack.gateway.address().to_string()
     );
     assert_eq!(
         headers["host"],

@@ -71,9 +71,14 @@ async fn each_user_has_a_budget_of_their_own_and_operations_routes_are_never_lim
     assert_eq!(status(&client, &url, Some(&alice)).await, 200);
     assert_eq!(status(&client, &url, Some(&alice)).await, 429);
     assert_eq!(status(&client, &url, Some(&bob)).await, 200);
-    for path in ["/health", "/readyz", "/metrics"] {
+    for url in [
+        stack.url("/health"),
+        stack.url("/readyz"),
+        stack.admin_url("/metrics"),
+        stack.admin_url("/readyz"),
+    ] {
         for _ in 0..3 {
-            assert_eq!(status(&client, &stack.url(path), None).await, 200, "{path}");
+            assert_eq!(status(&client, &url, None).await, 200, "{url}");
         }
     }
 }

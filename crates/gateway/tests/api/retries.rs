@@ -6,14 +6,13 @@ use std::time::Duration;
 use gateway::{OutlierConfig, RetryConfig};
 use platform::auth::Role;
 use platform::breaker::BreakerConfig;
-use testkit::TestServer;
 
-use crate::helpers::{FakeUpstream, bearer, config, spawn_gateway};
+use crate::helpers::{FakeUpstream, GatewayServer, bearer, config, spawn_gateway};
 
 struct Pair {
     failing: FakeUpstream,
     healthy: FakeUpstream,
-    gateway: TestServer,
+    gateway: GatewayServer,
     admin: String,
 }
 

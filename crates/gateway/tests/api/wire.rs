@@ -10,7 +10,7 @@ use platform::auth::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{Stack, config, spawn_gateway};
+use crate::helpers::{GatewayServer, Stack, config, spawn_gateway};
 
 const WITHIN: Duration = Duration::from_secs(10);
 
@@ -307,7 +307,7 @@ impl Drop for CountOnDrop {
     }
 }
 
-async fn gateway_for(upstream: &RawUpstream) -> (testkit::TestServer, String) {
+async fn gateway_for(upstream: &RawUpstream) -> (GatewayServer, String) {
     let config = config(&upstream.url);
     let bearer = crate::helpers::bearer(&config.auth, Role::Admin);
     (spawn_gateway(config).await, bearer)

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::breaker::Backoff;
+use platform::backoff::Backoff;
 use crate::envelope::Envelope;
 use crate::metrics::Metrics;
 use crate::options::MessagingOptions;

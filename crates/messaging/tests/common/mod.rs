@@ -69,6 +69,15 @@ impl Harness {
         kind: TransportKind,
         adjust: impl FnOnce(&mut MessagingOptions),
     ) -> Self {
+        Self::with_broker(kind, RABBITMQ_URL, adjust).await
+    }
+
+    /// [`Harness::with_options`] with RabbitMQ reached at `broker_url` (a [`testkit::Cut`] in front of it, say).
+    pub async fn with_broker(
+        kind: TransportKind,
+        broker_url: &str,
+        adjust: impl FnOnce(&mut MessagingOptions),
+    ) -> Self {
         let test_db = TestDb::new();
         let settings = testkit::settings(&[("DATABASE_URL", &test_db.url), ("DB_POOL_MAX", "20")]);
         let mut registry = platform::metrics::registry("messaging-test");
@@ -90,7 +99,7 @@ impl Harness {
         adjust(&mut options);
         let metrics = Metrics::register(&mut registry);
         let rabbit = (kind == TransportKind::RabbitMq)
-            .then(|| RabbitMqTransport::new(RABBITMQ_URL, &options, &metrics));
+            .then(|| RabbitMqTransport::new(broker_url, &options, &metrics));
         let transport: Arc<dyn Transport> = match &rabbit {
             Some(rabbit) => Arc::new(rabbit.clone()),
             None => connect_with(kind, "", &db, &options, &metrics)

@@ -125,21 +125,43 @@ fn a_successful_trial_closes_and_a_failed_one_reopens() {
 }
 
 #[test]
-fn client_errors_are_never_failures() {
+fn by_default_only_what_says_the_service_is_unwell_counts() {
     let kinds = FailureKinds::default();
-    assert!(!kinds.is_failure(CallOutcome::ClientError));
-    assert!(kinds.is_failure(CallOutcome::ServerError));
-    let only_connect = FailureKinds::from_names(&["connect"]).unwrap_or_else(|e| panic!("{e}"));
-    assert!(!only_connect.is_failure(CallOutcome::ServerError));
+    for code in [502, 503, 504] {
+        assert!(kinds.is_failure(CallOutcome::Status(code)), "{code}");
+    }
+    for code in [200, 400, 404, 422, 429, 500, 501] {
+        assert!(!kinds.is_failure(CallOutcome::Status(code)), "{code}");
+    }
+    assert!(kinds.is_failure(CallOutcome::ConnectError));
+    assert!(kinds.is_failure(CallOutcome::Timeout));
+    assert!(kinds.is_failure(CallOutcome::OtherError));
+    assert!(!kinds.is_failure(CallOutcome::Success));
+}
+
+#[test]
+fn failure_kinds_take_codes_and_classes_and_refuse_anything_else() {
+    let parse = |names: &[&str]| FailureKinds::from_names(names).unwrap_or_else(|e| panic!("{e}"));
+    let only_connect = parse(&["connect"]);
+    assert!(!only_connect.is_failure(CallOutcome::Status(503)));
+    assert!(!only_connect.is_failure(CallOutcome::Timeout));
     assert!(only_connect.is_failure(CallOutcome::ConnectError));
-    assert!(FailureKinds::from_names(&["4xx"]).is_err());
+    let server_errors = parse(&["5xx"]);
+    assert!((500..=599).all(|code| server_errors.is_failure(CallOutcome::Status(code))));
+    assert!(!server_errors.is_failure(CallOutcome::Status(499)));
+    let throttled = parse(&["429", "4xx"]);
+    assert!(throttled.is_failure(CallOutcome::Status(400)));
+    assert!(!throttled.is_failure(CallOutcome::Status(500)));
+    for bad in ["3xx", "200", "600", "reset", ""] {
+        assert!(FailureKinds::from_names(&[bad]).is_err(), "{bad}");
+    }
 }
 
 async fn trip(breaker: &CircuitBreaker) {
     for _ in 0..breaker.config().volume_threshold {
         let _ = breaker
             .call(async { Err::<(), ()>(()) }, FailureKinds::default(), |_| {
-                CallOutcome::ServerError
+                CallOutcome::Status(503)
             })
             .await;
     }

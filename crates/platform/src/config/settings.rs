@@ -170,6 +170,8 @@ pub struct OrdersSettings {
 #[serde(deny_unknown_fields)]
 pub struct GatewaySettings {
     pub port: u16,
+    /// The admin listener (on `service.host`): metrics, the detailed readiness report and `/admin/*`.
+    pub admin_port: u16,
     /// Overrides `log.level` when the gateway runs alone.
     pub log_level: String,
     pub request_timeout_ms: u64,
@@ -179,6 +181,9 @@ pub struct GatewaySettings {
     /// 0 is one per available core.
     pub http_workers: usize,
     pub readiness_timeout_ms: u64,
+    /// How long an upstream's health probe is reused by `/readyz`, so a flood of probes of the gateway
+    /// is not passed on to the services.
+    pub readiness_cache_ms: u64,
     /// `METHOD[,METHOD] /path` patterns reachable without a token.
     pub public_routes: Vec<String>,
     pub cors_allowed_origins: Vec<String>,
@@ -211,7 +216,8 @@ pub struct CircuitBreakerSettings {
     pub rolling_window_buckets: u32,
     /// Trial calls admitted once the reset timeout has passed.
     pub half_open_max_calls: u32,
-    /// Outcomes that count as failures: `connect`, `timeout`, `5xx` (4xx never does).
+    /// Outcomes that count as failures, against the breaker and an instance's outlier health:
+    /// `connect`, `timeout`, status codes (`503`) or classes (`5xx`).
     pub failure_on: Vec<String>,
 }
 
@@ -355,6 +361,11 @@ pub struct MessagingSettings {
     pub exchange: String,
     /// RabbitMQ `x-expires` on consumer queues, so queues of groups that are gone vanish; 0 keeps them.
     pub queue_expires_ms: u64,
+    /// First wait before reconnecting to the broker (or retrying a failed poll); it doubles per failure
+    /// in a row, with jitter…
+    pub reconnect_min_ms: u64,
+    /// …up to this, which bounds how long after the broker's return consumers resubscribe.
+    pub reconnect_max_ms: u64,
 }
 
 impl MessagingSettings {
@@ -566,6 +577,11 @@ impl Settings {
 
         let gw = &self.gateway;
         check(
+            gw.readiness_cache_ms <= 60_000,
+            "gateway.readiness_cache_ms",
+            "must be between 0 and 60000",
+        );
+        check(
             gw.max_body_bytes >= 1024,
             "gateway.max_body_bytes",
             "must be at least 1024",
@@ -617,12 +633,18 @@ impl Settings {
             "gateway.circuit_breaker.half_open_max_calls",
             "must be at least 1",
         );
+        let failure_on = crate::breaker::FailureKinds::from_names(&cb.failure_on).err();
         check(
-            cb.failure_on
-                .iter()
-                .all(|k| matches!(k.as_str(), "connect" | "timeout" | "5xx")),
+            failure_on.is_none(),
             "gateway.circuit_breaker.failure_on",
-            "each entry must be connect, timeout or 5xx",
+            failure_on.as_deref().unwrap_or_default(),
+        );
+        // The service must answer (503 after waiting for a connection) before the gateway gives up on it;
+        // if the gateway's deadline ran out first, callers would get 504 instead of the service's answer.
+        check(
+            self.database.acquire_timeout_ms < cb.timeout_ms.min(gw.request_timeout_ms),
+            "database.acquire_timeout_ms",
+            "must be less than gateway.circuit_breaker.timeout_ms and gateway.request_timeout_ms",
         );
         let retry = &gw.retry;
         check(
@@ -808,6 +830,16 @@ impl Settings {
             (10..=60_000).contains(&mq.relay_poll_ms),
             "messaging.relay_poll_ms",
             "must be between 10 and 60000",
+        );
+        check(
+            (1..=60_000).contains(&mq.reconnect_min_ms),
+            "messaging.reconnect_min_ms",
+            "must be between 1 and 60000",
+        );
+        check(
+            (mq.reconnect_min_ms..=300_000).contains(&mq.reconnect_max_ms),
+            "messaging.reconnect_max_ms",
+            "must be between messaging.reconnect_min_ms and 300000",
         );
         check(
             (1..=8_760).contains(&mq.retention_hours),

@@ -73,7 +73,7 @@ fn every_seed_variable_name_sets_its_key() {
             "a-very-long-secret-value-of-32-bytes!!",
         ),
         ("GATEWAY_LOG_LEVEL", "debug"),
-        ("GATEWAY_CIRCUIT_BREAKER_TIMEOUT", "1500"),
+        ("GATEWAY_CIRCUIT_BREAKER_TIMEOUT", "4500"),
         ("GATEWAY_CIRCUIT_BREAKER_ERROR_THRESHOLD", "40"),
         ("GATEWAY_CIRCUIT_BREAKER_RESET_TIMEOUT", "20000"),
         ("GATEWAY_RATE_LIMIT_WINDOW_MS", "60000"),
@@ -110,7 +110,7 @@ fn every_seed_variable_name_sets_its_key() {
         "a-very-long-secret-value-of-32-bytes!!"
     );
     assert_eq!(s.gateway.log_level, "debug");
-    assert_eq!(s.gateway.circuit_breaker.timeout_ms, 1500);
+    assert_eq!(s.gateway.circuit_breaker.timeout_ms, 4500);
     assert_eq!(s.gateway.circuit_breaker.error_threshold_percent, 40);
     assert_eq!(s.gateway.circuit_breaker.reset_timeout_ms, 20000);
     assert_eq!(s.gateway.rate_limit.window_ms, 60000);
@@ -578,4 +578,39 @@ fn naming_a_redis_server_turns_redis_on_unless_disabled_explicitly() {
 fn the_default_rate_limit_is_100_requests_per_minute() {
     let limit = load_ok(&sources(&[])).settings.gateway.rate_limit;
     assert_eq!((limit.max_requests, limit.window_ms), (100, 60_000));
+}
+
+#[test]
+fn a_pool_wait_as_long_as_the_gateways_deadline_is_refused() {
+    let found = issues(&sources(&[
+        ("LOGICORE_DATABASE__ACQUIRE_TIMEOUT_MS", "3000"),
+        ("LOGICORE_GATEWAY__CIRCUIT_BREAKER__TIMEOUT_MS", "3000"),
+    ]));
+    assert!(
+        found.iter().any(|i| i.key == "database.acquire_timeout_ms"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn breaker_failure_kinds_and_reconnect_bounds_are_checked() {
+    let found = issues(&sources(&[
+        (
+            "LOGICORE_GATEWAY__CIRCUIT_BREAKER__FAILURE_ON",
+            "connect,reset",
+        ),
+        ("LOGICORE_MESSAGING__RECONNECT_MIN_MS", "500"),
+        ("LOGICORE_MESSAGING__RECONNECT_MAX_MS", "100"),
+    ]));
+    let keys: Vec<&str> = found.iter().map(|i| i.key.as_str()).collect();
+    assert!(keys.contains(&"gateway.circuit_breaker.failure_on"), "{found:?}");
+    assert!(keys.contains(&"messaging.reconnect_max_ms"), "{found:?}");
+    let loaded = load_ok(&sources(&[(
+        "LOGICORE_GATEWAY__CIRCUIT_BREAKER__FAILURE_ON",
+        "connect, timeout, 5xx, 429",
+    )]));
+    assert_eq!(
+        loaded.settings.gateway.circuit_breaker.failure_on,
+        ["connect", "timeout", "5xx", "429"]
+    );
 }

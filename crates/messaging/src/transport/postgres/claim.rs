@@ -9,7 +9,7 @@ use sqlx::{AssertSqlSafe, PgConnection};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::Inner;
-use crate::breaker::Backoff;
+use platform::backoff::Backoff;
 use crate::transport::{Acknowledge, Delivery, TransportError, TxAck};
 
 /// Claims due deliveries of one group, at most `prefetch` unsettled at a time (one semaphore permit each,

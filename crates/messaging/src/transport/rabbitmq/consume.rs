@@ -19,7 +19,7 @@ use super::{
     ATTEMPT_HEADER, DEAD_AT_HEADER, Inner, LAST_ERROR_HEADER, Queues, close_channel,
     declare_exchange, expiration, header_u32, truncate_error, unix_seconds,
 };
-use crate::breaker::Backoff;
+use platform::backoff::Backoff;
 use crate::transport::{Acknowledge, Delivery, Subscription, TransportError};
 
 enum Ended {
