@@ -148,7 +148,13 @@ async fn assemble(
     )
     .layer(compression())
     .layer(headers::SecurityHeadersLayer);
-    let fast = FastProxy::new(targets, router.clone(), http_metrics, cors_configured);
+    let fast = FastProxy::new(
+        targets,
+        router.clone(),
+        http_metrics,
+        cors_configured,
+        config.connection_limits,
+    );
     Ok((router, fast))
 }
 
@@ -167,6 +173,7 @@ pub async fn run(
         shutdown,
         config.shutdown_grace,
         config.http_workers,
+        config.connection_limits.max_connections,
     )
     .await?;
     Ok(())

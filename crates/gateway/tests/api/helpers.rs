@@ -63,7 +63,14 @@ impl FakeUpstream {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let handle = tokio::spawn(async move {
-            let _ = platform::http::serve(listener, router, token, Duration::from_secs(5)).await;
+            let _ = platform::http::serve(
+                listener,
+                router,
+                token,
+                Duration::from_secs(5),
+                testkit::connection_limits(),
+            )
+            .await;
         });
         Self {
             server: TestServer::from_parts(address, shutdown, handle),

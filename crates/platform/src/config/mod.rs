@@ -6,6 +6,7 @@
 //! secrets are masked wherever a value is printed.
 
 mod env;
+mod http;
 mod mask;
 mod settings;
 mod tree;
@@ -15,6 +16,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use env::{ENV_ALIASES, EnvAlias};
+pub use http::HttpSettings;
 pub use mask::{mask_value, masked_url};
 pub use settings::*;
 pub use tree::Source;
