@@ -1,6 +1,8 @@
 //! Helpers for integration tests: a fresh database per test (so tests run in parallel), real servers on
 //! random ports, settings built without touching the process environment, and polling with a deadline.
 
+pub mod raw;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
