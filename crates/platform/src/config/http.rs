@@ -115,3 +115,67 @@ impl HttpSettings {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use crate::config::{ConfigSources, load};
+
+    fn sources(env: &[(&str, &str)]) -> ConfigSources {
+        ConfigSources {
+            file: None,
+            config_dir: PathBuf::from("/nonexistent"),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_gateway_keeps_the_shared_limits_except_those_it_sets() {
+        let loaded = load(&sources(&[])).unwrap_or_else(|e| panic!("{e}"));
+        let settings = &loaded.settings;
+        assert_eq!(
+            settings.http.overridden_by(&settings.gateway.http),
+            settings.http
+        );
+        assert_eq!(settings.http.max_connections, 10_000);
+
+        let loaded = load(&sources(&[(
+            "LOGICORE_GATEWAY__HTTP__MAX_CONNECTIONS",
+            "50",
+        )]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let settings = &loaded.settings;
+        let gateway = settings.http.overridden_by(&settings.gateway.http);
+        assert_eq!(gateway.max_connections, 50);
+        assert_eq!(
+            gateway.header_read_timeout_ms,
+            settings.http.header_read_timeout_ms
+        );
+        assert_eq!(settings.http.max_connections, 10_000);
+    }
+
+    #[test]
+    fn broken_limits_are_reported_under_the_key_that_set_them() {
+        let Err(error) = load(&sources(&[
+            ("LOGICORE_HTTP__HEADER_READ_TIMEOUT_MS", "0"),
+            ("LOGICORE_HTTP__MAX_URI_BYTES", "100000"),
+            ("LOGICORE_GATEWAY__HTTP__MAX_HEAD_BYTES", "10"),
+        ])) else {
+            panic!("the limits were accepted");
+        };
+        let mut keys: Vec<&str> = error.issues.iter().map(|i| i.key.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "gateway.http.max_head_bytes",
+                "http.header_read_timeout_ms",
+                "http.max_uri_bytes"
+            ]
+        );
+    }
+}
