@@ -24,7 +24,7 @@ pub async fn send(address: SocketAddr, bytes: &[u8]) -> TcpStream {
 pub async fn read_until_closed(stream: &mut TcpStream, deadline: Duration) -> (Vec<u8>, Instant) {
     let mut received = Vec::new();
     let read_all = async {
-        let mut chunk = [0u8; 16 * 1024];
+        let mut chunk = vec![0u8; 16 * 1024];
         loop {
             match stream.read(&mut chunk).await {
                 Ok(0) | Err(_) => return,
@@ -42,12 +42,12 @@ pub async fn read_until_closed(stream: &mut TcpStream, deadline: Duration) -> (V
 pub async fn read_response(stream: &mut TcpStream, deadline: Duration) -> Response {
     let mut received = Vec::new();
     let read = async {
-        let mut chunk = [0u8; 16 * 1024];
+        let mut chunk = vec![0u8; 16 * 1024];
         loop {
-            if let Some(response) = Response::parse(&received) {
-                if response.body.len() >= response.content_length() {
-                    return Some(response);
-                }
+            if let Some(response) = Response::parse(&received)
+                && response.body.len() >= response.content_length()
+            {
+                return Some(response);
             }
             match stream.read(&mut chunk).await {
                 Ok(0) | Err(_) => return None,
