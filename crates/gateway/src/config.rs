@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use platform::breaker::{BreakerConfig, FailureKinds};
 use platform::config::{AuthSettings, RbacRule, Settings};
+use platform::http::ConnectionLimits;
 use url::Url;
 
 use crate::error::GatewayError;
@@ -63,6 +64,8 @@ pub struct Config {
     pub pool_idle_per_host: usize,
     /// Threads serving HTTP ([`platform::http::serve_dedicated`]), each with its own upstream pool.
     pub http_workers: NonZeroUsize,
+    /// What each client connection may do, on both proxy paths (`[http]` with `[gateway.http]` over it).
+    pub connection_limits: ConnectionLimits,
     /// `METHOD[,METHOD] /path` patterns reachable without a token.
     pub public_routes: Vec<String>,
     pub rbac: Vec<RbacRule>,
@@ -119,6 +122,9 @@ impl Config {
             max_body_bytes: gateway.max_body_bytes,
             pool_idle_per_host: gateway.upstream_pool_idle_per_host,
             http_workers: platform::http::worker_count(gateway.http_workers),
+            connection_limits: ConnectionLimits::from_settings(
+                &settings.http.overridden_by(&gateway.http),
+            ),
             public_routes: gateway.public_routes.clone(),
             rbac: gateway.rbac.clone(),
             cors_allowed_origins: gateway.cors_allowed_origins.clone(),

@@ -168,7 +168,13 @@ async fn assemble(
         config.max_body_bytes,
     )
     .layer(headers::SecurityHeadersLayer);
-    let fast = FastProxy::new(targets, public.clone(), http_metrics, cors_configured);
+    let fast = FastProxy::new(
+        targets,
+        public.clone(),
+        http_metrics,
+        cors_configured,
+        config.connection_limits,
+    );
     Ok(Assembled {
         public,
         fast,
@@ -196,6 +202,7 @@ pub async fn run(
             stop.clone(),
             config.shutdown_grace,
             config.http_workers,
+            config.connection_limits.max_connections,
         )
         .await;
         stop.cancel();
@@ -203,7 +210,13 @@ pub async fn run(
     };
     let admin = async {
         let result =
-            platform::http::serve(listeners.admin, admin, stop.clone(), config.shutdown_grace)
+            platform::http::serve(
+                listeners.admin,
+                admin,
+                stop.clone(),
+                config.shutdown_grace,
+                config.connection_limits,
+            )
                 .await;
         stop.cancel();
         result

@@ -42,6 +42,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Dedicated HTTP workers, or `None` for the shared runtime (`service.http_workers`).
     pub http_workers: Option<NonZeroUsize>,
+    /// What each connection to the service may do (`[http]`).
+    pub connection_limits: platform::http::ConnectionLimits,
     pub readiness_timeout: Duration,
 }
 
@@ -64,6 +66,7 @@ impl Config {
             sweeper_batch: inventory.sweeper_batch,
             shutdown_grace: Duration::from_millis(settings.service.shutdown_grace_ms),
             http_workers: NonZeroUsize::new(settings.service.http_workers),
+            connection_limits: platform::http::ConnectionLimits::from_settings(&settings.http),
             readiness_timeout: READINESS_TIMEOUT,
         }
     }

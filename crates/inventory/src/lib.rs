@@ -198,6 +198,7 @@ pub async fn run(
         shutdown.clone(),
         config.shutdown_grace,
         config.http_workers,
+        config.connection_limits,
     )
     .await;
     // The server can also stop by failing; make sure the background tasks stop with it.

@@ -35,6 +35,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Dedicated HTTP workers, or `None` for the shared runtime (`service.http_workers`).
     pub http_workers: Option<NonZeroUsize>,
+    /// What each connection to the service may do (`[http]`).
+    pub connection_limits: platform::http::ConnectionLimits,
     pub readiness_timeout: Duration,
 }
 
@@ -56,6 +58,7 @@ impl Config {
             proof_required_by_default: orders.proof_required_by_default,
             shutdown_grace: Duration::from_millis(settings.service.shutdown_grace_ms),
             http_workers: NonZeroUsize::new(settings.service.http_workers),
+            connection_limits: platform::http::ConnectionLimits::from_settings(&settings.http),
             readiness_timeout: READINESS_TIMEOUT,
         }
     }

@@ -4,11 +4,26 @@
 //! Two ways to serve: [`serve`] runs connections on the caller's (multi-threaded) runtime, beside the
 //! service's background work; [`serve_dedicated`] runs them on single-threaded runtimes of their own, one
 //! per core, for a proxy whose every request is a few microseconds of work (see its comment).
+//!
+//! Every connection of both lives under the listener's [`ConnectionLimits`]: at most `max_connections`
+//! at once (more are closed as they are accepted), and a [`GuardedIo`] between the socket and hyper
+//! that times each wait and answers heads over the limits itself (see `guard`).
+
+mod chunked;
+mod guard;
+mod limits;
+mod timed;
+
+pub use chunked::ChunkedScanner;
+pub use guard::GuardedIo;
+pub use limits::{ConnectionLimits, HeadRefusal};
+pub use timed::TimedIo;
 
 use std::any::Any;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -18,9 +33,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Service;
@@ -120,34 +135,101 @@ pub fn shutdown_signal() -> CancellationToken {
 }
 
 /// Serves `router` on `listener` until `shutdown` fires; then stops accepting and lets in-flight requests
-/// finish for at most `grace` before dropping what is left.
+/// finish for at most `grace` before dropping what is left. Connections live under `limits`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
     grace: Duration,
+    limits: ConnectionLimits,
 ) -> std::io::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%address, "listening");
-    let server = axum::serve(
+    let connections = TaskTracker::new();
+    let draining = CancellationToken::new();
+    accept_until(
         listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
+        &shutdown,
+        limits.max_connections,
+        |stream, peer, slot| {
+            let io = serve_http1(
+                GuardedIo::new(stream, limits),
+                peer,
+                router.clone(),
+                draining.clone(),
+            );
+            connections.spawn(async move {
+                io.await;
+                drop(slot);
+            });
+            true
+        },
     )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let grace_elapsed = async {
-        shutdown.cancelled().await;
-        tokio::time::sleep(grace).await;
-    };
+    .await;
+    draining.cancel();
+    connections.close();
     tokio::select! {
-        result = server => {
-            tracing::info!(%address, "drained");
-            result
-        }
-        () = grace_elapsed => {
+        () = connections.wait() => tracing::info!(%address, "drained"),
+        () = tokio::time::sleep(grace) => {
             tracing::warn!(%address, grace_ms = grace.as_millis() as u64, "grace period over, closing open connections");
-            Ok(())
         }
     }
+    Ok(())
+}
+
+/// Accepts connections until `shutdown` fires or `serve` declines one, handing each to `serve` with its
+/// slot among `max_connections`; then closes the listener, so connections made during the drain are
+/// refused rather than left in the backlog unserved.
+///
+/// A connection beyond `max_connections` is closed as soon as it is accepted: the established ones keep
+/// being served, and the excess learns at once that it must try later (or elsewhere) rather than wait
+/// in the backlog.
+async fn accept_until(
+    listener: TcpListener,
+    shutdown: &CancellationToken,
+    max_connections: usize,
+    mut serve: impl FnMut(TcpStream, SocketAddr, OwnedSemaphorePermit) -> bool,
+) {
+    let address = listener.local_addr().ok();
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let mut full = false;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors or a connection reset before it was accepted: keep serving
+                // the others, and do not spin if the condition persists.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if !full {
+                tracing::warn!(
+                    ?address,
+                    max_connections,
+                    "connection limit reached; closing new connections"
+                );
+                full = true;
+            }
+            drop(stream);
+            continue;
+        };
+        full = false;
+        // Responses are written whole; without this a small one can wait for the peer's ACK.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        if !serve(stream, peer, slot) {
+            break;
+        }
+    }
+    drop(listener);
 }
 
 /// [`serve`] when `workers` is `None`, else [`serve_dedicated`] with that many workers.
@@ -157,10 +239,11 @@ pub async fn serve_on(
     shutdown: CancellationToken,
     grace: Duration,
     workers: Option<NonZeroUsize>,
+    limits: ConnectionLimits,
 ) -> std::io::Result<()> {
     match workers {
-        None => serve(listener, router, shutdown, grace).await,
-        Some(workers) => serve_dedicated(listener, router, shutdown, grace, workers).await,
+        None => serve(listener, router, shutdown, grace, limits).await,
+        Some(workers) => serve_dedicated(listener, router, shutdown, grace, workers, limits).await,
     }
 }
 
@@ -181,8 +264,9 @@ pub fn worker_count(configured: usize) -> NonZeroUsize {
         .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN))
 }
 
-/// A connection accepted on the listener, on its way to a worker.
-type Accepted = (std::net::TcpStream, SocketAddr);
+/// A connection accepted on the listener, on its way to a worker, with its slot among the listener's
+/// `max_connections`.
+type Accepted = (std::net::TcpStream, SocketAddr, OwnedSemaphorePermit);
 
 /// What a dedicated worker does with each connection it is dealt: [`Http1`] serves the router with hyper;
 /// a proxy may read the connection itself and hand it to [`serve_http1`] when it meets a request it
@@ -198,8 +282,8 @@ pub trait ConnectionHandler: Send + Sync + 'static {
     ) -> futures::future::BoxFuture<'static, ()>;
 }
 
-/// The plain handler: every connection served by hyper with the router.
-pub struct Http1(pub Router);
+/// The plain handler: every connection served by hyper with the router, under the limits.
+pub struct Http1(pub Router, pub ConnectionLimits);
 
 impl ConnectionHandler for Http1 {
     fn serve(
@@ -208,27 +292,44 @@ impl ConnectionHandler for Http1 {
         peer: SocketAddr,
         shutdown: CancellationToken,
     ) -> futures::future::BoxFuture<'static, ()> {
-        Box::pin(serve_http1(stream, peer, self.0.clone(), shutdown))
+        let io = GuardedIo::new(stream, self.1);
+        Box::pin(serve_http1(io, peer, self.0.clone(), shutdown))
     }
 }
 
-/// Serves one HTTP/1.1 connection with the router until the peer closes it or `shutdown` fires; on
-/// shutdown the request in flight finishes and keep-alive ends. `io` may be a connection some of whose
-/// bytes were already read ([`Prefixed`]).
-pub async fn serve_http1<I>(io: I, peer: SocketAddr, router: Router, shutdown: CancellationToken)
-where
+/// Serves one HTTP/1.1 connection with the router until the peer closes it, `shutdown` fires or the
+/// connection breaks its limits ([`GuardedIo`]); then the request in flight finishes and keep-alive
+/// ends. The connection may be one some of whose bytes were already read ([`Prefixed`]).
+pub async fn serve_http1<I>(
+    io: GuardedIo<I>,
+    peer: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
         router.clone().call(request)
     });
-    let connection =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service);
+    let limits = *io.limits();
+    let ending = io.ending();
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        // The guard gives hyper whole heads only, and times the wait for them itself (idle, then the
+        // head); hyper's own timer, which runs over both, is a backstop that never fires first.
+        .header_read_timeout(limits.keep_alive_timeout + limits.header_read_timeout)
+        .max_headers(guard::MAX_HEADERS)
+        .max_header_size(limits.max_head_bytes)
+        .serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
         () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+        () = ending.cancelled() => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }
@@ -319,24 +420,28 @@ pub async fn serve_dedicated(
     shutdown: CancellationToken,
     grace: Duration,
     workers: NonZeroUsize,
+    limits: ConnectionLimits,
 ) -> std::io::Result<()> {
     serve_dedicated_with(
         listener,
-        std::sync::Arc::new(Http1(router)),
+        std::sync::Arc::new(Http1(router, limits)),
         shutdown,
         grace,
         workers,
+        limits.max_connections,
     )
     .await
 }
 
-/// [`serve_dedicated`] with connections served by `handler` instead of hyper and a router.
+/// [`serve_dedicated`] with connections served by `handler` instead of hyper and a router, at most
+/// `max_connections` at once.
 pub async fn serve_dedicated_with(
     listener: TcpListener,
     handler: std::sync::Arc<dyn ConnectionHandler>,
     shutdown: CancellationToken,
     grace: Duration,
     workers: NonZeroUsize,
+    max_connections: usize,
 ) -> std::io::Result<()> {
     let address = listener.local_addr()?;
     let mut queues = Vec::with_capacity(workers.get());
@@ -366,38 +471,24 @@ pub async fn serve_dedicated_with(
     tracing::info!(%address, workers = workers.get(), "listening");
 
     let mut next = 0;
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = shutdown.cancelled() => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors or a connection reset before it was accepted: keep serving
-                // the others, and do not spin if the condition persists.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
+    accept_until(listener, &shutdown, max_connections, |stream, peer, slot| {
         let stream = match stream.into_std() {
             Ok(stream) => stream,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot hand an accepted connection to a worker");
-                continue;
+                return true;
             }
         };
-        if queues[next].send((stream, peer)).is_err() {
+        if queues[next].send((stream, peer, slot)).is_err() {
             // Only a panic ends a worker before shutdown; serving on without it would leave every
             // connection dealt to it unanswered.
             tracing::error!(%address, worker = next, "an HTTP worker is gone; stopping the server");
-            break;
+            return false;
         }
         next = (next + 1) % queues.len();
-    }
-    // Refuse new connections while the workers drain, rather than leave them in the backlog unserved.
-    drop(listener);
+        true
+    })
+    .await;
     drop(queues);
     for done in finished {
         // An error means the worker thread panicked; the others still drain.
@@ -430,7 +521,7 @@ impl Worker {
             }
         });
         // `into_std` left the socket non-blocking, as `from_std` needs it.
-        while let Some((stream, peer)) = incoming.recv().await {
+        while let Some((stream, peer, slot)) = incoming.recv().await {
             let stream = match TcpStream::from_std(stream) {
                 Ok(stream) => stream,
                 Err(e) => {
@@ -438,11 +529,11 @@ impl Worker {
                     continue;
                 }
             };
-            // Responses are written whole; without this a small one can wait for the peer's ACK.
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-            connections.spawn(self.handler.serve(stream, peer, draining.clone()));
+            let connection = self.handler.serve(stream, peer, draining.clone());
+            connections.spawn(async move {
+                connection.await;
+                drop(slot);
+            });
         }
         keep_timer_armed.abort();
         draining.cancel();

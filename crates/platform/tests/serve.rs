@@ -21,6 +21,11 @@ async fn who(ConnectInfo(peer): ConnectInfo<SocketAddr>) -> String {
 
 type Server = JoinHandle<std::io::Result<()>>;
 
+/// The connection limits of the default settings.
+fn limits() -> platform::http::ConnectionLimits {
+    testkit::connection_limits()
+}
+
 /// `serve_dedicated` with `workers` workers on a random port.
 async fn spawn(
     router: Router,
@@ -37,6 +42,7 @@ async fn spawn(
         shutdown.clone(),
         grace,
         workers,
+        limits(),
     ));
     (address, shutdown, server)
 }

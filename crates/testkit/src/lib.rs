@@ -4,6 +4,8 @@
 
 mod cut;
 
+pub mod raw;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -97,6 +99,11 @@ pub fn settings(env: &[(&str, &str)]) -> Settings {
     }
 }
 
+/// The connection limits of the default settings (`[http]`).
+pub fn connection_limits() -> platform::http::ConnectionLimits {
+    platform::http::ConnectionLimits::from_settings(&settings(&[]).http)
+}
+
 /// A server running in the background on 127.0.0.1 with a random port; stops when dropped.
 pub struct TestServer {
     pub address: SocketAddr,
@@ -114,7 +121,14 @@ impl TestServer {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let handle = tokio::spawn(async move {
-            let _ = platform::http::serve(listener, router, token, Duration::from_secs(5)).await;
+            let _ = platform::http::serve(
+                listener,
+                router,
+                token,
+                Duration::from_secs(5),
+                connection_limits(),
+            )
+            .await;
         });
         Self {
             address,

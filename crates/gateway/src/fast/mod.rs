@@ -11,6 +11,11 @@
 //! chunked or large request bodies, CORS requests when CORS is configured, heads the parser refuses —
 //! hands the connection, with what was read of it, to hyper and the router for the rest of its life,
 //! so those keep their full behaviour. Both paths log the same line and record the same metrics.
+//!
+//! Both live under the same [`ConnectionLimits`]: reads here wait as long as the listener's guard
+//! would let hyper wait (keep-alive idle, head, body), writes carry the write timeout, and a head
+//! that breaks a limit — too large, too long a target, too slow — is handed over with what came of
+//! it, so the guard answers it exactly as on the hyper path.
 
 mod client;
 mod compress;
@@ -27,7 +32,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use futures::future::BoxFuture;
 use http_body_util::BodyExt;
-use platform::http::{ConnectionHandler, Prefixed};
+use platform::http::{
+    ChunkedScanner, ConnectionHandler, ConnectionLimits, GuardedIo, Prefixed, TimedIo,
+};
 use platform::metrics::HttpMetrics;
 use platform::request_id::RequestScope;
 use prometheus_client::metrics::counter::Counter;
@@ -46,12 +53,10 @@ use crate::upstream::{InFlight, SendError, may_repeat_with};
 use crate::{policy, routes::Route};
 use client::UpstreamResponse;
 use compress::Encoding;
-use wire::{ChunkedScanner, Framing, Kind, RawHeader, RequestHead, RequestParse};
+use wire::{Framing, Kind, RawHeader, RequestHead, RequestParse};
 
-/// Read size, and the most a connection buffers before a request head is complete; a longer head goes
-/// to the general server, which refuses it.
+/// Read size.
 const READ_BUFFER: usize = 8 * 1024;
-const MAX_REQUEST_HEAD: usize = 64 * 1024;
 
 /// The proxy path's routes and what it hands the rest to; cheap to clone.
 #[derive(Clone)]
@@ -65,6 +70,7 @@ struct Shared {
     cors: bool,
     /// The security headers of an API response, as header lines.
     security_headers: Vec<u8>,
+    limits: ConnectionLimits,
 }
 
 struct FastRoute {
@@ -130,6 +136,7 @@ impl FastProxy {
         router: Router,
         metrics: HttpMetrics,
         cors: bool,
+        limits: ConnectionLimits,
     ) -> Self {
         let routes = routes
             .into_iter()
@@ -146,6 +153,7 @@ impl FastProxy {
             metrics,
             cors,
             security_headers: security_header_lines(),
+            limits,
         }))
     }
 }
@@ -158,8 +166,9 @@ impl ConnectionHandler for FastProxy {
         shutdown: CancellationToken,
     ) -> BoxFuture<'static, ()> {
         let connection = Connection {
+            stream: TimedIo::new(stream, self.0.limits.write_timeout),
+            head_started: Some(tokio::time::Instant::now()),
             shared: self.0.clone(),
-            stream,
             peer,
             peer_ip: peer.ip().to_string(),
             buf: BytesMut::with_capacity(READ_BUFFER),
@@ -174,7 +183,9 @@ impl ConnectionHandler for FastProxy {
 /// One client connection on the proxy path, with buffers reused by each of its requests.
 struct Connection {
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: TimedIo<TcpStream>,
+    /// When the head being read began (the accept, for the first); `None` between requests.
+    head_started: Option<tokio::time::Instant>,
     peer: SocketAddr,
     /// The peer's address as `X-Forwarded-For` names it.
     peer_ip: String,
@@ -219,11 +230,14 @@ impl Connection {
             let total = head.len + head.content_length;
             while self.buf.len() < total {
                 self.buf.reserve(total - self.buf.len());
+                let deadline = self.stream.last_progress() + self.shared.limits.body_read_timeout;
+                self.stream.set_read_deadline(Some(deadline));
                 match self.stream.read_buf(&mut self.buf).await {
                     Ok(0) | Err(_) => return,
                     Ok(_) => {}
                 }
             }
+            self.head_started = None;
             let close = head.close || shutdown.is_cancelled();
             let outcome = self.exchange(index, exact, &head, close).await;
             let _ = self.buf.split_to(total);
@@ -233,17 +247,35 @@ impl Connection {
         }
     }
 
-    /// Reads until a request head is complete: `None` when the client closed (or shutdown came while
-    /// the connection was idle), else what the parser made of it.
+    /// Reads until a request head is complete: `None` when the client closed, or stayed idle past the
+    /// keep-alive timeout, or shutdown came while the connection was idle; else what the parser made of
+    /// it, and `General` for a head that breaks a limit (the guard answers it).
     async fn next_head(&mut self, shutdown: &CancellationToken) -> Option<RequestParse> {
+        let limits = self.shared.limits;
         loop {
             if !self.buf.is_empty() {
-                match wire::parse_request(&self.buf, &mut self.headers) {
-                    RequestParse::Partial if self.buf.len() < MAX_REQUEST_HEAD => {}
-                    RequestParse::Partial => return Some(RequestParse::General),
-                    parsed => return Some(parsed),
+                let parsed = wire::parse_request(&self.buf, &mut self.headers);
+                let within = match &parsed {
+                    RequestParse::Partial => limits.check_partial(&self.buf),
+                    RequestParse::Complete(head) => {
+                        limits.check_complete(head.len, head.target.len())
+                    }
+                    RequestParse::General => Ok(()),
+                };
+                match (parsed, within) {
+                    (_, Err(_)) => return Some(RequestParse::General),
+                    (RequestParse::Partial, Ok(())) => {
+                        self.head_started
+                            .get_or_insert_with(tokio::time::Instant::now);
+                    }
+                    (parsed, Ok(())) => return Some(parsed),
                 }
             }
+            let deadline = match self.head_started {
+                Some(started) => started + limits.header_read_timeout,
+                None => self.stream.last_progress() + limits.keep_alive_timeout,
+            };
+            self.stream.set_read_deadline(Some(deadline));
             self.buf.reserve(READ_BUFFER);
             let read = if self.buf.is_empty() {
                 tokio::select! {
@@ -255,15 +287,25 @@ impl Connection {
                 self.stream.read_buf(&mut self.buf).await
             };
             match read {
-                Ok(0) | Err(_) => return None,
+                Ok(0) => return None,
                 Ok(_) => {}
+                // Part of a head, then silence: the guard tells the client why it closes.
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut && !self.buf.is_empty() => {
+                    return Some(RequestParse::General);
+                }
+                Err(_) => return None,
             }
         }
     }
 
-    /// The rest of the connection, from the request just read on, goes to hyper and the router.
+    /// The rest of the connection, from the request just read on, goes to hyper and the router, under
+    /// the same limits, the head being read counted from when it began.
     async fn hand_over(self, shutdown: CancellationToken) {
-        let io = Prefixed::new(self.buf.freeze(), self.stream);
+        let io = Prefixed::new(self.buf.freeze(), self.stream.into_inner());
+        let mut io = GuardedIo::new(io, self.shared.limits);
+        if let Some(started) = self.head_started {
+            io = io.head_started_at(started);
+        }
         platform::http::serve_http1(io, self.peer, self.shared.router.clone(), shutdown).await;
     }
 
@@ -700,7 +742,7 @@ async fn fill(connection: &mut client::UpstreamConnection) -> Result<(), Relay> 
 
 /// A body of known length: what already arrived goes out with the head, the rest as it comes.
 async fn relay_length(
-    client: &mut TcpStream,
+    client: &mut TimedIo<TcpStream>,
     out: &mut Vec<u8>,
     connection: &mut client::UpstreamConnection,
     length: u64,
@@ -724,7 +766,7 @@ async fn relay_length(
 
 /// A chunked body passed on as it is, chunk sizes, extensions and trailers included.
 async fn relay_chunked(
-    client: &mut TcpStream,
+    client: &mut TimedIo<TcpStream>,
     out: &mut Vec<u8>,
     connection: &mut client::UpstreamConnection,
 ) -> Result<(), Relay> {
@@ -747,7 +789,7 @@ async fn relay_chunked(
 
 /// A body that ends when the upstream closes, sent on in chunks so the client connection stays open.
 async fn relay_until_close(
-    client: &mut TcpStream,
+    client: &mut TimedIo<TcpStream>,
     out: &mut Vec<u8>,
     connection: &mut client::UpstreamConnection,
 ) -> Result<(), Relay> {

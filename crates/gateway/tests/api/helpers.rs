@@ -36,6 +36,22 @@ pub struct Probe {
     pub release_hold: Notify,
     /// While set, everything but `/health` answers 503 (an overloaded or draining instance).
     pub unavailable: AtomicBool,
+    /// When the body of `/large` was dropped unfinished or finished: its sender gave up or was done.
+    pub large_dropped: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// The size of `/large`: far more than socket buffers hold, made as it is sent.
+pub const LARGE_BYTES: usize = 64 << 20;
+
+/// Records in the probe when it is dropped.
+struct MarkOnDrop(Arc<Probe>);
+
+impl Drop for MarkOnDrop {
+    fn drop(&mut self) {
+        if let Ok(mut dropped) = self.0.large_dropped.lock() {
+            *dropped = Some(std::time::Instant::now());
+        }
+    }
 }
 
 pub struct FakeUpstream {
@@ -45,9 +61,9 @@ pub struct FakeUpstream {
 
 impl FakeUpstream {
     /// An upstream serving `/health` and, under any path:
-    /// `…/slow` (answers after a minute), `…/stream` (one chunk, then the rest once released),
-    /// `…/upload` (counts a streamed body), `…/mirror` (streams the body back), `…/fail` (a 500), `…/unavailable` (a 503),
-    /// `…/missing` (a 404), `…/hold`
+    /// `…/slow` (answers after a minute), `…/large` ([`LARGE_BYTES`], noting when its body is dropped), `…/stream`
+    /// (one chunk, then the rest once released), `…/upload` (counts a streamed body), `…/mirror` (streams the body
+    /// back), `…/fail` (a 500), `…/unavailable` (a 503), `…/missing` (a 404), `…/hold`
     /// (answers once released) and otherwise an echo of
     /// the request as JSON, sent with hop-by-hop and software-revealing headers the gateway must drop.
     pub async fn spawn() -> Self {
@@ -66,7 +82,14 @@ impl FakeUpstream {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let handle = tokio::spawn(async move {
-            let _ = platform::http::serve(listener, router, token, Duration::from_secs(5)).await;
+            let _ = platform::http::serve(
+                listener,
+                router,
+                token,
+                Duration::from_secs(5),
+                testkit::connection_limits(),
+            )
+            .await;
         });
         Self {
             server: TestServer::from_parts(address, shutdown, handle),
@@ -144,6 +167,14 @@ async fn dispatch(State(probe): State<Arc<Probe>>, request: Request) -> Response
             }
         }
         return axum::Json(json!({ "received_bytes": total })).into_response();
+    }
+    if path.ends_with("/large") {
+        let mark = MarkOnDrop(probe.clone());
+        let chunks = futures::stream::iter(0..LARGE_BYTES >> 20).map(move |_| {
+            let _held = &mark;
+            Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 1 << 20]))
+        });
+        return Body::from_stream(chunks).into_response();
     }
     if path.ends_with("/mirror") {
         return Body::new(request.into_body()).into_response();

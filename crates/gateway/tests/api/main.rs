@@ -2,6 +2,7 @@
 
 mod balancing;
 mod breaker;
+mod connections;
 mod edge;
 mod helpers;
 mod limits;

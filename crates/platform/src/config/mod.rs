@@ -7,6 +7,7 @@
 
 mod derive;
 mod env;
+mod http;
 mod mask;
 mod rules;
 mod settings;
@@ -17,6 +18,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use env::{ENV_ALIASES, EnvAlias};
+pub use http::HttpSettings;
 pub use mask::{mask_value, masked_url};
 pub use settings::*;
 pub use tree::Source;

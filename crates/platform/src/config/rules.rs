@@ -8,6 +8,8 @@ use super::tree;
 const CLIENT_SECTIONS: &[&str] = &["database", "redis", "discovery"];
 /// `PORT`: replaces the port of the one service a single-service command runs, so it clashes with nothing.
 const SINGLE_SERVICE_PORT: &str = "service.port";
+/// Sections whose keys override another section's, 0 meaning "inherit": `gateway.http` over `http`.
+const INHERITING_SECTIONS: &[&str] = &["gateway.http."];
 
 fn last_segment(key: &str) -> &str {
     key.rsplit('.').next().unwrap_or(key)
@@ -45,7 +47,11 @@ pub(super) fn numbers(table: &toml::Table) -> Vec<(String, String)> {
     tree::leaves(table)
         .into_iter()
         .filter_map(|(key, value)| {
-            let rule = number_rule(&key, value.as_integer()?)?;
+            let number = value.as_integer()?;
+            if number == 0 && INHERITING_SECTIONS.iter().any(|s| key.starts_with(s)) {
+                return None;
+            }
+            let rule = number_rule(&key, number)?;
             Some((key, rule.to_owned()))
         })
         .collect()

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::HttpSettings;
+
 /// A secret string: it never prints, in `Debug` or anywhere else.
 #[derive(Clone, Deserialize, PartialEq, Eq, Default)]
 #[serde(transparent)]
@@ -37,6 +39,8 @@ impl fmt::Debug for Secret {
 pub struct Settings {
     pub environment: String,
     pub service: ServiceSettings,
+    /// Connection limits of every listener (`[gateway.http]` may set the gateway's own).
+    pub http: HttpSettings,
     pub log: LogSettings,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
@@ -192,6 +196,8 @@ pub struct GatewaySettings {
     pub rate_limit: RateLimitSettings,
     pub retry: RetrySettings,
     pub outlier: OutlierSettings,
+    /// The gateway's own connection limits; each 0 means "as `[http]`".
+    pub http: HttpSettings,
     pub rbac: Vec<RbacRule>,
 }
 
@@ -867,6 +873,8 @@ impl Settings {
             "tracing.otlp_endpoint",
             "must be a URL",
         );
+        issues.extend(self.http.issues("http"));
+        issues.extend(self.gateway.http.override_issues(&self.http));
         issues
     }
 }

@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod cache;
+mod connections;
 mod helpers;
 mod me;
 mod operations;

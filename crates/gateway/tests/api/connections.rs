@@ -1,0 +1,242 @@
+//! Connection limits at the gateway, on both of its paths: the proxy path that reads API requests
+//! itself, and hyper with the router, which it hands everything else to.
+
+use std::time::{Duration, Instant};
+
+use platform::auth::Role;
+use platform::http::ConnectionLimits;
+use testkit::raw::{self, Response};
+use tokio::io::AsyncWriteExt;
+
+use crate::helpers::{LARGE_BYTES, Stack};
+
+/// Limits no test reaches unless it lowers one.
+fn roomy() -> ConnectionLimits {
+    ConnectionLimits {
+        header_read_timeout: Duration::from_secs(10),
+        keep_alive_timeout: Duration::from_secs(10),
+        body_read_timeout: Duration::from_secs(10),
+        write_timeout: Duration::from_secs(10),
+        max_connections: 1000,
+        max_head_bytes: 4096,
+        max_uri_bytes: 1024,
+    }
+}
+
+async fn stack(limits: ConnectionLimits) -> Stack {
+    Stack::spawn_with(|c| c.connection_limits = limits).await
+}
+
+/// A proxied request (the proxy path), keeping the connection open.
+fn proxied(stack: &Stack, path: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nhost: gw\r\nauthorization: {}\r\n\r\n",
+        stack.bearer(Role::Customer)
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn half_sent_requests_are_cut_off_after_the_header_timeout_while_others_are_served() {
+    const SLOW_CLIENTS: usize = 200;
+    let header_timeout = Duration::from_millis(1500);
+    let stack = stack(ConnectionLimits {
+        header_read_timeout: header_timeout,
+        ..roomy()
+    })
+    .await;
+    let address = stack.gateway.address();
+
+    let mut slow = Vec::with_capacity(SLOW_CLIENTS);
+    for i in 0..SLOW_CLIENTS {
+        // Half of them on a proxied route (the proxy path reads them), half on one the router serves.
+        let path = if i % 2 == 0 {
+            "/api/v1/users/me"
+        } else {
+            "/health"
+        };
+        let opened = Instant::now();
+        let stream = raw::send(
+            address,
+            format!("GET {path} HTTP/1.1\r\nhost: gw\r\nx-sl").as_bytes(),
+        )
+        .await;
+        slow.push((opened, stream));
+    }
+    let client = testkit::client();
+    for _ in 0..10 {
+        let response = client
+            .get(stack.url("/api/v1/users/me"))
+            .header("authorization", stack.bearer(Role::Customer))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200);
+        let health = client
+            .get(stack.url("/health"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(health.status(), 200);
+    }
+    let (first_opened, _) = &slow[0];
+    assert!(
+        first_opened.elapsed() < header_timeout,
+        "normal requests took {:?} beside {SLOW_CLIENTS} slow clients",
+        first_opened.elapsed()
+    );
+
+    for (opened, stream) in &mut slow {
+        let (bytes, closed) = raw::read_until_closed(stream, Duration::from_secs(10)).await;
+        let waited = closed - *opened;
+        assert!(
+            waited >= header_timeout - Duration::from_millis(50),
+            "cut off after {waited:?}"
+        );
+        Response::parse(&bytes)
+            .expect("a response before the close")
+            .assert_problem(408, "REQUEST_TIMEOUT");
+    }
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() {
+    let keep_alive = Duration::from_millis(500);
+    let stack = stack(ConnectionLimits {
+        keep_alive_timeout: keep_alive,
+        ..roomy()
+    })
+    .await;
+    let request = proxied(&stack, "/api/v1/users/me");
+    let mut stream = raw::send(stack.gateway.address(), &request).await;
+    assert_eq!(
+        raw::read_response(&mut stream, Duration::from_secs(5))
+            .await
+            .status,
+        200
+    );
+    stream.write_all(&request).await.expect("second request");
+    assert_eq!(
+        raw::read_response(&mut stream, Duration::from_secs(5))
+            .await
+            .status,
+        200
+    );
+    let answered = Instant::now();
+
+    let (rest, closed) = raw::read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    let idle = closed - answered;
+    assert!(
+        idle >= keep_alive - Duration::from_millis(50),
+        "closed after {idle:?}"
+    );
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed_at_once_while_established_ones_are_served() {
+    let stack = stack(ConnectionLimits {
+        max_connections: 3,
+        ..roomy()
+    })
+    .await;
+    let address = stack.gateway.address();
+    let request = proxied(&stack, "/api/v1/users/me");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut stream = raw::send(address, &request).await;
+        assert_eq!(
+            raw::read_response(&mut stream, Duration::from_secs(5))
+                .await
+                .status,
+            200
+        );
+        held.push(stream);
+    }
+    for _ in 0..5 {
+        let mut excess = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("the kernel still completes the handshake");
+        let (bytes, _) = raw::read_until_closed(&mut excess, Duration::from_secs(2)).await;
+        assert!(bytes.is_empty());
+    }
+    for stream in &mut held {
+        stream.write_all(&request).await.expect("request");
+        assert_eq!(
+            raw::read_response(stream, Duration::from_secs(5))
+                .await
+                .status,
+            200
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_head_over_the_limit_gets_431_and_a_long_target_414_on_both_paths() {
+    let stack = stack(roomy()).await;
+    let client = testkit::client();
+    for path in ["/api/v1/users/me", "/health"] {
+        let too_large = client
+            .get(stack.url(path))
+            .header("authorization", stack.bearer(Role::Customer))
+            .header("x-filler", "a".repeat(5000))
+            .send()
+            .await
+            .expect("request");
+        assert_problem(too_large, 431, "HEADERS_TOO_LARGE").await;
+
+        let too_long = client
+            .get(stack.url(&format!("{path}?q={}", "a".repeat(1100))))
+            .header("authorization", stack.bearer(Role::Customer))
+            .send()
+            .await
+            .expect("request");
+        assert_problem(too_long, 414, "URI_TOO_LONG").await;
+    }
+    assert_eq!(
+        stack.upstream.hits(),
+        0,
+        "a refused request reached the upstream"
+    );
+}
+
+async fn assert_problem(response: reqwest::Response, status: u16, code: &str) {
+    assert_eq!(response.status().as_u16(), status);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let body = testkit::json(response).await;
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(
+        headers["x-request-id"].to_str().unwrap_or_default(),
+        body["request_id"].as_str().unwrap_or("missing"),
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_a_large_response_is_dropped_after_the_write_timeout() {
+    let write_timeout = Duration::from_millis(500);
+    let stack = stack(ConnectionLimits {
+        write_timeout,
+        ..roomy()
+    })
+    .await;
+    let sent = Instant::now();
+    let mut stream = raw::send(
+        stack.gateway.address(),
+        &proxied(&stack, "/api/v1/users/me/large"),
+    )
+    .await;
+    let dropped = testkit::eventually(
+        "the gateway to give up on the unread response",
+        Duration::from_secs(15),
+        || async { *stack.upstream.probe.large_dropped.lock().ok()? },
+    )
+    .await;
+    assert!(
+        dropped - sent >= write_timeout,
+        "dropped after {:?}",
+        dropped - sent
+    );
+    let (received, _) = raw::read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(received.len() < LARGE_BYTES, "the whole response arrived");
+}
