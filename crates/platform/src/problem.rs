@@ -115,7 +115,8 @@ impl Problem {
     }
 
     /// The answer to a failed query: 503 `DATABASE_UNAVAILABLE` with `Retry-After` when no pooled connection
-    /// could be had in time (busy or unreachable: worth retrying), otherwise a 500 that says nothing more.
+    /// could be had in time (busy or unreachable: worth retrying), a 400 `UNSTORABLE_VALUE` when PostgreSQL
+    /// refused a value the request carried, otherwise a 500 that says nothing more.
     pub fn database(error: &sqlx::Error) -> Self {
         match error {
             sqlx::Error::PoolTimedOut => Self::unavailable(
@@ -123,6 +124,14 @@ impl Problem {
                 "the database is busy or unreachable; retry shortly",
                 1,
             ),
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| refused_value(&c)) => {
+                // The boundary checks should have caught it; the log says which value slipped through.
+                tracing::warn!(code = ?db.code(), error = db.message(), "the database refused a request's value");
+                Self::bad_request(
+                    "UNSTORABLE_VALUE",
+                    "a value in the request is out of the range or size the service can store",
+                )
+            }
             _ => Self::internal(),
         }
     }
@@ -142,6 +151,22 @@ impl Problem {
     pub fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
+}
+
+/// SQLSTATEs PostgreSQL answers for a value it cannot hold rather than for a fault of the service: a last
+/// line behind the extractors' checks, so one request's content is never a server error (nor counts against
+/// a breaker as one). Data exceptions of class 22 a query computes itself (division by zero, say) stay 500s.
+fn refused_value(code: &str) -> bool {
+    matches!(
+        code,
+        "22001" // string_data_right_truncation: longer than a varchar(n)
+            | "22003" // numeric_value_out_of_range
+            | "22007" // invalid_datetime_format
+            | "22008" // datetime_field_overflow
+            | "22021" // character_not_in_repertoire: NUL in text
+            | "22P05" // untranslatable_character: \u0000 in jsonb
+            | "54000" // program_limit_exceeded: a value too large for an index entry
+    )
 }
 
 impl IntoResponse for Problem {
