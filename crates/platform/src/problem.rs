@@ -190,6 +190,48 @@ impl IntoResponse for Problem {
     }
 }
 
+/// An error response written in some other format — axum's plain-text rejections, a static file
+/// server's 404, a timeout layer's empty 408 — rewritten as problem+json, so every error a client sees
+/// has one shape and a request id. Its headers (`Allow`, `Retry-After`, …) are kept; its body is not.
+pub fn as_problem(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| {
+            value
+                .as_bytes()
+                .starts_with(PROBLEM_CONTENT_TYPE.as_bytes())
+        });
+    if is_problem || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, _) = response.into_parts();
+    let problem = if status == StatusCode::INTERNAL_SERVER_ERROR {
+        Problem::internal()
+    } else {
+        let reason = status.canonical_reason().unwrap_or("error");
+        let code = reason.to_ascii_uppercase().replace([' ', '-'], "_");
+        let detail = match status {
+            StatusCode::BAD_REQUEST => "the request is malformed",
+            StatusCode::NOT_FOUND => "no such route",
+            StatusCode::METHOD_NOT_ALLOWED => "this route does not accept that method",
+            _ => reason,
+        };
+        Problem::new(status, &code, detail.to_ascii_lowercase())
+    };
+    let mut rewritten = problem.into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE
+            && name != header::CONTENT_LENGTH
+            && name != header::CONTENT_ENCODING
+        {
+            rewritten.headers_mut().insert(name, value.clone());
+        }
+    }
+    rewritten
+}
+
 /// The response for a service error: the problem as is, with the error's whole cause chain logged first when
 /// it is a server error (whose body, by design, says nothing about the cause).
 pub fn respond<E: std::error::Error + 'static>(error: &E, problem: Problem) -> Response {
