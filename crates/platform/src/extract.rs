@@ -11,6 +11,7 @@ use crate::problem::{FieldError, Problem};
 
 mod path;
 mod text;
+pub mod timestamp;
 mod wording;
 
 pub use path::Path;

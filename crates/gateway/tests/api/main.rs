@@ -3,6 +3,7 @@
 mod balancing;
 mod breaker;
 mod edge;
+mod errors;
 mod helpers;
 mod limits;
 mod ops;

@@ -92,8 +92,10 @@ pub struct MovementQuery {
     /// import, shipment.
     pub reason: Option<String>,
     /// Movements at or after this time (RFC 3339).
+    #[serde(default, deserialize_with = "platform::extract::timestamp::optional")]
     pub since: Option<DateTime<Utc>>,
     /// Movements before this time (RFC 3339).
+    #[serde(default, deserialize_with = "platform::extract::timestamp::optional")]
     pub until: Option<DateTime<Utc>>,
 }
 

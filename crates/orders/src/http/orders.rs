@@ -64,7 +64,9 @@ pub struct OrderQuery {
     pub status: Option<String>,
     /// Comma list of customer ids (staff only; customers always see their own).
     pub customer_id: Option<String>,
+    #[serde(default, deserialize_with = "platform::extract::timestamp::optional")]
     pub created_after: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "platform::extract::timestamp::optional")]
     pub created_before: Option<DateTime<Utc>>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,

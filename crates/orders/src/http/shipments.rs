@@ -70,6 +70,7 @@ pub struct CreateTrackingEvent {
     pub location: Option<Location>,
     /// When it happened (default now); an event older than the shipment's current status is stored but
     /// moves nothing.
+    #[serde(default, deserialize_with = "platform::extract::timestamp::optional")]
     pub occurred_at: Option<DateTime<Utc>>,
 }
 
