@@ -9,6 +9,13 @@ use serde::de::DeserializeOwned;
 
 use crate::problem::{FieldError, Problem};
 
+mod path;
+mod text;
+pub mod timestamp;
+mod wording;
+
+pub use path::Path;
+
 /// Checks beyond what the type system says: lengths, formats, ranges.
 pub trait Validate {
     fn validate(&self) -> Result<(), Vec<FieldError>>;
@@ -124,8 +131,12 @@ fn bytes_rejection(rejection: BytesRejection) -> Problem {
     }
 }
 
-/// Parses JSON, telling syntax errors (400) from errors in the data (422 with the field path).
+/// Parses JSON, telling syntax errors (400) from errors in the data (422 with the field path, in the API's
+/// words), and refusing text no database can store wherever it is in the body, keys included.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    if let Some(error) = text::nul_in_json(bytes) {
+        return Err(Problem::validation(vec![error]));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -133,13 +144,18 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         match inner.classify() {
             serde_json::error::Category::Data => {
                 let message = strip_position(&inner.to_string());
-                let (field, code) = match missing_field(&message) {
-                    Some(name) => (join_path(&path, &name), "REQUIRED"),
-                    None if message.starts_with("unknown field") => (path, "UNKNOWN_FIELD"),
-                    None => (path, "INVALID_TYPE"),
+                let (field, code) = match named_field(&message) {
+                    Some(("missing field", name)) => (join_path(&path, name), "REQUIRED"),
+                    // serde_path_to_error's path already ends in the unknown field.
+                    Some(("unknown field", _)) => (path, "UNKNOWN_FIELD"),
+                    _ => (path, "INVALID_TYPE"),
                 };
                 let field = if field == "." { String::new() } else { field };
-                Problem::validation(vec![FieldError::new(field, code, message)])
+                Problem::validation(vec![FieldError::new(
+                    field,
+                    code,
+                    wording::describe(&message),
+                )])
             }
             serde_json::error::Category::Eof | serde_json::error::Category::Syntax => {
                 Problem::bad_request(
@@ -165,9 +181,11 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-fn missing_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("missing field `")?;
-    Some(rest.split('`').next()?.to_owned())
+/// serde's "missing field `x`" or "unknown field `x`, …" → ("missing field", "x").
+fn named_field(message: &str) -> Option<(&str, &str)> {
+    let (kind, rest) = message.split_once(" `")?;
+    let name = rest.split('`').next()?;
+    matches!(kind, "missing field" | "unknown field").then_some((kind, name))
 }
 
 fn join_path(path: &str, field: &str) -> String {
@@ -191,16 +209,27 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
+        let errors: Vec<FieldError> = form_urlencoded::parse(query.as_bytes())
+            .flat_map(|(key, value)| [text::check(&key, &key), text::check(&key, &value)])
+            .filter_map(Result::err)
+            .collect();
+        if !errors.is_empty() {
+            return Err(Problem::validation(errors));
+        }
         let deserializer = serde_urlencoded_deserializer(query);
         let value: T = serde_path_to_error::deserialize(deserializer).map_err(|err| {
             let field = err.path().to_string();
             let message = err.into_inner().to_string();
-            let field = match missing_field(&message) {
-                Some(name) => name,
+            let field = match named_field(&message) {
+                Some((_, name)) => name.to_owned(),
                 None if field == "." => String::new(),
                 None => field,
             };
-            Problem::validation(vec![FieldError::new(field, "INVALID_PARAMETER", message)])
+            Problem::validation(vec![FieldError::new(
+                field,
+                "INVALID_PARAMETER",
+                wording::describe(&message),
+            )])
         })?;
         value.validate().map_err(Problem::validation)?;
         Ok(Query(value))

@@ -43,7 +43,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::health::{Readiness, health_handler, readyz_handler};
 use crate::metrics::{HttpMetrics, MetricsHandle, metrics_handler, tracked};
-use crate::problem::Problem;
+use crate::problem::{Problem, as_problem};
 use crate::request_id;
 
 /// What [`with_platform_layers`] needs.
@@ -76,9 +76,13 @@ pub fn with_request_layers(router: Router, http_metrics: HttpMetrics, max_body_b
 
 /// The request id and its span around request metrics around the rest: one middleware rather than one
 /// each, since every axum `from_fn` layer boxes and clones the service stack below it on each request.
+/// Errors the framework or a library wrote in their own format become problem+json here, inside the
+/// request's scope so they carry its id.
 async fn observe(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
     request_id::with_request_id(request, |request| {
-        tracked(&metrics, request, |request| next.run(request))
+        tracked(&metrics, request, |request| async {
+            as_problem(next.run(request).await)
+        })
     })
     .await
 }

@@ -115,7 +115,8 @@ impl Problem {
     }
 
     /// The answer to a failed query: 503 `DATABASE_UNAVAILABLE` with `Retry-After` when no pooled connection
-    /// could be had in time (busy or unreachable: worth retrying), otherwise a 500 that says nothing more.
+    /// could be had in time (busy or unreachable: worth retrying), a 400 `UNSTORABLE_VALUE` when PostgreSQL
+    /// refused a value the request carried, otherwise a 500 that says nothing more.
     pub fn database(error: &sqlx::Error) -> Self {
         match error {
             sqlx::Error::PoolTimedOut => Self::unavailable(
@@ -123,6 +124,14 @@ impl Problem {
                 "the database is busy or unreachable; retry shortly",
                 1,
             ),
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| refused_value(&c)) => {
+                // The boundary checks should have caught it; the log says which value slipped through.
+                tracing::warn!(code = ?db.code(), error = db.message(), "the database refused a request's value");
+                Self::bad_request(
+                    "UNSTORABLE_VALUE",
+                    "a value in the request is out of the range or size the service can store",
+                )
+            }
             _ => Self::internal(),
         }
     }
@@ -144,6 +153,22 @@ impl Problem {
     }
 }
 
+/// SQLSTATEs PostgreSQL answers for a value it cannot hold rather than for a fault of the service: a last
+/// line behind the extractors' checks, so one request's content is never a server error (nor counts against
+/// a breaker as one). Data exceptions of class 22 a query computes itself (division by zero, say) stay 500s.
+fn refused_value(code: &str) -> bool {
+    matches!(
+        code,
+        "22001" // string_data_right_truncation: longer than a varchar(n)
+            | "22003" // numeric_value_out_of_range
+            | "22007" // invalid_datetime_format
+            | "22008" // datetime_field_overflow
+            | "22021" // character_not_in_repertoire: NUL in text
+            | "22P05" // untranslatable_character: \u0000 in jsonb
+            | "54000" // program_limit_exceeded: a value too large for an index entry
+    )
+}
+
 impl IntoResponse for Problem {
     fn into_response(mut self) -> Response {
         if self.request_id.is_none() {
@@ -163,6 +188,48 @@ impl IntoResponse for Problem {
         }
         response
     }
+}
+
+/// An error response written in some other format — axum's plain-text rejections, a static file
+/// server's 404, a timeout layer's empty 408 — rewritten as problem+json, so every error a client sees
+/// has one shape and a request id. Its headers (`Allow`, `Retry-After`, …) are kept; its body is not.
+pub fn as_problem(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| {
+            value
+                .as_bytes()
+                .starts_with(PROBLEM_CONTENT_TYPE.as_bytes())
+        });
+    if is_problem || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, _) = response.into_parts();
+    let problem = if status == StatusCode::INTERNAL_SERVER_ERROR {
+        Problem::internal()
+    } else {
+        let reason = status.canonical_reason().unwrap_or("error");
+        let code = reason.to_ascii_uppercase().replace([' ', '-'], "_");
+        let detail = match status {
+            StatusCode::BAD_REQUEST => "the request is malformed",
+            StatusCode::NOT_FOUND => "no such route",
+            StatusCode::METHOD_NOT_ALLOWED => "this route does not accept that method",
+            _ => reason,
+        };
+        Problem::new(status, &code, detail.to_ascii_lowercase())
+    };
+    let mut rewritten = problem.into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE
+            && name != header::CONTENT_LENGTH
+            && name != header::CONTENT_ENCODING
+        {
+            rewritten.headers_mut().insert(name, value.clone());
+        }
+    }
+    rewritten
 }
 
 /// The response for a service error: the problem as is, with the error's whole cause chain logged first when

@@ -151,3 +151,37 @@ async fn copy_rows_inserts_every_row_with_awkward_values_and_nulls() {
     );
     db.close().await;
 }
+
+#[tokio::test]
+async fn values_postgresql_refuses_are_client_errors_and_its_own_faults_are_not() {
+    let test_db = testkit::TestDb::new();
+    let (db, _registry) = connect(&test_db).await;
+    sqlx::query("CREATE TABLE things (name text, n int, at timestamptz)")
+        .execute(db.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let nul = sqlx::query("INSERT INTO things (name) VALUES ($1)")
+        .bind("a\0b")
+        .execute(db.pool())
+        .await
+        .expect_err("a NUL is refused");
+    let overflow = sqlx::query("INSERT INTO things (n) VALUES ($1)")
+        .bind(3_000_000_000_i64)
+        .execute(db.pool())
+        .await
+        .expect_err("an int4 overflow is refused");
+    for refused in [nul, overflow] {
+        let problem = platform::Problem::database(&refused);
+        assert_eq!(
+            (problem.status, problem.code.as_str()),
+            (400, "UNSTORABLE_VALUE"),
+            "{refused}"
+        );
+    }
+    let fault = sqlx::query("SELECT 1 / 0")
+        .execute(db.pool())
+        .await
+        .expect_err("division by zero");
+    assert_eq!(platform::Problem::database(&fault).status, 500);
+    db.close().await;
+}

@@ -4,6 +4,7 @@ mod balancing;
 mod breaker;
 mod connections;
 mod edge;
+mod errors;
 mod helpers;
 mod limits;
 mod ops;

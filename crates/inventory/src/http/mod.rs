@@ -45,11 +45,6 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(import::import_csv))
 }
 
-/// A path id; one that is not a UUID names nothing, so it is a 404 like an unknown one.
-pub(crate) fn path_id(raw: &str, what: &'static str) -> Result<Uuid, InventoryError> {
-    Uuid::parse_str(raw).map_err(|_| InventoryError::NotFound(what))
-}
-
 /// `a,b,c` → its non-blank items.
 pub(crate) fn comma_list(raw: Option<&str>) -> Vec<String> {
     raw.unwrap_or_default()

@@ -1,14 +1,15 @@
 //! `/api/v1/inventory/products`: create and change (admin, manager), read (any authenticated caller).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use platform::auth::AuthUser;
-use platform::extract::{Json, Query};
+use platform::extract::{Json, Path, Query};
 use platform::pagination::{Page, PageParams};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
-use super::{check, collect, comma_list, double_option, path_id};
+use super::{check, collect, comma_list, double_option};
 use crate::domain::{self, Sku};
 use crate::error::InventoryError;
 use crate::models::Product;
@@ -131,9 +132,8 @@ pub async fn list(
 pub async fn get(
     _caller: AuthUser,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Product>, InventoryError> {
-    let id = path_id(&id, "product")?;
     let product = products::lookup(&state.db, &state.cache, ProductKey::Id(id))
         .await?
         .ok_or(InventoryError::NotFound("product"))?;
@@ -148,10 +148,9 @@ pub async fn get(
 pub async fn update(
     _caller: Manager,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
     Json(body): Json<UpdateProduct>,
 ) -> Result<axum::Json<Product>, InventoryError> {
-    let id = path_id(&id, "product")?;
     let mut errors = Vec::new();
     let patch = ProductPatch {
         name: body

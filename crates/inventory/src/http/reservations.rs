@@ -2,15 +2,15 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use platform::FieldError;
-use platform::extract::Json;
+use platform::extract::{Json, Path};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{collect, path_id};
+use super::collect;
 use crate::domain::{self, Sku};
 use crate::error::InventoryError;
 use crate::models::Reservation;
@@ -120,9 +120,8 @@ pub async fn create(
 pub async fn get(
     _caller: Staff,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Reservation>, InventoryError> {
-    let id = path_id(&id, "reservation")?;
     let reservation = reservations::get(&state.db, id)
         .await?
         .ok_or(InventoryError::NotFound("reservation"))?;
@@ -137,9 +136,8 @@ pub async fn get(
 pub async fn release(
     _caller: Staff,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Reservation>, InventoryError> {
-    let id = path_id(&id, "reservation")?;
     Ok(axum::Json(
         settle::release_reservation(&state.db, &state.cache, &state.messaging, id).await?,
     ))

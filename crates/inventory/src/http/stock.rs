@@ -1,18 +1,18 @@
 //! Stock: availability (any caller), stock levels and the ledger (staff), adjustments and transfers
 //! (admin, manager).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use platform::FieldError;
 use platform::auth::AuthUser;
-use platform::extract::{Json, Query};
+use platform::extract::{Json, Path, Query};
 use platform::pagination::{Page, PageParams};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{check, collect, comma_list, path_id, uuid_list};
+use super::{check, collect, comma_list, uuid_list};
 use crate::domain::{self, Reason, Sku};
 use crate::error::InventoryError;
 use crate::models::{Availability, Movement, StockLevel};
@@ -28,9 +28,8 @@ use crate::state::{AppState, Manager, Staff};
 pub async fn availability(
     _caller: AuthUser,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Availability>, InventoryError> {
-    let id = path_id(&id, "product")?;
     let product = products::lookup(&state.db, &state.cache, ProductKey::Id(id))
         .await?
         .ok_or(InventoryError::NotFound("product"))?;
@@ -93,8 +92,10 @@ pub struct MovementQuery {
     /// import, shipment.
     pub reason: Option<String>,
     /// Movements at or after this time (RFC 3339).
+    #[serde(default, deserialize_with = "platform::extract::timestamp::optional")]
     pub since: Option<DateTime<Utc>>,
     /// Movements before this time (RFC 3339).
+    #[serde(default, deserialize_with = "platform::extract::timestamp::optional")]
     pub until: Option<DateTime<Utc>>,
 }
 

@@ -1,13 +1,14 @@
 //! `/api/v1/inventory/warehouses`: create and change (admin, manager), read (staff).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use platform::extract::{Json, Query};
+use platform::extract::{Json, Path, Query};
 use platform::pagination::{Page, PageParams};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
-use super::{check, collect, comma_list, path_id};
+use super::{check, collect, comma_list};
 use crate::domain::{self, WarehouseCode};
 use crate::error::InventoryError;
 use crate::models::Warehouse;
@@ -123,9 +124,8 @@ pub async fn list(
 pub async fn get(
     _caller: Staff,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Warehouse>, InventoryError> {
-    let id = path_id(&id, "warehouse")?;
     let warehouse = warehouses::find(&state.db, id)
         .await?
         .ok_or(InventoryError::NotFound("warehouse"))?;
@@ -139,10 +139,9 @@ pub async fn get(
 pub async fn update(
     _caller: Manager,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
     Json(body): Json<UpdateWarehouse>,
 ) -> Result<axum::Json<Warehouse>, InventoryError> {
-    let id = path_id(&id, "warehouse")?;
     let mut errors = Vec::new();
     let patch = WarehousePatch {
         name: body

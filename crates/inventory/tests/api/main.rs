@@ -2,6 +2,7 @@
 //! database per test (or per property-test run).
 
 mod auth;
+mod boundary;
 mod caching;
 mod concurrency;
 mod events;

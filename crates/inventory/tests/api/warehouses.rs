@@ -101,15 +101,22 @@ async fn a_warehouse_can_be_renamed_reprioritised_and_deactivated_but_not_recode
 }
 
 #[tokio::test]
-async fn unknown_and_malformed_warehouse_ids_are_not_found() {
+async fn an_unknown_warehouse_id_is_not_found_and_a_malformed_one_is_a_422_naming_it() {
     let app = spawn_app().await;
-    for id in [Uuid::now_v7().to_string(), "not-a-uuid".to_owned()] {
-        let (status, body) = app
-            .get(&format!("/api/v1/inventory/warehouses/{id}"), Role::Admin)
-            .await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-        assert_eq!(body["code"], "NOT_FOUND");
-    }
+    let (status, body) = app
+        .get(
+            &format!("/api/v1/inventory/warehouses/{}", Uuid::now_v7()),
+            Role::Admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "NOT_FOUND");
+    let (status, body) = app
+        .get("/api/v1/inventory/warehouses/not-a-uuid", Role::Admin)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["field"], "id");
+    assert_eq!(body["errors"][0]["code"], "INVALID_FORMAT");
 }
 
 #[tokio::test]

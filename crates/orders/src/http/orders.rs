@@ -1,20 +1,20 @@
 //! `/api/v1/orders`: customers order for themselves and see only their own orders; staff order for any
 //! customer and see every order; drivers work on shipments, not orders.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use platform::FieldError;
 use platform::auth::AuthUser;
-use platform::extract::Query;
+use platform::extract::{Path, Query};
 use platform::idempotency::Idempotent;
 use platform::pagination::{Page, PageParams};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{check, only_own, parse_list, path_id, sku_lines, text};
+use super::{check, only_own, parse_list, sku_lines, text};
 use crate::domain::OrderStatus;
 use crate::error::OrdersError;
 use crate::events::Recorder;
@@ -64,7 +64,9 @@ pub struct OrderQuery {
     pub status: Option<String>,
     /// Comma list of customer ids (staff only; customers always see their own).
     pub customer_id: Option<String>,
+    #[serde(default, deserialize_with = "platform::extract::timestamp::optional")]
     pub created_after: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "platform::extract::timestamp::optional")]
     pub created_before: Option<DateTime<Utc>>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
@@ -228,9 +230,9 @@ async fn visible(state: &AppState, caller: Caller, id: Uuid) -> Result<OrderView
 pub async fn get(
     user: AuthUser,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, OrdersError> {
-    let order = visible(&state, Caller::of(&user), path_id(&id, "order")?).await?;
+    let order = visible(&state, Caller::of(&user), id).await?;
     let mut headers = HeaderMap::new();
     set_etag(&mut headers, order.version.into());
     Ok((headers, axum::Json(order)))
@@ -295,12 +297,11 @@ pub async fn list(
 pub async fn cancel(
     user: AuthUser,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
     headers: HeaderMap,
     Idempotent { key, body }: Idempotent<CancelOrder>,
 ) -> Result<Answer, OrdersError> {
     let caller = Caller::of(&user);
-    let id = path_id(&id, "order")?;
     if let Caller::Driver(_) = caller {
         return Err(OrdersError::Forbidden("cancel orders"));
     }
@@ -339,13 +340,13 @@ pub async fn cancel(
 pub async fn timeline(
     user: AuthUser,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
     Query(query): Query<TimelineQuery>,
 ) -> Result<axum::Json<Page<TimelineEntry>>, OrdersError> {
     let mut errors = Vec::new();
     let page = PageParams::checked(query.limit, query.cursor, &mut errors);
     check(errors)?;
-    let order = visible(&state, Caller::of(&user), path_id(&id, "order")?).await?;
+    let order = visible(&state, Caller::of(&user), id).await?;
     let rows = orders::timeline(&state.db, order.id, page.after(), page.limit()).await?;
     Ok(axum::Json(Page::from_rows(rows, page.limit(), |e| e.id)))
 }

@@ -1,20 +1,20 @@
 //! `/api/v1/orders/{id}/shipments` and `/api/v1/shipments`: dispatchers create and assign shipments,
 //! drivers report tracking events and proofs on the shipments assigned to them.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, SubsecRound, Utc};
 use platform::FieldError;
 use platform::auth::AuthUser;
-use platform::extract::Query;
+use platform::extract::{Path, Query};
 use platform::idempotency::Idempotent;
 use platform::pagination::{Page, PageParams};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{check, only_own, parse_list, path_id, sku_lines, text};
+use super::{check, only_own, parse_list, sku_lines, text};
 use crate::domain::{IncidentReason, ProofKind, ShipmentStatus};
 use crate::error::OrdersError;
 use crate::events::Recorder;
@@ -70,6 +70,7 @@ pub struct CreateTrackingEvent {
     pub location: Option<Location>,
     /// When it happened (default now); an event older than the shipment's current status is stored but
     /// moves nothing.
+    #[serde(default, deserialize_with = "platform::extract::timestamp::optional")]
     pub occurred_at: Option<DateTime<Utc>>,
 }
 
@@ -126,12 +127,11 @@ fn staff_only(caller: Caller, what: &'static str) -> Result<(), OrdersError> {
 pub async fn create(
     user: AuthUser,
     State(state): State<AppState>,
-    Path(order_id): Path<String>,
+    Path(order_id): Path<Uuid>,
     Idempotent { key, body }: Idempotent<CreateShipment>,
 ) -> Result<Answer, OrdersError> {
     let caller = Caller::of(&user);
     staff_only(caller, "create shipments")?;
-    let order_id = path_id(&order_id, "order")?;
     let mut errors = Vec::new();
     let lines = sku_lines(
         body.lines.iter().map(|l| (l.sku.as_str(), l.quantity)),
@@ -242,9 +242,9 @@ async fn visible(state: &AppState, caller: Caller, id: Uuid) -> Result<ShipmentV
 pub async fn get(
     user: AuthUser,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, OrdersError> {
-    let shipment = visible(&state, Caller::of(&user), path_id(&id, "shipment")?).await?;
+    let shipment = visible(&state, Caller::of(&user), id).await?;
     let mut headers = HeaderMap::new();
     set_etag(&mut headers, shipment.version.into());
     Ok((headers, axum::Json(shipment)))
@@ -261,13 +261,12 @@ pub async fn get(
 pub async fn assign(
     user: AuthUser,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
     headers: HeaderMap,
     Idempotent { key, body }: Idempotent<AssignShipment>,
 ) -> Result<Answer, OrdersError> {
     let caller = Caller::of(&user);
     staff_only(caller, "assign shipments")?;
-    let id = path_id(&id, "shipment")?;
     let driver = body.driver_id;
     let messaging = state.messaging.clone();
     let run = effect(move |db, conn| {
@@ -296,13 +295,12 @@ pub async fn assign(
 pub async fn cancel(
     user: AuthUser,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
     headers: HeaderMap,
     Idempotent { key, body }: Idempotent<CancelShipment>,
 ) -> Result<Answer, OrdersError> {
     let caller = Caller::of(&user);
     staff_only(caller, "cancel shipments")?;
-    let id = path_id(&id, "shipment")?;
     let mut errors = Vec::new();
     let reason = body
         .reason
@@ -437,7 +435,7 @@ fn tracking_request(
 pub async fn add_tracking_event(
     user: AuthUser,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
     headers: HeaderMap,
     Idempotent { key, body }: Idempotent<CreateTrackingEvent>,
 ) -> Result<Answer, OrdersError> {
@@ -445,7 +443,6 @@ pub async fn add_tracking_event(
     if let Caller::Customer(_) = caller {
         return Err(OrdersError::Forbidden("report tracking events"));
     }
-    let id = path_id(&id, "shipment")?;
     let request = tracking_request(&body, caller.id())?;
     let messaging = state.messaging.clone();
     let run = effect(move |db, conn| {
@@ -468,7 +465,7 @@ pub async fn add_tracking_event(
 pub async fn tracking_events(
     user: AuthUser,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Vec<TrackingEventView>>, OrdersError> {
     let caller = Caller::of(&user);
     if let Caller::Customer(_) = caller {
@@ -476,7 +473,7 @@ pub async fn tracking_events(
             "read tracking events; use the tracking page",
         ));
     }
-    let shipment = visible(&state, caller, path_id(&id, "shipment")?).await?;
+    let shipment = visible(&state, caller, id).await?;
     Ok(axum::Json(
         shipments::tracking(&state.db, shipment.id).await?,
     ))
@@ -493,7 +490,7 @@ pub async fn tracking_events(
 pub async fn proof(
     user: AuthUser,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<Uuid>,
     Idempotent { key, body }: Idempotent<CreateProof>,
 ) -> Result<Answer, OrdersError> {
     let caller = Caller::of(&user);
@@ -502,7 +499,6 @@ pub async fn proof(
             "record a proof of delivery (the assigned driver does)",
         ));
     }
-    let id = path_id(&id, "shipment")?;
     let mut errors = Vec::new();
     let kind = ProofKind::parse(body.kind.trim());
     if kind.is_none() {

@@ -1,7 +1,8 @@
 //! `/api/v1/track/{tracking_number}`: public, so it shows where a parcel is and nothing about who sent it,
 //! who receives it or who drives it.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+use platform::extract::Path;
 
 use crate::error::OrdersError;
 use crate::models::{PublicTracking, PublicTrackingEvent};

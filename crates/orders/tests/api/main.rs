@@ -2,6 +2,7 @@
 //! test, the service's background tasks running, and a stand-in for the inventory service answering the
 //! order saga through the event backbone.
 
+mod boundary;
 mod create;
 mod helpers;
 mod idempotency;

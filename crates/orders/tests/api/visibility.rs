@@ -59,13 +59,13 @@ async fn a_customer_cannot_see_or_touch_another_customers_order() {
     )
     .await
     .expect_problem(StatusCode::NOT_FOUND, "NOT_FOUND");
-    // An unknown id and a malformed one answer the same way.
+    // An unknown id is not found; a malformed one is the one rule of every service: a 422 naming `id`.
     app.get(&format!("/api/v1/orders/{}", Uuid::now_v7()), Some(&bob))
         .await
         .expect_problem(StatusCode::NOT_FOUND, "NOT_FOUND");
     app.get("/api/v1/orders/not-a-uuid", Some(&bob))
         .await
-        .expect_problem(StatusCode::NOT_FOUND, "NOT_FOUND");
+        .expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED");
     assert_eq!(app.order(hers, &alice).await["status"], "pending");
 
     assert_eq!(listed(&app, &alice, &[]).await, [hers]);

@@ -3,18 +3,19 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use platform::auth::{AuthUser, Role};
-use platform::extract::{Json, Query, Validate};
+use platform::extract::{Json, Path, Query, Validate};
 use platform::pagination::{Page, PageParams};
 use platform::{FieldError, Problem};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 use crate::cached;
 use crate::changes;
 use crate::domain::{FullName, NewAccount, UserStatus, collect};
 use crate::error::UsersError;
+use crate::handlers::absent_or_nullable;
 use crate::handlers::me::parse_phone;
-use crate::handlers::{UserId, absent_or_nullable};
 use crate::models::UserView;
 use crate::repo::{self, UserFilter, UserPatch};
 use crate::sessions::{self, current_user};
@@ -248,7 +249,7 @@ pub async fn list_users(
 pub async fn get_user(
     State(state): State<AppState>,
     auth: AuthUser,
-    UserId(id): UserId,
+    Path(id): Path<Uuid>,
 ) -> Result<axum::Json<UserView>, UsersError> {
     current_user(&state, &auth, ADMIN).await?;
     let user = cached::profile(&state, id)
@@ -275,7 +276,7 @@ pub async fn get_user(
 pub async fn update_user(
     State(state): State<AppState>,
     auth: AuthUser,
-    UserId(id): UserId,
+    Path(id): Path<Uuid>,
     Json(body): Json<UpdateUserRequest>,
 ) -> Result<axum::Json<UserView>, UsersError> {
     current_user(&state, &auth, ADMIN).await?;
@@ -303,7 +304,7 @@ pub async fn update_user(
 pub async fn deactivate_user(
     State(state): State<AppState>,
     auth: AuthUser,
-    UserId(id): UserId,
+    Path(id): Path<Uuid>,
 ) -> Result<StatusCode, UsersError> {
     current_user(&state, &auth, ADMIN).await?;
     let patch = UserPatch {

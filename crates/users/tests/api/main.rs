@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod boundary;
 mod cache;
 mod connections;
 mod helpers;
