@@ -4,12 +4,15 @@
 pub mod auth;
 pub mod breaker;
 pub mod config;
+pub mod created;
+pub mod currency;
 pub mod db;
 pub mod extract;
 pub mod health;
 pub mod http;
 pub mod idempotency;
 pub mod metrics;
+pub mod negotiate;
 pub mod openapi;
 pub mod pagination;
 pub mod problem;

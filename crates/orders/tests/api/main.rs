@@ -5,6 +5,7 @@
 mod create;
 mod helpers;
 mod idempotency;
+mod location;
 mod operations;
 mod preconditions;
 mod saga;

@@ -11,6 +11,9 @@ use platform::{FieldError, Problem};
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
+/// The collection users live in: a new user's `Location` is this plus its id.
+pub(crate) const USERS: &str = "/api/v1/users";
+
 /// The `{id}` of a user route. A malformed id is a 422 naming `id`, not axum's plain-text 400.
 #[derive(Debug, Clone, Copy)]
 pub struct UserId(pub Uuid);
