@@ -598,6 +598,88 @@ async fn happy_path(transport: Transport) {
         status, 404,
         "another customer's order does not exist for them"
     );
+
+    // Customers list the shipments of their own orders, and only those.
+    let (status, listed) = platform.get("/api/v1/shipments", Some(&customer)).await;
+    assert_eq!(status, 200, "{listed}");
+    let mut listed: Vec<&str> = listed["data"]
+        .as_array()
+        .expect("an array field")
+        .iter()
+        .map(|s| s["id"].as_str().expect("a string field"))
+        .collect();
+    listed.sort_unstable();
+    let mut own: Vec<&str> = shipments.iter().map(String::as_str).collect();
+    own.sort_unstable();
+    assert_eq!(listed, own);
+    let (status, listed) = platform
+        .get(
+            &format!("/api/v1/shipments?order_id={order_id}"),
+            Some(&stranger),
+        )
+        .await;
+    assert_eq!((status, &listed["data"]), (200, &json!([])), "{listed}");
+
+    // A browser following the tracking link gets the page as HTML, through the gateway's public route.
+    let response = platform
+        .client
+        .get(
+            platform
+                .gateway
+                .url(&format!("/api/v1/track/{tracking_number}")),
+        )
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 200);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(header("content-type").starts_with("text/html"));
+    assert!(header("vary").to_ascii_lowercase().contains("accept"));
+    assert!(header("content-security-policy").contains("default-src 'none'"));
+    let html = response.text().await.unwrap_or_default();
+    assert!(
+        html.contains(tracking_number) && html.contains("Delivered"),
+        "{html}"
+    );
+    for secret in ["Ada", "Canal", "1011AA", &driver_id, &order_id] {
+        assert!(
+            !html.contains(secret),
+            "the HTML page leaks {secret}: {html}"
+        );
+    }
+
+    // A create names its resource in `Location` through the gateway, and its replay names the same.
+    let key = Uuid::new_v4().to_string();
+    let mut locations = Vec::new();
+    for _ in 0..2 {
+        let response = platform
+            .client
+            .post(platform.gateway.url("/api/v1/orders"))
+            .bearer_auth(&customer)
+            .header("idempotency-key", &key)
+            .json(&json!({"lines": [{"sku": "NUT-1", "quantity": 1}], "shipping_address": address("Ada Customer")}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status(), 201);
+        let location = response.headers().get("location").cloned();
+        let order: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+        let id = order["id"].as_str().expect("a string field");
+        assert_eq!(
+            location.as_ref().and_then(|v| v.to_str().ok()),
+            Some(format!("/api/v1/orders/{id}").as_str())
+        );
+        locations.push(location);
+    }
+    assert_eq!(locations[0], locations[1]);
     platform.stop().await;
 }
 

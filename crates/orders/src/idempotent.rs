@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use platform::created;
 use platform::db::{Db, TxError, TxFuture, is_retryable};
 use platform::idempotency::{Begin, Idempotency, IdempotencyRequest, StoredResponse};
 use sqlx::Connection;
@@ -85,6 +86,25 @@ impl IntoResponse for Answer {
         };
         if let Some(version) = version {
             set_etag(response.headers_mut(), version);
+        }
+        response
+    }
+}
+
+impl Answer {
+    /// The answer with `Location` on a 201: `location` gets the body, fresh or replayed alike, so a replay
+    /// names the same resource as the original answer.
+    pub fn located(self, location: impl FnOnce(&serde_json::Value) -> Option<String>) -> Response {
+        let (status, body) = match &self {
+            Answer::Fresh(status, body) => (*status, body),
+            Answer::Replayed(stored) => (stored.status, &stored.body),
+        };
+        let path = (status == StatusCode::CREATED)
+            .then(|| location(body))
+            .flatten();
+        let mut response = self.into_response();
+        if let Some(path) = path {
+            created::set_location(response.headers_mut(), &path);
         }
         response
     }

@@ -39,6 +39,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(stock::adjust))
         .routes(routes!(stock::transfer))
         .routes(routes!(stock::movements))
+        .routes(routes!(stock::movement))
         .routes(routes!(reservations::create))
         .routes(routes!(reservations::get))
         .routes(routes!(reservations::release))

@@ -1,8 +1,8 @@
 //! `/api/v1/inventory/products`: create and change (admin, manager), read (any authenticated caller).
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use platform::auth::AuthUser;
+use platform::created::Created;
 use platform::extract::{Json, Path, Query};
 use platform::pagination::{Page, PageParams};
 use serde::Deserialize;
@@ -63,13 +63,13 @@ fn count(value: i64, field: &str) -> Result<i32, platform::FieldError> {
 
 #[utoipa::path(post, path = "/api/v1/inventory/products", tag = "inventory",
     request_body = CreateProduct, security(("bearer_auth" = [])),
-    responses((status = 201, body = Product), (status = 409, body = platform::Problem,
+    responses((status = 201, body = Product, headers(("Location" = String, description = "the new product's path"))), (status = 409, body = platform::Problem,
         description = "SKU_TAKEN"), (status = 422, body = platform::Problem)))]
 pub async fn create(
     _caller: Manager,
     State(state): State<AppState>,
     Json(body): Json<CreateProduct>,
-) -> Result<(StatusCode, axum::Json<Product>), InventoryError> {
+) -> Result<Created<Product>, InventoryError> {
     let mut errors = Vec::new();
     let sku = collect(Sku::parse(&body.sku, "sku"), &mut errors);
     let name = collect(domain::name(&body.name, "name"), &mut errors);
@@ -94,7 +94,11 @@ pub async fn create(
         allow_backorder: body.allow_backorder.unwrap_or(false),
     };
     let product = products::insert(&state.db, &state.cache, &product).await?;
-    Ok((StatusCode::CREATED, axum::Json(product)))
+    Ok(Created::new(
+        "/api/v1/inventory/products",
+        product.id,
+        product,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/inventory/products", tag = "inventory",

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use platform::FieldError;
+use platform::created::{self, Created};
 use platform::extract::{Json, Path};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -44,15 +45,17 @@ platform::validated_by_parsing!(CreateReservation);
 
 #[utoipa::path(post, path = "/api/v1/inventory/reservations", tag = "inventory",
     request_body = CreateReservation, security(("bearer_auth" = [])),
-    responses((status = 201, body = Reservation, description = "reserved"),
-        (status = 200, body = Reservation, description = "the order already had this reservation"),
+    responses((status = 201, body = Reservation, description = "reserved",
+            headers(("Location" = String, description = "the reservation's path"))),
+        (status = 200, body = Reservation, description = "the order already had this reservation",
+            headers(("Location" = String, description = "the reservation's path, as when it was created"))),
         (status = 409, body = platform::Problem, description = "INSUFFICIENT_STOCK with short_lines"),
         (status = 422, body = platform::Problem)))]
 pub async fn create(
     Staff(caller): Staff,
     State(state): State<AppState>,
     Json(body): Json<CreateReservation>,
-) -> Result<(StatusCode, axum::Json<Reservation>), InventoryError> {
+) -> Result<Response, InventoryError> {
     let mut errors = Vec::new();
     if body.lines.is_empty() {
         errors.push(FieldError::new(
@@ -106,12 +109,18 @@ pub async fn create(
     };
     let (reservation, created) =
         reservations::reserve(&state.db, &state.cache, &state.messaging, &request).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, axum::Json(reservation)))
+    let location = created::location("/api/v1/inventory/reservations", reservation.id);
+    if created {
+        return Ok(Created {
+            location,
+            body: reservation,
+        }
+        .into_response());
+    }
+    // The order's reservation again: the same resource as the first answer, so the same `Location`.
+    let mut response = axum::Json(reservation).into_response();
+    created::set_location(response.headers_mut(), &location);
+    Ok(response)
 }
 
 #[utoipa::path(get, path = "/api/v1/inventory/reservations/{id}", tag = "inventory",

@@ -2,10 +2,10 @@
 //! (admin, manager).
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use platform::FieldError;
 use platform::auth::AuthUser;
+use platform::created::Created;
 use platform::extract::{Json, Path, Query};
 use platform::pagination::{Page, PageParams};
 use serde::Deserialize;
@@ -142,6 +142,23 @@ pub async fn movements(
     Ok(axum::Json(Page::from_rows(rows, page.limit(), |m| m.id)))
 }
 
+/// Where ledger rows live: an adjustment's `Location` is its movement, a transfer's its outgoing movement.
+const MOVEMENTS: &str = "/api/v1/inventory/movements";
+
+#[utoipa::path(get, path = "/api/v1/inventory/movements/{id}", tag = "inventory",
+    params(("id" = uuid::Uuid, Path)), security(("bearer_auth" = [])),
+    responses((status = 200, body = Movement), (status = 404, body = platform::Problem)))]
+pub async fn movement(
+    _caller: Staff,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<Movement>, InventoryError> {
+    let movement = reads::movement(&state.db, id)
+        .await?
+        .ok_or(InventoryError::NotFound("movement"))?;
+    Ok(axum::Json(movement))
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAdjustment {
@@ -168,14 +185,15 @@ platform::validated_by_parsing!(LevelQuery, MovementQuery, CreateAdjustment, Cre
 
 #[utoipa::path(post, path = "/api/v1/inventory/adjustments", tag = "inventory",
     request_body = CreateAdjustment, security(("bearer_auth" = [])),
-    responses((status = 201, body = AdjustmentResult),
+    responses((status = 201, body = AdjustmentResult,
+            headers(("Location" = String, description = "the ledger row it wrote"))),
         (status = 409, body = platform::Problem, description = "NEGATIVE_STOCK or STOCK_BELOW_RESERVED"),
         (status = 422, body = platform::Problem)))]
 pub async fn adjust(
     Manager(caller): Manager,
     State(state): State<AppState>,
     Json(body): Json<CreateAdjustment>,
-) -> Result<(StatusCode, axum::Json<AdjustmentResult>), InventoryError> {
+) -> Result<Created<AdjustmentResult>, InventoryError> {
     let mut errors = Vec::new();
     let sku = collect(Sku::parse(&body.sku, "sku"), &mut errors);
     let reason = Reason::parse(&body.reason).filter(|r| r.is_manual());
@@ -211,19 +229,20 @@ pub async fn adjust(
         actor: caller.id(),
     };
     let result = stock::adjust(&state.db, &state.cache, &state.messaging, &adjustment).await?;
-    Ok((StatusCode::CREATED, axum::Json(result)))
+    Ok(Created::new(MOVEMENTS, result.movement.id, result))
 }
 
 #[utoipa::path(post, path = "/api/v1/inventory/transfers", tag = "inventory",
     request_body = CreateTransfer, security(("bearer_auth" = [])),
-    responses((status = 201, body = TransferResult),
+    responses((status = 201, body = TransferResult,
+            headers(("Location" = String, description = "its outgoing ledger row, whose `reference` names both"))),
         (status = 409, body = platform::Problem, description = "INSUFFICIENT_STOCK with short_lines"),
         (status = 422, body = platform::Problem)))]
 pub async fn transfer(
     Manager(caller): Manager,
     State(state): State<AppState>,
     Json(body): Json<CreateTransfer>,
-) -> Result<(StatusCode, axum::Json<TransferResult>), InventoryError> {
+) -> Result<Created<TransferResult>, InventoryError> {
     let mut errors = Vec::new();
     let sku = collect(Sku::parse(&body.sku, "sku"), &mut errors);
     let quantity = collect(domain::quantity(body.quantity, "quantity", 1), &mut errors);
@@ -249,5 +268,6 @@ pub async fn transfer(
         actor: caller.id(),
     };
     let result = stock::transfer(&state.db, &state.cache, &state.messaging, &transfer).await?;
-    Ok((StatusCode::CREATED, axum::Json(result)))
+    let outgoing = result.movements.first().map_or(result.id, |m| m.id);
+    Ok(Created::new(MOVEMENTS, outgoing, result))
 }

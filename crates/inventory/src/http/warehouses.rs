@@ -1,7 +1,7 @@
 //! `/api/v1/inventory/warehouses`: create and change (admin, manager), read (staff).
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use platform::created::Created;
 use platform::extract::{Json, Path, Query};
 use platform::pagination::{Page, PageParams};
 use serde::Deserialize;
@@ -64,13 +64,13 @@ fn priority(value: i64) -> Result<i32, platform::FieldError> {
 
 #[utoipa::path(post, path = "/api/v1/inventory/warehouses", tag = "inventory",
     request_body = CreateWarehouse, security(("bearer_auth" = [])),
-    responses((status = 201, body = Warehouse), (status = 409, body = platform::Problem,
+    responses((status = 201, body = Warehouse, headers(("Location" = String, description = "the new warehouse's path"))), (status = 409, body = platform::Problem,
         description = "WAREHOUSE_CODE_TAKEN"), (status = 422, body = platform::Problem)))]
 pub async fn create(
     _caller: Manager,
     State(state): State<AppState>,
     Json(body): Json<CreateWarehouse>,
-) -> Result<(StatusCode, axum::Json<Warehouse>), InventoryError> {
+) -> Result<Created<Warehouse>, InventoryError> {
     let mut errors = Vec::new();
     let code = collect(WarehouseCode::parse(&body.code, "code"), &mut errors);
     let name = collect(domain::name(&body.name, "name"), &mut errors);
@@ -93,7 +93,11 @@ pub async fn create(
         },
     )
     .await?;
-    Ok((StatusCode::CREATED, axum::Json(warehouse)))
+    Ok(Created::new(
+        "/api/v1/inventory/warehouses",
+        warehouse.id,
+        warehouse,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/inventory/warehouses", tag = "inventory",

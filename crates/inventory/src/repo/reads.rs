@@ -121,6 +121,19 @@ pub struct MovementFilter {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// One ledger row.
+pub async fn movement(db: &Db, id: Uuid) -> Result<Option<Movement>, InventoryError> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        movement_columns!(),
+        " FROM movements WHERE id = $1"
+    );
+    let query = sqlx::query_as::<_, Movement>(SQL)
+        .bind(id)
+        .fetch_optional(db.pool());
+    Ok(db.timed("inventory.movement", query).await?)
+}
+
 /// Up to `limit` ledger rows after `after` in id (that is, time) order.
 pub async fn movements(
     db: &Db,

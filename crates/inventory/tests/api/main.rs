@@ -10,6 +10,7 @@ mod expiry;
 mod helpers;
 mod import;
 mod ledger;
+mod location;
 mod operations;
 mod products;
 mod reservations;

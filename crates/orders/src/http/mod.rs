@@ -4,6 +4,7 @@
 mod orders;
 mod shipments;
 mod track;
+mod track_page;
 
 use platform::FieldError;
 use platform::openapi::BearerAuth;
@@ -50,6 +51,11 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(shipments::cancel))
         .routes(routes!(track::track))
 }
+
+/// The collection orders live in: a new order's `Location` is this plus its id.
+pub(crate) const ORDERS: &str = "/api/v1/orders";
+/// The collection shipments live in.
+pub(crate) const SHIPMENTS: &str = "/api/v1/shipments";
 
 /// `a,b,c` → its non-blank items.
 pub(crate) fn comma_list(raw: Option<&str>) -> Vec<&str> {

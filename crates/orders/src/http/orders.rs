@@ -3,10 +3,11 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use platform::FieldError;
 use platform::auth::AuthUser;
+use platform::created;
 use platform::extract::{Path, Query};
 use platform::idempotency::Idempotent;
 use platform::pagination::{Page, PageParams};
@@ -14,7 +15,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{check, only_own, parse_list, sku_lines, text};
+use super::{ORDERS, check, only_own, parse_list, sku_lines, text};
 use crate::domain::OrderStatus;
 use crate::error::OrdersError;
 use crate::events::Recorder;
@@ -159,6 +160,12 @@ fn new_order(
             "INVALID_FORMAT",
             "must be an ISO 4217 code of three uppercase letters",
         ));
+    } else if !platform::currency::is_active(&currency) {
+        errors.push(FieldError::new(
+            "currency",
+            "INVALID_VALUE",
+            "must be an active ISO 4217 currency code, such as EUR",
+        ));
     }
     let shipping_address = address(&body.shipping_address, &mut errors);
     check(errors)?;
@@ -178,13 +185,14 @@ fn new_order(
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders", request_body = CreateOrder,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat")),
     security(("bearer_auth" = [])),
-    responses((status = 201, body = OrderView, description = "created, pending until inventory answers"),
+    responses((status = 201, body = OrderView, description = "created, pending until inventory answers",
+            headers(("Location" = String, description = "the order's path; a replay names the same"))),
         (status = 403, body = platform::Problem), (status = 422, body = platform::Problem)))]
 pub async fn create(
     user: AuthUser,
     State(state): State<AppState>,
     Idempotent { key, body }: Idempotent<CreateOrder>,
-) -> Result<Answer, OrdersError> {
+) -> Result<Response, OrdersError> {
     let caller = Caller::of(&user);
     let order = new_order(&state, caller, &body)?;
     let messaging = state.messaging.clone();
@@ -205,7 +213,7 @@ pub async fn create(
     if let Answer::Fresh(_, body) = &answer {
         tracing::info!(order_id = %body["id"].as_str().unwrap_or_default(), "order created");
     }
-    Ok(answer)
+    Ok(answer.located(|body| created::location_of_body(ORDERS, body)))
 }
 
 /// The order if the caller may see it: staff any, customers their own (404 otherwise, as for no order).

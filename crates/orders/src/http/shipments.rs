@@ -3,10 +3,11 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SubsecRound, Utc};
 use platform::FieldError;
 use platform::auth::AuthUser;
+use platform::created;
 use platform::extract::{Path, Query};
 use platform::idempotency::Idempotent;
 use platform::pagination::{Page, PageParams};
@@ -14,7 +15,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{check, only_own, parse_list, sku_lines, text};
+use super::{SHIPMENTS, check, only_own, parse_list, sku_lines, text};
 use crate::domain::{IncidentReason, ProofKind, ShipmentStatus};
 use crate::error::OrdersError;
 use crate::events::Recorder;
@@ -95,6 +96,8 @@ pub struct ShipmentQuery {
     pub driver_id: Option<String>,
     /// Comma list of order ids.
     pub order_id: Option<String>,
+    /// Comma list of customer ids: shipments of their orders (staff; customers always see their own).
+    pub customer_id: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -120,7 +123,8 @@ fn staff_only(caller: Caller, what: &'static str) -> Result<(), OrdersError> {
     params(("id" = Uuid, Path, description = "The order's id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat")),
     security(("bearer_auth" = [])),
-    responses((status = 201, body = ShipmentView, description = "with its tracking number"),
+    responses((status = 201, body = ShipmentView, description = "with its tracking number",
+            headers(("Location" = String, description = "the shipment's path; a replay names the same"))),
         (status = 404, body = platform::Problem),
         (status = 409, body = platform::Problem, description = "NOTHING_TO_SHIP, or the order cannot ship (INVALID_TRANSITION)"),
         (status = 422, body = platform::Problem)))]
@@ -129,7 +133,7 @@ pub async fn create(
     State(state): State<AppState>,
     Path(order_id): Path<Uuid>,
     Idempotent { key, body }: Idempotent<CreateShipment>,
-) -> Result<Answer, OrdersError> {
+) -> Result<Response, OrdersError> {
     let caller = Caller::of(&user);
     staff_only(caller, "create shipments")?;
     let mut errors = Vec::new();
@@ -156,12 +160,15 @@ pub async fn create(
             Ok((StatusCode::CREATED, serde_json::to_value(shipment)?))
         })
     });
-    idempotent::run(&state, caller.id(), key, run).await
+    let answer = idempotent::run(&state, caller.id(), key, run).await?;
+    Ok(answer.located(|body| created::location_of_body(SHIPMENTS, body)))
 }
 
 #[utoipa::path(get, path = "/api/v1/shipments", tag = "shipments", params(ShipmentQuery),
     security(("bearer_auth" = [])),
-    responses((status = 200, body = Page<ShipmentView>), (status = 403, body = platform::Problem),
+    responses((status = 200, body = Page<ShipmentView>,
+            description = "staff: all; drivers: assigned to them; customers: of their own orders"),
+        (status = 403, body = platform::Problem),
         (status = 422, body = platform::Problem)))]
 pub async fn list(
     user: AuthUser,
@@ -192,10 +199,22 @@ pub async fn list(
         uuid,
         &mut errors,
     );
+    let mut customers = parse_list(
+        query.customer_id.as_deref(),
+        "customer_id",
+        "a UUID",
+        uuid,
+        &mut errors,
+    );
     let page = PageParams::checked(query.limit, query.cursor.clone(), &mut errors);
     check(errors)?;
+    // Filters only narrow what a caller may see: a customer's list is always scoped to their own orders, a
+    // driver's to their assignments, whatever else they ask for.
     match caller {
-        Caller::Customer(_) => return Err(OrdersError::Forbidden("list shipments")),
+        Caller::Customer(me) => match only_own(&customers, me) {
+            Some(own) => customers = own,
+            None => return Ok(axum::Json(Page::empty())),
+        },
         Caller::Driver(me) => match only_own(&drivers, me) {
             Some(own) => drivers = own,
             None => return Ok(axum::Json(Page::empty())),
@@ -206,6 +225,7 @@ pub async fn list(
         statuses,
         drivers,
         orders,
+        customers,
         after: page.after(),
         limit: page.limit(),
     };
@@ -428,7 +448,8 @@ fn tracking_request(
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat"),
         ("If-Match" = Option<String>, Header, description = "Only if the shipment is still at this ETag")),
     security(("bearer_auth" = [])),
-    responses((status = 201, body = TrackingEventView, description = "stored; `applied` says whether it moved the shipment"),
+    responses((status = 201, body = TrackingEventView, description = "stored; `applied` says whether it moved the shipment",
+            headers(("Location" = String, description = "the shipment's tracking events, where this one is listed"))),
         (status = 403, body = platform::Problem), (status = 404, body = platform::Problem),
         (status = 409, body = platform::Problem, description = "INVALID_TRANSITION or PROOF_REQUIRED"),
         (status = 412, body = platform::Problem), (status = 422, body = platform::Problem)))]
@@ -438,7 +459,7 @@ pub async fn add_tracking_event(
     Path(id): Path<Uuid>,
     headers: HeaderMap,
     Idempotent { key, body }: Idempotent<CreateTrackingEvent>,
-) -> Result<Answer, OrdersError> {
+) -> Result<Response, OrdersError> {
     let caller = Caller::of(&user);
     if let Caller::Customer(_) = caller {
         return Err(OrdersError::Forbidden("report tracking events"));
@@ -455,7 +476,13 @@ pub async fn add_tracking_event(
             Ok((StatusCode::CREATED, serde_json::to_value(event)?))
         })
     });
-    idempotent::run(&state, caller.id(), key, run).await
+    let answer = idempotent::run(&state, caller.id(), key, run).await?;
+    Ok(answer.located(|_| {
+        Some(format!(
+            "{}/tracking-events",
+            created::location(SHIPMENTS, id)
+        ))
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/shipments/{id}/tracking-events", tag = "shipments",
@@ -483,7 +510,8 @@ pub async fn tracking_events(
     params(("id" = Uuid, Path, description = "The shipment's id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat")),
     security(("bearer_auth" = [])),
-    responses((status = 201, body = ShipmentView, description = "the shipment with its proof"),
+    responses((status = 201, body = ShipmentView, description = "the shipment with its proof",
+            headers(("Location" = String, description = "the shipment's path, which shows the proof"))),
         (status = 403, body = platform::Problem), (status = 404, body = platform::Problem),
         (status = 409, body = platform::Problem, description = "not out for delivery, or proven already"),
         (status = 422, body = platform::Problem)))]
@@ -492,7 +520,7 @@ pub async fn proof(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     Idempotent { key, body }: Idempotent<CreateProof>,
-) -> Result<Answer, OrdersError> {
+) -> Result<Response, OrdersError> {
     let caller = Caller::of(&user);
     if !matches!(caller, Caller::Driver(_)) {
         return Err(OrdersError::Forbidden(
@@ -526,5 +554,6 @@ pub async fn proof(
             Ok((StatusCode::CREATED, serde_json::to_value(view)?))
         })
     });
-    idempotent::run(&state, caller.id(), key, run).await
+    let answer = idempotent::run(&state, caller.id(), key, run).await?;
+    Ok(answer.located(|_| Some(created::location(SHIPMENTS, id))))
 }

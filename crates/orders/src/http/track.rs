@@ -1,9 +1,14 @@
 //! `/api/v1/track/{tracking_number}`: public, so it shows where a parcel is and nothing about who sent it,
-//! who receives it or who drives it.
+//! who receives it or who drives it. JSON by default; a browser (whose `Accept` ranks `text/html` first) gets
+//! the same content as a small HTML page.
 
 use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use platform::extract::Path;
+use platform::negotiate::{self, HTML, JSON};
 
+use super::track_page;
 use crate::error::OrdersError;
 use crate::models::{PublicTracking, PublicTrackingEvent};
 use crate::repo::shipments;
@@ -14,12 +19,18 @@ const MAX_TRACKING_NUMBER: usize = 64;
 
 #[utoipa::path(get, path = "/api/v1/track/{tracking_number}", tag = "tracking",
     params(("tracking_number" = String, Path, description = "From the shipment, e.g. LC7Q2M…")),
-    responses((status = 200, body = PublicTracking, description = "status and tracking events, redacted"),
-        (status = 404, body = platform::Problem)))]
+    responses((status = 200, description = "status and tracking events, redacted; `Vary: Accept`",
+            content(
+                (PublicTracking = "application/json"),
+                (String = "text/html", example = "<!doctype html>…"),
+            ),
+            headers(("Vary" = String, description = "`Accept`: HTML when the client ranks `text/html` above JSON"))),
+        (status = 404, body = platform::Problem, content_type = "application/problem+json")))]
 pub async fn track(
     State(state): State<AppState>,
     Path(number): Path<String>,
-) -> Result<axum::Json<PublicTracking>, OrdersError> {
+    headers: HeaderMap,
+) -> Result<Response, OrdersError> {
     let number = number.trim().to_ascii_uppercase();
     if number.is_empty() || number.len() > MAX_TRACKING_NUMBER {
         return Err(OrdersError::NotFound("shipment"));
@@ -28,7 +39,7 @@ pub async fn track(
         .await?
         .ok_or(OrdersError::NotFound("shipment"))?;
     let events = shipments::tracking(&state.db, shipment.id).await?;
-    Ok(axum::Json(PublicTracking {
+    let tracking = PublicTracking {
         tracking_number: shipment.tracking_number,
         status: shipment.status,
         events: events
@@ -36,5 +47,14 @@ pub async fn track(
             .filter(|e| e.applied)
             .map(PublicTrackingEvent::from)
             .collect(),
-    }))
+    };
+    let mut response = if negotiate::preferred(&headers, JSON, &[HTML]) == HTML {
+        track_page::response(&tracking)
+    } else {
+        axum::Json(tracking).into_response()
+    };
+    response
+        .headers_mut()
+        .append(header::VARY, HeaderValue::from_static("accept"));
+    Ok(response)
 }

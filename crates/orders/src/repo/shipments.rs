@@ -341,6 +341,8 @@ pub struct ShipmentFilter {
     pub statuses: Vec<ShipmentStatus>,
     pub drivers: Vec<Uuid>,
     pub orders: Vec<Uuid>,
+    /// Shipments of these customers' orders.
+    pub customers: Vec<Uuid>,
     pub after: Option<Uuid>,
     pub limit: u32,
 }
@@ -354,6 +356,8 @@ pub async fn list(db: &Db, filter: &ShipmentFilter) -> Result<Vec<ShipmentView>,
            AND (cardinality($2::uuid[]) = 0 OR driver_id = ANY($2)) \
            AND (cardinality($3::uuid[]) = 0 OR order_id = ANY($3)) \
            AND ($4::uuid IS NULL OR id > $4) \
+           AND (cardinality($6::uuid[]) = 0 \
+                OR order_id IN (SELECT id FROM orders WHERE customer_id = ANY($6))) \
          ORDER BY id LIMIT $5"
     );
     let mut conn = db.acquire().await?;
@@ -363,6 +367,7 @@ pub async fn list(db: &Db, filter: &ShipmentFilter) -> Result<Vec<ShipmentView>,
         .bind(&filter.orders)
         .bind(filter.after)
         .bind(i64::from(filter.limit) + 1)
+        .bind(&filter.customers)
         .fetch_all(&mut *conn);
     let rows = db.timed("orders.shipment_list", query).await?;
     views(db, &mut conn, rows).await

@@ -121,6 +121,16 @@ async fn invalid_order_bodies_are_refused_naming_each_field() {
             ("currency", "INVALID_FORMAT"),
         ),
         (
+            "currency that ISO 4217 does not know",
+            with(&|b| b["currency"] = json!("ZZZ")),
+            ("currency", "INVALID_VALUE"),
+        ),
+        (
+            "withdrawn currency",
+            with(&|b| b["currency"] = json!("HRK")),
+            ("currency", "INVALID_VALUE"),
+        ),
+        (
             "bad country",
             with(&|b| b["shipping_address"]["country"] = json!("Netherlands")),
             ("shipping_address.country", "INVALID_FORMAT"),

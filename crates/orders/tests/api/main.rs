@@ -6,6 +6,7 @@ mod boundary;
 mod create;
 mod helpers;
 mod idempotency;
+mod location;
 mod operations;
 mod preconditions;
 mod saga;

@@ -287,9 +287,13 @@ async fn drivers_see_and_report_only_their_own_shipments() {
     app.track(my_shipment, &customer, json!({"status": "picked_up"}))
         .await
         .expect_problem(StatusCode::FORBIDDEN, "FORBIDDEN");
-    app.get("/api/v1/shipments", Some(&customer))
-        .await
-        .expect_problem(StatusCode::FORBIDDEN, "FORBIDDEN");
+    let reply = app.get("/api/v1/shipments", Some(&customer)).await;
+    assert_eq!(
+        ids(reply.expect(StatusCode::OK)),
+        [my_shipment, their_shipment]
+    );
+    let reply = app.get("/api/v1/shipments", Some(&stranger)).await;
+    assert_eq!(ids(reply.expect(StatusCode::OK)), Vec::<Uuid>::new());
 
     // Reassigned before pickup, the shipment moves to the other driver's list.
     let reply = app
@@ -311,6 +315,78 @@ async fn drivers_see_and_report_only_their_own_shipments() {
     app.get(&format!("/api/v1/shipments/{my_shipment}"), Some(&mine))
         .await
         .expect_problem(StatusCode::NOT_FOUND, "NOT_FOUND");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_list_only_shipments_of_their_own_orders_whatever_they_filter_by() {
+    let app = spawn_app().await;
+    let (ada, bob) = (app.user(Role::Customer), app.user(Role::Customer));
+    let staff = app.user(Role::Dispatcher);
+    let (ada_driver, bob_driver) = (app.user(Role::Driver), app.user(Role::Driver));
+    let warehouse = Uuid::now_v7();
+    let ada_order = app.confirmed_order(&ada, warehouse, &[("SKU-A", 1)]).await;
+    let bob_order = app.confirmed_order(&bob, warehouse, &[("SKU-B", 1)]).await;
+    let ada_shipment = id_of(
+        &app.assigned_shipment(
+            &staff,
+            &ada_driver,
+            ada_order,
+            warehouse,
+            &[("SKU-A", 1)],
+            false,
+        )
+        .await,
+    );
+    let bob_shipment = id_of(
+        &app.assigned_shipment(
+            &staff,
+            &bob_driver,
+            bob_order,
+            warehouse,
+            &[("SKU-B", 1)],
+            false,
+        )
+        .await,
+    );
+
+    let reply = app.get("/api/v1/shipments", Some(&ada)).await;
+    assert_eq!(ids(reply.expect(StatusCode::OK)), [ada_shipment]);
+    let reply = app
+        .get(
+            &format!("/api/v1/shipments?customer_id={}", ada.id),
+            Some(&ada),
+        )
+        .await;
+    assert_eq!(ids(reply.expect(StatusCode::OK)), [ada_shipment]);
+    // No filter widens the list to someone else's shipments.
+    for widened in [
+        format!("customer_id={}", bob.id),
+        format!("customer_id={},{}", ada.id, bob.id),
+        format!("order_id={bob_order}"),
+        format!("driver_id={}", bob_driver.id),
+        format!(
+            "driver_id={},{}&order_id={ada_order},{bob_order}",
+            ada_driver.id, bob_driver.id
+        ),
+    ] {
+        let reply = app
+            .get(&format!("/api/v1/shipments?{widened}"), Some(&ada))
+            .await;
+        let found = ids(reply.expect(StatusCode::OK));
+        assert!(!found.contains(&bob_shipment), "{widened}: {found:?}");
+    }
+    app.get("/api/v1/shipments?customer_id=someone", Some(&ada))
+        .await
+        .expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED");
+
+    // Staff filter by customer.
+    let reply = app
+        .get(
+            &format!("/api/v1/shipments?customer_id={}", bob.id),
+            Some(&staff),
+        )
+        .await;
+    assert_eq!(ids(reply.expect(StatusCode::OK)), [bob_shipment]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

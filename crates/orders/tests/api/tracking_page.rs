@@ -1,11 +1,12 @@
 //! `GET /api/v1/track/{tracking_number}`: public, and without personal data.
 
 use platform::auth::Role;
-use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{id_of, spawn_app};
+use crate::helpers::{TestApp, id_of, ok, spawn_app};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_tracking_page_shows_status_and_events_without_personal_data() {
@@ -90,4 +91,117 @@ async fn the_public_tracking_page_shows_status_and_events_without_personal_data(
     app.get("/api/v1/track/LC0000000000000000", None)
         .await
         .expect_problem(StatusCode::NOT_FOUND, "NOT_FOUND");
+}
+
+/// The tracking page as raw text with its headers, asked for with `accept` (none when `None`).
+async fn page(
+    app: &TestApp,
+    number: &str,
+    accept: Option<&str>,
+) -> (StatusCode, HeaderMap, String) {
+    let mut request = app.request(Method::GET, &format!("/api/v1/track/{number}"), None);
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    let response = ok(request.send().await);
+    let (status, headers) = (response.status(), response.headers().clone());
+    (status, headers, ok(response.text().await))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_gets_the_tracking_page_as_escaped_html_and_everyone_else_json() {
+    let app = spawn_app().await;
+    let customer = app.user(Role::Customer);
+    let staff = app.user(Role::Dispatcher);
+    let driver = app.user(Role::Driver);
+    let warehouse = Uuid::now_v7();
+    let order_id = app
+        .confirmed_order(&customer, warehouse, &[("SKU-A", 1)])
+        .await;
+    let shipment = app
+        .assigned_shipment(&staff, &driver, order_id, warehouse, &[("SKU-A", 1)], false)
+        .await;
+    let number = shipment["tracking_number"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    app.track(
+        id_of(&shipment),
+        &driver,
+        json!({
+            "status": "picked_up",
+            "description": "left with Jane Doe",
+            "location": {"lat": 52.37, "lng": 4.89, "city": "<script>alert('x')</script> & Co", "country": "NL"},
+        }),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+
+    let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let (status, headers, html) = page(&app, &number, Some(browser)).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    assert!(
+        header("content-type").starts_with("text/html"),
+        "{headers:?}"
+    );
+    assert!(
+        header("vary").to_ascii_lowercase().contains("accept"),
+        "{headers:?}"
+    );
+    assert!(
+        header("content-security-policy").contains("default-src 'none'"),
+        "{headers:?}"
+    );
+    assert!(html.starts_with("<!doctype html>"), "{html}");
+    assert!(html.contains(&format!("Shipment {number}")), "{html}");
+    assert!(html.contains("<strong>Picked up</strong>"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; Co, NL"),
+        "{html}"
+    );
+    assert!(!html.contains("<script"), "{html}");
+    for secret in [
+        "Jane Doe",
+        "Ada Lovelace",
+        "52.37",
+        "4.89",
+        &customer.id.to_string(),
+        &driver.id.to_string(),
+        &order_id.to_string(),
+        &warehouse.to_string(),
+    ] {
+        assert!(
+            !html.contains(secret),
+            "the HTML page shows {secret}: {html}"
+        );
+    }
+
+    for accept in [
+        None,
+        Some("*/*"),
+        Some("application/json"),
+        Some("text/html;q=0.5, application/json"),
+    ] {
+        let (status, headers, text) = page(&app, &number, accept).await;
+        assert_eq!(status, StatusCode::OK, "{accept:?}: {text}");
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+        assert_eq!(content_type, Some("application/json"), "{accept:?}");
+        assert!(headers.get("vary").is_some(), "{accept:?}: {headers:?}");
+        let body: serde_json::Value = ok(serde_json::from_str(&text));
+        assert_eq!(body["status"], "picked_up", "{accept:?}");
+    }
+
+    // An unknown number is a problem+json 404 whatever was asked for.
+    let (status, headers, _) = page(&app, "LC0000000000000000", Some(browser)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
 }

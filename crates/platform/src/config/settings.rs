@@ -552,13 +552,9 @@ impl Settings {
             "must be at least 1024",
         );
         check(
-            orders.default_currency.len() == 3
-                && orders
-                    .default_currency
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase()),
+            crate::currency::is_active(&orders.default_currency),
             "orders.default_currency",
-            "must be an ISO 4217 code of three uppercase letters",
+            "must be an active ISO 4217 code, such as EUR",
         );
         check(
             orders.pending_ttl_secs >= 1,

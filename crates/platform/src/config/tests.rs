@@ -228,6 +228,16 @@ fn every_bad_key_is_reported_with_its_rule_and_value() {
 }
 
 #[test]
+fn the_default_currency_must_be_an_active_iso_4217_code() {
+    for bad in ["ZZZ", "HRK", "eur"] {
+        let found = issues(&sources(&[("LOGICORE_ORDERS__DEFAULT_CURRENCY", bad)]));
+        let keys: Vec<&str> = found.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["orders.default_currency"], "{bad}");
+    }
+    load_ok(&sources(&[("LOGICORE_ORDERS__DEFAULT_CURRENCY", "USD")]));
+}
+
+#[test]
 fn values_of_the_wrong_type_are_reported_before_typing() {
     let found = issues(&sources(&[("DB_PORT", "five"), ("GATEWAY_PORT", "x")]));
     let keys: Vec<&str> = found.iter().map(|i| i.key.as_str()).collect();

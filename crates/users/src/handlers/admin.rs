@@ -1,8 +1,9 @@
 //! `/api/v1/users` and `/api/v1/users/{id}`: account administration.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use platform::auth::{AuthUser, Role};
+use platform::created::Created;
 use platform::extract::{Json, Path, Query, Validate};
 use platform::pagination::{Page, PageParams};
 use platform::{FieldError, Problem};
@@ -14,8 +15,8 @@ use crate::cached;
 use crate::changes;
 use crate::domain::{FullName, NewAccount, UserStatus, collect};
 use crate::error::UsersError;
-use crate::handlers::absent_or_nullable;
 use crate::handlers::me::parse_phone;
+use crate::handlers::{USERS, absent_or_nullable};
 use crate::models::UserView;
 use crate::repo::{self, UserFilter, UserPatch};
 use crate::sessions::{self, current_user};
@@ -182,7 +183,8 @@ impl Validate for ListUsersQuery {
     tag = "users",
     security(("bearer_auth" = [])),
     responses(
-        (status = 201, description = "Created; `Location` names the new user", body = UserView),
+        (status = 201, description = "Created", body = UserView,
+            headers(("Location" = String, description = "The new user's path"))),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`EMAIL_TAKEN`", body = Problem, content_type = "application/problem+json"),
@@ -193,15 +195,11 @@ pub async fn create_user(
     State(state): State<AppState>,
     auth: AuthUser,
     Json(body): Json<CreateUserRequest>,
-) -> Result<(StatusCode, HeaderMap, axum::Json<UserView>), UsersError> {
+) -> Result<Created<UserView>, UsersError> {
     current_user(&state, &auth, ADMIN).await?;
     let account = body.parse().map_err(UsersError::Validation)?;
     let user = sessions::create_user(&state, account, body.role).await?;
-    let mut headers = HeaderMap::new();
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/users/{}", user.id)) {
-        headers.insert(header::LOCATION, location);
-    }
-    Ok((StatusCode::CREATED, headers, axum::Json(user.into())))
+    Ok(Created::new(USERS, user.id, user.into()))
 }
 
 /// Lists accounts in creation order.

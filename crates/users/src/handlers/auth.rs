@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use platform::auth::{AuthUser, Role};
+use platform::created::Created;
 use platform::extract::{Json, Validate};
 use platform::{FieldError, Problem};
 use serde::Deserialize;
@@ -10,6 +11,7 @@ use utoipa::ToSchema;
 
 use crate::domain::NewAccount;
 use crate::error::UsersError;
+use crate::handlers::USERS;
 use crate::models::TokenResponse;
 use crate::sessions;
 use crate::state::AppState;
@@ -79,7 +81,8 @@ impl Validate for RefreshTokenRequest {
     path = "/api/v1/auth/register",
     tag = "auth",
     responses(
-        (status = 201, description = "Account created and signed in", body = TokenResponse),
+        (status = 201, description = "Account created and signed in", body = TokenResponse,
+            headers(("Location" = String, description = "The new user's path"))),
         (status = 409, description = "`EMAIL_TAKEN`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`VALIDATION_FAILED`; a weak password is `WEAK_PASSWORD` on `password`", body = Problem, content_type = "application/problem+json"),
     )
@@ -87,11 +90,11 @@ impl Validate for RefreshTokenRequest {
 pub async fn register(
     State(state): State<AppState>,
     Json(body): Json<RegisterRequest>,
-) -> Result<(StatusCode, axum::Json<TokenResponse>), UsersError> {
+) -> Result<Created<TokenResponse>, UsersError> {
     let account = body.parse().map_err(UsersError::Validation)?;
     let user = sessions::create_user(&state, account, Role::Customer).await?;
     let tokens = sessions::start_session(&state, user).await?;
-    Ok((StatusCode::CREATED, axum::Json(tokens)))
+    Ok(Created::new(USERS, tokens.user.id, tokens))
 }
 
 /// Signs in with email and password.

@@ -13,7 +13,14 @@ async fn registering_returns_a_session_and_a_customer_profile() {
         "phone": "+44 20 7946 0958",
     });
     let response = app.post("/api/v1/auth/register", None, &body).await;
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let tokens = expect(response, StatusCode::CREATED).await;
+    let id = tokens["user"]["id"].as_str().unwrap_or_default();
+    assert_eq!(location, Some(format!("/api/v1/users/{id}")));
 
     assert_eq!(tokens["token_type"], "Bearer");
     assert_eq!(tokens["expires_in"], 900);
