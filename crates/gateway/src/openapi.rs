@@ -15,6 +15,29 @@ pub(crate) const SPEC_PATH: &str = "/openapi.json";
 fn gateway_document() -> serde_json::Value {
     let text = |description: &str| json!({ "description": description, "content": { "text/plain": { "schema": { "type": "string" } } } });
     let object = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": { "type": "object" } } } });
+    let problem = |description: &str| json!({ "description": description, "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } });
+    // `/admin/*` is served on the admin listener, not on this port: each path names that server.
+    let admin = |method: &str, operation_id: &str, summary: &str, ok: serde_json::Value| {
+        json!({
+            "servers": [{
+                "url": "http://{host}:{admin_port}",
+                "description": "the gateway's admin listener (`gateway.admin_port`)",
+                "variables": {
+                    "host": { "default": "127.0.0.1", "description": "`service.host`" },
+                    "admin_port": { "default": "9901", "description": "`gateway.admin_port`" }
+                }
+            }],
+            method: {
+                "tags": ["admin"], "operationId": operation_id, "summary": summary,
+                "security": [{ "bearer_auth": [] }],
+                "responses": {
+                    "200": ok,
+                    "401": problem("`UNAUTHORIZED`: the bearer token is missing, invalid, expired or revoked"),
+                    "403": problem("`FORBIDDEN`: the caller is not an admin")
+                }
+            }
+        })
+    };
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -23,7 +46,12 @@ fn gateway_document() -> serde_json::Value {
             "description": "Every LogiCore service behind one gateway. Send `Authorization: Bearer <access_token>` \
                 except on public routes; errors are `application/problem+json` (RFC 9457).",
         },
-        "tags": [{ "name": "operations", "description": "Liveness, readiness, metrics and this document" }],
+        "tags": [
+            { "name": "operations", "description": "Liveness, readiness, metrics and this document" },
+            { "name": "admin", "description": "Operator routes on the gateway's admin listener \
+                (`gateway.admin_port`, default 9901, bound to `service.host`), never on the public port; an admin \
+                token is required" }
+        ],
         "components": {
             "securitySchemes": {
                 "bearer_auth": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" }
@@ -47,6 +75,12 @@ fn gateway_document() -> serde_json::Value {
                 "tags": ["operations"], "operationId": "gateway_metrics", "summary": "Prometheus metrics",
                 "responses": { "200": text("Prometheus text exposition format 0.0.4") }
             }},
+            "/admin/circuit-breakers": admin("get", "gateway_admin_circuit_breakers", "Every upstream's circuit breaker",
+                object("each upstream's breaker state and counts")),
+            "/admin/config": admin("get", "gateway_admin_config", "The effective configuration, secrets masked",
+                object("every setting with its value and source")),
+            "/admin/config/reload": admin("post", "gateway_admin_config_reload", "Reloads the configuration file",
+                object("the outcome: which settings changed, or why the file was refused")),
             "/openapi.json": { "get": {
                 "tags": ["operations"], "operationId": "gateway_openapi", "summary": "This document",
                 "responses": { "200": object("the merged OpenAPI 3.1 document") }
@@ -61,6 +95,7 @@ pub(crate) fn merged(specs: Vec<OpenApi>) -> Result<OpenApi, GatewayError> {
     let mut merged: OpenApi = serde_json::from_value(gateway_document()).map_err(|e| {
         GatewayError::config("openapi", format!("the gateway document is invalid: {e}"))
     })?;
+    platform::openapi::add_problem_schemas(&mut merged);
     for spec in specs {
         merged.merge(spec);
     }
@@ -87,7 +122,15 @@ mod tests {
     #[test]
     fn the_gateway_document_is_valid_openapi_with_the_operations_routes() {
         let spec = merged(Vec::new()).unwrap_or_else(|e| panic!("{e}"));
-        for path in ["/health", "/readyz", "/metrics", "/openapi.json"] {
+        for path in [
+            "/health",
+            "/readyz",
+            "/metrics",
+            "/openapi.json",
+            "/admin/circuit-breakers",
+            "/admin/config",
+            "/admin/config/reload",
+        ] {
             assert!(spec.paths.get_path_item(path).is_some(), "{path} missing");
         }
     }

@@ -60,7 +60,8 @@ fn count(value: i64, field: &str) -> Result<i32, platform::FieldError> {
     domain::quantity(value, field, 0)
 }
 
-#[utoipa::path(post, path = "/api/v1/inventory/products", tag = "inventory",
+/// Creates a product.
+#[utoipa::path(post, path = "/api/v1/inventory/products", operation_id = "create_product", tag = "inventory",
     request_body = CreateProduct, security(("bearer_auth" = [])),
     responses((status = 201, body = Product), (status = 409, body = platform::Problem,
         description = "SKU_TAKEN"), (status = 422, body = platform::Problem)))]
@@ -96,7 +97,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(product)))
 }
 
-#[utoipa::path(get, path = "/api/v1/inventory/products", tag = "inventory",
+/// Lists products, by SKU or by name.
+#[utoipa::path(get, path = "/api/v1/inventory/products", operation_id = "list_products", tag = "inventory",
     params(ProductQuery), security(("bearer_auth" = [])),
     responses((status = 200, body = Page<Product>), (status = 422, body = platform::Problem)))]
 pub async fn list(
@@ -125,7 +127,8 @@ pub async fn list(
     Ok(axum::Json(Page::from_rows(rows, page.limit(), |p| p.id)))
 }
 
-#[utoipa::path(get, path = "/api/v1/inventory/products/{id}", tag = "inventory",
+/// One product.
+#[utoipa::path(get, path = "/api/v1/inventory/products/{id}", operation_id = "get_product", tag = "inventory",
     params(("id" = uuid::Uuid, Path)), security(("bearer_auth" = [])),
     responses((status = 200, body = Product), (status = 404, body = platform::Problem)))]
 pub async fn get(
@@ -140,7 +143,8 @@ pub async fn get(
     Ok(axum::Json(product))
 }
 
-#[utoipa::path(patch, path = "/api/v1/inventory/products/{id}", tag = "inventory",
+/// Changes a product.
+#[utoipa::path(patch, path = "/api/v1/inventory/products/{id}", operation_id = "update_product", tag = "inventory",
     params(("id" = uuid::Uuid, Path)), request_body = UpdateProduct, security(("bearer_auth" = [])),
     responses((status = 200, body = Product), (status = 404, body = platform::Problem),
         (status = 409, body = platform::Problem, description = "BACKORDERS_OUTSTANDING"),

@@ -42,7 +42,8 @@ pub struct LineRequest {
 
 platform::validated_by_parsing!(CreateReservation);
 
-#[utoipa::path(post, path = "/api/v1/inventory/reservations", tag = "inventory",
+/// Reserves stock for an order, all lines or none.
+#[utoipa::path(post, path = "/api/v1/inventory/reservations", operation_id = "create_reservation", tag = "inventory",
     request_body = CreateReservation, security(("bearer_auth" = [])),
     responses((status = 201, body = Reservation, description = "reserved"),
         (status = 200, body = Reservation, description = "the order already had this reservation"),
@@ -114,7 +115,8 @@ pub async fn create(
     Ok((status, axum::Json(reservation)))
 }
 
-#[utoipa::path(get, path = "/api/v1/inventory/reservations/{id}", tag = "inventory",
+/// One reservation.
+#[utoipa::path(get, path = "/api/v1/inventory/reservations/{id}", operation_id = "get_reservation", tag = "inventory",
     params(("id" = uuid::Uuid, Path)), security(("bearer_auth" = [])),
     responses((status = 200, body = Reservation), (status = 404, body = platform::Problem)))]
 pub async fn get(
@@ -129,7 +131,8 @@ pub async fn get(
     Ok(axum::Json(reservation))
 }
 
-#[utoipa::path(post, path = "/api/v1/inventory/reservations/{id}/release", tag = "inventory",
+/// Releases a held reservation.
+#[utoipa::path(post, path = "/api/v1/inventory/reservations/{id}/release", operation_id = "release_reservation", tag = "inventory",
     params(("id" = uuid::Uuid, Path)), security(("bearer_auth" = [])),
     responses((status = 200, body = Reservation, description = "released (or already released or expired)"),
         (status = 404, body = platform::Problem),

@@ -22,7 +22,8 @@ use crate::repo::stock::{self, Adjustment, AdjustmentResult, Transfer, TransferR
 use crate::repo::warehouses;
 use crate::state::{AppState, Manager, Staff};
 
-#[utoipa::path(get, path = "/api/v1/inventory/products/{id}/availability", tag = "inventory",
+/// A product's stock per warehouse and in total.
+#[utoipa::path(get, path = "/api/v1/inventory/products/{id}/availability", operation_id = "get_availability", tag = "inventory",
     params(("id" = uuid::Uuid, Path)), security(("bearer_auth" = [])),
     responses((status = 200, body = Availability), (status = 404, body = platform::Problem)))]
 pub async fn availability(
@@ -54,7 +55,8 @@ pub struct LevelQuery {
     pub below_reorder: Option<bool>,
 }
 
-#[utoipa::path(get, path = "/api/v1/inventory/stock-levels", tag = "inventory",
+/// Stock levels per product and warehouse.
+#[utoipa::path(get, path = "/api/v1/inventory/stock-levels", operation_id = "list_stock_levels", tag = "inventory",
     params(LevelQuery), security(("bearer_auth" = [])),
     responses((status = 200, body = Page<StockLevel>), (status = 422, body = platform::Problem)))]
 pub async fn stock_levels(
@@ -98,7 +100,8 @@ pub struct MovementQuery {
     pub until: Option<DateTime<Utc>>,
 }
 
-#[utoipa::path(get, path = "/api/v1/inventory/movements", tag = "inventory",
+/// The stock ledger.
+#[utoipa::path(get, path = "/api/v1/inventory/movements", operation_id = "list_movements", tag = "inventory",
     params(MovementQuery), security(("bearer_auth" = [])),
     responses((status = 200, body = Page<Movement>), (status = 422, body = platform::Problem)))]
 pub async fn movements(
@@ -165,7 +168,8 @@ pub struct CreateTransfer {
 
 platform::validated_by_parsing!(LevelQuery, MovementQuery, CreateAdjustment, CreateTransfer);
 
-#[utoipa::path(post, path = "/api/v1/inventory/adjustments", tag = "inventory",
+/// Adjusts the stock of a SKU in a warehouse.
+#[utoipa::path(post, path = "/api/v1/inventory/adjustments", operation_id = "create_adjustment", tag = "inventory",
     request_body = CreateAdjustment, security(("bearer_auth" = [])),
     responses((status = 201, body = AdjustmentResult),
         (status = 409, body = platform::Problem, description = "NEGATIVE_STOCK or STOCK_BELOW_RESERVED"),
@@ -213,7 +217,8 @@ pub async fn adjust(
     Ok((StatusCode::CREATED, axum::Json(result)))
 }
 
-#[utoipa::path(post, path = "/api/v1/inventory/transfers", tag = "inventory",
+/// Moves stock between two warehouses at once.
+#[utoipa::path(post, path = "/api/v1/inventory/transfers", operation_id = "create_transfer", tag = "inventory",
     request_body = CreateTransfer, security(("bearer_auth" = [])),
     responses((status = 201, body = TransferResult),
         (status = 409, body = platform::Problem, description = "INSUFFICIENT_STOCK with short_lines"),

@@ -61,7 +61,8 @@ fn priority(value: i64) -> Result<i32, platform::FieldError> {
         })
 }
 
-#[utoipa::path(post, path = "/api/v1/inventory/warehouses", tag = "inventory",
+/// Creates a warehouse.
+#[utoipa::path(post, path = "/api/v1/inventory/warehouses", operation_id = "create_warehouse", tag = "inventory",
     request_body = CreateWarehouse, security(("bearer_auth" = [])),
     responses((status = 201, body = Warehouse), (status = 409, body = platform::Problem,
         description = "WAREHOUSE_CODE_TAKEN"), (status = 422, body = platform::Problem)))]
@@ -95,7 +96,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(warehouse)))
 }
 
-#[utoipa::path(get, path = "/api/v1/inventory/warehouses", tag = "inventory",
+/// Lists warehouses.
+#[utoipa::path(get, path = "/api/v1/inventory/warehouses", operation_id = "list_warehouses", tag = "inventory",
     params(WarehouseQuery), security(("bearer_auth" = [])),
     responses((status = 200, body = Page<Warehouse>), (status = 422, body = platform::Problem)))]
 pub async fn list(
@@ -117,7 +119,8 @@ pub async fn list(
     Ok(axum::Json(Page::from_rows(rows, page.limit(), |w| w.id)))
 }
 
-#[utoipa::path(get, path = "/api/v1/inventory/warehouses/{id}", tag = "inventory",
+/// One warehouse.
+#[utoipa::path(get, path = "/api/v1/inventory/warehouses/{id}", operation_id = "get_warehouse", tag = "inventory",
     params(("id" = uuid::Uuid, Path)), security(("bearer_auth" = [])),
     responses((status = 200, body = Warehouse), (status = 404, body = platform::Problem)))]
 pub async fn get(
@@ -132,7 +135,8 @@ pub async fn get(
     Ok(axum::Json(warehouse))
 }
 
-#[utoipa::path(patch, path = "/api/v1/inventory/warehouses/{id}", tag = "inventory",
+/// Changes a warehouse.
+#[utoipa::path(patch, path = "/api/v1/inventory/warehouses/{id}", operation_id = "update_warehouse", tag = "inventory",
     params(("id" = uuid::Uuid, Path)), request_body = UpdateWarehouse, security(("bearer_auth" = [])),
     responses((status = 200, body = Warehouse), (status = 404, body = platform::Problem),
         (status = 422, body = platform::Problem)))]

@@ -173,7 +173,8 @@ fn new_order(
     })
 }
 
-#[utoipa::path(post, path = "/api/v1/orders", tag = "orders", request_body = CreateOrder,
+/// Places an order.
+#[utoipa::path(post, path = "/api/v1/orders", operation_id = "create_order", tag = "orders", request_body = CreateOrder,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat")),
     security(("bearer_auth" = [])),
     responses((status = 201, body = OrderView, description = "created, pending until inventory answers"),
@@ -221,7 +222,8 @@ async fn visible(state: &AppState, caller: Caller, id: Uuid) -> Result<OrderView
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders",
+/// One order with its lines.
+#[utoipa::path(get, path = "/api/v1/orders/{id}", operation_id = "get_order", tag = "orders",
     params(("id" = Uuid, Path, description = "The order's id")), security(("bearer_auth" = [])),
     responses((status = 200, body = OrderView, description = "with an ETag of its version"),
         (status = 404, body = platform::Problem)))]
@@ -236,7 +238,8 @@ pub async fn get(
     Ok((headers, axum::Json(order)))
 }
 
-#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", params(OrderQuery),
+/// Lists orders: a customer's own, or any for staff.
+#[utoipa::path(get, path = "/api/v1/orders", operation_id = "list_orders", tag = "orders", params(OrderQuery),
     security(("bearer_auth" = [])),
     responses((status = 200, body = Page<OrderView>), (status = 403, body = platform::Problem),
         (status = 422, body = platform::Problem)))]
@@ -284,7 +287,8 @@ pub async fn list(
     Ok(axum::Json(Page::from_rows(rows, page.limit(), |o| o.id)))
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", request_body = CancelOrder,
+/// Cancels an order and releases its stock.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", operation_id = "cancel_order", tag = "orders", request_body = CancelOrder,
     params(("id" = Uuid, Path, description = "The order's id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat"),
         ("If-Match" = Option<String>, Header, description = "Cancel only if the order is still at this ETag")),
@@ -331,7 +335,8 @@ pub async fn cancel(
     idempotent::run(&state, caller.id(), key, run).await
 }
 
-#[utoipa::path(get, path = "/api/v1/orders/{id}/events", tag = "orders",
+/// An order's timeline.
+#[utoipa::path(get, path = "/api/v1/orders/{id}/events", operation_id = "list_order_events", tag = "orders",
     params(("id" = Uuid, Path, description = "The order's id"), TimelineQuery),
     security(("bearer_auth" = [])),
     responses((status = 200, body = Page<TimelineEntry>, description = "oldest first"),

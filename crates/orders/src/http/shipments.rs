@@ -115,7 +115,8 @@ fn staff_only(caller: Caller, what: &'static str) -> Result<(), OrdersError> {
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/shipments", tag = "shipments", request_body = CreateShipment,
+/// Ships lines of an order.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/shipments", operation_id = "create_shipment", tag = "shipments", request_body = CreateShipment,
     params(("id" = Uuid, Path, description = "The order's id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat")),
     security(("bearer_auth" = [])),
@@ -159,7 +160,8 @@ pub async fn create(
     idempotent::run(&state, caller.id(), key, run).await
 }
 
-#[utoipa::path(get, path = "/api/v1/shipments", tag = "shipments", params(ShipmentQuery),
+/// Lists shipments.
+#[utoipa::path(get, path = "/api/v1/shipments", operation_id = "list_shipments", tag = "shipments", params(ShipmentQuery),
     security(("bearer_auth" = [])),
     responses((status = 200, body = Page<ShipmentView>), (status = 403, body = platform::Problem),
         (status = 422, body = platform::Problem)))]
@@ -235,7 +237,8 @@ async fn visible(state: &AppState, caller: Caller, id: Uuid) -> Result<ShipmentV
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/shipments/{id}", tag = "shipments",
+/// One shipment.
+#[utoipa::path(get, path = "/api/v1/shipments/{id}", operation_id = "get_shipment", tag = "shipments",
     params(("id" = Uuid, Path, description = "The shipment's id")), security(("bearer_auth" = [])),
     responses((status = 200, body = ShipmentView, description = "with an ETag of its version"),
         (status = 404, body = platform::Problem)))]
@@ -250,7 +253,8 @@ pub async fn get(
     Ok((headers, axum::Json(shipment)))
 }
 
-#[utoipa::path(post, path = "/api/v1/shipments/{id}/assign", tag = "shipments", request_body = AssignShipment,
+/// Assigns a shipment to a driver.
+#[utoipa::path(post, path = "/api/v1/shipments/{id}/assign", operation_id = "assign_shipment", tag = "shipments", request_body = AssignShipment,
     params(("id" = Uuid, Path, description = "The shipment's id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat"),
         ("If-Match" = Option<String>, Header, description = "Only if the shipment is still at this ETag")),
@@ -284,7 +288,8 @@ pub async fn assign(
     idempotent::run(&state, caller.id(), key, run).await
 }
 
-#[utoipa::path(post, path = "/api/v1/shipments/{id}/cancel", tag = "shipments", request_body = CancelShipment,
+/// Cancels a shipment before pickup.
+#[utoipa::path(post, path = "/api/v1/shipments/{id}/cancel", operation_id = "cancel_shipment", tag = "shipments", request_body = CancelShipment,
     params(("id" = Uuid, Path, description = "The shipment's id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat"),
         ("If-Match" = Option<String>, Header, description = "Only if the shipment is still at this ETag")),
@@ -424,7 +429,8 @@ fn tracking_request(
     })
 }
 
-#[utoipa::path(post, path = "/api/v1/shipments/{id}/tracking-events", tag = "shipments",
+/// Reports a tracking event of a shipment.
+#[utoipa::path(post, path = "/api/v1/shipments/{id}/tracking-events", operation_id = "create_tracking_event", tag = "shipments",
     request_body = CreateTrackingEvent,
     params(("id" = Uuid, Path, description = "The shipment's id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat"),
@@ -461,7 +467,8 @@ pub async fn add_tracking_event(
     idempotent::run(&state, caller.id(), key, run).await
 }
 
-#[utoipa::path(get, path = "/api/v1/shipments/{id}/tracking-events", tag = "shipments",
+/// A shipment's tracking events.
+#[utoipa::path(get, path = "/api/v1/shipments/{id}/tracking-events", operation_id = "list_tracking_events", tag = "shipments",
     params(("id" = Uuid, Path, description = "The shipment's id")), security(("bearer_auth" = [])),
     responses((status = 200, body = Vec<TrackingEventView>, description = "in the order they happened"),
         (status = 403, body = platform::Problem), (status = 404, body = platform::Problem)))]
@@ -482,7 +489,8 @@ pub async fn tracking_events(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/shipments/{id}/proof", tag = "shipments", request_body = CreateProof,
+/// Records the proof of delivery.
+#[utoipa::path(post, path = "/api/v1/shipments/{id}/proof", operation_id = "create_proof", tag = "shipments", request_body = CreateProof,
     params(("id" = Uuid, Path, description = "The shipment's id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat")),
     security(("bearer_auth" = [])),
