@@ -12,6 +12,7 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, PartialSchema, ToSchema};
 
+use crate::idempotency::KEY_MAX;
 use crate::pagination::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::problem::{FieldError, PROBLEM_CONTENT_TYPE, Problem};
 
@@ -103,8 +104,12 @@ fn complete_operation(operation: &mut Operation, service: &str) {
         .iter()
         .any(|p| p.parameter_in == ParameterIn::Path);
     let has_parameters = !parameters.is_empty();
+    let conditional = parameters.iter().any(|p| {
+        p.parameter_in == ParameterIn::Header && p.name.eq_ignore_ascii_case("if-match")
+    });
     for parameter in parameters {
         constrain_paging(parameter);
+        constrain_idempotency_key(parameter);
     }
     let has_body = operation.request_body.is_some();
     let authenticated = operation
@@ -125,6 +130,9 @@ fn complete_operation(operation: &mut Operation, service: &str) {
     if has_body {
         standard.push((413, "`PAYLOAD_TOO_LARGE`: the body is larger than the service accepts"));
         standard.push((415, "`UNSUPPORTED_MEDIA_TYPE`: the body is not `application/json`"));
+    }
+    if conditional {
+        standard.push((412, "`PRECONDITION_FAILED`: `If-Match` names another version than the current one"));
     }
     if has_path_parameter {
         standard.push((404, "`NOT_FOUND`: nothing has this id (an id that is not a UUID names nothing either)"));
@@ -178,6 +186,21 @@ fn problem_response(response: &mut Response, retry_after: bool) {
     }
 }
 
+/// The `Idempotency-Key` header, described by the rule [`crate::idempotency`] checks.
+fn constrain_idempotency_key(parameter: &mut Parameter) {
+    if parameter.parameter_in != ParameterIn::Header
+        || !parameter.name.eq_ignore_ascii_case("idempotency-key")
+    {
+        return;
+    }
+    let schema = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(KEY_MAX))
+        .pattern(Some("^[ -~]*[!-~][ -~]*$"));
+    parameter.schema = Some(RefOr::T(schema.into()));
+}
+
 /// `limit` and `cursor`, the query parameters of every list, described by the rule that checks them.
 fn constrain_paging(parameter: &mut Parameter) {
     if parameter.parameter_in != ParameterIn::Query {
@@ -191,9 +214,11 @@ fn constrain_paging(parameter: &mut Parameter) {
             .maximum(Some(MAX_LIMIT))
             .default(Some(DEFAULT_LIMIT.into()))
             .into(),
+        // A cursor is a row id in unpadded base64url: 22 characters, the last one carrying only two bits.
         "cursor" => ObjectBuilder::new()
             .schema_type(Type::String)
             .min_length(Some(1))
+            .pattern(Some("^[A-Za-z0-9_-]{21}[AQgw]$"))
             .into(),
         _ => return,
     };
@@ -277,5 +302,9 @@ mod tests {
         assert_eq!(parameters[0]["schema"]["maximum"], MAX_LIMIT);
         assert_eq!(parameters[0]["schema"]["default"], DEFAULT_LIMIT);
         assert_eq!(parameters[1]["schema"]["minLength"], 1);
+        let cursor = crate::pagination::encode_cursor(uuid::Uuid::now_v7());
+        let pattern = parameters[1]["schema"]["pattern"].as_str().unwrap();
+        assert_eq!(pattern, "^[A-Za-z0-9_-]{21}[AQgw]$");
+        assert!(cursor.len() == 22 && "AQgw".contains(&cursor[21..]), "{cursor}");
     }
 }

@@ -19,10 +19,14 @@ use crate::state::{AppState, Manager};
 #[serde(deny_unknown_fields)]
 pub struct CreateProduct {
     /// 1-64 letters, digits, `-`, `_`, `.`, `/`; unique, case-sensitive.
+    #[schema(pattern = r"^\s*[A-Za-z0-9._/-]{1,64}\s*$")]
     pub sku: String,
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*$")]
     pub name: String,
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub weight_grams: Option<i64>,
     /// Default 0.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub reorder_point: Option<i64>,
     /// Default false.
     pub allow_backorder: Option<bool>,
@@ -32,11 +36,13 @@ pub struct CreateProduct {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProduct {
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*$")]
     pub name: Option<String>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000)]
     pub weight_grams: Option<Option<i64>>,
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub reorder_point: Option<i64>,
     pub allow_backorder: Option<bool>,
 }

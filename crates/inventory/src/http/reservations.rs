@@ -27,16 +27,20 @@ pub struct CreateReservation {
     /// Reserving again for the same order returns the first reservation.
     pub order_id: Uuid,
     /// 1-200 lines; a sku may repeat (quantities add up).
+    #[schema(min_items = 1, max_items = 200)]
     pub lines: Vec<LineRequest>,
     /// How long the hold lasts unless committed; default from configuration (15 minutes).
+    #[schema(minimum = 1)]
     pub ttl_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineRequest {
+    #[schema(pattern = r"^\s*[A-Za-z0-9._/-]{1,64}\s*$")]
     pub sku: String,
     /// At least 1.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub quantity: i64,
 }
 

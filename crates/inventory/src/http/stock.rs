@@ -147,22 +147,28 @@ pub async fn movements(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAdjustment {
+    #[schema(pattern = r"^\s*[A-Za-z0-9._/-]{1,64}\s*$")]
     pub sku: String,
     pub warehouse_id: Uuid,
     /// Non-zero change of on_hand.
+    #[schema(minimum = -1_000_000_000, maximum = 1_000_000_000)]
     pub delta: i64,
     /// receipt, adjustment, count, return or damage.
+    #[schema(pattern = r"^(receipt|adjustment|count|return|damage)$")]
     pub reason: String,
+    #[schema(max_length = 1000, pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*$")]
     pub note: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTransfer {
+    #[schema(pattern = r"^\s*[A-Za-z0-9._/-]{1,64}\s*$")]
     pub sku: String,
     pub from_warehouse_id: Uuid,
     pub to_warehouse_id: Uuid,
     /// At least 1; at most what is available (unreserved) at the source.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub quantity: i64,
 }
 

@@ -21,18 +21,25 @@ const DEFAULT_PRIORITY: i32 = 100;
 #[serde(deny_unknown_fields)]
 pub struct CreateWarehouse {
     /// 1-32 letters, digits, `-`, `_`; stored uppercase, unique.
+    #[schema(pattern = r"^\s*[A-Za-z0-9_-]{1,32}\s*$")]
     pub code: String,
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*$")]
     pub name: String,
+    #[schema(max_length = 500, pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*$")]
     pub address: String,
     /// 0-1000000; reservations draw from the lowest number first. Default 100.
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub priority: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWarehouse {
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*$")]
     pub name: Option<String>,
+    #[schema(max_length = 500, pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*$")]
     pub address: Option<String>,
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub priority: Option<i64>,
     /// Inactive warehouses are never reserved from.
     pub active: Option<bool>,

@@ -33,8 +33,10 @@ pub struct CreateOrder {
     /// Staff order for this customer (required for them); a customer may only name themselves.
     pub customer_id: Option<Uuid>,
     /// 1-100 lines, each sku once.
+    #[schema(min_items = 1, max_items = 100)]
     pub lines: Vec<CreateLine>,
     /// ISO 4217; the configured default (EUR) when absent.
+    #[schema(pattern = r"^[A-Z]{3}$")]
     pub currency: Option<String>,
     pub shipping_address: Address,
 }
@@ -42,10 +44,13 @@ pub struct CreateOrder {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLine {
+    #[schema(pattern = r"^\s*[A-Za-z0-9._/-]{1,64}\s*$")]
     pub sku: String,
     /// 1-100000.
+    #[schema(minimum = 1, maximum = 100_000)]
     pub quantity: i64,
     /// Minor units, ≥ 0.
+    #[schema(minimum = 0, maximum = 100_000_000_000_f64)]
     pub unit_price: Option<i64>,
 }
 
@@ -53,6 +58,7 @@ pub struct CreateLine {
 #[serde(deny_unknown_fields)]
 pub struct CancelOrder {
     /// Why; kept in the timeline and the `order.cancelled` event.
+    #[schema(max_length = 500, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub reason: Option<String>,
 }
 

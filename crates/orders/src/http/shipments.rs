@@ -34,6 +34,7 @@ const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 pub struct CreateShipment {
     /// Where it leaves from: inventory must hold the lines there for the order.
     pub warehouse_id: Uuid,
+    #[schema(min_items = 1, max_items = 100)]
     pub lines: Vec<ShipmentLineInput>,
     /// Whether `delivered` needs a proof first; the configured default when absent.
     pub proof_required: Option<bool>,
@@ -42,7 +43,9 @@ pub struct CreateShipment {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShipmentLineInput {
+    #[schema(pattern = r"^\s*[A-Za-z0-9._/-]{1,64}\s*$")]
     pub sku: String,
+    #[schema(minimum = 1, maximum = 100_000)]
     pub quantity: i64,
 }
 
@@ -55,6 +58,7 @@ pub struct AssignShipment {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelShipment {
+    #[schema(max_length = 500, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub reason: Option<String>,
 }
 
@@ -62,9 +66,11 @@ pub struct CancelShipment {
 #[serde(deny_unknown_fields)]
 pub struct CreateTrackingEvent {
     /// `picked_up`, `in_transit`, `out_for_delivery`, `delivery_failed`, `delivered` or `returned`.
+    #[schema(pattern = r"^(picked_up|in_transit|out_for_delivery|delivery_failed|delivered|returned)$")]
     pub status: String,
     /// Required with `delivery_failed`, allowed with `returned`: `recipient_not_home`, `address_not_found`,
     /// `damaged`, `refused`, `access_denied`, `other`.
+    #[schema(pattern = r"^(recipient_not_home|address_not_found|damaged|refused|access_denied|other)$")]
     pub reason: Option<String>,
     pub description: Option<String>,
     pub location: Option<Location>,
@@ -78,6 +84,7 @@ pub struct CreateTrackingEvent {
 pub struct CreateProof {
     /// `signature`, `photo` or `scan`.
     #[serde(rename = "type")]
+    #[schema(pattern = r"^(signature|photo|scan)$")]
     pub kind: String,
     pub receiver_name: String,
     /// The signature's, photo's or scan's reference in the document store.
