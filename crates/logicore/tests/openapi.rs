@@ -103,7 +103,10 @@ async fn every_route_of_the_contract_is_in_the_served_document() {
         .map(|(method, path, _)| (method, path))
         .collect();
     let missing: Vec<_> = CONTRACT.iter().filter(|r| !served.contains(r)).collect();
-    assert!(missing.is_empty(), "missing from /openapi.json: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "missing from /openapi.json: {missing:?}"
+    );
     assert_eq!(spec["openapi"], "3.1.0");
 }
 
@@ -115,15 +118,23 @@ async fn every_operation_has_a_unique_id_a_summary_and_described_responses() {
     for (method, path, operation) in operations(&spec) {
         let name = format!("{} {path}", method.to_uppercase());
         match operation["operationId"].as_str() {
-            Some(id) if !ids.insert(id.to_owned()) => faults.push(format!("{name}: duplicate id {id}")),
+            Some(id) if !ids.insert(id.to_owned()) => {
+                faults.push(format!("{name}: duplicate id {id}"))
+            }
             Some(_) => {}
             None => faults.push(format!("{name}: no operationId")),
         }
-        if operation["summary"].as_str().is_none_or(|s| s.trim().is_empty()) {
+        if operation["summary"]
+            .as_str()
+            .is_none_or(|s| s.trim().is_empty())
+        {
             faults.push(format!("{name}: no summary"));
         }
         for (status, response) in operation["responses"].as_object().into_iter().flatten() {
-            if response["description"].as_str().is_none_or(|d| d.trim().is_empty()) {
+            if response["description"]
+                .as_str()
+                .is_none_or(|d| d.trim().is_empty())
+            {
                 faults.push(format!("{name} {status}: no description"));
             }
         }
@@ -143,7 +154,10 @@ async fn every_api_operation_documents_its_errors_as_problem_json() {
         let name = format!("{} {path}", method.to_uppercase());
         let responses = &operation["responses"];
         let mut expected = vec!["429", "503"];
-        if operation["security"].as_array().is_some_and(|s| !s.is_empty()) {
+        if operation["security"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+        {
             expected.extend(["401", "403"]);
         }
         if operation["requestBody"].is_object() {

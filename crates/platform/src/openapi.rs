@@ -7,9 +7,7 @@ use utoipa::openapi::path::{Operation, Parameter, ParameterIn, PathItem};
 use utoipa::openapi::response::Response;
 use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{
-    Content, HeaderBuilder, KnownFormat, OpenApi, Ref, RefOr, Schema,
-};
+use utoipa::openapi::{Content, HeaderBuilder, KnownFormat, OpenApi, Ref, RefOr, Schema};
 use utoipa::{Modify, PartialSchema, ToSchema};
 
 use crate::idempotency::KEY_MAX;
@@ -86,10 +84,13 @@ pub fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 
 fn complete_operation(operation: &mut Operation, service: &str) {
     let prefix = format!("{service}_");
-    operation.operation_id = operation
-        .operation_id
-        .take()
-        .map(|id| if id.starts_with(&prefix) { id } else { format!("{prefix}{id}") });
+    operation.operation_id = operation.operation_id.take().map(|id| {
+        if id.starts_with(&prefix) {
+            id
+        } else {
+            format!("{prefix}{id}")
+        }
+    });
 
     let parameters: Vec<&mut Parameter> = operation
         .parameters
@@ -104,9 +105,9 @@ fn complete_operation(operation: &mut Operation, service: &str) {
         .iter()
         .any(|p| p.parameter_in == ParameterIn::Path);
     let has_parameters = !parameters.is_empty();
-    let conditional = parameters.iter().any(|p| {
-        p.parameter_in == ParameterIn::Header && p.name.eq_ignore_ascii_case("if-match")
-    });
+    let conditional = parameters
+        .iter()
+        .any(|p| p.parameter_in == ParameterIn::Header && p.name.eq_ignore_ascii_case("if-match"));
     for parameter in parameters {
         constrain_paging(parameter);
         constrain_idempotency_key(parameter);
@@ -119,26 +120,53 @@ fn complete_operation(operation: &mut Operation, service: &str) {
 
     let mut standard: Vec<(u16, &str)> = Vec::new();
     if authenticated {
-        standard.push((401, "`UNAUTHORIZED`: the bearer token is missing, invalid, expired or revoked"));
+        standard.push((
+            401,
+            "`UNAUTHORIZED`: the bearer token is missing, invalid, expired or revoked",
+        ));
         standard.push((403, "`FORBIDDEN`: the caller's role may not do this"));
     }
     if has_body || has_parameters {
-        standard.push((400, "`MALFORMED_JSON` or `BAD_REQUEST`: the body is not JSON, or the path, query or body \
-            holds what no field can take (e.g. invalid UTF-8 or a NUL character)"));
-        standard.push((422, "`VALIDATION_FAILED`: `errors` names every invalid field or parameter"));
+        standard.push((
+            400,
+            "`MALFORMED_JSON` or `BAD_REQUEST`: the body is not JSON, or the path, query or body \
+            holds what no field can take (e.g. invalid UTF-8 or a NUL character)",
+        ));
+        standard.push((
+            422,
+            "`VALIDATION_FAILED`: `errors` names every invalid field or parameter",
+        ));
     }
     if has_body {
-        standard.push((413, "`PAYLOAD_TOO_LARGE`: the body is larger than the service accepts"));
-        standard.push((415, "`UNSUPPORTED_MEDIA_TYPE`: the body is not `application/json`"));
+        standard.push((
+            413,
+            "`PAYLOAD_TOO_LARGE`: the body is larger than the service accepts",
+        ));
+        standard.push((
+            415,
+            "`UNSUPPORTED_MEDIA_TYPE`: the body is not `application/json`",
+        ));
     }
     if conditional {
-        standard.push((412, "`PRECONDITION_FAILED`: `If-Match` names another version than the current one"));
+        standard.push((
+            412,
+            "`PRECONDITION_FAILED`: `If-Match` names another version than the current one",
+        ));
     }
     if has_path_parameter {
-        standard.push((404, "`NOT_FOUND`: nothing has this id (an id that is not a UUID names nothing either)"));
+        standard.push((
+            404,
+            "`NOT_FOUND`: nothing has this id (an id that is not a UUID names nothing either)",
+        ));
     }
-    standard.push((429, "`RATE_LIMITED`: the caller's request budget is spent; `Retry-After` says when to retry"));
-    standard.push((503, "`UPSTREAM_UNAVAILABLE` or `DATABASE_UNAVAILABLE`: retry after `Retry-After` seconds"));
+    standard.push((
+        429,
+        "`RATE_LIMITED`: the caller's request budget is spent; `Retry-After` says when to retry",
+    ));
+    standard.push((
+        503,
+        "`UPSTREAM_UNAVAILABLE` or `DATABASE_UNAVAILABLE`: retry after `Retry-After` seconds",
+    ));
 
     let responses = &mut operation.responses.responses;
     for (status, description) in standard {
@@ -147,7 +175,9 @@ fn complete_operation(operation: &mut Operation, service: &str) {
             .or_insert_with(|| RefOr::T(Response::new(description)));
     }
     for (status, response) in responses.iter_mut() {
-        let RefOr::T(response) = response else { continue };
+        let RefOr::T(response) = response else {
+            continue;
+        };
         let code = status.parse::<u16>().ok();
         if response.description.trim().is_empty() {
             response.description = code
@@ -171,18 +201,21 @@ fn problem_response(response: &mut Response, retry_after: bool) {
         RefOr::T(Content::new(Some(Ref::from_schema_name(Problem::name())))),
     );
     if retry_after {
-        response.headers.entry("Retry-After".to_owned()).or_insert_with(|| {
-            RefOr::T(
-                HeaderBuilder::new()
-                    .schema(Some(
-                        ObjectBuilder::new()
-                            .schema_type(Type::Integer)
-                            .minimum(Some(0)),
-                    ))
-                    .description(Some("Seconds to wait before retrying"))
-                    .build(),
-            )
-        });
+        response
+            .headers
+            .entry("Retry-After".to_owned())
+            .or_insert_with(|| {
+                RefOr::T(
+                    HeaderBuilder::new()
+                        .schema(Some(
+                            ObjectBuilder::new()
+                                .schema_type(Type::Integer)
+                                .minimum(Some(0)),
+                        ))
+                        .description(Some("Seconds to wait before retrying"))
+                        .build(),
+                )
+            });
     }
 }
 
@@ -259,13 +292,19 @@ mod tests {
         let statuses: Vec<&str> = responses.keys().map(String::as_str).collect();
         assert_eq!(
             statuses,
-            ["200", "400", "401", "403", "404", "409", "413", "415", "422", "429", "503"]
+            [
+                "200", "400", "401", "403", "404", "409", "413", "415", "422", "429", "503"
+            ]
         );
         assert_eq!(responses["200"]["description"], "OK");
         assert_eq!(responses["409"]["description"], "`CONFLICT`");
         for (status, response) in responses.iter().filter(|(s, _)| s.as_str() >= "400") {
             let content = response["content"].as_object().unwrap();
-            assert_eq!(content.keys().collect::<Vec<_>>(), ["application/problem+json"], "{status}");
+            assert_eq!(
+                content.keys().collect::<Vec<_>>(),
+                ["application/problem+json"],
+                "{status}"
+            );
             assert_eq!(
                 content["application/problem+json"]["schema"]["$ref"],
                 "#/components/schemas/Problem"
@@ -305,6 +344,9 @@ mod tests {
         let cursor = crate::pagination::encode_cursor(uuid::Uuid::now_v7());
         let pattern = parameters[1]["schema"]["pattern"].as_str().unwrap();
         assert_eq!(pattern, "^[A-Za-z0-9_-]{21}[AQgw]$");
-        assert!(cursor.len() == 22 && "AQgw".contains(&cursor[21..]), "{cursor}");
+        assert!(
+            cursor.len() == 22 && "AQgw".contains(&cursor[21..]),
+            "{cursor}"
+        );
     }
 }

@@ -58,7 +58,10 @@ pub struct CreateLine {
 #[serde(deny_unknown_fields)]
 pub struct CancelOrder {
     /// Why; kept in the timeline and the `order.cancelled` event.
-    #[schema(max_length = 500, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub reason: Option<String>,
 }
 

@@ -58,7 +58,10 @@ pub struct AssignShipment {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelShipment {
-    #[schema(max_length = 500, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub reason: Option<String>,
 }
 
@@ -66,11 +69,15 @@ pub struct CancelShipment {
 #[serde(deny_unknown_fields)]
 pub struct CreateTrackingEvent {
     /// `picked_up`, `in_transit`, `out_for_delivery`, `delivery_failed`, `delivered` or `returned`.
-    #[schema(pattern = r"^(picked_up|in_transit|out_for_delivery|delivery_failed|delivered|returned)$")]
+    #[schema(
+        pattern = r"^(picked_up|in_transit|out_for_delivery|delivery_failed|delivered|returned)$"
+    )]
     pub status: String,
     /// Required with `delivery_failed`, allowed with `returned`: `recipient_not_home`, `address_not_found`,
     /// `damaged`, `refused`, `access_denied`, `other`.
-    #[schema(pattern = r"^(recipient_not_home|address_not_found|damaged|refused|access_denied|other)$")]
+    #[schema(
+        pattern = r"^(recipient_not_home|address_not_found|damaged|refused|access_denied|other)$"
+    )]
     pub reason: Option<String>,
     pub description: Option<String>,
     pub location: Option<Location>,
