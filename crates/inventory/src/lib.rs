@@ -170,7 +170,7 @@ pub fn router(state: AppState) -> axum::Router {
 
 /// The OpenAPI document of the inventory routes.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    http::api().into_openapi()
+    platform::openapi::complete(http::api().into_openapi(), "inventory")
 }
 
 /// Serves on `listener`, relaying events, expiring lapsed holds and consuming the saga's events, until

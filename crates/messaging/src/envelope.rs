@@ -1,4 +1,4 @@
-//! The event envelope of `API.md` ("Events") and the registry of event types.
+//! The event envelope of `docs/api.md` ("Events") and the registry of event types.
 //!
 //! Every event travels as one JSON envelope; its `type` is also the routing key on the `logicore.events`
 //! topic exchange, so consumers bind with patterns such as `user.*` or `inventory.#`.
@@ -36,7 +36,7 @@ macro_rules! event_types {
         }
 
         impl EventType {
-            /// The whole catalogue, in `API.md` order.
+            /// The whole catalogue, in `docs/api.md` order.
             pub const ALL: &'static [EventType] = &[$(EventType::$variant,)*];
 
             /// The wire name, which is also the routing key.

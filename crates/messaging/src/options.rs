@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use platform::config::MessagingSettings;
 
-/// The exchange of `API.md`; the PostgreSQL transport derives its schema from it.
+/// The exchange of `docs/api.md`; the PostgreSQL transport derives its schema from it.
 pub const EXCHANGE: &str = "logicore.events";
 
 /// Which transport carries events between services.

@@ -121,7 +121,7 @@ pub fn router(state: AppState) -> axum::Router {
 
 /// This service's OpenAPI 3.1 document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    http::api().into_openapi()
+    platform::openapi::complete(http::api().into_openapi(), "orders")
 }
 
 /// Serves on `listener`, relaying events, consuming inventory's answers and expiring lapsed orders until

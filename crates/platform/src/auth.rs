@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::config::AuthSettings;
 use crate::problem::Problem;
 
-/// The roles of shared/API.md.
+/// The roles of docs/api.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -48,7 +48,7 @@ impl Role {
         }
     }
 
-    /// admin, manager and dispatcher: the "staff" of shared/API.md.
+    /// admin, manager and dispatcher: the "staff" of docs/api.md.
     pub fn is_staff(self) -> bool {
         matches!(self, Role::Admin | Role::Manager | Role::Dispatcher)
     }

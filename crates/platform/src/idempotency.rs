@@ -1,4 +1,4 @@
-//! `Idempotency-Key` for POSTs that create or act (shared/API.md conventions), for any service.
+//! `Idempotency-Key` for POSTs that create or act (docs/api.md conventions), for any service.
 //!
 //! A key is scoped to the caller (`subject`), the method and the route; the request's fingerprint is the
 //! SHA-256 of its method, path and body. The service calls [`Idempotency::begin`] first in the transaction

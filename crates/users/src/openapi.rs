@@ -49,14 +49,14 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
 
 /// This service's OpenAPI 3.1 document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().into_openapi()
+    platform::openapi::complete(api_router().into_openapi(), "users")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The users table of shared/API.md.
+    /// The users table of docs/api.md.
     const CONTRACT: &[(&str, &str)] = &[
         ("post", "/api/v1/auth/register"),
         ("post", "/api/v1/auth/login"),

@@ -12,7 +12,8 @@ use crate::state::{AppState, Manager};
 
 const CSV_TYPES: &[&str] = &["text/csv", "application/csv"];
 
-#[utoipa::path(post, path = "/api/v1/inventory/import", tag = "inventory",
+/// Bulk-upserts products and stock from CSV.
+#[utoipa::path(post, path = "/api/v1/inventory/import", operation_id = "import_csv", tag = "inventory",
     request_body(content = String, content_type = "text/csv",
         description = "`sku,name,warehouse_code,quantity[,reorder_point]` rows; a first row starting with `sku` \
             is a header. Each row sets on_hand of the sku in that warehouse to `quantity`, creating the product \

@@ -1,4 +1,4 @@
-//! The HTTP surface: routes of the Inventory table in shared/API.md, documented for OpenAPI as they are
+//! The HTTP surface: routes of the Inventory table in docs/api.md, documented for OpenAPI as they are
 //! registered, and the small parsing helpers every handler shares.
 
 mod import;

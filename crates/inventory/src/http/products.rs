@@ -20,10 +20,17 @@ use crate::state::{AppState, Manager};
 #[serde(deny_unknown_fields)]
 pub struct CreateProduct {
     /// 1-64 letters, digits, `-`, `_`, `.`, `/`; unique, case-sensitive.
+    #[schema(pattern = r"^\s*[A-Za-z0-9._/-]{1,64}\s*$")]
     pub sku: String,
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub weight_grams: Option<i64>,
     /// Default 0.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub reorder_point: Option<i64>,
     /// Default false.
     pub allow_backorder: Option<bool>,
@@ -33,11 +40,16 @@ pub struct CreateProduct {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProduct {
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*$"
+    )]
     pub name: Option<String>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000)]
     pub weight_grams: Option<Option<i64>>,
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub reorder_point: Option<i64>,
     pub allow_backorder: Option<bool>,
 }
@@ -61,7 +73,8 @@ fn count(value: i64, field: &str) -> Result<i32, platform::FieldError> {
     domain::quantity(value, field, 0)
 }
 
-#[utoipa::path(post, path = "/api/v1/inventory/products", tag = "inventory",
+/// Creates a product.
+#[utoipa::path(post, path = "/api/v1/inventory/products", operation_id = "create_product", tag = "inventory",
     request_body = CreateProduct, security(("bearer_auth" = [])),
     responses((status = 201, body = Product, headers(("Location" = String, description = "the new product's path"))), (status = 409, body = platform::Problem,
         description = "SKU_TAKEN"), (status = 422, body = platform::Problem)))]
@@ -101,7 +114,8 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/inventory/products", tag = "inventory",
+/// Lists products, by SKU or by name.
+#[utoipa::path(get, path = "/api/v1/inventory/products", operation_id = "list_products", tag = "inventory",
     params(ProductQuery), security(("bearer_auth" = [])),
     responses((status = 200, body = Page<Product>), (status = 422, body = platform::Problem)))]
 pub async fn list(
@@ -130,7 +144,8 @@ pub async fn list(
     Ok(axum::Json(Page::from_rows(rows, page.limit(), |p| p.id)))
 }
 
-#[utoipa::path(get, path = "/api/v1/inventory/products/{id}", tag = "inventory",
+/// One product.
+#[utoipa::path(get, path = "/api/v1/inventory/products/{id}", operation_id = "get_product", tag = "inventory",
     params(("id" = uuid::Uuid, Path)), security(("bearer_auth" = [])),
     responses((status = 200, body = Product), (status = 404, body = platform::Problem)))]
 pub async fn get(
@@ -144,7 +159,8 @@ pub async fn get(
     Ok(axum::Json(product))
 }
 
-#[utoipa::path(patch, path = "/api/v1/inventory/products/{id}", tag = "inventory",
+/// Changes a product.
+#[utoipa::path(patch, path = "/api/v1/inventory/products/{id}", operation_id = "update_product", tag = "inventory",
     params(("id" = uuid::Uuid, Path)), request_body = UpdateProduct, security(("bearer_auth" = [])),
     responses((status = 200, body = Product), (status = 404, body = platform::Problem),
         (status = 409, body = platform::Problem, description = "BACKORDERS_OUTSTANDING"),

@@ -28,22 +28,27 @@ pub struct CreateReservation {
     /// Reserving again for the same order returns the first reservation.
     pub order_id: Uuid,
     /// 1-200 lines; a sku may repeat (quantities add up).
+    #[schema(min_items = 1, max_items = 200)]
     pub lines: Vec<LineRequest>,
     /// How long the hold lasts unless committed; default from configuration (15 minutes).
+    #[schema(minimum = 1)]
     pub ttl_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineRequest {
+    #[schema(pattern = r"^\s*[A-Za-z0-9._/-]{1,64}\s*$")]
     pub sku: String,
     /// At least 1.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub quantity: i64,
 }
 
 platform::validated_by_parsing!(CreateReservation);
 
-#[utoipa::path(post, path = "/api/v1/inventory/reservations", tag = "inventory",
+/// Reserves stock for an order, all lines or none.
+#[utoipa::path(post, path = "/api/v1/inventory/reservations", operation_id = "create_reservation", tag = "inventory",
     request_body = CreateReservation, security(("bearer_auth" = [])),
     responses((status = 201, body = Reservation, description = "reserved",
             headers(("Location" = String, description = "the reservation's path"))),
@@ -123,7 +128,8 @@ pub async fn create(
     Ok(response)
 }
 
-#[utoipa::path(get, path = "/api/v1/inventory/reservations/{id}", tag = "inventory",
+/// One reservation.
+#[utoipa::path(get, path = "/api/v1/inventory/reservations/{id}", operation_id = "get_reservation", tag = "inventory",
     params(("id" = uuid::Uuid, Path)), security(("bearer_auth" = [])),
     responses((status = 200, body = Reservation), (status = 404, body = platform::Problem)))]
 pub async fn get(
@@ -137,7 +143,8 @@ pub async fn get(
     Ok(axum::Json(reservation))
 }
 
-#[utoipa::path(post, path = "/api/v1/inventory/reservations/{id}/release", tag = "inventory",
+/// Releases a held reservation.
+#[utoipa::path(post, path = "/api/v1/inventory/reservations/{id}/release", operation_id = "release_reservation", tag = "inventory",
     params(("id" = uuid::Uuid, Path)), security(("bearer_auth" = [])),
     responses((status = 200, body = Reservation, description = "released (or already released or expired)"),
         (status = 404, body = platform::Problem),

@@ -22,7 +22,8 @@ use crate::repo::stock::{self, Adjustment, AdjustmentResult, Transfer, TransferR
 use crate::repo::warehouses;
 use crate::state::{AppState, Manager, Staff};
 
-#[utoipa::path(get, path = "/api/v1/inventory/products/{id}/availability", tag = "inventory",
+/// A product's stock per warehouse and in total.
+#[utoipa::path(get, path = "/api/v1/inventory/products/{id}/availability", operation_id = "get_availability", tag = "inventory",
     params(("id" = uuid::Uuid, Path)), security(("bearer_auth" = [])),
     responses((status = 200, body = Availability), (status = 404, body = platform::Problem)))]
 pub async fn availability(
@@ -53,7 +54,8 @@ pub struct LevelQuery {
     pub below_reorder: Option<bool>,
 }
 
-#[utoipa::path(get, path = "/api/v1/inventory/stock-levels", tag = "inventory",
+/// Stock levels per product and warehouse.
+#[utoipa::path(get, path = "/api/v1/inventory/stock-levels", operation_id = "list_stock_levels", tag = "inventory",
     params(LevelQuery), security(("bearer_auth" = [])),
     responses((status = 200, body = Page<StockLevel>), (status = 422, body = platform::Problem)))]
 pub async fn stock_levels(
@@ -99,7 +101,8 @@ pub struct MovementQuery {
     pub until: Option<DateTime<Utc>>,
 }
 
-#[utoipa::path(get, path = "/api/v1/inventory/movements", tag = "inventory",
+/// The stock ledger.
+#[utoipa::path(get, path = "/api/v1/inventory/movements", operation_id = "list_movements", tag = "inventory",
     params(MovementQuery), security(("bearer_auth" = [])),
     responses((status = 200, body = Page<Movement>), (status = 422, body = platform::Problem)))]
 pub async fn movements(
@@ -162,28 +165,35 @@ pub async fn movement(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAdjustment {
+    #[schema(pattern = r"^\s*[A-Za-z0-9._/-]{1,64}\s*$")]
     pub sku: String,
     pub warehouse_id: Uuid,
     /// Non-zero change of on_hand.
+    #[schema(minimum = -1_000_000_000, maximum = 1_000_000_000)]
     pub delta: i64,
     /// receipt, adjustment, count, return or damage.
+    #[schema(pattern = r"^(receipt|adjustment|count|return|damage)$")]
     pub reason: String,
+    #[schema(max_length = 1000, pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*$")]
     pub note: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTransfer {
+    #[schema(pattern = r"^\s*[A-Za-z0-9._/-]{1,64}\s*$")]
     pub sku: String,
     pub from_warehouse_id: Uuid,
     pub to_warehouse_id: Uuid,
     /// At least 1; at most what is available (unreserved) at the source.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub quantity: i64,
 }
 
 platform::validated_by_parsing!(LevelQuery, MovementQuery, CreateAdjustment, CreateTransfer);
 
-#[utoipa::path(post, path = "/api/v1/inventory/adjustments", tag = "inventory",
+/// Adjusts the stock of a SKU in a warehouse.
+#[utoipa::path(post, path = "/api/v1/inventory/adjustments", operation_id = "create_adjustment", tag = "inventory",
     request_body = CreateAdjustment, security(("bearer_auth" = [])),
     responses((status = 201, body = AdjustmentResult,
             headers(("Location" = String, description = "the ledger row it wrote"))),
@@ -232,7 +242,8 @@ pub async fn adjust(
     Ok(Created::new(MOVEMENTS, result.movement.id, result))
 }
 
-#[utoipa::path(post, path = "/api/v1/inventory/transfers", tag = "inventory",
+/// Moves stock between two warehouses at once.
+#[utoipa::path(post, path = "/api/v1/inventory/transfers", operation_id = "create_transfer", tag = "inventory",
     request_body = CreateTransfer, security(("bearer_auth" = [])),
     responses((status = 201, body = TransferResult,
             headers(("Location" = String, description = "its outgoing ledger row, whose `reference` names both"))),

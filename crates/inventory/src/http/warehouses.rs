@@ -22,18 +22,31 @@ const DEFAULT_PRIORITY: i32 = 100;
 #[serde(deny_unknown_fields)]
 pub struct CreateWarehouse {
     /// 1-32 letters, digits, `-`, `_`; stored uppercase, unique.
+    #[schema(pattern = r"^\s*[A-Za-z0-9_-]{1,32}\s*$")]
     pub code: String,
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
+    #[schema(max_length = 500, pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*$")]
     pub address: String,
     /// 0-1000000; reservations draw from the lowest number first. Default 100.
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub priority: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWarehouse {
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*$"
+    )]
     pub name: Option<String>,
+    #[schema(max_length = 500, pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*$")]
     pub address: Option<String>,
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub priority: Option<i64>,
     /// Inactive warehouses are never reserved from.
     pub active: Option<bool>,
@@ -62,7 +75,8 @@ fn priority(value: i64) -> Result<i32, platform::FieldError> {
         })
 }
 
-#[utoipa::path(post, path = "/api/v1/inventory/warehouses", tag = "inventory",
+/// Creates a warehouse.
+#[utoipa::path(post, path = "/api/v1/inventory/warehouses", operation_id = "create_warehouse", tag = "inventory",
     request_body = CreateWarehouse, security(("bearer_auth" = [])),
     responses((status = 201, body = Warehouse, headers(("Location" = String, description = "the new warehouse's path"))), (status = 409, body = platform::Problem,
         description = "WAREHOUSE_CODE_TAKEN"), (status = 422, body = platform::Problem)))]
@@ -100,7 +114,8 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/inventory/warehouses", tag = "inventory",
+/// Lists warehouses.
+#[utoipa::path(get, path = "/api/v1/inventory/warehouses", operation_id = "list_warehouses", tag = "inventory",
     params(WarehouseQuery), security(("bearer_auth" = [])),
     responses((status = 200, body = Page<Warehouse>), (status = 422, body = platform::Problem)))]
 pub async fn list(
@@ -122,7 +137,8 @@ pub async fn list(
     Ok(axum::Json(Page::from_rows(rows, page.limit(), |w| w.id)))
 }
 
-#[utoipa::path(get, path = "/api/v1/inventory/warehouses/{id}", tag = "inventory",
+/// One warehouse.
+#[utoipa::path(get, path = "/api/v1/inventory/warehouses/{id}", operation_id = "get_warehouse", tag = "inventory",
     params(("id" = uuid::Uuid, Path)), security(("bearer_auth" = [])),
     responses((status = 200, body = Warehouse), (status = 404, body = platform::Problem)))]
 pub async fn get(
@@ -136,7 +152,8 @@ pub async fn get(
     Ok(axum::Json(warehouse))
 }
 
-#[utoipa::path(patch, path = "/api/v1/inventory/warehouses/{id}", tag = "inventory",
+/// Changes a warehouse.
+#[utoipa::path(patch, path = "/api/v1/inventory/warehouses/{id}", operation_id = "update_warehouse", tag = "inventory",
     params(("id" = uuid::Uuid, Path)), request_body = UpdateWarehouse, security(("bearer_auth" = [])),
     responses((status = 200, body = Warehouse), (status = 404, body = platform::Problem),
         (status = 422, body = platform::Problem)))]

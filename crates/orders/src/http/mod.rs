@@ -1,4 +1,4 @@
-//! The HTTP surface: the "Orders and shipments" table of shared/API.md, documented for OpenAPI as the routes
+//! The HTTP surface: the "Orders and shipments" table of docs/api.md, documented for OpenAPI as the routes
 //! are registered, and the parsing helpers the handlers share.
 
 mod orders;
@@ -179,7 +179,7 @@ pub(crate) fn text(value: &str, field: &str, max: usize, errors: &mut Vec<FieldE
 mod tests {
     use super::*;
 
-    /// The "Orders and shipments" table of shared/API.md.
+    /// The "Orders and shipments" table of docs/api.md.
     const CONTRACT: &[(&str, &str)] = &[
         ("post", "/api/v1/orders"),
         ("get", "/api/v1/orders"),

@@ -34,8 +34,10 @@ pub struct CreateOrder {
     /// Staff order for this customer (required for them); a customer may only name themselves.
     pub customer_id: Option<Uuid>,
     /// 1-100 lines, each sku once.
+    #[schema(min_items = 1, max_items = 100)]
     pub lines: Vec<CreateLine>,
     /// ISO 4217; the configured default (EUR) when absent.
+    #[schema(pattern = r"^[A-Z]{3}$")]
     pub currency: Option<String>,
     pub shipping_address: Address,
 }
@@ -43,10 +45,13 @@ pub struct CreateOrder {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLine {
+    #[schema(pattern = r"^\s*[A-Za-z0-9._/-]{1,64}\s*$")]
     pub sku: String,
     /// 1-100000.
+    #[schema(minimum = 1, maximum = 100_000)]
     pub quantity: i64,
     /// Minor units, ≥ 0.
+    #[schema(minimum = 0, maximum = 100_000_000_000_f64)]
     pub unit_price: Option<i64>,
 }
 
@@ -54,6 +59,10 @@ pub struct CreateLine {
 #[serde(deny_unknown_fields)]
 pub struct CancelOrder {
     /// Why; kept in the timeline and the `order.cancelled` event.
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub reason: Option<String>,
 }
 
@@ -182,7 +191,8 @@ fn new_order(
     })
 }
 
-#[utoipa::path(post, path = "/api/v1/orders", tag = "orders", request_body = CreateOrder,
+/// Places an order.
+#[utoipa::path(post, path = "/api/v1/orders", operation_id = "create_order", tag = "orders", request_body = CreateOrder,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat")),
     security(("bearer_auth" = [])),
     responses((status = 201, body = OrderView, description = "created, pending until inventory answers",
@@ -231,7 +241,8 @@ async fn visible(state: &AppState, caller: Caller, id: Uuid) -> Result<OrderView
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders",
+/// One order with its lines.
+#[utoipa::path(get, path = "/api/v1/orders/{id}", operation_id = "get_order", tag = "orders",
     params(("id" = Uuid, Path, description = "The order's id")), security(("bearer_auth" = [])),
     responses((status = 200, body = OrderView, description = "with an ETag of its version"),
         (status = 404, body = platform::Problem)))]
@@ -246,7 +257,8 @@ pub async fn get(
     Ok((headers, axum::Json(order)))
 }
 
-#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", params(OrderQuery),
+/// Lists orders: a customer's own, or any for staff.
+#[utoipa::path(get, path = "/api/v1/orders", operation_id = "list_orders", tag = "orders", params(OrderQuery),
     security(("bearer_auth" = [])),
     responses((status = 200, body = Page<OrderView>), (status = 403, body = platform::Problem),
         (status = 422, body = platform::Problem)))]
@@ -294,7 +306,8 @@ pub async fn list(
     Ok(axum::Json(Page::from_rows(rows, page.limit(), |o| o.id)))
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", request_body = CancelOrder,
+/// Cancels an order and releases its stock.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", operation_id = "cancel_order", tag = "orders", request_body = CancelOrder,
     params(("id" = Uuid, Path, description = "The order's id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat"),
         ("If-Match" = Option<String>, Header, description = "Cancel only if the order is still at this ETag")),
@@ -340,7 +353,8 @@ pub async fn cancel(
     idempotent::run(&state, caller.id(), key, run).await
 }
 
-#[utoipa::path(get, path = "/api/v1/orders/{id}/events", tag = "orders",
+/// An order's timeline.
+#[utoipa::path(get, path = "/api/v1/orders/{id}/events", operation_id = "list_order_events", tag = "orders",
     params(("id" = Uuid, Path, description = "The order's id"), TimelineQuery),
     security(("bearer_auth" = [])),
     responses((status = 200, body = Page<TimelineEntry>, description = "oldest first"),

@@ -35,6 +35,7 @@ const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 pub struct CreateShipment {
     /// Where it leaves from: inventory must hold the lines there for the order.
     pub warehouse_id: Uuid,
+    #[schema(min_items = 1, max_items = 100)]
     pub lines: Vec<ShipmentLineInput>,
     /// Whether `delivered` needs a proof first; the configured default when absent.
     pub proof_required: Option<bool>,
@@ -43,7 +44,9 @@ pub struct CreateShipment {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShipmentLineInput {
+    #[schema(pattern = r"^\s*[A-Za-z0-9._/-]{1,64}\s*$")]
     pub sku: String,
+    #[schema(minimum = 1, maximum = 100_000)]
     pub quantity: i64,
 }
 
@@ -56,6 +59,10 @@ pub struct AssignShipment {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelShipment {
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub reason: Option<String>,
 }
 
@@ -63,9 +70,15 @@ pub struct CancelShipment {
 #[serde(deny_unknown_fields)]
 pub struct CreateTrackingEvent {
     /// `picked_up`, `in_transit`, `out_for_delivery`, `delivery_failed`, `delivered` or `returned`.
+    #[schema(
+        pattern = r"^(picked_up|in_transit|out_for_delivery|delivery_failed|delivered|returned)$"
+    )]
     pub status: String,
     /// Required with `delivery_failed`, allowed with `returned`: `recipient_not_home`, `address_not_found`,
     /// `damaged`, `refused`, `access_denied`, `other`.
+    #[schema(
+        pattern = r"^(recipient_not_home|address_not_found|damaged|refused|access_denied|other)$"
+    )]
     pub reason: Option<String>,
     pub description: Option<String>,
     pub location: Option<Location>,
@@ -80,6 +93,7 @@ pub struct CreateTrackingEvent {
 pub struct CreateProof {
     /// `signature`, `photo` or `scan`.
     #[serde(rename = "type")]
+    #[schema(pattern = r"^(signature|photo|scan)$")]
     pub kind: String,
     pub receiver_name: String,
     /// The signature's, photo's or scan's reference in the document store.
@@ -119,7 +133,8 @@ fn staff_only(caller: Caller, what: &'static str) -> Result<(), OrdersError> {
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/shipments", tag = "shipments", request_body = CreateShipment,
+/// Ships lines of an order.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/shipments", operation_id = "create_shipment", tag = "shipments", request_body = CreateShipment,
     params(("id" = Uuid, Path, description = "The order's id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat")),
     security(("bearer_auth" = [])),
@@ -164,7 +179,8 @@ pub async fn create(
     Ok(answer.located(|body| created::location_of_body(SHIPMENTS, body)))
 }
 
-#[utoipa::path(get, path = "/api/v1/shipments", tag = "shipments", params(ShipmentQuery),
+/// Lists shipments.
+#[utoipa::path(get, path = "/api/v1/shipments", operation_id = "list_shipments", tag = "shipments", params(ShipmentQuery),
     security(("bearer_auth" = [])),
     responses((status = 200, body = Page<ShipmentView>,
             description = "staff: all; drivers: assigned to them; customers: of their own orders"),
@@ -255,7 +271,8 @@ async fn visible(state: &AppState, caller: Caller, id: Uuid) -> Result<ShipmentV
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/shipments/{id}", tag = "shipments",
+/// One shipment.
+#[utoipa::path(get, path = "/api/v1/shipments/{id}", operation_id = "get_shipment", tag = "shipments",
     params(("id" = Uuid, Path, description = "The shipment's id")), security(("bearer_auth" = [])),
     responses((status = 200, body = ShipmentView, description = "with an ETag of its version"),
         (status = 404, body = platform::Problem)))]
@@ -270,7 +287,8 @@ pub async fn get(
     Ok((headers, axum::Json(shipment)))
 }
 
-#[utoipa::path(post, path = "/api/v1/shipments/{id}/assign", tag = "shipments", request_body = AssignShipment,
+/// Assigns a shipment to a driver.
+#[utoipa::path(post, path = "/api/v1/shipments/{id}/assign", operation_id = "assign_shipment", tag = "shipments", request_body = AssignShipment,
     params(("id" = Uuid, Path, description = "The shipment's id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat"),
         ("If-Match" = Option<String>, Header, description = "Only if the shipment is still at this ETag")),
@@ -303,7 +321,8 @@ pub async fn assign(
     idempotent::run(&state, caller.id(), key, run).await
 }
 
-#[utoipa::path(post, path = "/api/v1/shipments/{id}/cancel", tag = "shipments", request_body = CancelShipment,
+/// Cancels a shipment before pickup.
+#[utoipa::path(post, path = "/api/v1/shipments/{id}/cancel", operation_id = "cancel_shipment", tag = "shipments", request_body = CancelShipment,
     params(("id" = Uuid, Path, description = "The shipment's id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat"),
         ("If-Match" = Option<String>, Header, description = "Only if the shipment is still at this ETag")),
@@ -442,7 +461,8 @@ fn tracking_request(
     })
 }
 
-#[utoipa::path(post, path = "/api/v1/shipments/{id}/tracking-events", tag = "shipments",
+/// Reports a tracking event of a shipment.
+#[utoipa::path(post, path = "/api/v1/shipments/{id}/tracking-events", operation_id = "create_tracking_event", tag = "shipments",
     request_body = CreateTrackingEvent,
     params(("id" = Uuid, Path, description = "The shipment's id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat"),
@@ -485,7 +505,8 @@ pub async fn add_tracking_event(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/shipments/{id}/tracking-events", tag = "shipments",
+/// A shipment's tracking events.
+#[utoipa::path(get, path = "/api/v1/shipments/{id}/tracking-events", operation_id = "list_tracking_events", tag = "shipments",
     params(("id" = Uuid, Path, description = "The shipment's id")), security(("bearer_auth" = [])),
     responses((status = 200, body = Vec<TrackingEventView>, description = "in the order they happened"),
         (status = 403, body = platform::Problem), (status = 404, body = platform::Problem)))]
@@ -506,7 +527,8 @@ pub async fn tracking_events(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/shipments/{id}/proof", tag = "shipments", request_body = CreateProof,
+/// Records the proof of delivery.
+#[utoipa::path(post, path = "/api/v1/shipments/{id}/proof", operation_id = "create_proof", tag = "shipments", request_body = CreateProof,
     params(("id" = Uuid, Path, description = "The shipment's id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for a repeat")),
     security(("bearer_auth" = [])),

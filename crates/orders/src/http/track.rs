@@ -17,7 +17,8 @@ use crate::state::AppState;
 /// Longest tracking number worth looking up; longer input cannot be one of ours.
 const MAX_TRACKING_NUMBER: usize = 64;
 
-#[utoipa::path(get, path = "/api/v1/track/{tracking_number}", tag = "tracking",
+/// Public tracking of a parcel by its tracking number.
+#[utoipa::path(get, path = "/api/v1/track/{tracking_number}", operation_id = "track_shipment", tag = "tracking",
     params(("tracking_number" = String, Path, description = "From the shipment, e.g. LC7Q2M…")),
     responses((status = 200, description = "status and tracking events, redacted; `Vary: Accept`",
             content(

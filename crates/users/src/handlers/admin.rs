@@ -29,9 +29,24 @@ const SEARCH_MAX: usize = 200;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+    )]
     pub email: String,
+    #[schema(
+        min_length = 10,
+        max_length = 256,
+        pattern = r"^(?=.*[A-Za-z])(?=.*[0-9])"
+    )]
     pub password: String,
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub full_name: String,
+    #[schema(pattern = r"^[ -]*\+([ -]*[0-9]){7,15}[ -]*$")]
     pub phone: Option<String>,
     pub role: Role,
 }
@@ -59,10 +74,14 @@ impl Validate for CreateUserRequest {
 pub struct UpdateUserRequest {
     pub role: Option<Role>,
     pub status: Option<UserStatus>,
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub full_name: Option<String>,
     /// `null` removes the phone number.
     #[serde(default, deserialize_with = "absent_or_nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[ -]*\+([ -]*[0-9]){7,15}[ -]*$")]
     pub phone: Option<Option<String>>,
 }
 

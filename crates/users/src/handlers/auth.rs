@@ -21,14 +21,31 @@ use crate::tokens;
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// Stored trimmed and lowercased; at most 254 characters.
-    #[schema(example = "ada@example.com")]
+    #[schema(
+        example = "ada@example.com",
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+    )]
     pub email: String,
     /// 10-256 characters with at least one letter and one digit; not the email.
+    #[schema(
+        min_length = 10,
+        max_length = 256,
+        pattern = r"^(?=.*[A-Za-z])(?=.*[0-9])"
+    )]
     pub password: String,
     /// 1-200 characters.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub full_name: String,
     /// E.164: `+` and 7-15 digits.
-    #[schema(example = "+442079460958")]
+    #[schema(
+        example = "+442079460958",
+        pattern = r"^[ -]*\+([ -]*[0-9]){7,15}[ -]*$"
+    )]
     pub phone: Option<String>,
 }
 
