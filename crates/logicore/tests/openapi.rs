@@ -6,15 +6,13 @@ use std::collections::HashSet;
 use serde_json::Value;
 use testkit::TestServer;
 
-/// The routes of docs/api.md that the running code serves (the issue-14 identity routes are not built yet).
+/// The routes of docs/api.md that the running code serves on the public port (the issue-12 config routes and
+/// the issue-14 identity routes are not built yet; `/metrics` is on the admin listener).
 const CONTRACT: &[(&str, &str)] = &[
     ("get", "/health"),
     ("get", "/readyz"),
-    ("get", "/metrics"),
     ("get", "/openapi.json"),
     ("get", "/admin/circuit-breakers"),
-    ("get", "/admin/config"),
-    ("post", "/admin/config/reload"),
     ("post", "/api/v1/auth/register"),
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),
