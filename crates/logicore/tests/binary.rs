@@ -139,6 +139,7 @@ fn promtool_accepts(metrics: &str) {
 async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_on_sigterm() {
     let db = testkit::TestDb::new();
     let gateway_port = free_port().to_string();
+    let admin_port = free_port().to_string();
     let users_port = free_port().to_string();
     let inventory_port = free_port().to_string();
     let users_url = format!("http://127.0.0.1:{users_port}");
@@ -149,6 +150,7 @@ async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_
         ("LOG_DIR", log_dir_text.as_str()),
         ("DATABASE_URL", db.url.as_str()),
         ("GATEWAY_PORT", gateway_port.as_str()),
+        ("LOGICORE_GATEWAY__ADMIN_PORT", admin_port.as_str()),
         ("LOGICORE_USERS__PORT", users_port.as_str()),
         ("USER_SERVICE_URL", users_url.as_str()),
         ("LOGICORE_INVENTORY__PORT", inventory_port.as_str()),
@@ -290,7 +292,7 @@ async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_
     assert_eq!(levels["data"][0]["on_hand"], 10, "{levels}");
 
     for url in [
-        format!("{gateway}/metrics"),
+        format!("http://127.0.0.1:{admin_port}/metrics"),
         format!("{users_url}/metrics"),
         format!("{inventory_url}/metrics"),
     ] {
