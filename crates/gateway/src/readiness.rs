@@ -127,9 +127,10 @@ impl Check for UpstreamCheck {
             } else {
                 CheckReport::down("no instance answers its health check")
             };
-            report
-                .details
-                .insert("instances_up".into(), json!(format!("{up}/{}", probes.len())));
+            report.details.insert(
+                "instances_up".into(),
+                json!(format!("{up}/{}", probes.len())),
+            );
             report.details.insert("endpoints".into(), json!(endpoints));
             let breaker = self.upstream.breaker().snapshot();
             report.details.insert(

@@ -169,6 +169,7 @@ fn promtool_accepts(metrics: &str) {
 async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_on_sigterm() {
     let db = testkit::TestDb::new();
     let gateway_port = free_port().to_string();
+    let admin_port = free_port().to_string();
     let users_port = free_port().to_string();
     let inventory_port = free_port().to_string();
     let orders_port = free_port().to_string();
@@ -180,6 +181,7 @@ async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_
         ("LOG_DIR", log_dir_text.as_str()),
         ("DATABASE_URL", db.url.as_str()),
         ("GATEWAY_PORT", gateway_port.as_str()),
+        ("LOGICORE_GATEWAY__ADMIN_PORT", admin_port.as_str()),
         // Only the services' ports move: the gateway's upstreams must follow them (no *_SERVICE_URL).
         ("LOGICORE_USERS__PORT", users_port.as_str()),
         ("LOGICORE_INVENTORY__PORT", inventory_port.as_str()),
@@ -324,7 +326,7 @@ async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_
     assert_eq!(levels["data"][0]["on_hand"], 10, "{levels}");
 
     for url in [
-        format!("{gateway}/metrics"),
+        format!("http://127.0.0.1:{admin_port}/metrics"),
         format!("{users_url}/metrics"),
         format!("{inventory_url}/metrics"),
     ] {

@@ -18,11 +18,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use platform::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::options::MessagingOptions;
 use crate::outbox;
 use crate::transport::{Confirms, Outgoing, Transport, TransportError};
+use platform::backoff::Backoff;
 
 /// Batches one pass (one transaction) relays at most; bounds what a crash makes the next pass republish.
 pub const BATCHES_PER_PASS: usize = 20;

@@ -88,7 +88,10 @@ async fn events_recorded_while_the_broker_is_down_are_delivered_exactly_once_aft
         (h.effects().await == 155).then_some(())
     })
     .await;
-    println!("consumers caught up {:?} after the broker's return", restored.elapsed());
+    println!(
+        "consumers caught up {:?} after the broker's return",
+        restored.elapsed()
+    );
     testkit::eventually("the outbox drained", DEADLINE, || async {
         let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
             .fetch_one(h.db.pool())

@@ -311,7 +311,11 @@ impl Db {
 
 /// Between reruns of a transaction that lost a serialization race: from 5 ms, doubling up to 320 ms.
 fn backoff(attempt: u32) -> Duration {
-    crate::backoff::equal_jitter(Duration::from_millis(5), Duration::from_millis(320), attempt)
+    crate::backoff::equal_jitter(
+        Duration::from_millis(5),
+        Duration::from_millis(320),
+        attempt,
+    )
 }
 
 /// Connection options from a URL or from host/port/name/user/password.

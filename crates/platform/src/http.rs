@@ -60,12 +60,20 @@ pub fn with_platform_layers(router: Router, layers: PlatformLayers) -> Router {
         .route("/health", get(health_handler))
         .route("/readyz", get(readyz_handler).with_state(layers.readiness))
         .route("/metrics", get(metrics_handler).with_state(layers.metrics));
-    with_request_layers(router.merge(ops), layers.http_metrics, layers.max_body_bytes)
+    with_request_layers(
+        router.merge(ops),
+        layers.http_metrics,
+        layers.max_body_bytes,
+    )
 }
 
 /// Problem+json 404/405 fallbacks, the body limit, panic catching, request metrics and the request-id
 /// span, for a router that places its operations routes itself (the gateway keeps them on two listeners).
-pub fn with_request_layers(router: Router, http_metrics: HttpMetrics, max_body_bytes: usize) -> Router {
+pub fn with_request_layers(
+    router: Router,
+    http_metrics: HttpMetrics,
+    max_body_bytes: usize,
+) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

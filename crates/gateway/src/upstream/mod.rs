@@ -291,8 +291,7 @@ impl UpstreamClient {
                 .attempts
                 .record(status_class(&result), started.elapsed());
             let failed = inner.failures.is_failure(outcome(result.as_ref()));
-            if let Some(length) = inner.endpoints.record(&list, index, failed)
-            {
+            if let Some(length) = inner.endpoints.record(&list, index, failed) {
                 inner.metrics.ejected(&inner.name, endpoint.url().as_str());
                 tracing::warn!(
                     upstream = %inner.name,

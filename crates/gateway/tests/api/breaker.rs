@@ -68,13 +68,17 @@ async fn the_breaker_trips_only_once_the_volume_threshold_is_reached() {
     let (stack, bearer) = spawn(fast_breaker()).await;
     for _ in 0..4 {
         assert_eq!(
-            get(&stack, &bearer, "/api/v1/users/unavailable").await.status(),
+            get(&stack, &bearer, "/api/v1/users/unavailable")
+                .await
+                .status(),
             503
         );
     }
     assert_eq!(breaker_report(&stack).await["state"], "closed");
     assert_eq!(
-        get(&stack, &bearer, "/api/v1/users/unavailable").await.status(),
+        get(&stack, &bearer, "/api/v1/users/unavailable")
+            .await
+            .status(),
         503
     );
     assert_eq!(breaker_report(&stack).await["state"], "open");
@@ -227,7 +231,8 @@ async fn the_admin_view_lists_each_upstream_with_its_breaker_for_admins_only() {
     );
     let response = admin_get(&stack, None, "/admin/circuit-breakers").await;
     assert_eq!(response.status(), 401);
-    let body = testkit::json(admin_get(&stack, Some(&admin), "/admin/circuit-breakers").await).await;
+    let body =
+        testkit::json(admin_get(&stack, Some(&admin), "/admin/circuit-breakers").await).await;
     let users = &body["data"][0];
     assert_eq!(users["upstream"], "users");
     assert_eq!(users["state"], "open");

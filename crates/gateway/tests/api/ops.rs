@@ -34,7 +34,10 @@ async fn the_openapi_document_merges_the_service_specs_with_the_operations_route
     ] {
         assert!(spec["paths"][path].is_object(), "{path} missing");
     }
-    assert!(spec["paths"]["/metrics"].is_null(), "metrics are on the admin listener");
+    assert!(
+        spec["paths"]["/metrics"].is_null(),
+        "metrics are on the admin listener"
+    );
     assert_eq!(
         spec["paths"]["/api/v1/users/me"]["get"]["operationId"],
         "get_me"
@@ -175,7 +178,8 @@ async fn metrics_count_requests_by_route_template_and_upstream() {
 }
 
 #[tokio::test]
-async fn the_public_port_keeps_only_health_and_a_minimal_readyz_and_the_admin_listener_has_the_rest() {
+async fn the_public_port_keeps_only_health_and_a_minimal_readyz_and_the_admin_listener_has_the_rest()
+ {
     let stack = Stack::spawn().await;
     let client = testkit::client();
     let get = |url: String| {
@@ -183,7 +187,12 @@ async fn the_public_port_keeps_only_health_and_a_minimal_readyz_and_the_admin_li
         async move { request.await.unwrap_or_else(|e| panic!("{e}")) }
     };
     assert_problem(get(stack.url("/metrics")).await, 404, "NOT_FOUND").await;
-    assert_problem(get(stack.url("/admin/circuit-breakers")).await, 404, "NOT_FOUND").await;
+    assert_problem(
+        get(stack.url("/admin/circuit-breakers")).await,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
     assert_eq!(get(stack.url("/health")).await.status(), 200);
     let readyz = get(stack.url("/readyz")).await;
     assert_eq!(readyz.status(), 200);

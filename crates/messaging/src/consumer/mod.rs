@@ -23,11 +23,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use platform::backoff::Backoff;
 use crate::envelope::Envelope;
 use crate::metrics::Metrics;
 use crate::options::MessagingOptions;
 use crate::transport::{Deliveries, Delivery, Subscription, Transport};
+use platform::backoff::Backoff;
 
 /// Events a lane applies in one transaction unless the handler says otherwise ([`Handler::max_batch`]).
 pub const DEFAULT_MAX_BATCH: usize = 32;

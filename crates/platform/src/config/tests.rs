@@ -613,7 +613,10 @@ fn breaker_failure_kinds_and_reconnect_bounds_are_checked() {
         ("LOGICORE_MESSAGING__RECONNECT_MAX_MS", "100"),
     ]));
     let keys: Vec<&str> = found.iter().map(|i| i.key.as_str()).collect();
-    assert!(keys.contains(&"gateway.circuit_breaker.failure_on"), "{found:?}");
+    assert!(
+        keys.contains(&"gateway.circuit_breaker.failure_on"),
+        "{found:?}"
+    );
     assert!(keys.contains(&"messaging.reconnect_max_ms"), "{found:?}");
     let loaded = load_ok(&sources(&[(
         "LOGICORE_GATEWAY__CIRCUIT_BREAKER__FAILURE_ON",

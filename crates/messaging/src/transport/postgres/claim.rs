@@ -9,8 +9,8 @@ use sqlx::{AssertSqlSafe, PgConnection};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::Inner;
-use platform::backoff::Backoff;
 use crate::transport::{Acknowledge, Delivery, TransportError, TxAck};
+use platform::backoff::Backoff;
 
 /// Claims due deliveries of one group, at most `prefetch` unsettled at a time (one semaphore permit each,
 /// returned when the delivery is settled).

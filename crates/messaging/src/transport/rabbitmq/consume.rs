@@ -19,8 +19,8 @@ use super::{
     ATTEMPT_HEADER, DEAD_AT_HEADER, Inner, LAST_ERROR_HEADER, Queues, close_channel,
     declare_exchange, expiration, header_u32, truncate_error, unix_seconds,
 };
-use platform::backoff::Backoff;
 use crate::transport::{Acknowledge, Delivery, Subscription, TransportError};
+use platform::backoff::Backoff;
 
 enum Ended {
     /// The subscriber is gone: stop for good.
