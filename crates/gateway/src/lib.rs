@@ -26,6 +26,7 @@ mod upstream;
 use std::collections::HashMap;
 
 use axum::Router;
+use platform::auth::JwtKeys;
 use platform::breaker::{BreakerMetrics, CircuitBreaker};
 use platform::health::{Check, Readiness};
 use platform::http::{PlatformLayers, with_platform_layers};
@@ -60,7 +61,8 @@ async fn assemble(
     config: &Config,
     specs: Vec<utoipa::openapi::OpenApi>,
 ) -> Result<(Router, FastProxy), GatewayError> {
-    let policy = Policy::compile(&config.auth, &config.public_routes, &config.rbac)?;
+    let keys = JwtKeys::with_revocations(&config.auth, config.revocation.set.clone());
+    let policy = Policy::compile(keys, &config.public_routes, &config.rbac)?;
     let cors = headers::cors_layer(&config.cors_allowed_origins)?;
     let spec = openapi::merged(specs)?;
 
@@ -152,8 +154,9 @@ async fn assemble(
     Ok((router, fast))
 }
 
-/// Builds the gateway and serves it on `listener` with `config.http_workers` dedicated workers until
-/// `shutdown` fires, then drains in-flight requests for at most `config.shutdown_grace`.
+/// Builds the gateway, keeps its revocation set current, and serves it on `listener` with
+/// `config.http_workers` dedicated workers until `shutdown` fires, then drains in-flight requests for at
+/// most `config.shutdown_grace`.
 pub async fn run(
     config: Config,
     specs: Vec<utoipa::openapi::OpenApi>,
@@ -161,14 +164,28 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
     let (_, fast) = assemble(&config, specs).await?;
-    platform::http::serve_dedicated_with(
+    let users = config
+        .upstreams
+        .iter()
+        .filter(|upstream| upstream.name == "users")
+        .flat_map(|upstream| upstream.endpoints.clone())
+        .collect();
+    let feed = platform::revocation::spawn_feed(
+        &config.revocation,
+        platform::revocation::UsersFeed::new(users),
+        shutdown.clone(),
+    );
+    let served = platform::http::serve_dedicated_with(
         listener,
         std::sync::Arc::new(fast),
-        shutdown,
+        shutdown.clone(),
         config.shutdown_grace,
         config.http_workers,
     )
-    .await?;
+    .await;
+    shutdown.cancel();
+    futures::future::join_all(feed).await;
+    served?;
     Ok(())
 }
 

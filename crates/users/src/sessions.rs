@@ -4,6 +4,7 @@ use cache::Cache;
 use messaging::Messaging;
 use platform::auth::{AuthUser, Role};
 use platform::db::{Db, Isolation};
+use platform::revocation::Revocation;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -14,6 +15,7 @@ use crate::events;
 use crate::models::{TokenResponse, User, UserView};
 use crate::passwords;
 use crate::repo::{self, NewUser};
+use crate::revoke::Revoker;
 use crate::state::AppState;
 use crate::tokens::{self, RefreshToken};
 
@@ -125,12 +127,14 @@ pub async fn current_user(
 }
 
 /// Creates an admin or promotes (and reactivates) the account with that email, setting its password, with
-/// the events of what changed, then drops the account's cached profile (it may have been cached with its
-/// old role or status).
+/// the events of what changed and the revocation of the account's older tokens (see
+/// `Revoker::for_change`), then drops the account's cached profile (it may have been cached with its old
+/// role or status).
 pub async fn create_or_promote_admin(
     db: &Db,
     cache: &Cache,
     messaging: &Messaging,
+    revoker: &Revoker,
     email: &str,
     password: &str,
 ) -> Result<User, UsersError> {
@@ -153,20 +157,24 @@ pub async fn create_or_promote_admin(
         role: Role::Admin,
         password_hash,
     };
-    let (tx_db, messaging) = (db.clone(), messaging.clone());
-    let user = db
+    let (tx_db, messaging, tx_revoker) = (db.clone(), messaging.clone(), revoker.clone());
+    let (user, revocation) = db
         .transaction(
             Isolation::ReadCommitted,
             repo::tx_body(move |connection| {
                 Box::pin(upsert_admin_in(
                     tx_db.clone(),
                     messaging.clone(),
+                    tx_revoker.clone(),
                     connection,
                     admin.clone(),
                 ))
             }),
         )
         .await?;
+    if let Some(revocation) = revocation {
+        revoker.announce(&[revocation]).await;
+    }
     cached::forget(cache, user.id).await;
     tracing::info!(user_id = %user.id, "admin account created or promoted");
     Ok(user)
@@ -176,12 +184,13 @@ pub async fn create_or_promote_admin(
 async fn upsert_admin_in(
     db: Db,
     messaging: Messaging,
+    revoker: Revoker,
     connection: &mut PgConnection,
     admin: NewUser,
-) -> Result<User, UsersError> {
+) -> Result<(User, Option<Revocation>), UsersError> {
     if let Some(user) = repo::insert_if_absent(&db, connection, &admin).await? {
         events::created(&messaging, connection, &user).await?;
-        return Ok(user);
+        return Ok((user, None));
     }
     // The email is taken, by a row that exists (the insert waited for any concurrent one to commit) and that
     // no statement deletes.
@@ -192,5 +201,9 @@ async fn upsert_admin_in(
         .await?
         .ok_or(UsersError::NotFound)?;
     events::changed(&messaging, connection, &before, &after, None).await?;
-    Ok(after)
+    let revocation = revoker.for_change(&before, &after);
+    if let Some(revocation) = &revocation {
+        revoker.record(&db, connection, revocation).await?;
+    }
+    Ok((after, revocation))
 }
