@@ -7,6 +7,7 @@ use std::time::Duration;
 use platform::breaker::{BreakerConfig, FailureKinds};
 use platform::config::{AuthSettings, RbacRule, Settings};
 use platform::http::ConnectionLimits;
+use platform::revocation::RevocationOptions;
 use url::Url;
 
 use crate::error::GatewayError;
@@ -57,6 +58,9 @@ pub struct Config {
     /// The admin listener's port (on `host`): metrics, the detailed readiness report, `/admin/*`.
     pub admin_port: u16,
     pub auth: AuthSettings,
+    /// The revoked tokens the access check consults, and how the gateway keeps them current (pushes through
+    /// Redis, and polls of the users service's `/internal/revocations`).
+    pub revocation: RevocationOptions,
     pub upstreams: Vec<Upstream>,
     /// Deadline for an upstream's response head; past it the caller gets 504.
     pub request_timeout: Duration,
@@ -117,6 +121,7 @@ impl Config {
             port: gateway.port,
             admin_port: gateway.admin_port,
             auth: settings.auth.clone(),
+            revocation: RevocationOptions::from_settings(settings),
             upstreams,
             request_timeout: Duration::from_millis(gateway.request_timeout_ms),
             max_body_bytes: gateway.max_body_bytes,

@@ -28,6 +28,7 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::routing::get;
+use platform::auth::JwtKeys;
 use platform::breaker::{BreakerMetrics, CircuitBreaker};
 use platform::health::{Check, Readiness, health_handler, readyz_status_handler};
 use platform::http::with_request_layers;
@@ -76,7 +77,8 @@ async fn assemble(
     config: &Config,
     specs: Vec<utoipa::openapi::OpenApi>,
 ) -> Result<Assembled, GatewayError> {
-    let policy = Policy::compile(&config.auth, &config.public_routes, &config.rbac)?;
+    let keys = JwtKeys::with_revocations(&config.auth, config.revocation.set.clone());
+    let policy = Policy::compile(keys, &config.public_routes, &config.rbac)?;
     let cors = headers::cors_layer(&config.cors_allowed_origins)?;
     let spec = openapi::merged(specs)?;
 
@@ -182,9 +184,9 @@ async fn assemble(
     })
 }
 
-/// Builds the gateway and serves it until `shutdown` fires: the public port with `config.http_workers`
-/// dedicated workers, the admin listener on the caller's runtime. Then both drain in-flight requests for
-/// at most `config.shutdown_grace`.
+/// Builds the gateway, keeps its revocation set current, and serves it until `shutdown` fires: the public
+/// port with `config.http_workers` dedicated workers, the admin listener on the caller's runtime. Then both
+/// drain in-flight requests for at most `config.shutdown_grace`.
 pub async fn run(
     config: Config,
     specs: Vec<utoipa::openapi::OpenApi>,
@@ -192,9 +194,20 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
     let Assembled { fast, admin, .. } = assemble(&config, specs).await?;
-    // A listener that fails stops the other one too, rather than leaving half a gateway up; the caller's
-    // token is left alone.
+    let users = config
+        .upstreams
+        .iter()
+        .filter(|upstream| upstream.name == "users")
+        .flat_map(|upstream| upstream.endpoints.clone())
+        .collect();
+    // A listener that fails stops the other one and the revocation feed too, rather than leaving half a
+    // gateway up; the caller's token is left alone.
     let stop = shutdown.child_token();
+    let feed = platform::revocation::spawn_feed(
+        &config.revocation,
+        platform::revocation::UsersFeed::new(users),
+        stop.clone(),
+    );
     let public = async {
         let result = platform::http::serve_dedicated_with(
             listeners.public,
@@ -209,19 +222,19 @@ pub async fn run(
         result
     };
     let admin = async {
-        let result =
-            platform::http::serve(
-                listeners.admin,
-                admin,
-                stop.clone(),
-                config.shutdown_grace,
-                config.connection_limits,
-            )
-                .await;
+        let result = platform::http::serve(
+            listeners.admin,
+            admin,
+            stop.clone(),
+            config.shutdown_grace,
+            config.connection_limits,
+        )
+        .await;
         stop.cancel();
         result
     };
     let (public, admin) = tokio::join!(public, admin);
+    futures::future::join_all(feed).await;
     public?;
     admin?;
     Ok(())

@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use platform::Problem;
 use platform::auth::{AuthUser, Claims, JwtKeys, Role};
-use platform::config::{AuthSettings, RbacRule};
+use platform::config::RbacRule;
 
 use crate::error::GatewayError;
 use crate::pattern::RoutePattern;
@@ -59,9 +59,10 @@ pub(crate) enum Decision {
 }
 
 impl Policy {
-    /// Compiles every pattern and role list; the first bad one stops the gateway from starting.
+    /// Compiles every pattern and role list; the first bad one stops the gateway from starting. `keys`
+    /// verify tokens, revocations included.
     pub(crate) fn compile(
-        auth: &AuthSettings,
+        keys: JwtKeys,
         public_routes: &[String],
         rbac: &[RbacRule],
     ) -> Result<Self, GatewayError> {
@@ -78,7 +79,7 @@ impl Policy {
             .map(compile_rule)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self(Arc::new(PolicyInner {
-            keys: JwtKeys::new(auth),
+            keys,
             public,
             rules,
         })))
@@ -255,7 +256,7 @@ pub(crate) fn check(
 mod tests {
     use super::*;
     use crate::pattern::request_segments;
-    use platform::config::Secret;
+    use platform::config::{AuthSettings, Secret};
 
     fn auth() -> AuthSettings {
         AuthSettings {
@@ -263,6 +264,8 @@ mod tests {
             issuer: "logicore".into(),
             access_ttl_secs: 900,
             refresh_ttl_secs: 86_400,
+            revocation_poll_ms: 250,
+            revocation_resync_ms: 5_000,
         }
     }
 
@@ -289,17 +292,17 @@ mod tests {
             rule("GET x", &["admin"]),
         ] {
             assert!(
-                Policy::compile(&auth(), &[], std::slice::from_ref(&bad)).is_err(),
+                Policy::compile(JwtKeys::new(&auth()), &[], std::slice::from_ref(&bad)).is_err(),
                 "{bad:?}"
             );
         }
-        assert!(Policy::compile(&auth(), &["BREW /coffee".into()], &[]).is_err());
+        assert!(Policy::compile(JwtKeys::new(&auth()), &["BREW /coffee".into()], &[]).is_err());
     }
 
     #[test]
     fn the_first_matching_rule_decides() {
         let policy = Policy::compile(
-            &auth(),
+            JwtKeys::new(&auth()),
             &[],
             &[
                 rule("* /api/v1/users/me/*", &["*"]),
@@ -324,7 +327,7 @@ mod tests {
 
     #[test]
     fn dot_segments_are_refused_before_any_rule_is_consulted() {
-        let policy = Policy::compile(&auth(), &["GET /public/*".into()], &[])
+        let policy = Policy::compile(JwtKeys::new(&auth()), &["GET /public/*".into()], &[])
             .unwrap_or_else(|e| panic!("{e}"));
         let decision = policy.decide(
             &Method::GET,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use platform::config::{
     AuthSettings, DatabaseSettings, MessagingSettings, RedisSettings, Settings,
 };
+use platform::revocation::RevocationOptions;
 
 /// How long `/readyz` waits for PostgreSQL before reporting it down. Probes run every few seconds, so an
 /// answer slower than this is as bad as none.
@@ -20,6 +21,8 @@ pub struct Config {
     pub port: u16,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
+    /// The revoked tokens every check consults, and how this service keeps them current.
+    pub revocation: RevocationOptions,
     /// The product and availability cache: Redis when `redis.enabled`, in process memory otherwise.
     pub redis: RedisSettings,
     /// The event transport and the outbox relay (`messaging.*`).
@@ -55,6 +58,7 @@ impl Config {
             port: inventory.port,
             database: settings.database.clone(),
             auth: settings.auth.clone(),
+            revocation: RevocationOptions::from_settings(settings),
             redis: settings.redis.clone(),
             messaging: settings.messaging.clone(),
             max_body_bytes: inventory.max_body_bytes,

@@ -28,6 +28,7 @@ use platform::db::Db;
 use platform::health::{PostgresCheck, Readiness};
 use platform::http::{PlatformLayers, with_platform_layers};
 use platform::metrics::{HttpMetrics, MetricsHandle};
+use platform::revocation::{RevocationOptions, TableFeed};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -63,15 +64,17 @@ pub struct App {
 }
 
 /// What the background tasks need besides the handles.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Background {
     sweeper_interval: Duration,
     sweeper_batch: u32,
     reservation_ttl: Duration,
+    revocation: RevocationOptions,
 }
 
 impl App {
-    /// Starts the outbox relay, the expiry sweeper and the `inventory.order-saga` consumer, which run until
+    /// Starts the outbox relay, the expiry sweeper, the `inventory.order-saga` consumer and the revocation
+    /// feed, which run until
     /// `shutdown`, and returns once the consumer is subscribed (events relayed from then on reach it).
     /// [`run`] does this itself; this is for callers that serve the router their own way (tests, an
     /// embedding binary), who await the handles after `shutdown` and then call `messaging.close()`.
@@ -80,7 +83,7 @@ impl App {
             self.db.clone(),
             self.cache.clone(),
             self.messaging.clone(),
-            self.background,
+            self.background.clone(),
             shutdown,
         )
         .await
@@ -94,6 +97,11 @@ async fn spawn_background(
     settings: Background,
     shutdown: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
+    let mut tasks = platform::revocation::spawn_feed(
+        &settings.revocation,
+        TableFeed::new(db.clone()),
+        shutdown.clone(),
+    );
     let relay = messaging.relay().spawn(shutdown.clone());
     let sweeper = tokio::spawn(sweeper::run(
         db.clone(),
@@ -108,7 +116,8 @@ async fn spawn_background(
         .consumer(saga::GROUP, &saga::PATTERNS, saga)
         .start(shutdown)
         .await;
-    vec![relay, sweeper, consumer]
+    tasks.extend([relay, sweeper, consumer]);
+    tasks
 }
 
 /// Connects to the database (creating it and the `inventory` schema when missing) and applies migrations.
@@ -158,6 +167,7 @@ pub async fn build(config: &Config) -> Result<App, InventoryError> {
             sweeper_interval: config.sweeper_interval,
             sweeper_batch: config.sweeper_batch,
             reservation_ttl: config.reservation_ttl,
+            revocation: config.revocation.clone(),
         },
     })
 }

@@ -43,7 +43,7 @@ impl AppState {
             db,
             cache,
             messaging,
-            keys: JwtKeys::new(&config.auth),
+            keys: JwtKeys::with_revocations(&config.auth, config.revocation.set.clone()),
             config: Arc::new(config.clone()),
         }))
     }

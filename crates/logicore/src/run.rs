@@ -189,9 +189,17 @@ fn service_specs() -> Vec<utoipa::openapi::OpenApi> {
 async fn run_all(settings: &Settings) -> anyhow::Result<()> {
     let shutdown = platform::http::shutdown_signal();
     let users_config = users::Config::from_settings(settings);
-    let inventory_config = inventory::Config::from_settings(settings);
-    let orders_config = orders::Config::from_settings(settings);
-    let gateway_config = gateway::Config::from_settings(settings)?;
+    let mut inventory_config = inventory::Config::from_settings(settings);
+    let mut orders_config = orders::Config::from_settings(settings);
+    let mut gateway_config = gateway::Config::from_settings(settings)?;
+    // One revocation set for the whole process: the users service records into it, so its revocations
+    // bite in the other services and the gateway the moment they commit, Redis or not.
+    let revocations = &users_config.revocation.set;
+    inventory_config.revocation = inventory_config
+        .revocation
+        .fed_by_users_service(revocations);
+    orders_config.revocation = orders_config.revocation.fed_by_users_service(revocations);
+    gateway_config.revocation = gateway_config.revocation.fed_by_users_service(revocations);
     let users_listener = bind(&users_config.host, users_config.port).await?;
     let inventory_listener = bind(&inventory_config.host, inventory_config.port).await?;
     let orders_listener = bind(&orders_config.host, orders_config.port).await?;

@@ -769,7 +769,7 @@ async fn rejection_and_cancellation(transport: Transport) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejection_and_cancellation_over_postgres() {
-    rejection_and_cancellation(Transport::Postgres).await;
+    Box::pin(rejection_and_cancellation(Transport::Postgres)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -778,7 +778,7 @@ async fn rejection_and_cancellation_over_rabbitmq() {
         rabbitmq_is_up().await,
         "RabbitMQ must run on 127.0.0.1:5672"
     );
-    rejection_and_cancellation(Transport::RabbitMq).await;
+    Box::pin(rejection_and_cancellation(Transport::RabbitMq)).await;
 }
 
 /// An order nobody answers expires; when inventory comes back it reserves and then releases in event
@@ -899,7 +899,7 @@ async fn last_units_rush(transport: Transport) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_100_units_go_to_exactly_100_of_500_customers_over_postgres() {
-    last_units_rush(Transport::Postgres).await;
+    Box::pin(last_units_rush(Transport::Postgres)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -908,5 +908,5 @@ async fn the_last_100_units_go_to_exactly_100_of_500_customers_over_rabbitmq() {
         rabbitmq_is_up().await,
         "RabbitMQ must run on 127.0.0.1:5672"
     );
-    last_units_rush(Transport::RabbitMq).await;
+    Box::pin(last_units_rush(Transport::RabbitMq)).await;
 }

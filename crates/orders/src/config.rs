@@ -4,6 +4,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use platform::config::{AuthSettings, DatabaseSettings, MessagingSettings, Settings};
+use platform::revocation::RevocationOptions;
 
 /// How long `/readyz` waits for a dependency before reporting it down.
 pub const READINESS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -17,6 +18,8 @@ pub struct Config {
     pub port: u16,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
+    /// The revoked tokens every check consults, and how this service keeps them current.
+    pub revocation: RevocationOptions,
     /// The event transport and the outbox relay (`messaging.*`).
     pub messaging: MessagingSettings,
     /// Largest request body accepted (413 above).
@@ -48,6 +51,7 @@ impl Config {
             port: orders.port,
             database: settings.database.clone(),
             auth: settings.auth.clone(),
+            revocation: RevocationOptions::from_settings(settings),
             messaging: settings.messaging.clone(),
             max_body_bytes: orders.max_body_bytes,
             default_currency: orders.default_currency.clone(),

@@ -52,11 +52,16 @@ pub struct App {
 }
 
 impl App {
-    /// Starts the outbox relay, the `orders.saga` consumer and the expiry sweeper, which run until
+    /// Starts the outbox relay, the `orders.saga` consumer, the expiry sweeper and the revocation feed, which run until
     /// `shutdown`, and returns once the consumer is subscribed. [`run`] does this itself; this is for callers
     /// that serve the router their own way (tests, an embedding binary), who await the handles after
     /// `shutdown` and then call `messaging.close()`.
     pub async fn spawn_background(&self, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+        let mut tasks = platform::revocation::spawn_feed(
+            &self.config.revocation,
+            platform::revocation::TableFeed::new(self.db.clone()),
+            shutdown.clone(),
+        );
         let relay = self.messaging.relay().spawn(shutdown.clone());
         let sweeper = tokio::spawn(sweeper::run(
             self.db.clone(),
@@ -74,7 +79,8 @@ impl App {
             )
             .start(shutdown)
             .await;
-        vec![relay, sweeper, consumer]
+        tasks.extend([relay, sweeper, consumer]);
+        tasks
     }
 }
 

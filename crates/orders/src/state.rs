@@ -40,7 +40,7 @@ impl AppState {
         Self(Arc::new(Handles {
             db,
             messaging,
-            keys: JwtKeys::new(&config.auth),
+            keys: JwtKeys::with_revocations(&config.auth, config.revocation.set.clone()),
             idempotency: Idempotency::new(config.idempotency_ttl),
             config: Arc::new(config.clone()),
         }))

@@ -8,8 +8,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{FromRef, FromRequestParts};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::config::AuthSettings;
 use crate::problem::Problem;
+use crate::revocation::Revocations;
 
 /// The roles of docs/api.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -89,6 +90,12 @@ pub enum TokenError {
     Expired,
     #[error("token invalid: {0}")]
     Invalid(String),
+    /// `iat` or `nbf` lies further in the future than the clock leeway.
+    #[error("token not valid yet")]
+    NotYetValid,
+    /// Its user was deactivated or changed role, or it was logged out, after it was issued.
+    #[error("token revoked")]
+    Revoked,
 }
 
 /// Signing and verification keys with their fixed validation rules. Cheap to clone.
@@ -102,10 +109,12 @@ struct JwtKeysInner {
     issuer: String,
     access_ttl: Duration,
     verified: VerifiedTokens,
+    revocations: Revocations,
 }
 
-/// Leeway on `exp`, in seconds, for clocks a little apart between the issuer and the verifier.
-const LEEWAY_SECS: u64 = 5;
+/// Leeway on `exp`, `nbf` and `iat`, in seconds, for clocks a little apart between the issuer and the
+/// verifier.
+pub(crate) const LEEWAY_SECS: u64 = 5;
 /// Slots of the verified-token cache; each holds one token (a few hundred bytes).
 const VERIFIED_SLOTS: usize = 1024;
 
@@ -115,7 +124,8 @@ const VERIFIED_SLOTS: usize = 1024;
 /// Like Envoy's `jwt_cache_config`. Direct-mapped: the token's hash picks a slot that remembers the last
 /// token verified there, and the whole token is compared on lookup, so a collision is only a miss.
 /// Expiry is checked on every hit with the same rule and leeway as [`Validation`], so a cached token
-/// stops being accepted at the very second an uncached one would. Only successes are cached.
+/// stops being accepted at the very second an uncached one would; revocation is checked after the cache,
+/// for cached and fresh tokens alike. Only successes are cached.
 struct VerifiedTokens {
     hasher: std::collections::hash_map::RandomState,
     slots: Box<[Slot]>,
@@ -156,10 +166,14 @@ impl VerifiedTokens {
 
 /// `jsonwebtoken`'s rule: expired once `exp` is more than the leeway in the past.
 fn is_expired(exp: i64) -> bool {
-    let now = SystemTime::now()
+    exp < now_secs() - LEEWAY_SECS as i64
+}
+
+/// The clock every token rule reads, in Unix seconds.
+pub(crate) fn now_secs() -> i64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    exp < now.saturating_sub(LEEWAY_SECS) as i64
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl fmt::Debug for JwtKeys {
@@ -171,13 +185,20 @@ impl fmt::Debug for JwtKeys {
 }
 
 impl JwtKeys {
+    /// Keys with a revocation set of their own (for tools and tests that revoke nothing).
     pub fn new(settings: &AuthSettings) -> Self {
+        Self::with_revocations(settings, Revocations::new())
+    }
+
+    /// Keys whose every check consults `revocations` (see [`crate::revocation`]).
+    pub fn with_revocations(settings: &AuthSettings, revocations: Revocations) -> Self {
         let secret = settings.jwt_secret.expose().as_bytes();
         // Only HS256 is accepted: `alg: none` and algorithm-confusion tokens fail validation.
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[settings.issuer.as_str()]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
         validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
         Self(Arc::new(JwtKeysInner {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -185,26 +206,33 @@ impl JwtKeys {
             issuer: settings.issuer.clone(),
             access_ttl: Duration::from_secs(settings.access_ttl_secs),
             verified: VerifiedTokens::new(),
+            revocations,
         }))
+    }
+
+    /// The revocations every check consults.
+    pub fn revocations(&self) -> &Revocations {
+        &self.0.revocations
     }
 
     pub fn access_ttl(&self) -> Duration {
         self.0.access_ttl
     }
 
-    /// Signs an access token for the user; returns it with its claims.
+    /// Signs an access token for the user; returns it with its claims. Its `iat` is past any revocation of
+    /// the user this process knows of (see [`Revocations::first_valid_iat`]).
     pub fn issue(
         &self,
         user_id: Uuid,
         email: &str,
         role: Role,
     ) -> Result<(String, Claims), TokenError> {
-        let now = chrono::Utc::now().timestamp();
+        let now = now_secs();
         let claims = Claims {
             sub: user_id,
             email: email.to_owned(),
             role,
-            iat: now,
+            iat: self.0.revocations.first_valid_iat(user_id, now),
             exp: now + self.0.access_ttl.as_secs() as i64,
             jti: Uuid::now_v7(),
             iss: self.0.issuer.clone(),
@@ -214,17 +242,36 @@ impl JwtKeys {
         Ok((token, claims))
     }
 
+    /// Checks signature, issuer, expiry, `nbf` and `iat` (neither further ahead than the leeway), then
+    /// whether the token was revoked.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        if let Some(claims) = self.0.verified.get(token) {
-            return Ok(claims);
+        let claims = match self.0.verified.get(token) {
+            Some(claims) => claims,
+            None => {
+                let claims =
+                    jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
+                        .map(|data| data.claims)
+                        .map_err(|e| match e.kind() {
+                            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                                TokenError::Expired
+                            }
+                            jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                                TokenError::NotYetValid
+                            }
+                            _ => TokenError::Invalid(e.to_string()),
+                        })?;
+                // A token from the future was signed by a clock far ahead or made to outlive a
+                // revocation (`iat` past it); time only moves on, so a cached token needs no recheck.
+                if claims.iat > now_secs() + LEEWAY_SECS as i64 {
+                    return Err(TokenError::NotYetValid);
+                }
+                self.0.verified.put(token, &claims);
+                claims
+            }
+        };
+        if self.0.revocations.is_revoked(&claims) {
+            return Err(TokenError::Revoked);
         }
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid(e.to_string()),
-            })?;
-        self.0.verified.put(token, &claims);
         Ok(claims)
     }
 
@@ -239,6 +286,16 @@ impl JwtKeys {
         self.verify(token).map_err(|e| match e {
             TokenError::Expired => Problem::unauthorized("the access token has expired"),
             TokenError::Invalid(_) => Problem::unauthorized("the access token is invalid"),
+            TokenError::NotYetValid => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "TOKEN_NOT_YET_VALID",
+                "the access token's iat or nbf lies in the future",
+            ),
+            TokenError::Revoked => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "TOKEN_REVOKED",
+                "the access token was revoked (sign-out, deactivation or role change); sign in again",
+            ),
         })
     }
 }
@@ -299,6 +356,8 @@ mod tests {
             issuer: "logicore".into(),
             access_ttl_secs: 900,
             refresh_ttl_secs: 86_400,
+            revocation_poll_ms: 250,
+            revocation_resync_ms: 5_000,
         }
     }
 

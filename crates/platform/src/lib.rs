@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod pagination;
 pub mod problem;
 pub mod request_id;
+pub mod revocation;
 pub mod telemetry;
 
 pub use problem::{FieldError, Problem};

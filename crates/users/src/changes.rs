@@ -1,9 +1,11 @@
 //! Changing an existing account: one transaction locks the row, applies the patch when it changes
-//! anything, ends the sessions of a deactivated account and records the events; the cached profile goes
-//! after the commit.
+//! anything, ends the sessions of a deactivated account, records the events and the revocation of the
+//! account's access tokens (deactivation, role change); after the commit the revocation is announced and
+//! the cached profile goes.
 
 use messaging::Messaging;
 use platform::db::{Db, Isolation};
+use platform::revocation::Revocation;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -13,6 +15,7 @@ use crate::error::UsersError;
 use crate::events;
 use crate::models::User;
 use crate::repo::{self, UserPatch};
+use crate::revoke::Revoker;
 use crate::state::AppState;
 use crate::tokens;
 
@@ -27,6 +30,7 @@ pub async fn apply_patch(
 ) -> Result<Option<User>, UsersError> {
     let db = state.db.clone();
     let messaging = state.messaging.clone();
+    let revoker = state.revoker.clone();
     let patch = patch.clone();
     let updated = state
         .db
@@ -36,6 +40,7 @@ pub async fn apply_patch(
                 Box::pin(apply_patch_in(
                     db.clone(),
                     messaging.clone(),
+                    revoker.clone(),
                     connection,
                     id,
                     patch.clone(),
@@ -44,10 +49,16 @@ pub async fn apply_patch(
             }),
         )
         .await?;
-    // After the commit, so a deactivated user's next request is a 401 even with an access token still
-    // valid, and a demoted one's a 403.
+    let Some((user, revocation)) = updated else {
+        return Ok(None);
+    };
+    // After the commit: from here on the user's old access tokens are refused everywhere (401).
+    if let Some(revocation) = revocation {
+        state.revoker.announce(&[revocation]).await;
+    }
+    // So the users service's own checks of the current account see the change at once too.
     cached::forget(&state.cache, id).await;
-    Ok(updated)
+    Ok(Some(user))
 }
 
 /// The body of [`apply_patch`]'s transaction, also run inside `create-admin`'s own; it owns its inputs
@@ -55,23 +66,26 @@ pub async fn apply_patch(
 pub(crate) async fn apply_patch_in(
     db: Db,
     messaging: Messaging,
+    revoker: Revoker,
     connection: &mut PgConnection,
     id: Uuid,
     patch: UserPatch,
     actor: Option<Uuid>,
-) -> Result<Option<User>, UsersError> {
+) -> Result<Option<(User, Option<Revocation>)>, UsersError> {
     let Some(before) = repo::lock(&db, connection, id).await? else {
         return Ok(None);
     };
-    let user = if patch.changes(&before) {
+    let (user, revocation) = if patch.changes(&before) {
         let after = repo::update(&db, connection, id, &patch)
             .await?
             // The row is locked by this transaction: it cannot have gone in between.
             .ok_or(UsersError::NotFound)?;
         events::changed(&messaging, connection, &before, &after, actor).await?;
-        after
+        let revocation = revoker.for_change(&before, &after);
+        (after, revocation)
     } else {
-        before
+        let revocation = revoker.for_change(&before, &before);
+        (before, revocation)
     };
     // Also when nothing changed: deactivating an inactive account again still leaves it without sessions.
     if !user.is_active() {
@@ -80,5 +94,8 @@ pub(crate) async fn apply_patch_in(
             tracing::info!(user_id = %user.id, "user deactivated");
         }
     }
-    Ok(Some(user))
+    if let Some(revocation) = &revocation {
+        revoker.record(&db, connection, revocation).await?;
+    }
+    Ok(Some((user, revocation)))
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use platform::config::{
     AuthSettings, DatabaseSettings, MessagingSettings, RedisSettings, Secret, Settings,
 };
+use platform::revocation::RevocationOptions;
 
 /// How long `/readyz` waits for PostgreSQL before reporting it down. Probes run every few seconds, so
 /// an answer slower than this is as bad as none.
@@ -20,6 +21,8 @@ pub struct Config {
     pub port: u16,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
+    /// The revoked tokens every check consults; this service records them and keeps its set current.
+    pub revocation: RevocationOptions,
     /// The profile cache: Redis when `redis.enabled`, in process memory otherwise.
     pub redis: RedisSettings,
     /// The event transport and the outbox relay (`messaging.*`).
@@ -48,6 +51,7 @@ impl Config {
             port: users.port,
             database: settings.database.clone(),
             auth: settings.auth.clone(),
+            revocation: RevocationOptions::from_settings(settings),
             redis: settings.redis.clone(),
             messaging: settings.messaging.clone(),
             max_body_bytes: users.max_body_bytes,

@@ -3,7 +3,8 @@
 //!
 //! The binary calls [`run`] with a bound listener and a shutdown token; tests do the same on port 0.
 //! Every change of an account records its `user.*` events in the service's outbox in the same transaction;
-//! [`run`] relays them and consumes the ones that make a cached profile stale.
+//! [`run`] relays them and consumes the ones that make a cached profile stale. Deactivation, a role change
+//! and logout also revoke access tokens (`revoke`); `GET /internal/revocations` serves them to the gateway.
 
 mod cached;
 mod changes;
@@ -17,6 +18,7 @@ mod openapi;
 mod passwords;
 mod profile_cache;
 mod repo;
+mod revoke;
 mod sessions;
 mod state;
 mod tokens;
@@ -27,12 +29,14 @@ use platform::db::Db;
 use platform::health::{PostgresCheck, Readiness};
 use platform::http::{PlatformLayers, with_platform_layers};
 use platform::metrics::{HttpMetrics, MetricsHandle};
+use platform::revocation::{RevocationOptions, TableFeed};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::profile_cache::ProfileEviction;
+use crate::revoke::Revoker;
 
 pub use config::Config;
 pub use domain::UserStatus;
@@ -58,23 +62,49 @@ pub struct App {
     pub db: Db,
     pub messaging: Messaging,
     cache: Cache,
+    revocation: RevocationOptions,
 }
 
 impl App {
-    /// Starts the outbox relay and the `users.profile-cache` consumer, which run until `shutdown`, and
-    /// returns once the consumer is subscribed (events relayed from then on reach it). [`run`] does this
+    /// Starts the outbox relay, the `users.profile-cache` consumer and the revocation feed, which run until
+    /// `shutdown`, and returns once the consumer is subscribed (events relayed from then on reach it). [`run`] does this
     /// itself; this is for callers that serve the router their own way (tests, an embedding binary), who
     /// await the handles after `shutdown` and then call `messaging.close()`.
     pub async fn spawn_background(&self, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
-        start_background(self.messaging.clone(), self.cache.clone(), shutdown).await
+        start_background(self.background(), shutdown).await
+    }
+
+    fn background(&self) -> Background {
+        Background {
+            db: self.db.clone(),
+            messaging: self.messaging.clone(),
+            cache: self.cache.clone(),
+            revocation: self.revocation.clone(),
+        }
     }
 }
 
-async fn start_background(
+/// The handles the background tasks need.
+struct Background {
+    db: Db,
     messaging: Messaging,
     cache: Cache,
+    revocation: RevocationOptions,
+}
+
+async fn start_background(
+    background: Background,
     shutdown: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
+    let Background {
+        db,
+        messaging,
+        cache,
+        revocation,
+    } = background;
+    // Other instances of this service (and `users create-admin`) record revocations too.
+    let mut tasks =
+        platform::revocation::spawn_feed(&revocation, TableFeed::new(db), shutdown.clone());
     let relay = messaging.relay().spawn(shutdown.clone());
     let consumer = messaging
         .consumer(
@@ -84,7 +114,8 @@ async fn start_background(
         )
         .start(shutdown)
         .await;
-    vec![relay, consumer]
+    tasks.extend([relay, consumer]);
+    tasks
 }
 
 /// Connects to the database, migrates it (the outbox and inbox included), creates the first admin if
@@ -95,7 +126,8 @@ pub async fn build(config: &Config) -> Result<App, UsersError> {
     let db = connect(config, &mut registry).await?;
     let messaging = Messaging::start(&config.messaging, &db, PRODUCER, &mut registry).await?;
     let cache = Cache::from_settings(&config.redis, &mut registry)?;
-    bootstrap_admin(config, &db, &cache, &messaging).await?;
+    let state = AppState::new(db.clone(), cache.clone(), messaging.clone(), config);
+    bootstrap_admin(config, &state).await?;
     let readiness = Readiness::new(
         vec![
             Box::new(PostgresCheck(db.clone())),
@@ -107,7 +139,6 @@ pub async fn build(config: &Config) -> Result<App, UsersError> {
         ],
         config.readiness_timeout,
     );
-    let state = AppState::new(db.clone(), cache.clone(), messaging.clone(), config);
     let router = with_platform_layers(
         router(state),
         PlatformLayers {
@@ -122,13 +153,20 @@ pub async fn build(config: &Config) -> Result<App, UsersError> {
         db,
         messaging,
         cache,
+        revocation: config.revocation.clone(),
     })
 }
 
-/// The API routes only, without the platform layers.
+/// The API routes only, without the platform layers, and the internal revocation feed (not in the
+/// OpenAPI document: the gateway routes nothing outside `/api` here, so only the internal network sees it).
 pub fn router(state: AppState) -> axum::Router {
     let (router, _) = openapi::api_router().split_for_parts();
-    router.with_state(state)
+    router
+        .route(
+            "/internal/revocations",
+            axum::routing::get(handlers::internal::revocations),
+        )
+        .with_state(state)
 }
 
 /// Serves on `listener`, relaying events and consuming the profile-cache ones, until `shutdown` fires; then
@@ -143,9 +181,8 @@ pub async fn run(
     // Serving does not wait for the consumer's subscription: with the broker down, requests still commit
     // their events to the outbox and `/readyz` shows messaging degraded.
     let background = tokio::spawn({
-        let (messaging, cache, token) =
-            (app.messaging.clone(), app.cache.clone(), shutdown.clone());
-        async move { futures::future::join_all(start_background(messaging, cache, token).await).await }
+        let (background, token) = (app.background(), shutdown.clone());
+        async move { futures::future::join_all(start_background(background, token).await).await }
     });
     let served = platform::http::serve_on(
         listener,
@@ -186,7 +223,14 @@ pub async fn create_admin(
     // Only records the events: the running service's relay delivers them from the shared outbox, and its
     // profile-cache consumer drops what this process's cache could not.
     let messaging = Messaging::start(&config.messaging, &db, PRODUCER, &mut registry).await?;
-    let result = sessions::create_or_promote_admin(&db, &cache, &messaging, email, password).await;
+    // Records the revocation of the account's older tokens; running instances read it from the table
+    // (or get it pushed through Redis).
+    let revoker = Revoker::new(
+        &config.revocation,
+        std::time::Duration::from_secs(config.auth.access_ttl_secs),
+    );
+    let result =
+        sessions::create_or_promote_admin(&db, &cache, &messaging, &revoker, email, password).await;
     messaging.close().await;
     db.close().await;
     result
@@ -201,19 +245,15 @@ async fn connect(
     Ok(db)
 }
 
-async fn bootstrap_admin(
-    config: &Config,
-    db: &Db,
-    cache: &Cache,
-    messaging: &Messaging,
-) -> Result<(), UsersError> {
-    if config.admin_email.is_empty() || repo::admin_exists(db).await? {
+async fn bootstrap_admin(config: &Config, state: &AppState) -> Result<(), UsersError> {
+    if config.admin_email.is_empty() || repo::admin_exists(&state.db).await? {
         return Ok(());
     }
     sessions::create_or_promote_admin(
-        db,
-        cache,
-        messaging,
+        &state.db,
+        &state.cache,
+        &state.messaging,
+        &state.revoker,
         &config.admin_email,
         Some(config.admin_password.expose()),
     )

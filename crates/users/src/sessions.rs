@@ -5,6 +5,7 @@ use messaging::Messaging;
 use platform::auth::{AuthUser, Role};
 use platform::db::{Db, Isolation};
 use platform::problem::FieldError;
+use platform::revocation::Revocation;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -15,6 +16,7 @@ use crate::events;
 use crate::models::{TokenResponse, User, UserView};
 use crate::passwords;
 use crate::repo::{self, NewUser, UserPatch};
+use crate::revoke::Revoker;
 use crate::state::AppState;
 use crate::tokens::{self, RefreshToken};
 
@@ -146,11 +148,14 @@ pub struct AdminOutcome {
 }
 
 /// Creates an admin account, or makes the account with that email an active admin. An existing account
-/// keeps its password unless `password` is given; a new one needs it.
+/// keeps its password unless `password` is given; a new one needs it. A promotion or a new password revokes
+the account's older access tokens (see `Revoker::for_change`), announced once the transaction commits; the
+account's cached profile is dropped (it may have been cached with its old role or status).
 pub async fn create_or_promote_admin(
     db: &Db,
     cache: &Cache,
     messaging: &Messaging,
+    revoker: &Revoker,
     email: &str,
     password: Option<&str>,
 ) -> Result<AdminOutcome, UsersError> {
@@ -169,14 +174,15 @@ pub async fn create_or_promote_admin(
         Some(password) => Some(passwords::hash(password).await?),
         None => None,
     };
-    let (tx_db, messaging) = (db.clone(), messaging.clone());
-    let outcome = db
+    let (tx_db, messaging, tx_revoker) = (db.clone(), messaging.clone(), revoker.clone());
+    let (outcome, revocation) = db
         .transaction(
             Isolation::ReadCommitted,
             repo::tx_body(move |connection| {
                 Box::pin(upsert_admin_in(
                     tx_db.clone(),
                     messaging.clone(),
+                    tx_revoker.clone(),
                     connection,
                     email.clone(),
                     password_hash.clone(),
@@ -184,6 +190,9 @@ pub async fn create_or_promote_admin(
             }),
         )
         .await?;
+    if let Some(revocation) = revocation {
+        revoker.announce(&[revocation]).await;
+    }
     cached::forget(cache, outcome.user.id).await;
     tracing::info!(
         user_id = %outcome.user.id,
@@ -198,10 +207,11 @@ pub async fn create_or_promote_admin(
 async fn upsert_admin_in(
     db: Db,
     messaging: Messaging,
+    revoker: Revoker,
     connection: &mut PgConnection,
     email: Email,
     password_hash: Option<String>,
-) -> Result<AdminOutcome, UsersError> {
+) -> Result<(AdminOutcome, Option<Revocation>), UsersError> {
     if let Some(password_hash) = &password_hash {
         let admin = NewUser {
             email: email.clone(),
@@ -213,11 +223,12 @@ async fn upsert_admin_in(
         };
         if let Some(user) = repo::insert_if_absent(&db, connection, &admin).await? {
             events::created(&messaging, connection, &user).await?;
-            return Ok(AdminOutcome {
+            let created = AdminOutcome {
                 user: user.into(),
                 action: AdminAction::Created,
                 password_changed: false,
-            });
+            };
+            return Ok((created, None));
         }
     }
     // The email is taken (the insert waited for any concurrent one to commit), or no password was given,
@@ -239,9 +250,10 @@ async fn upsert_admin_in(
         status: Some(UserStatus::Active),
         ..UserPatch::default()
     };
-    let mut user = crate::changes::apply_patch_in(
+    let (promoted, mut revocation) = crate::changes::apply_patch_in(
         db.clone(),
         messaging,
+        revoker.clone(),
         connection,
         before.id,
         promotion,
@@ -249,16 +261,23 @@ async fn upsert_admin_in(
     )
     .await?
     .ok_or(UsersError::NotFound)?;
+    let mut user = promoted;
     if let Some(password_hash) = &password_hash {
-        user = repo::set_password_hash(&db, connection, user.id, password_hash)
+        let replaced = repo::set_password_hash(&db, connection, user.id, password_hash)
             .await?
             .ok_or(UsersError::NotFound)?;
-        // A replaced password ends the sessions opened with the old one.
+        // A replaced password ends the sessions opened with the old one, and the access tokens too.
         tokens::revoke_all_of_user(&db, connection, user.id).await?;
+        if let Some(password_revocation) = revoker.for_change(&user, &replaced) {
+            revoker.record(&db, connection, &password_revocation).await?;
+            revocation = Some(password_revocation);
+        }
+        user = replaced;
     }
-    Ok(AdminOutcome {
+    let outcome = AdminOutcome {
         user: user.into(),
         action,
         password_changed: password_hash.is_some(),
-    })
+    };
+    Ok((outcome, revocation))
 }

@@ -10,6 +10,7 @@ use platform::auth::JwtKeys;
 use platform::db::Db;
 
 use crate::config::Config;
+use crate::revoke::Revoker;
 
 /// What every handler shares, behind one `Arc`: axum clones the state for every request, and one
 /// reference count is much cheaper than one per handle (these hold a few dozen `Arc`s and a `String`,
@@ -32,6 +33,8 @@ pub struct Handles {
     /// Records the `user.*` events in the outbox of the transaction making the change (see `events`).
     pub messaging: Messaging,
     pub keys: JwtKeys,
+    /// Records revoked access tokens and makes them effective everywhere.
+    pub revoker: Revoker,
     pub refresh_ttl: Duration,
     pub preferences_max_bytes: usize,
 }
@@ -42,7 +45,11 @@ impl AppState {
             db,
             cache,
             messaging,
-            keys: JwtKeys::new(&config.auth),
+            keys: JwtKeys::with_revocations(&config.auth, config.revocation.set.clone()),
+            revoker: Revoker::new(
+                &config.revocation,
+                Duration::from_secs(config.auth.access_ttl_secs),
+            ),
             refresh_ttl: Duration::from_secs(config.auth.refresh_ttl_secs),
             preferences_max_bytes: config.preferences_max_bytes,
         }))

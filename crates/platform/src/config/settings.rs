@@ -114,6 +114,12 @@ pub struct AuthSettings {
     pub issuer: String,
     pub access_ttl_secs: u64,
     pub refresh_ttl_secs: u64,
+    /// Without Redis: how often every process reads the revocations recorded since its last read
+    /// (the bound on how long a revoked token still passes).
+    pub revocation_poll_ms: u64,
+    /// With Redis, which pushes revocations at once: how often every process reads them again anyway,
+    /// so a push missed during a Redis outage is caught up.
+    pub revocation_resync_ms: u64,
 }
 
 /// The development default of `auth.jwt_secret`; refused in production.
@@ -500,6 +506,16 @@ impl Settings {
             "must exceed auth.access_ttl_secs",
         );
         check(!auth.issuer.is_empty(), "auth.issuer", "must not be empty");
+        check(
+            (10..=1_000).contains(&auth.revocation_poll_ms),
+            "auth.revocation_poll_ms",
+            "must be between 10 and 1000 (revocation must bite within a second)",
+        );
+        check(
+            (100..=60_000).contains(&auth.revocation_resync_ms),
+            "auth.revocation_resync_ms",
+            "must be between 100 and 60000",
+        );
 
         check(
             self.users.max_body_bytes >= 1024,

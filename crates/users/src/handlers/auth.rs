@@ -151,14 +151,15 @@ pub async fn refresh(
     ))
 }
 
-/// Ends the session the refresh token belongs to. Idempotent: an unknown or foreign token is ignored.
+/// Ends the session the refresh token belongs to and revokes the access token presented, everywhere within
+/// a second. Idempotent: an unknown or foreign refresh token is ignored.
 #[utoipa::path(
     post,
     path = "/api/v1/auth/logout",
     tag = "auth",
     security(("bearer_auth" = [])),
     responses(
-        (status = 204, description = "The session's refresh tokens are revoked"),
+        (status = 204, description = "The session's refresh tokens and the presented access token are revoked"),
         (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -168,5 +169,6 @@ pub async fn logout(
     Json(body): Json<RefreshTokenRequest>,
 ) -> Result<StatusCode, UsersError> {
     tokens::revoke_family_of(&state.db, auth.id(), &body.refresh_token).await?;
+    state.revoker.log_out(&state.db, &auth.0).await?;
     Ok(StatusCode::NO_CONTENT)
 }

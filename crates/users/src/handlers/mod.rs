@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod internal;
 pub mod me;
 
 use serde::{Deserialize, Deserializer};

@@ -160,7 +160,7 @@ async fn deactivating_a_user_ends_their_sessions_and_blocks_sign_in() {
     let me = app
         .get("/api/v1/users/me", Some(&access_token(&tokens)))
         .await;
-    expect_problem(me, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    expect_problem(me, StatusCode::UNAUTHORIZED, "TOKEN_REVOKED").await;
     let refresh = json!({"refresh_token": tokens["refresh_token"]});
     let response = app.post("/api/v1/auth/refresh", None, &refresh).await;
     expect_problem(response, StatusCode::UNAUTHORIZED, "INVALID_REFRESH_TOKEN").await;
@@ -195,8 +195,9 @@ async fn a_demoted_admin_loses_admin_rights_before_their_token_expires() {
     .await;
     let body = json!({"role": "driver"});
     expect(app.patch(&path, Some(&admin), &body).await, StatusCode::OK).await;
+    // The role change revoked the token that carried the old role.
     let response = app.get("/api/v1/users", Some(&second)).await;
-    expect_problem(response, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    expect_problem(response, StatusCode::UNAUTHORIZED, "TOKEN_REVOKED").await;
 }
 
 #[tokio::test]
