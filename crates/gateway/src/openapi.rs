@@ -114,7 +114,12 @@ mod tests {
     #[test]
     fn the_gateway_document_is_valid_openapi_with_the_operations_routes() {
         let spec = merged(Vec::new()).unwrap_or_else(|e| panic!("{e}"));
-        for path in ["/health", "/readyz", "/openapi.json", "/admin/circuit-breakers"] {
+        for path in [
+            "/health",
+            "/readyz",
+            "/openapi.json",
+            "/admin/circuit-breakers",
+        ] {
             assert!(spec.paths.get_path_item(path).is_some(), "{path} missing");
         }
         // Served on the admin listener only.

@@ -77,7 +77,7 @@ impl Platform {
         };
         let base = settings(&[]);
         let users_config = users::Config::from_settings(&base);
-        users::create_admin(&users_config, ADMIN_EMAIL, PASSWORD)
+        users::create_admin(&users_config, ADMIN_EMAIL, Some(PASSWORD))
             .await
             .unwrap_or_else(|e| panic!("admin: {e}"));
         let mut inventory_config = inventory::Config::from_settings(&base);
@@ -104,7 +104,16 @@ impl Platform {
             gateway_config.revocation = gateway_config.revocation.fed_by_users_service(&users_set);
         }
         let specs = vec![users::openapi(), inventory::openapi(), orders::openapi()];
-        let gateway = serve(|l, s| gateway::run(gateway_config, specs, l, s)).await;
+        let admin = testkit::bind().await;
+        let gateway = serve(|public, s| {
+            gateway::run(
+                gateway_config,
+                specs,
+                gateway::Listeners { public, admin },
+                s,
+            )
+        })
+        .await;
         Self {
             gateway,
             users,

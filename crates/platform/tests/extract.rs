@@ -82,6 +82,7 @@ async fn spawn() -> SocketAddr {
         router,
         CancellationToken::new(),
         Duration::from_secs(1),
+        testkit::connection_limits(),
     ));
     address
 }

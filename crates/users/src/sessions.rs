@@ -149,8 +149,8 @@ pub struct AdminOutcome {
 
 /// Creates an admin account, or makes the account with that email an active admin. An existing account
 /// keeps its password unless `password` is given; a new one needs it. A promotion or a new password revokes
-the account's older access tokens (see `Revoker::for_change`), announced once the transaction commits; the
-account's cached profile is dropped (it may have been cached with its old role or status).
+/// the account's older access tokens (see `Revoker::for_change`), announced once the transaction commits; the
+/// account's cached profile is dropped (it may have been cached with its old role or status).
 pub async fn create_or_promote_admin(
     db: &Db,
     cache: &Cache,
@@ -269,7 +269,9 @@ async fn upsert_admin_in(
         // A replaced password ends the sessions opened with the old one, and the access tokens too.
         tokens::revoke_all_of_user(&db, connection, user.id).await?;
         if let Some(password_revocation) = revoker.for_change(&user, &replaced) {
-            revoker.record(&db, connection, &password_revocation).await?;
+            revoker
+                .record(&db, connection, &password_revocation)
+                .await?;
             revocation = Some(password_revocation);
         }
         user = replaced;

@@ -9,14 +9,13 @@ const RFC3339: &str = "must be an RFC 3339 date-time, e.g. 2026-01-31T09:30:00Z"
 
 /// The API's phrase for a serde error message, which must already be stripped of its position.
 pub(crate) fn describe(message: &str) -> String {
-    if let Some(rest) = message
+    if let Some((_, expected)) = message
         .strip_prefix("invalid type: ")
         .or_else(|| message.strip_prefix("invalid value: "))
         .or_else(|| message.strip_prefix("invalid length "))
+        .and_then(|rest| rest.split_once(", expected "))
     {
-        if let Some((_, expected)) = rest.split_once(", expected ") {
-            return expectation(expected);
-        }
+        return expectation(expected);
     }
     if let Some(rest) = message.strip_prefix("unknown variant `") {
         return match rest.split_once("`, expected ") {
