@@ -137,6 +137,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     if let Some(error) = text::nul_in_json(bytes) {
         return Err(Problem::validation(vec![error]));
     }
+    // Every request body of the API is an object. serde would also fill a struct from an array of its
+    // fields in order (`[null, null]` as an all-optional patch), which no client means.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(Problem::validation(vec![FieldError::new(
+            "",
+            "INVALID_TYPE",
+            "must be an object",
+        )]));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -273,6 +282,19 @@ mod tests {
         assert_eq!(problem.status, 422);
         assert_eq!(problem.errors[0].field, "age");
         assert_eq!(problem.errors[0].code, "INVALID_TYPE");
+    }
+
+    #[test]
+    fn an_array_is_not_a_body_even_for_a_struct_serde_could_fill_from_one() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Patch {
+            name: Option<String>,
+            age: Option<u32>,
+        }
+        let problem = parse_json::<Patch>(b" [null, null]").unwrap_err();
+        assert_eq!(problem.status, 422);
+        assert_eq!(problem.errors[0].message, "must be an object");
     }
 
     #[test]
