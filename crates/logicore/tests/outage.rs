@@ -70,8 +70,7 @@ async fn the_api_answers_within_five_seconds_of_the_databases_return() {
         "the gateway's breaker to open",
         Duration::from_secs(60),
         || async {
-            let answers =
-                futures::future::join_all((0..4).map(|_| login(&client, &gateway))).await;
+            let answers = futures::future::join_all((0..4).map(|_| login(&client, &gateway))).await;
             for (status, _) in &answers {
                 assert!(*status == 503 || *status == 504, "{answers:?}");
             }
@@ -89,5 +88,8 @@ async fn the_api_answers_within_five_seconds_of_the_databases_return() {
         (login(&client, &gateway).await.0 == 200).then_some(())
     })
     .await;
-    println!("the API answered {:?} after the database's return", restored.elapsed());
+    println!(
+        "the API answered {:?} after the database's return",
+        restored.elapsed()
+    );
 }

@@ -56,8 +56,12 @@ impl Platform {
             ("DATABASE_URL", &db.url),
             ("DB_POOL_MAX", "30"),
             // The rush test queues 500 creates on the pool while CI runs every suite in parallel on two
-            // cores; past the default 3 s wait a create is a 503. The pool's own timeout has its tests.
-            ("LOGICORE_DATABASE__ACQUIRE_TIMEOUT_MS", "30000"),
+            // cores; past the default 2 s wait a create is a 503. The pool's own timeout has its tests.
+            ("LOGICORE_DATABASE__ACQUIRE_TIMEOUT_MS", "20000"),
+            // The gateway then may wait past its default 5 s call timeout, which would be a 504 here (and
+            // configuration refuses a pool wait not below the gateway's deadline). These tests are about
+            // the saga; the gateway's timeouts have tests of their own.
+            ("GATEWAY_CIRCUIT_BREAKER_TIMEOUT", "30000"),
             ("LOGICORE_MESSAGING__EXCHANGE", &exchange),
             ("LOGICORE_MESSAGING__RELAY_POLL_MS", "50"),
             ("LOGICORE_MESSAGING__RETRY_DELAY_MS", "200"),
@@ -111,10 +115,6 @@ impl Platform {
             ("INVENTORY_SERVICE_URL", inventory_url.as_str()),
             ("ORDER_SERVICE_URL", orders_url.as_str()),
             ("GATEWAY_RATE_LIMIT_MAX_REQUESTS", "1000000"),
-            // The rush test sends 500 orders at once while CI runs every suite in parallel on two cores: a
-            // create may then wait on the pool past the default 3 s call timeout, which would be a 504 here.
-            // These tests are about the saga; the gateway's timeouts have tests of their own.
-            ("GATEWAY_CIRCUIT_BREAKER_TIMEOUT", "30000"),
         ]);
         let settings = testkit::settings(&gateway_env);
         let config = gateway::Config::from_settings(&settings).unwrap_or_else(|e| panic!("{e}"));

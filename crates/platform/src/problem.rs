@@ -115,11 +115,24 @@ impl Problem {
     }
 
     /// The answer to a failed query: 503 `DATABASE_UNAVAILABLE` with `Retry-After` when no pooled connection
-    /// could be had in time (busy or unreachable: worth retrying), a 400 `UNSTORABLE_VALUE` when PostgreSQL
-    /// refused a value the request carried, otherwise a 500 that says nothing more.
+    /// could be had in time or the connection broke (busy, unreachable or restarting: worth retrying), a 400
+    /// `UNSTORABLE_VALUE` when PostgreSQL refused a value the request carried, otherwise a 500 that says
+    /// nothing more.
     pub fn database(error: &sqlx::Error) -> Self {
+        let connection_lost = match error {
+            // A broken stream shows as an I/O or a protocol error (a connection cut mid-handshake).
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Protocol(_) => true,
+            // Class 08 (connection exception) and 57P01–57P03 (the server shutting down or starting).
+            sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+                c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+            }),
+            _ => false,
+        };
         match error {
-            sqlx::Error::PoolTimedOut => Self::unavailable(
+            _ if connection_lost => Self::unavailable(
                 "DATABASE_UNAVAILABLE",
                 "the database is busy or unreachable; retry shortly",
                 1,
@@ -193,17 +206,18 @@ impl IntoResponse for Problem {
 /// An error response written in some other format — axum's plain-text rejections, a static file
 /// server's 404, a timeout layer's empty 408 — rewritten as problem+json, so every error a client sees
 /// has one shape and a request id. Its headers (`Allow`, `Retry-After`, …) are kept; its body is not.
+/// A JSON error body (a problem, or a readiness report's 503) is LogiCore's own document and stays.
 pub fn as_problem(response: Response) -> Response {
     let status = response.status();
-    let is_problem = response
+    let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
         .is_some_and(|value| {
-            value
-                .as_bytes()
-                .starts_with(PROBLEM_CONTENT_TYPE.as_bytes())
+            let essence = value.split(';').next().unwrap_or_default().trim();
+            essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")
         });
-    if is_problem || !(status.is_client_error() || status.is_server_error()) {
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
     let (parts, _) = response.into_parts();

@@ -149,7 +149,8 @@ mod tests {
 
     #[test]
     fn server_errors_reveal_nothing_about_their_cause() {
-        let error = UsersError::Database(sqlx::Error::Protocol("secret table users.x".into()));
+        let error =
+            UsersError::Database(sqlx::Error::ColumnNotFound("secret_column_of_users".into()));
         let body = serde_json::to_string(&error.to_problem()).unwrap_or_default();
         assert!(!body.contains("secret"), "{body}");
         assert!(body.contains("\"status\":500"), "{body}");

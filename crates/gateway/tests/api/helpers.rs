@@ -76,6 +76,11 @@ impl FakeUpstream {
         let probe = Arc::new(Probe::default());
         let router = Router::new()
             .route("/health", get(health))
+            // The gateway polls the users service for revocations; like `/health`, not a proxied request.
+            .route(
+                "/internal/revocations",
+                get(|| async { axum::Json(json!({ "revocations": [], "watermark": null })) }),
+            )
             .fallback(any(dispatch))
             .with_state(probe.clone());
         let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));

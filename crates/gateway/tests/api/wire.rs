@@ -308,7 +308,12 @@ impl Drop for CountOnDrop {
 }
 
 async fn gateway_for(upstream: &RawUpstream) -> (GatewayServer, String) {
-    let config = config(&upstream.url);
+    let mut config = config(&upstream.url);
+    // The raw upstream answers one canned response on connections these tests count: it cannot be the
+    // users service the gateway polls for revocations, so the gateway gets a set nobody feeds.
+    config.revocation = config
+        .revocation
+        .fed_by_users_service(&platform::revocation::Revocations::new());
     let bearer = crate::helpers::bearer(&config.auth, Role::Admin);
     (spawn_gateway(config).await, bearer)
 }

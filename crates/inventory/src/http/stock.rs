@@ -148,7 +148,8 @@ pub async fn movements(
 /// Where ledger rows live: an adjustment's `Location` is its movement, a transfer's its outgoing movement.
 const MOVEMENTS: &str = "/api/v1/inventory/movements";
 
-#[utoipa::path(get, path = "/api/v1/inventory/movements/{id}", tag = "inventory",
+/// One ledger row.
+#[utoipa::path(get, path = "/api/v1/inventory/movements/{id}", operation_id = "get_movement", tag = "inventory",
     params(("id" = uuid::Uuid, Path)), security(("bearer_auth" = [])),
     responses((status = 200, body = Movement), (status = 404, body = platform::Problem)))]
 pub async fn movement(
