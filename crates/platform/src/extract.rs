@@ -21,9 +21,49 @@ pub trait Validate {
     fn validate(&self) -> Result<(), Vec<FieldError>>;
 }
 
+/// Free-form JSON documents (preferences) are stored as PostgreSQL `jsonb`, which keeps a number as an exact
+/// decimal: one as large as `1e308` is written out in 309 digits that JSON parsers cannot read back into a
+/// double, so the stored document could never be served again. Such magnitudes are refused on the way in.
+const LARGEST_DOCUMENT_NUMBER: f64 = 1e100;
+
 impl Validate for serde_json::Map<String, serde_json::Value> {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
-        Ok(())
+        let mut errors = Vec::new();
+        for (key, value) in self {
+            oversized_numbers(value, key, &mut errors);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn oversized_numbers(value: &serde_json::Value, path: &str, errors: &mut Vec<FieldError>) {
+    match value {
+        serde_json::Value::Number(number)
+            if number
+                .as_f64()
+                .is_none_or(|n| n.abs() >= LARGEST_DOCUMENT_NUMBER) =>
+        {
+            errors.push(FieldError::new(
+                path,
+                "OUT_OF_RANGE",
+                "must be a number of magnitude below 1e100",
+            ));
+        }
+        serde_json::Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                oversized_numbers(item, &format!("{path}[{index}]"), errors);
+            }
+        }
+        serde_json::Value::Object(fields) => {
+            for (key, field) in fields {
+                oversized_numbers(field, &format!("{path}.{key}"), errors);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -295,6 +335,18 @@ mod tests {
         let problem = parse_json::<Patch>(b" [null, null]").unwrap_err();
         assert_eq!(problem.status, 422);
         assert_eq!(problem.errors[0].message, "must be an object");
+    }
+
+    #[test]
+    fn a_document_number_jsonb_could_not_give_back_is_refused_naming_its_path() {
+        let document = parse_json::<serde_json::Map<String, serde_json::Value>>(
+            br#"{"ok": 1.5e15, "units": {"max": [1, 1.7976931348623157e308]}}"#,
+        )
+        .unwrap_or_default();
+        let errors = document.validate().unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "units.max[1]");
+        assert_eq!(errors[0].code, "OUT_OF_RANGE");
     }
 
     #[test]
