@@ -193,7 +193,9 @@ mod tests {
 
     #[test]
     fn server_errors_reveal_nothing_about_their_cause() {
-        let error = InventoryError::Database(sqlx::Error::Protocol("secret stock_levels".into()));
+        let error = InventoryError::Database(sqlx::Error::ColumnNotFound(
+            "secret_stock_levels_column".into(),
+        ));
         let body = serde_json::to_string(&error.to_problem()).unwrap_or_default();
         assert!(!body.contains("secret"), "{body}");
         assert!(body.contains("\"status\":500"), "{body}");

@@ -145,7 +145,8 @@ mod tests {
 
     #[test]
     fn server_errors_reveal_nothing_about_their_cause() {
-        let error = OrdersError::Database(sqlx::Error::Protocol("secret orders table".into()));
+        let error =
+            OrdersError::Database(sqlx::Error::ColumnNotFound("secret_orders_column".into()));
         let body = serde_json::to_string(&error.to_problem()).unwrap_or_default();
         assert!(!body.contains("secret"), "{body}");
         assert!(body.contains("\"status\":500"), "{body}");
