@@ -51,15 +51,10 @@ pub enum InventoryError {
     Database(#[source] sqlx::Error),
     #[error("database setup failed")]
     DatabaseSetup(#[from] DbError),
-    /// Only a configuration mistake: an unreachable Redis makes a degraded cache, not an error.
-    #[error("cache setup failed")]
-    CacheSetup(#[from] cache::CacheError),
     #[error("reading the import failed")]
     Io(#[from] std::io::Error),
     #[error("an event cannot be recorded")]
     Event(#[from] messaging::EnvelopeError),
-    #[error("messaging setup failed")]
-    MessagingSetup(#[from] messaging::MessagingError),
 }
 
 fn describe(errors: &[FieldError]) -> String {
@@ -172,11 +167,9 @@ impl InventoryError {
             ),
             InventoryError::Problem(problem) => problem.clone(),
             InventoryError::Database(error) => Problem::database(error),
-            InventoryError::DatabaseSetup(_)
-            | InventoryError::CacheSetup(_)
-            | InventoryError::Io(_)
-            | InventoryError::Event(_)
-            | InventoryError::MessagingSetup(_) => Problem::internal(),
+            InventoryError::DatabaseSetup(_) | InventoryError::Io(_) | InventoryError::Event(_) => {
+                Problem::internal()
+            }
         }
     }
 }

@@ -38,12 +38,13 @@ pub struct Handles {
 }
 
 impl AppState {
-    pub fn new(db: Db, cache: Cache, messaging: Messaging, config: &Config) -> Self {
+    pub fn new(handles: &skeleton::Handles, config: &Config) -> Self {
+        let basics = &config.basics;
         Self(Arc::new(Handles {
-            db,
-            cache,
-            messaging,
-            keys: JwtKeys::with_revocations(&config.auth, config.revocation.set.clone()),
+            db: handles.db.clone(),
+            cache: handles.cache.clone(),
+            messaging: handles.messaging.clone(),
+            keys: JwtKeys::with_revocations(&basics.auth, basics.revocation.set.clone()),
             config: Arc::new(config.clone()),
         }))
     }

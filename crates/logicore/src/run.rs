@@ -123,8 +123,9 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
         Command::Users(users_command) => match users_command.action {
             None => {
                 let mut config = users::Config::from_settings(&settings);
-                config.port = settings.service.port.unwrap_or(config.port);
-                let listener = bind(&config.host, config.port).await?;
+                let basics = &mut config.basics;
+                basics.port = settings.service.port.unwrap_or(basics.port);
+                let listener = bind(&basics.host, basics.port).await?;
                 users::run(config, listener, platform::http::shutdown_signal()).await?;
                 Ok(())
             }
@@ -142,8 +143,9 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
         Command::Inventory(inventory_command) => match inventory_command.action {
             None => {
                 let mut config = inventory::Config::from_settings(&settings);
-                config.port = settings.service.port.unwrap_or(config.port);
-                let listener = bind(&config.host, config.port).await?;
+                let basics = &mut config.basics;
+                basics.port = settings.service.port.unwrap_or(basics.port);
+                let listener = bind(&basics.host, basics.port).await?;
                 inventory::run(config, listener, platform::http::shutdown_signal()).await?;
                 Ok(())
             }
@@ -153,22 +155,20 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
         },
         Command::Orders => {
             let mut config = orders::Config::from_settings(&settings);
-            config.port = settings.service.port.unwrap_or(config.port);
-            let listener = bind(&config.host, config.port).await?;
+            let basics = &mut config.basics;
+            basics.port = settings.service.port.unwrap_or(basics.port);
+            let listener = bind(&basics.host, basics.port).await?;
             orders::run(config, listener, platform::http::shutdown_signal()).await?;
             Ok(())
         }
         Command::Migrate => {
-            users::build(&users::Config::from_settings(&settings))
-                .await?
-                .db
-                .close()
-                .await;
+            // Building a service is what migrates it; nothing is served.
+            let users = users::build(&users::Config::from_settings(&settings)).await?;
+            users.handles().close().await;
             let inventory = inventory::build(&inventory::Config::from_settings(&settings)).await?;
-            inventory.db.close().await;
+            inventory.handles().close().await;
             let orders = orders::build(&orders::Config::from_settings(&settings)).await?;
-            orders.messaging.close().await;
-            orders.db.close().await;
+            orders.handles().close().await;
             tracing::info!("migrations applied");
             Ok(())
         }
@@ -194,15 +194,16 @@ async fn run_all(settings: &Settings) -> anyhow::Result<()> {
     let mut gateway_config = gateway::Config::from_settings(settings)?;
     // One revocation set for the whole process: the users service records into it, so its revocations
     // bite in the other services and the gateway the moment they commit, Redis or not.
-    let revocations = &users_config.revocation.set;
-    inventory_config.revocation = inventory_config
-        .revocation
-        .fed_by_users_service(revocations);
-    orders_config.revocation = orders_config.revocation.fed_by_users_service(revocations);
+    let revocations = &users_config.basics.revocation.set;
+    let inventory_revocation = &mut inventory_config.basics.revocation;
+    *inventory_revocation = inventory_revocation.fed_by_users_service(revocations);
+    let orders_revocation = &mut orders_config.basics.revocation;
+    *orders_revocation = orders_revocation.fed_by_users_service(revocations);
     gateway_config.revocation = gateway_config.revocation.fed_by_users_service(revocations);
-    let users_listener = bind(&users_config.host, users_config.port).await?;
-    let inventory_listener = bind(&inventory_config.host, inventory_config.port).await?;
-    let orders_listener = bind(&orders_config.host, orders_config.port).await?;
+    let users_listener = bind(&users_config.basics.host, users_config.basics.port).await?;
+    let inventory_listener =
+        bind(&inventory_config.basics.host, inventory_config.basics.port).await?;
+    let orders_listener = bind(&orders_config.basics.host, orders_config.basics.port).await?;
     let gateway_listeners = gateway::Listeners {
         public: bind(&gateway_config.host, gateway_config.port).await?,
         admin: bind(&gateway_config.host, gateway_config.admin_port).await?,

@@ -83,11 +83,13 @@ impl Platform {
         let mut inventory_config = inventory::Config::from_settings(&base);
         let mut orders_config = orders::Config::from_settings(&base);
         if matches!(wiring, Wiring::OneProcess) {
-            let set = &users_config.revocation.set;
-            inventory_config.revocation = inventory_config.revocation.fed_by_users_service(set);
-            orders_config.revocation = orders_config.revocation.fed_by_users_service(set);
+            let set = &users_config.basics.revocation.set;
+            inventory_config.basics.revocation =
+                inventory_config.basics.revocation.fed_by_users_service(set);
+            orders_config.basics.revocation =
+                orders_config.basics.revocation.fed_by_users_service(set);
         }
-        let users_set = users_config.revocation.set.clone();
+        let users_set = users_config.basics.revocation.set.clone();
         let users = serve(|l, s| users::run(users_config, l, s)).await;
         let inventory = serve(|l, s| inventory::run(inventory_config, l, s)).await;
         let orders = serve(|l, s| orders::run(orders_config, l, s)).await;

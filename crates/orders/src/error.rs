@@ -41,15 +41,10 @@ pub enum OrdersError {
     Database(#[source] sqlx::Error),
     #[error("database setup failed")]
     DatabaseSetup(#[from] DbError),
-    /// The outbox tables or the transport could not be set up at start.
-    #[error("messaging setup failed")]
-    MessagingSetup(#[from] messaging::MessagingError),
     #[error("an event could not be encoded")]
     Event(#[from] messaging::EnvelopeError),
     #[error("a response could not be encoded")]
     Encode(#[from] serde_json::Error),
-    #[error("serving HTTP failed")]
-    Serve(#[from] std::io::Error),
 }
 
 fn describe(errors: &[FieldError]) -> String {
@@ -124,11 +119,9 @@ impl OrdersError {
             OrdersError::Idempotency(error) => error.to_problem(),
             OrdersError::Problem(problem) => problem.clone(),
             OrdersError::Database(error) => Problem::database(error),
-            OrdersError::DatabaseSetup(_)
-            | OrdersError::MessagingSetup(_)
-            | OrdersError::Event(_)
-            | OrdersError::Encode(_)
-            | OrdersError::Serve(_) => Problem::internal(),
+            OrdersError::DatabaseSetup(_) | OrdersError::Event(_) | OrdersError::Encode(_) => {
+                Problem::internal()
+            }
         }
     }
 }

@@ -19,13 +19,9 @@ mod shipping;
 mod state;
 mod sweeper;
 
-use messaging::Messaging;
-use platform::db::Db;
-use platform::health::{PostgresCheck, Readiness};
-use platform::http::{PlatformLayers, with_platform_layers};
-use platform::metrics::{HttpMetrics, MetricsHandle};
+use skeleton::{Basics, Handles, Service, StartError, Worker};
+use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -34,89 +30,67 @@ pub use saga::GROUP as SAGA_GROUP;
 pub use state::AppState;
 pub use sweeper::expire_lapsed;
 
-/// The PostgreSQL schema holding this service's tables.
-pub const SCHEMA: &str = "orders";
+/// The service's name: its database schema, its metrics prefix and the `producer` of its events.
+pub const NAME: &str = "orders";
 
-/// The `producer` of the events this service emits.
-pub const PRODUCER: &str = "orders";
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// A built service: its full router (API and operations routes, platform layers), its database and its
-/// event backbone handle.
-pub struct App {
-    pub router: axum::Router,
-    pub db: Db,
-    pub messaging: Messaging,
+/// The orders service as the skeleton runs it.
+pub struct Orders {
     config: Config,
 }
 
-impl App {
-    /// Starts the outbox relay, the `orders.saga` consumer, the expiry sweeper and the revocation feed, which run until
-    /// `shutdown`, and returns once the consumer is subscribed. [`run`] does this itself; this is for callers
-    /// that serve the router their own way (tests, an embedding binary), who await the handles after
-    /// `shutdown` and then call `messaging.close()`.
-    pub async fn spawn_background(&self, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
-        let mut tasks = platform::revocation::spawn_feed(
-            &self.config.revocation,
-            platform::revocation::TableFeed::new(self.db.clone()),
-            shutdown.clone(),
-        );
-        let relay = self.messaging.relay().spawn(shutdown.clone());
-        let sweeper = tokio::spawn(sweeper::run(
-            self.db.clone(),
-            self.messaging.clone(),
-            self.config.sweeper_interval,
-            self.config.sweeper_batch,
-            shutdown.clone(),
-        ));
-        let consumer = self
-            .messaging
-            .consumer(
-                saga::GROUP,
-                &saga::PATTERNS,
-                saga::SagaHandler::new(self.db.clone(), self.messaging.clone()),
-            )
-            .start(shutdown)
-            .await;
-        tasks.extend([relay, sweeper, consumer]);
-        tasks
+impl Orders {
+    pub fn new(config: Config) -> Self {
+        Self { config }
     }
 }
 
+impl Service for Orders {
+    const NAME: &'static str = NAME;
+    const USES_CACHE: bool = false;
+
+    fn basics(&self) -> &Basics {
+        &self.config.basics
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        &MIGRATOR
+    }
+
+    /// Also creates the table of idempotency keys.
+    async fn api(&self, handles: &Handles) -> Result<axum::Router, StartError> {
+        platform::idempotency::migrate(&handles.db)
+            .await
+            .map_err(platform::db::DbError::Query)?;
+        Ok(router(AppState::new(handles, &self.config)))
+    }
+
+    /// The `orders.saga` consumer and the expiry sweeper of lapsed pending orders.
+    fn workers(&self, handles: &Handles, shutdown: &CancellationToken) -> Vec<Worker> {
+        let Handles { db, messaging, .. } = handles.clone();
+        let sweeper = sweeper::run(
+            db.clone(),
+            messaging.clone(),
+            self.config.sweeper_interval,
+            self.config.sweeper_batch,
+            shutdown.clone(),
+        );
+        let saga = saga::SagaHandler::new(db, messaging.clone());
+        vec![
+            Worker::Consumer(messaging.consumer(saga::GROUP, &saga::PATTERNS, saga)),
+            Worker::job("pending order expiry sweeper", sweeper),
+        ]
+    }
+}
+
+/// A built orders service: router, handles and background (see [`skeleton::App`]).
+pub type App = skeleton::App<Orders>;
+
 /// Connects to the database, migrates it (outbox, inbox and idempotency keys included) and assembles the
 /// router.
-pub async fn build(config: &Config) -> Result<App, OrdersError> {
-    let mut registry = platform::metrics::registry("orders");
-    let http_metrics = HttpMetrics::register(&mut registry);
-    let db = Db::connect(&config.database, SCHEMA, &mut registry).await?;
-    db.migrate(&MIGRATOR, SCHEMA).await?;
-    platform::idempotency::migrate(&db).await?;
-    let messaging = Messaging::start(&config.messaging, &db, PRODUCER, &mut registry).await?;
-    let readiness = Readiness::new(
-        vec![
-            Box::new(PostgresCheck(db.clone())),
-            // Not required: with the transport down, changes still commit their events to the outbox.
-            Box::new(messaging.readiness_check()),
-        ],
-        config.readiness_timeout,
-    );
-    let state = AppState::new(db.clone(), messaging.clone(), config);
-    let router = with_platform_layers(
-        router(state),
-        PlatformLayers {
-            http_metrics,
-            metrics: MetricsHandle::new(registry),
-            readiness,
-            max_body_bytes: config.max_body_bytes,
-        },
-    );
-    Ok(App {
-        router,
-        db,
-        messaging,
-        config: config.clone(),
-    })
+pub async fn build(config: &Config) -> Result<App, StartError> {
+    App::build(Orders::new(config.clone())).await
 }
 
 /// The API routes only, without the platform layers.
@@ -127,36 +101,15 @@ pub fn router(state: AppState) -> axum::Router {
 
 /// This service's OpenAPI 3.1 document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    platform::openapi::complete(http::api().into_openapi(), "orders")
+    platform::openapi::complete(http::api().into_openapi(), NAME)
 }
 
 /// Serves on `listener`, relaying events, consuming inventory's answers and expiring lapsed orders until
-/// `shutdown` fires; then lets in-flight requests finish within the grace period, stops the background
-/// tasks, closes the transport and the pool.
+/// `shutdown` fires (see [`skeleton::run`]).
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
-) -> Result<(), OrdersError> {
-    let app = build(&config).await?;
-    let background = app.spawn_background(shutdown.clone()).await;
-    let served = platform::http::serve_on(
-        listener,
-        app.router.clone(),
-        shutdown.clone(),
-        config.shutdown_grace,
-        config.http_workers,
-        config.connection_limits,
-    )
-    .await;
-    // The server can also stop by failing; make sure the background tasks stop with it.
-    shutdown.cancel();
-    for task in futures::future::join_all(background).await {
-        if let Err(error) = task {
-            tracing::warn!(error = %error, "an orders background task ended abnormally");
-        }
-    }
-    app.messaging.close().await;
-    app.db.close().await;
-    Ok(served?)
+) -> Result<(), StartError> {
+    skeleton::run(Orders::new(config), listener, shutdown).await
 }

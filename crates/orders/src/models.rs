@@ -34,7 +34,7 @@ pub struct Address {
     )]
     pub postal_code: String,
     /// ISO 3166-1 alpha-2, e.g. `NL`.
-    #[schema(pattern = r"^\s*[A-Za-z]{2}\s*$")]
+    #[schema(pattern = r"^[\t\n\x0b\x0c\r ]*[A-Za-z]{2}[\t\n\x0b\x0c\r ]*$")]
     pub country: String,
 }
 

@@ -36,11 +36,12 @@ pub struct Handles {
 }
 
 impl AppState {
-    pub fn new(db: Db, messaging: Messaging, config: &Config) -> Self {
+    pub fn new(handles: &skeleton::Handles, config: &Config) -> Self {
+        let basics = &config.basics;
         Self(Arc::new(Handles {
-            db,
-            messaging,
-            keys: JwtKeys::with_revocations(&config.auth, config.revocation.set.clone()),
+            db: handles.db.clone(),
+            messaging: handles.messaging.clone(),
+            keys: JwtKeys::with_revocations(&basics.auth, basics.revocation.set.clone()),
             idempotency: Idempotency::new(config.idempotency_ttl),
             config: Arc::new(config.clone()),
         }))

@@ -24,7 +24,7 @@ pub trait Validate {
 /// Free-form JSON documents (preferences) are stored as PostgreSQL `jsonb`, which keeps a number as an exact
 /// decimal: one as large as `1e308` is written out in 309 digits that JSON parsers cannot read back into a
 /// double, so the stored document could never be served again. Such magnitudes are refused on the way in.
-const LARGEST_DOCUMENT_NUMBER: f64 = 1e100;
+pub const LARGEST_DOCUMENT_NUMBER: f64 = 1e100;
 
 impl Validate for serde_json::Map<String, serde_json::Value> {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
@@ -187,40 +187,89 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         )]));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let message = strip_position(&inner.to_string());
-                let (field, code) = match named_field(&message) {
-                    Some(("missing field", name)) => (join_path(&path, name), "REQUIRED"),
-                    // serde_path_to_error's path already ends in the unknown field.
-                    Some(("unknown field", _)) => (path, "UNKNOWN_FIELD"),
-                    _ => (path, "INVALID_TYPE"),
-                };
-                let field = if field == "." { String::new() } else { field };
-                Problem::validation(vec![FieldError::new(
-                    field,
-                    code,
-                    wording::describe(&message),
-                )])
-            }
-            serde_json::error::Category::Eof | serde_json::error::Category::Syntax => {
-                Problem::bad_request(
-                    "MALFORMED_JSON",
-                    format!("the body is not valid JSON: {inner}"),
-                )
-            }
-            serde_json::error::Category::Io => {
-                Problem::bad_request("BAD_REQUEST", "the request body could not be read")
-            }
+    let error = match serde_path_to_error::deserialize(&mut deserializer) {
+        Ok(value) => {
+            deserializer.end().map_err(|e| {
+                Problem::bad_request("MALFORMED_JSON", format!("the body is not valid JSON: {e}"))
+            })?;
+            return Ok(value);
         }
-    })?;
-    deserializer.end().map_err(|e| {
-        Problem::bad_request("MALFORMED_JSON", format!("the body is not valid JSON: {e}"))
-    })?;
-    Ok(value)
+        Err(error) => error,
+    };
+    // JSON does not tell `3` from `3.0`, and JSON Schema calls both integers; serde does not. A body that
+    // failed on its data is read again with its integral decimals (`3.0`, `1e3`) as integers, if it has any.
+    let retried = (error.inner().classify() == serde_json::error::Category::Data)
+        .then(|| integral_numbers_as_integers(bytes))
+        .flatten()
+        .map(serde_path_to_error::deserialize);
+    let error = match retried {
+        Some(Ok(value)) => return Ok(value),
+        Some(Err(retry_error)) => retry_error,
+        None => error,
+    };
+    let path = error.path().to_string();
+    Err(json_problem(path, error.into_inner()))
+}
+
+/// Integers up to 2^53 in magnitude: every one is exactly a double, so `3.0` can only have meant `3`.
+const EXACT_INTEGER_LIMIT: f64 = 9_007_199_254_740_992.0;
+
+/// The document with every decimal-written integral number (`3.0`, `1e3`) turned into an integer, or `None`
+/// when it has none (or is not JSON).
+fn integral_numbers_as_integers(bytes: &[u8]) -> Option<serde_json::Value> {
+    fn walk(value: &mut serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Number(number) if !number.is_i64() && !number.is_u64() => {
+                match number.as_f64() {
+                    Some(float) if float.fract() == 0.0 && float.abs() <= EXACT_INTEGER_LIMIT => {
+                        // Exact: the magnitude is at most 2^53.
+                        *value = serde_json::Value::from(float as i64);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            serde_json::Value::Array(items) => {
+                items.iter_mut().fold(false, |any, item| walk(item) | any)
+            }
+            serde_json::Value::Object(members) => members
+                .values_mut()
+                .fold(false, |any, member| walk(member) | any),
+            _ => false,
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    walk(&mut value).then_some(value)
+}
+
+/// A data error of a JSON body as the API reports it: 422 naming the field, or 400 when it is not JSON.
+fn json_problem(path: String, inner: serde_json::Error) -> Problem {
+    match inner.classify() {
+        serde_json::error::Category::Data => {
+            let message = strip_position(&inner.to_string());
+            let (field, code) = match named_field(&message) {
+                Some(("missing field", name)) => (join_path(&path, name), "REQUIRED"),
+                // serde_path_to_error's path already ends in the unknown field.
+                Some(("unknown field", _)) => (path, "UNKNOWN_FIELD"),
+                _ => (path, "INVALID_TYPE"),
+            };
+            let field = if field == "." { String::new() } else { field };
+            Problem::validation(vec![FieldError::new(
+                field,
+                code,
+                wording::describe(&message),
+            )])
+        }
+        serde_json::error::Category::Eof | serde_json::error::Category::Syntax => {
+            Problem::bad_request(
+                "MALFORMED_JSON",
+                format!("the body is not valid JSON: {inner}"),
+            )
+        }
+        serde_json::error::Category::Io => {
+            Problem::bad_request("BAD_REQUEST", "the request body could not be read")
+        }
+    }
 }
 
 fn strip_position(message: &str) -> String {
@@ -322,6 +371,33 @@ mod tests {
         assert_eq!(problem.status, 422);
         assert_eq!(problem.errors[0].field, "age");
         assert_eq!(problem.errors[0].code, "INVALID_TYPE");
+    }
+
+    #[test]
+    fn an_integer_written_as_a_decimal_is_an_integer_and_a_fraction_is_not() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct Line {
+            quantity: i64,
+            weight: f64,
+            note: Option<String>,
+        }
+        let line = parse_json::<Line>(br#"{"quantity": 3.0, "weight": 2.0, "note": "3.0"}"#);
+        assert_eq!(
+            line.ok(),
+            Some(Line {
+                quantity: 3,
+                weight: 2.0,
+                note: Some("3.0".into())
+            })
+        );
+        let thousand = parse_json::<Line>(br#"{"quantity": 1e3, "weight": 0.5}"#);
+        assert_eq!(thousand.map(|line| line.quantity).ok(), Some(1000));
+        let problem = parse_json::<Line>(br#"{"quantity": 2.5, "weight": 0.5}"#).unwrap_err();
+        assert_eq!(problem.status, 422);
+        assert_eq!(problem.errors[0].field, "quantity");
+        assert_eq!(problem.errors[0].code, "INVALID_TYPE");
+        let beyond_exact = parse_json::<Line>(br#"{"quantity": 1e17, "weight": 0.5}"#).unwrap_err();
+        assert_eq!(beyond_exact.errors[0].field, "quantity");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod health;
 pub mod http;
 pub mod idempotency;
+pub mod list;
 pub mod metrics;
 pub mod negotiate;
 pub mod openapi;

@@ -3,13 +3,18 @@
 //! the platform's extractors, the bearer check, the gateway's rate limit and its breaker produce), so no handler
 //! has to repeat them and none can forget one.
 
+use std::borrow::Cow;
 use utoipa::openapi::path::{Operation, Parameter, ParameterIn, PathItem};
 use utoipa::openapi::response::Response;
-use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
+
+use utoipa::openapi::schema::{
+    AnyOfBuilder, ArrayBuilder, ObjectBuilder, SchemaFormat, SchemaType, Type,
+};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, HeaderBuilder, KnownFormat, OpenApi, Ref, RefOr, Schema};
 use utoipa::{Modify, PartialSchema, ToSchema};
 
+use crate::extract::LARGEST_DOCUMENT_NUMBER;
 use crate::idempotency::KEY_MAX;
 use crate::pagination::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::problem::{FieldError, PROBLEM_CONTENT_TYPE, Problem};
@@ -32,6 +37,53 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// A free-form JSON object (a user's preferences) as the platform's `Json` extractor takes it: any object
+/// whose numbers, however deep, have a magnitude below [`LARGEST_DOCUMENT_NUMBER`] (PostgreSQL's `jsonb` would
+/// keep larger ones in a form no JSON parser reads back). `request_body(content = JsonDocument)`.
+pub struct JsonDocument;
+
+/// The component every value inside a [`JsonDocument`] refers to, itself included.
+const JSON_VALUE: &str = "JsonValue";
+
+impl PartialSchema for JsonDocument {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .additional_properties(Some(Ref::from_schema_name(JSON_VALUE)))
+            .into()
+    }
+}
+
+impl ToSchema for JsonDocument {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("JsonDocument")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        let value = || Ref::from_schema_name(JSON_VALUE);
+        let json_value = AnyOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(SchemaType::from_iter([
+                Type::String,
+                Type::Boolean,
+                Type::Null,
+            ])))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .exclusive_minimum(Some(-LARGEST_DOCUMENT_NUMBER))
+                    .exclusive_maximum(Some(LARGEST_DOCUMENT_NUMBER)),
+            )
+            .item(ArrayBuilder::new().items(value()))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Object)
+                    .additional_properties(Some(value())),
+            )
+            .description(Some("Any JSON value; numbers of magnitude below 1e100"));
+        schemas.push((JSON_VALUE.to_owned(), json_value.into()));
     }
 }
 

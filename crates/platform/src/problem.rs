@@ -19,6 +19,12 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// Keeps the value of a check that passed; adds the error of one that failed to `errors`, so a handler can check
+/// every field and answer with all their errors at once.
+pub fn collect<T>(result: Result<T, FieldError>, errors: &mut Vec<FieldError>) -> Option<T> {
+    result.map_err(|error| errors.push(error)).ok()
+}
+
 impl FieldError {
     pub fn new(field: impl Into<String>, code: &str, message: impl Into<String>) -> Self {
         Self {

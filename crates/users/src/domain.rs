@@ -3,6 +3,7 @@
 use std::fmt;
 
 use platform::FieldError;
+use platform::problem::collect;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -187,11 +188,6 @@ impl UserStatus {
     pub fn parse(raw: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.as_str() == raw)
     }
-}
-
-/// Collects the results of parsing several fields into either all values or every field error.
-pub fn collect<T>(result: Result<T, FieldError>, errors: &mut Vec<FieldError>) -> Option<T> {
-    result.map_err(|e| errors.push(e)).ok()
 }
 
 /// The validated fields of a new account (sign-up, or created by an admin).

@@ -38,12 +38,6 @@ pub enum UsersError {
     Database(#[source] sqlx::Error),
     #[error("database setup failed")]
     DatabaseSetup(#[from] DbError),
-    /// Only a configuration mistake: an unreachable Redis makes a degraded cache, not an error.
-    #[error("cache setup failed")]
-    CacheSetup(#[from] cache::CacheError),
-    /// The outbox tables or the transport could not be set up at start.
-    #[error("messaging setup failed")]
-    MessagingSetup(#[from] messaging::MessagingError),
     #[error("an event could not be encoded")]
     Event(#[from] messaging::EnvelopeError),
     #[error("password hashing failed")]
@@ -52,8 +46,6 @@ pub enum UsersError {
     Token(#[from] platform::auth::TokenError),
     #[error("a blocking task failed")]
     Task(#[from] tokio::task::JoinError),
-    #[error("serving HTTP failed")]
-    Serve(#[from] std::io::Error),
 }
 
 fn describe(errors: &[FieldError]) -> String {
@@ -126,13 +118,10 @@ impl UsersError {
             UsersError::Problem(problem) => problem.clone(),
             UsersError::Database(error) => Problem::database(error),
             UsersError::DatabaseSetup(_)
-            | UsersError::CacheSetup(_)
-            | UsersError::MessagingSetup(_)
             | UsersError::Event(_)
             | UsersError::PasswordHash(_)
             | UsersError::Token(_)
-            | UsersError::Task(_)
-            | UsersError::Serve(_) => Problem::internal(),
+            | UsersError::Task(_) => Problem::internal(),
         }
     }
 }

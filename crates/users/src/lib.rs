@@ -12,7 +12,7 @@ mod config;
 mod domain;
 mod error;
 mod events;
-mod handlers;
+mod http;
 mod models;
 mod openapi;
 mod passwords;
@@ -23,16 +23,9 @@ mod sessions;
 mod state;
 mod tokens;
 
-use cache::Cache;
-use messaging::Messaging;
-use platform::db::Db;
-use platform::health::{PostgresCheck, Readiness};
-use platform::http::{PlatformLayers, with_platform_layers};
-use platform::metrics::{HttpMetrics, MetricsHandle};
-use platform::revocation::{RevocationOptions, TableFeed};
+use skeleton::{Basics, Handles, Service, StartError, Worker};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::profile_cache::ProfileEviction;
@@ -47,114 +40,61 @@ pub use profile_cache::GROUP as PROFILE_CACHE_GROUP;
 pub use sessions::{AdminAction, AdminOutcome};
 pub use state::AppState;
 
-/// The PostgreSQL schema holding this service's tables.
-pub const SCHEMA: &str = "users";
-
-/// The `producer` of the events this service emits.
-pub const PRODUCER: &str = "users";
+/// The service's name: its database schema, its metrics prefix and the `producer` of its events.
+pub const NAME: &str = "users";
 
 static MIGRATOR: Migrator = sqlx::migrate!();
 
-/// A built service: its full router (API and operations routes, platform layers), its database and its
-/// event backbone handle.
-pub struct App {
-    pub router: axum::Router,
-    pub db: Db,
-    pub messaging: Messaging,
-    cache: Cache,
-    revocation: RevocationOptions,
+/// The users service as the skeleton runs it.
+pub struct Users {
+    config: Config,
 }
 
-impl App {
-    /// Starts the outbox relay, the `users.profile-cache` consumer and the revocation feed, which run until
-    /// `shutdown`, and returns once the consumer is subscribed (events relayed from then on reach it). [`run`] does this
-    /// itself; this is for callers that serve the router their own way (tests, an embedding binary), who
-    /// await the handles after `shutdown` and then call `messaging.close()`.
-    pub async fn spawn_background(&self, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
-        start_background(self.background(), shutdown).await
-    }
-
-    fn background(&self) -> Background {
-        Background {
-            db: self.db.clone(),
-            messaging: self.messaging.clone(),
-            cache: self.cache.clone(),
-            revocation: self.revocation.clone(),
-        }
+impl Users {
+    pub fn new(config: Config) -> Self {
+        Self { config }
     }
 }
 
-/// The handles the background tasks need.
-struct Background {
-    db: Db,
-    messaging: Messaging,
-    cache: Cache,
-    revocation: RevocationOptions,
-}
+impl Service for Users {
+    const NAME: &'static str = NAME;
+    const USES_CACHE: bool = true;
 
-async fn start_background(
-    background: Background,
-    shutdown: CancellationToken,
-) -> Vec<JoinHandle<()>> {
-    let Background {
-        db,
-        messaging,
-        cache,
-        revocation,
-    } = background;
-    // Other instances of this service (and `users create-admin`) record revocations too.
-    let mut tasks =
-        platform::revocation::spawn_feed(&revocation, TableFeed::new(db), shutdown.clone());
-    let relay = messaging.relay().spawn(shutdown.clone());
-    let consumer = messaging
-        .consumer(
+    fn basics(&self) -> &Basics {
+        &self.config.basics
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        &MIGRATOR
+    }
+
+    /// Also creates the bootstrap admin (`users.admin_email`) when no admin exists yet.
+    async fn api(&self, handles: &Handles) -> Result<axum::Router, StartError> {
+        let state = AppState::new(handles, &self.config);
+        bootstrap_admin(&self.config, &state)
+            .await
+            .map_err(StartError::service)?;
+        Ok(router(state))
+    }
+
+    /// The consumer of `user.*` events that drops stale cached profiles.
+    fn workers(&self, handles: &Handles, _shutdown: &CancellationToken) -> Vec<Worker> {
+        let eviction = ProfileEviction::new(handles.cache.clone());
+        vec![Worker::Consumer(handles.messaging.consumer(
             profile_cache::GROUP,
             &profile_cache::PATTERNS,
-            ProfileEviction::new(cache),
-        )
-        .start(shutdown)
-        .await;
-    tasks.extend([relay, consumer]);
-    tasks
+            eviction,
+        ))]
+    }
 }
 
-/// Connects to the database, migrates it (the outbox and inbox included), creates the first admin if
-/// configured and none exists yet, and assembles the router.
-pub async fn build(config: &Config) -> Result<App, UsersError> {
-    let mut registry = platform::metrics::registry("users");
-    let http_metrics = HttpMetrics::register(&mut registry);
-    let db = connect(config, &mut registry).await?;
-    let messaging = Messaging::start(&config.messaging, &db, PRODUCER, &mut registry).await?;
-    let cache = Cache::from_settings(&config.redis, &mut registry)?;
-    let state = AppState::new(db.clone(), cache.clone(), messaging.clone(), config);
-    bootstrap_admin(config, &state).await?;
-    let readiness = Readiness::new(
-        vec![
-            Box::new(PostgresCheck(db.clone())),
-            // Not required: without the cache requests go to the database, so readiness is `degraded`.
-            Box::new(cache.health_check()),
-            // Not required either: with the transport down, writes still commit their events to the outbox
-            // for later; the check shows the transport state and the outbox lag.
-            Box::new(messaging.readiness_check()),
-        ],
-        config.readiness_timeout,
-    );
-    let router = with_platform_layers(
-        router(state),
-        PlatformLayers {
-            http_metrics,
-            metrics: MetricsHandle::new(registry),
-            readiness,
-            max_body_bytes: config.max_body_bytes,
-        },
-    );
-    Ok(App {
-        router,
-        db,
-        messaging,
-        cache,
-        revocation: config.revocation.clone(),
-    })
+/// A built users service: router, handles and background (see [`skeleton::App`]).
+pub type App = skeleton::App<Users>;
+
+/// Connects, migrates, creates the bootstrap admin if configured and none exists, and builds the router with
+/// the platform layers.
+pub async fn build(config: &Config) -> Result<App, StartError> {
+    App::build(Users::new(config.clone())).await
 }
 
 /// The API routes only, without the platform layers, and the internal revocation feed (not in the
@@ -164,85 +104,64 @@ pub fn router(state: AppState) -> axum::Router {
     router
         .route(
             "/internal/revocations",
-            axum::routing::get(handlers::internal::revocations),
+            axum::routing::get(http::internal::revocations),
         )
         .with_state(state)
 }
 
-/// Serves on `listener`, relaying events and consuming the profile-cache ones, until `shutdown` fires; then
-/// lets in-flight requests finish within the grace period, stops the relay and the consumer, closes the
-/// transport and the pool.
+/// Serves on `listener`, relaying events and evicting stale cached profiles, until `shutdown` fires (see
+/// [`skeleton::run`]).
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
-) -> Result<(), UsersError> {
-    let app = build(&config).await?;
-    // Serving does not wait for the consumer's subscription: with the broker down, requests still commit
-    // their events to the outbox and `/readyz` shows messaging degraded.
-    let background = tokio::spawn({
-        let (background, token) = (app.background(), shutdown.clone());
-        async move { futures::future::join_all(start_background(background, token).await).await }
-    });
-    let served = platform::http::serve_on(
-        listener,
-        app.router.clone(),
-        shutdown.clone(),
-        config.shutdown_grace,
-        config.http_workers,
-        config.connection_limits,
-    )
-    .await;
-    // The server can also stop by failing; make sure the background tasks stop with it.
-    shutdown.cancel();
-    match background.await {
-        Ok(tasks) => {
-            for error in tasks.into_iter().filter_map(Result::err) {
-                tracing::warn!(error = %error, "an event task ended abnormally");
-            }
-        }
-        Err(error) => tracing::warn!(error = %error, "the event tasks ended abnormally"),
-    }
-    app.messaging.close().await;
-    app.db.close().await;
-    Ok(served?)
+) -> Result<(), StartError> {
+    skeleton::run(Users::new(config), listener, shutdown).await
 }
 
-/// Creates an admin account, or makes the account with that email an active admin, keeping its password
-/// unless one is given. For `logicore users create-admin`.
+/// Why `logicore users create-admin` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateAdminError {
+    #[error("cannot open the users database")]
+    Open(#[from] StartError),
+    #[error("the admin could not be created")]
+    Create(#[from] UsersError),
+}
+
+/// Creates an admin account, or promotes an existing account to admin (`logicore users create-admin`).
 pub async fn create_admin(
     config: &Config,
     email: &str,
     password: Option<&str>,
-) -> Result<AdminOutcome, UsersError> {
-    let mut registry = platform::metrics::registry("users");
-    let db = connect(config, &mut registry).await?;
-    // With Redis this reaches the running service's cache; the in-memory backend of another process it
-    // cannot, and there `cached::PROFILE_TTL` bounds how long the old role or status is seen.
-    let cache = Cache::from_settings(&config.redis, &mut registry)?;
-    // Only records the events: the running service's relay delivers them from the shared outbox, and its
-    // profile-cache consumer drops what this process's cache could not.
-    let messaging = Messaging::start(&config.messaging, &db, PRODUCER, &mut registry).await?;
+) -> Result<AdminOutcome, CreateAdminError> {
+    let mut registry = platform::metrics::registry(NAME);
+    // With Redis the cache is the running service's; the in-memory backend of another process it cannot
+    // reach, and there `cached::PROFILE_TTL` bounds how long the old role or status is seen. The events are
+    // only recorded: the running service's relay delivers them from the shared outbox, and its profile-cache
+    // consumer drops what this process's cache could not.
+    let handles = Handles::open(&Users::new(config.clone()), &mut registry).await?;
     // Records the revocation of the account's older tokens; running instances read it from the table
     // (or get it pushed through Redis).
-    let revoker = Revoker::new(
-        &config.revocation,
-        std::time::Duration::from_secs(config.auth.access_ttl_secs),
-    );
-    let result =
-        sessions::create_or_promote_admin(&db, &cache, &messaging, &revoker, email, password).await;
-    messaging.close().await;
-    db.close().await;
-    result
+    let revoker = revoker(config);
+    let result = sessions::create_or_promote_admin(
+        &handles.db,
+        &handles.cache,
+        &handles.messaging,
+        &revoker,
+        email,
+        password,
+    )
+    .await;
+    handles.close().await;
+    Ok(result?)
 }
 
-async fn connect(
-    config: &Config,
-    registry: &mut prometheus_client::registry::Registry,
-) -> Result<Db, UsersError> {
-    let db = Db::connect(&config.database, SCHEMA, registry).await?;
-    db.migrate(&MIGRATOR, SCHEMA).await?;
-    Ok(db)
+/// Revocations last as long as the access tokens they revoke.
+fn revoker(config: &Config) -> Revoker {
+    Revoker::new(
+        &config.basics.revocation,
+        std::time::Duration::from_secs(config.basics.auth.access_ttl_secs),
+    )
 }
 
 async fn bootstrap_admin(config: &Config, state: &AppState) -> Result<(), UsersError> {

@@ -8,7 +8,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::handlers::{admin, auth, me};
+use crate::http::{admin, auth, me};
 use crate::models::UserView;
 use crate::state::AppState;
 

@@ -160,9 +160,9 @@ pub async fn create_or_promote_admin(
     password: Option<&str>,
 ) -> Result<AdminOutcome, UsersError> {
     let mut errors = Vec::new();
-    let email = crate::domain::collect(Email::parse(email), &mut errors);
+    let email = platform::problem::collect(Email::parse(email), &mut errors);
     let password = password.and_then(|password| {
-        crate::domain::collect(
+        platform::problem::collect(
             Password::parse(password, email.as_ref().map(Email::as_str)),
             &mut errors,
         )

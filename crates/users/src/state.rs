@@ -40,17 +40,15 @@ pub struct Handles {
 }
 
 impl AppState {
-    pub fn new(db: Db, cache: Cache, messaging: Messaging, config: &Config) -> Self {
+    pub fn new(handles: &skeleton::Handles, config: &Config) -> Self {
+        let basics = &config.basics;
         Self(Arc::new(Handles {
-            db,
-            cache,
-            messaging,
-            keys: JwtKeys::with_revocations(&config.auth, config.revocation.set.clone()),
-            revoker: Revoker::new(
-                &config.revocation,
-                Duration::from_secs(config.auth.access_ttl_secs),
-            ),
-            refresh_ttl: Duration::from_secs(config.auth.refresh_ttl_secs),
+            db: handles.db.clone(),
+            cache: handles.cache.clone(),
+            messaging: handles.messaging.clone(),
+            keys: JwtKeys::with_revocations(&basics.auth, basics.revocation.set.clone()),
+            revoker: crate::revoker(config),
+            refresh_ttl: Duration::from_secs(basics.auth.refresh_ttl_secs),
             preferences_max_bytes: config.preferences_max_bytes,
         }))
     }

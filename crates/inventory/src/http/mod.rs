@@ -13,7 +13,6 @@ use serde::{Deserialize, Deserializer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use crate::error::InventoryError;
 use crate::state::AppState;
@@ -46,25 +45,6 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(import::import_csv))
 }
 
-/// `a,b,c` → its non-blank items.
-pub(crate) fn comma_list(raw: Option<&str>) -> Vec<String> {
-    raw.unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// A comma list of UUIDs, or a field error naming the parameter.
-pub(crate) fn uuid_list(raw: Option<&str>, field: &str) -> Result<Vec<Uuid>, FieldError> {
-    comma_list(raw)
-        .iter()
-        .map(|s| Uuid::parse_str(s))
-        .collect::<Result<_, _>>()
-        .map_err(|_| FieldError::new(field, "INVALID_FORMAT", "must be UUIDs separated by commas"))
-}
-
 /// Fails with every collected field error, if any.
 pub(crate) fn check(errors: Vec<FieldError>) -> Result<(), InventoryError> {
     if errors.is_empty() {
@@ -81,9 +61,4 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(deserializer).map(Some)
-}
-
-/// Collects the error of a parse into `errors`, keeping the value when it parsed.
-pub(crate) fn collect<T>(result: Result<T, FieldError>, errors: &mut Vec<FieldError>) -> Option<T> {
-    result.map_err(|e| errors.push(e)).ok()
 }

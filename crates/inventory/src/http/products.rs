@@ -4,12 +4,14 @@ use axum::extract::State;
 use platform::auth::AuthUser;
 use platform::created::Created;
 use platform::extract::{Json, Path, Query};
+use platform::list;
 use platform::pagination::{Page, PageParams};
+use platform::problem::collect;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{check, collect, comma_list, double_option};
+use super::{check, double_option};
 use crate::domain::{self, Sku};
 use crate::error::InventoryError;
 use crate::models::Product;
@@ -20,7 +22,7 @@ use crate::state::{AppState, Manager};
 #[serde(deny_unknown_fields)]
 pub struct CreateProduct {
     /// 1-64 letters, digits, `-`, `_`, `.`, `/`; unique, case-sensitive.
-    #[schema(pattern = r"^\s*[A-Za-z0-9._/-]{1,64}\s*$")]
+    #[schema(pattern = r"^[\t\n\x0b\x0c\r ]*[A-Za-z0-9._/-]{1,64}[\t\n\x0b\x0c\r ]*$")]
     pub sku: String,
     #[schema(
         max_length = 200,
@@ -127,7 +129,9 @@ pub async fn list(
     let page = PageParams::checked(query.limit, query.cursor, &mut errors);
     check(errors)?;
     let filter = ProductFilter {
-        skus: comma_list(query.sku.as_deref()),
+        skus: list::items(query.sku.as_deref())
+            .map(str::to_owned)
+            .collect(),
         q: query
             .q
             .map(|q| q.trim().to_lowercase())

@@ -11,13 +11,13 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::collect;
 use crate::domain::{self, Sku};
 use crate::error::InventoryError;
 use crate::models::Reservation;
 use crate::repo::reservations::{self, ReserveRequest};
 use crate::repo::settle;
 use crate::state::{AppState, Staff};
+use platform::problem::collect;
 
 /// Most lines one reservation may have.
 const MAX_LINES: usize = 200;
@@ -38,7 +38,7 @@ pub struct CreateReservation {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineRequest {
-    #[schema(pattern = r"^\s*[A-Za-z0-9._/-]{1,64}\s*$")]
+    #[schema(pattern = r"^[\t\n\x0b\x0c\r ]*[A-Za-z0-9._/-]{1,64}[\t\n\x0b\x0c\r ]*$")]
     pub sku: String,
     /// At least 1.
     #[schema(minimum = 1, maximum = 1_000_000_000)]

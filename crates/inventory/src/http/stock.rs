@@ -7,12 +7,14 @@ use platform::FieldError;
 use platform::auth::AuthUser;
 use platform::created::Created;
 use platform::extract::{Json, Path, Query};
+use platform::list;
 use platform::pagination::{Page, PageParams};
+use platform::problem::collect;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{check, collect, comma_list, uuid_list};
+use super::check;
 use crate::domain::{self, Reason, Sku};
 use crate::error::InventoryError;
 use crate::models::{Availability, Movement, StockLevel};
@@ -49,6 +51,7 @@ pub struct LevelQuery {
     /// Skus, comma-separated.
     pub sku: Option<String>,
     /// Warehouse ids, comma-separated.
+    #[param(schema_with = list::uuid_schema)]
     pub warehouse_id: Option<String>,
     /// Only rows whose available stock is at or below the product's reorder point.
     pub below_reorder: Option<bool>,
@@ -66,12 +69,14 @@ pub async fn stock_levels(
     let mut errors = Vec::new();
     let page = PageParams::checked(query.limit, query.cursor, &mut errors);
     let warehouse_ids = collect(
-        uuid_list(query.warehouse_id.as_deref(), "warehouse_id"),
+        list::uuids(query.warehouse_id.as_deref(), "warehouse_id"),
         &mut errors,
     );
     check(errors)?;
     let filter = LevelFilter {
-        skus: comma_list(query.sku.as_deref()),
+        skus: list::items(query.sku.as_deref())
+            .map(str::to_owned)
+            .collect(),
         warehouse_ids: warehouse_ids.unwrap_or_default(),
         below_reorder: query.below_reorder.unwrap_or(false),
     };
@@ -89,9 +94,11 @@ pub struct MovementQuery {
     /// Skus, comma-separated.
     pub sku: Option<String>,
     /// Warehouse ids, comma-separated.
+    #[param(schema_with = list::uuid_schema)]
     pub warehouse_id: Option<String>,
     /// Reasons, comma-separated: receipt, adjustment, count, return, damage, transfer_in, transfer_out,
     /// import, shipment.
+    #[param(schema_with = reason_list_schema)]
     pub reason: Option<String>,
     /// Movements at or after this time (RFC 3339).
     #[serde(default, deserialize_with = "platform::extract::timestamp::optional")]
@@ -99,6 +106,11 @@ pub struct MovementQuery {
     /// Movements before this time (RFC 3339).
     #[serde(default, deserialize_with = "platform::extract::timestamp::optional")]
     pub until: Option<DateTime<Utc>>,
+}
+
+/// The movement reasons `?reason=` takes.
+fn reason_list_schema() -> utoipa::openapi::schema::Object {
+    list::one_of_schema(&Reason::ALL.map(Reason::as_str))
 }
 
 /// The stock ledger.
@@ -113,17 +125,18 @@ pub async fn movements(
     let mut errors = Vec::new();
     let page = PageParams::checked(query.limit, query.cursor, &mut errors);
     let warehouse_ids = collect(
-        uuid_list(query.warehouse_id.as_deref(), "warehouse_id"),
+        list::uuids(query.warehouse_id.as_deref(), "warehouse_id"),
         &mut errors,
     );
-    let reasons = comma_list(query.reason.as_deref());
-    if reasons.iter().any(|r| Reason::parse(r).is_none()) {
-        errors.push(FieldError::new(
+    let reasons = collect(
+        list::parse(
+            query.reason.as_deref(),
             "reason",
-            "INVALID_VALUE",
-            "unknown movement reason",
-        ));
-    }
+            "a movement reason",
+            |reason| Reason::parse(reason).map(Reason::as_str),
+        ),
+        &mut errors,
+    );
     if let (Some(since), Some(until)) = (query.since, query.until)
         && since > until
     {
@@ -135,9 +148,15 @@ pub async fn movements(
     }
     check(errors)?;
     let filter = MovementFilter {
-        skus: comma_list(query.sku.as_deref()),
+        skus: list::items(query.sku.as_deref())
+            .map(str::to_owned)
+            .collect(),
         warehouse_ids: warehouse_ids.unwrap_or_default(),
-        reasons,
+        reasons: reasons
+            .unwrap_or_default()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
         since: query.since,
         until: query.until,
     };
@@ -166,7 +185,7 @@ pub async fn movement(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAdjustment {
-    #[schema(pattern = r"^\s*[A-Za-z0-9._/-]{1,64}\s*$")]
+    #[schema(pattern = r"^[\t\n\x0b\x0c\r ]*[A-Za-z0-9._/-]{1,64}[\t\n\x0b\x0c\r ]*$")]
     pub sku: String,
     pub warehouse_id: Uuid,
     /// Non-zero change of on_hand.
@@ -182,7 +201,7 @@ pub struct CreateAdjustment {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTransfer {
-    #[schema(pattern = r"^\s*[A-Za-z0-9._/-]{1,64}\s*$")]
+    #[schema(pattern = r"^[\t\n\x0b\x0c\r ]*[A-Za-z0-9._/-]{1,64}[\t\n\x0b\x0c\r ]*$")]
     pub sku: String,
     pub from_warehouse_id: Uuid,
     pub to_warehouse_id: Uuid,

@@ -3,12 +3,14 @@
 use axum::extract::State;
 use platform::created::Created;
 use platform::extract::{Json, Path, Query};
+use platform::list;
 use platform::pagination::{Page, PageParams};
+use platform::problem::collect;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{check, collect, comma_list};
+use super::check;
 use crate::domain::{self, WarehouseCode};
 use crate::error::InventoryError;
 use crate::models::Warehouse;
@@ -22,7 +24,7 @@ const DEFAULT_PRIORITY: i32 = 100;
 #[serde(deny_unknown_fields)]
 pub struct CreateWarehouse {
     /// 1-32 letters, digits, `-`, `_`; stored uppercase, unique.
-    #[schema(pattern = r"^\s*[A-Za-z0-9_-]{1,32}\s*$")]
+    #[schema(pattern = r"^[\t\n\x0b\x0c\r ]*[A-Za-z0-9_-]{1,32}[\t\n\x0b\x0c\r ]*$")]
     pub code: String,
     #[schema(
         max_length = 200,
@@ -127,8 +129,7 @@ pub async fn list(
     let page = PageParams::checked(query.limit, query.cursor, &mut errors);
     check(errors)?;
     let filter = WarehouseFilter {
-        codes: comma_list(query.code.as_deref())
-            .iter()
+        codes: list::items(query.code.as_deref())
             .map(|c| c.to_ascii_uppercase())
             .collect(),
         active: query.active,

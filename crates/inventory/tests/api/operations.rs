@@ -83,6 +83,6 @@ fn inventory_settings_are_validated_with_the_rest_of_the_configuration() {
 
     let settings = testkit::settings(&[("LOGICORE_INVENTORY__RESERVATION_TTL_SECS", "60")]);
     let config = inventory::Config::from_settings(&settings);
-    assert_eq!(config.port, 8000);
+    assert_eq!(config.basics.port, 8000);
     assert_eq!(config.reservation_ttl, std::time::Duration::from_secs(60));
 }

@@ -185,7 +185,7 @@ async fn stock_at_or_below_the_reorder_point_shows_in_the_below_reorder_filter()
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
         codes(&body),
-        [("warehouse_id".to_owned(), "INVALID_FORMAT".to_owned())]
+        [("warehouse_id".to_owned(), "INVALID_VALUE".to_owned())]
     );
 
     // Raising the reorder point re-evaluates every row of the product.

@@ -57,44 +57,10 @@ pub(crate) const ORDERS: &str = "/api/v1/orders";
 /// The collection shipments live in.
 pub(crate) const SHIPMENTS: &str = "/api/v1/shipments";
 
-/// `a,b,c` → its non-blank items.
-pub(crate) fn comma_list(raw: Option<&str>) -> Vec<&str> {
-    raw.unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
 /// The ids a caller limited to their own may filter by: `[me]`, or `None` when they asked for someone
 /// else's (which then just finds nothing, revealing nothing).
 pub(crate) fn only_own(asked: &[Uuid], me: Uuid) -> Option<Vec<Uuid>> {
     asked.iter().all(|id| *id == me).then(|| vec![me])
-}
-
-/// A comma list parsed item by item, or a field error naming the parameter.
-pub(crate) fn parse_list<T>(
-    raw: Option<&str>,
-    field: &str,
-    expected: &str,
-    parse: impl Fn(&str) -> Option<T>,
-    errors: &mut Vec<FieldError>,
-) -> Vec<T> {
-    let mut items = Vec::new();
-    for item in comma_list(raw) {
-        match parse(item) {
-            Some(value) => items.push(value),
-            None => {
-                errors.push(FieldError::new(
-                    field,
-                    "INVALID_VALUE",
-                    format!("{item:?} is not {expected}"),
-                ));
-                return Vec::new();
-            }
-        }
-    }
-    items
 }
 
 /// Fails with every collected field error, if any.

@@ -10,12 +10,15 @@ use platform::auth::AuthUser;
 use platform::created;
 use platform::extract::{Path, Query};
 use platform::idempotency::Idempotent;
+use platform::list;
 use platform::pagination::{Page, PageParams};
+use platform::problem::collect;
 use serde::Deserialize;
+use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{ORDERS, check, only_own, parse_list, sku_lines, text};
+use super::{ORDERS, check, only_own, sku_lines, text};
 use crate::domain::OrderStatus;
 use crate::error::OrdersError;
 use crate::events::Recorder;
@@ -45,7 +48,7 @@ pub struct CreateOrder {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLine {
-    #[schema(pattern = r"^\s*[A-Za-z0-9._/-]{1,64}\s*$")]
+    #[schema(pattern = r"^[\t\n\x0b\x0c\r ]*[A-Za-z0-9._/-]{1,64}[\t\n\x0b\x0c\r ]*$")]
     pub sku: String,
     /// 1-100000.
     #[schema(minimum = 1, maximum = 100_000)]
@@ -66,13 +69,24 @@ pub struct CancelOrder {
     pub reason: Option<String>,
 }
 
+fn status_list_schema() -> Object {
+    list::one_of_schema(
+        &OrderStatus::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>(),
+    )
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OrderQuery {
     /// Comma list of statuses.
+    #[param(schema_with = status_list_schema)]
     pub status: Option<String>,
     /// Comma list of customer ids (staff only; customers always see their own).
+    #[param(schema_with = list::uuid_schema)]
     pub customer_id: Option<String>,
     #[serde(default, deserialize_with = "platform::extract::timestamp::optional")]
     pub created_after: Option<DateTime<Utc>>,
@@ -269,20 +283,21 @@ pub async fn list(
 ) -> Result<axum::Json<Page<OrderView>>, OrdersError> {
     let caller = Caller::of(&user);
     let mut errors = Vec::new();
-    let statuses = parse_list(
-        query.status.as_deref(),
-        "status",
-        "an order status",
-        OrderStatus::parse,
+    let statuses = collect(
+        list::parse(
+            query.status.as_deref(),
+            "status",
+            "an order status",
+            OrderStatus::parse,
+        ),
         &mut errors,
-    );
-    let mut customers = parse_list(
-        query.customer_id.as_deref(),
-        "customer_id",
-        "a UUID",
-        |s| Uuid::parse_str(s).ok(),
+    )
+    .unwrap_or_default();
+    let mut customers = collect(
+        list::uuids(query.customer_id.as_deref(), "customer_id"),
         &mut errors,
-    );
+    )
+    .unwrap_or_default();
     let page = PageParams::checked(query.limit, query.cursor.clone(), &mut errors);
     check(errors)?;
     match caller {

@@ -10,12 +10,15 @@ use platform::auth::AuthUser;
 use platform::created;
 use platform::extract::{Path, Query};
 use platform::idempotency::Idempotent;
+use platform::list;
 use platform::pagination::{Page, PageParams};
+use platform::problem::collect;
 use serde::Deserialize;
+use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{SHIPMENTS, check, only_own, parse_list, sku_lines, text};
+use super::{SHIPMENTS, check, only_own, sku_lines, text};
 use crate::domain::{IncidentReason, ProofKind, ShipmentStatus};
 use crate::error::OrdersError;
 use crate::events::Recorder;
@@ -44,7 +47,7 @@ pub struct CreateShipment {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShipmentLineInput {
-    #[schema(pattern = r"^\s*[A-Za-z0-9._/-]{1,64}\s*$")]
+    #[schema(pattern = r"^[\t\n\x0b\x0c\r ]*[A-Za-z0-9._/-]{1,64}[\t\n\x0b\x0c\r ]*$")]
     pub sku: String,
     #[schema(minimum = 1, maximum = 100_000)]
     pub quantity: i64,
@@ -100,17 +103,30 @@ pub struct CreateProof {
     pub reference: String,
 }
 
+fn status_list_schema() -> Object {
+    list::one_of_schema(
+        &ShipmentStatus::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>(),
+    )
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ShipmentQuery {
     /// Comma list of statuses.
+    #[param(schema_with = status_list_schema)]
     pub status: Option<String>,
     /// Comma list of driver ids (staff only; drivers always see their own).
+    #[param(schema_with = list::uuid_schema)]
     pub driver_id: Option<String>,
     /// Comma list of order ids.
+    #[param(schema_with = list::uuid_schema)]
     pub order_id: Option<String>,
     /// Comma list of customer ids: shipments of their orders (staff; customers always see their own).
+    #[param(schema_with = list::uuid_schema)]
     pub customer_id: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
@@ -193,35 +209,31 @@ pub async fn list(
 ) -> Result<axum::Json<Page<ShipmentView>>, OrdersError> {
     let caller = Caller::of(&user);
     let mut errors = Vec::new();
-    let statuses = parse_list(
-        query.status.as_deref(),
-        "status",
-        "a shipment status",
-        ShipmentStatus::parse,
+    let statuses = collect(
+        list::parse(
+            query.status.as_deref(),
+            "status",
+            "a shipment status",
+            ShipmentStatus::parse,
+        ),
         &mut errors,
-    );
-    let uuid = |s: &str| Uuid::parse_str(s).ok();
-    let mut drivers = parse_list(
-        query.driver_id.as_deref(),
-        "driver_id",
-        "a UUID",
-        uuid,
+    )
+    .unwrap_or_default();
+    let mut drivers = collect(
+        list::uuids(query.driver_id.as_deref(), "driver_id"),
         &mut errors,
-    );
-    let orders = parse_list(
-        query.order_id.as_deref(),
-        "order_id",
-        "a UUID",
-        uuid,
+    )
+    .unwrap_or_default();
+    let orders = collect(
+        list::uuids(query.order_id.as_deref(), "order_id"),
         &mut errors,
-    );
-    let mut customers = parse_list(
-        query.customer_id.as_deref(),
-        "customer_id",
-        "a UUID",
-        uuid,
+    )
+    .unwrap_or_default();
+    let mut customers = collect(
+        list::uuids(query.customer_id.as_deref(), "customer_id"),
         &mut errors,
-    );
+    )
+    .unwrap_or_default();
     let page = PageParams::checked(query.limit, query.cursor.clone(), &mut errors);
     check(errors)?;
     // Filters only narrow what a caller may see: a customer's list is always scoped to their own orders, a

@@ -27,7 +27,7 @@ async fn malformed_json_is_a_400_problem() {
 #[tokio::test]
 async fn a_body_over_the_limit_is_a_413_problem() {
     let app = spawn_app().await;
-    let padding = "x".repeat(app.config.max_body_bytes + 1);
+    let padding = "x".repeat(app.config.basics.max_body_bytes + 1);
     let body = json!({"email": "a@example.com", "password": PASSWORD, "full_name": padding});
     let response = app.post("/api/v1/auth/register", None, &body).await;
     expect_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE").await;
@@ -281,12 +281,17 @@ async fn create_admin_needs_a_valid_password_for_a_new_account() {
     let app = spawn_app().await;
     let weak = users::create_admin(&app.config, "new@example.com", Some("weak")).await;
     assert!(
-        matches!(weak, Err(users::UsersError::Validation(_))),
+        matches!(
+            weak,
+            Err(users::CreateAdminError::Create(
+                users::UsersError::Validation(_)
+            ))
+        ),
         "{weak:?}"
     );
     let missing = users::create_admin(&app.config, "new@example.com", None).await;
     match missing {
-        Err(users::UsersError::Validation(errors)) => {
+        Err(users::CreateAdminError::Create(users::UsersError::Validation(errors))) => {
             assert_eq!(errors[0].field, "password");
             assert_eq!(errors[0].code, "REQUIRED");
         }

@@ -53,7 +53,7 @@ async fn expired_tampered_unsigned_and_foreign_tokens_are_unauthorized() {
     let app = spawn_app().await;
     let tokens = app.register("forger@example.com").await;
     let genuine = access_token(&tokens);
-    let secret = app.config.auth.jwt_secret.expose();
+    let secret = app.config.basics.auth.jwt_secret.expose();
     let now = chrono::Utc::now().timestamp();
     let mut claims = claims_of(&genuine);
 
@@ -179,7 +179,7 @@ async fn logging_out_needs_a_bearer_token_and_cannot_end_someone_elses_session()
 async fn an_expired_refresh_token_is_rejected() {
     let app = spawn_app().await;
     let tokens = app.register("stale@example.com").await;
-    let pool = sqlx::PgPool::connect(app.config.database.url.expose())
+    let pool = sqlx::PgPool::connect(app.config.basics.database.url.expose())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     sqlx::query("UPDATE users.refresh_tokens SET expires_at = now() - interval '1 minute'")

@@ -36,9 +36,14 @@ impl Saga {
         env.extend_from_slice(extra);
         let app = spawn_app_with_events(&env).await;
         let mut registry = platform::metrics::registry("orders");
-        let orders_db = ok(Db::connect(&app.config.database, "orders", &mut registry).await);
-        let orders =
-            ok(Messaging::start(&app.config.messaging, &orders_db, "orders", &mut registry).await);
+        let orders_db = ok(Db::connect(&app.config.basics.database, "orders", &mut registry).await);
+        let orders = ok(Messaging::start(
+            &app.config.basics.messaging,
+            &orders_db,
+            "orders",
+            &mut registry,
+        )
+        .await);
         drop(orders.relay().spawn(app.events.clone()));
         Self {
             app,

@@ -3,6 +3,8 @@
 use axum::extract::State;
 use platform::auth::{AuthUser, Role};
 use platform::extract::{Json, Validate};
+use platform::openapi::JsonDocument;
+use platform::problem::collect;
 use platform::{FieldError, Problem};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -10,9 +12,9 @@ use utoipa::ToSchema;
 
 use crate::cached;
 use crate::changes;
-use crate::domain::{FullName, Phone, collect};
+use crate::domain::{FullName, Phone};
 use crate::error::UsersError;
-use crate::handlers::absent_or_nullable;
+use crate::http::absent_or_nullable;
 use crate::models::UserView;
 use crate::repo::{self, UserPatch};
 use crate::sessions::current_user;
@@ -142,7 +144,7 @@ pub async fn get_preferences(
     path = "/api/v1/users/me/preferences",
     tag = "profile",
     security(("bearer_auth" = [])),
-    request_body(content = Object, description = "Any JSON object of at most `users.preferences_max_bytes` (16 KiB) when serialized"),
+    request_body(content = JsonDocument, description = "Any JSON object of at most `users.preferences_max_bytes` (16 KiB) when serialized, its numbers of magnitude below 1e100"),
     responses(
         (status = 200, description = "The stored object", body = Object),
         (status = 401, description = "Missing or invalid token, or the account is inactive", body = Problem, content_type = "application/problem+json"),

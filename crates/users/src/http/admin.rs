@@ -5,18 +5,21 @@ use axum::http::StatusCode;
 use platform::auth::{AuthUser, Role};
 use platform::created::Created;
 use platform::extract::{Json, Path, Query, Validate};
+use platform::list;
 use platform::pagination::{Page, PageParams};
+use platform::problem::collect;
 use platform::{FieldError, Problem};
 use serde::Deserialize;
+use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::cached;
 use crate::changes;
-use crate::domain::{FullName, NewAccount, UserStatus, collect};
+use crate::domain::{FullName, NewAccount, UserStatus};
 use crate::error::UsersError;
-use crate::handlers::me::parse_phone;
-use crate::handlers::{USERS, absent_or_nullable};
+use crate::http::me::parse_phone;
+use crate::http::{USERS, absent_or_nullable};
 use crate::models::UserView;
 use crate::repo::{self, UserFilter, UserPatch};
 use crate::sessions::{self, current_user};
@@ -111,16 +114,26 @@ impl Validate for UpdateUserRequest {
     }
 }
 
+fn role_list_schema() -> Object {
+    list::one_of_schema(&Role::ALL.map(Role::as_str))
+}
+
+fn status_list_schema() -> Object {
+    list::one_of_schema(&UserStatus::ALL.map(UserStatus::as_str))
+}
+
 /// Filters and paging of the user list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListUsersQuery {
     /// Roles, comma-separated; a user with any of them matches.
-    #[param(example = "driver,dispatcher")]
+    #[param(example = "driver,dispatcher", schema_with = role_list_schema)]
     pub role: Option<String>,
     /// `active`, `inactive` or both, comma-separated.
+    #[param(schema_with = status_list_schema)]
     pub status: Option<String>,
     /// Case-insensitive substring of the email or the full name.
+    #[param(max_length = 200)]
     pub q: Option<String>,
     /// 1-100, default 20.
     pub limit: Option<u32>,
@@ -131,15 +144,23 @@ pub struct ListUsersQuery {
 impl ListUsersQuery {
     fn parse(&self) -> Result<(UserFilter, PageParams), Vec<FieldError>> {
         let mut errors = Vec::new();
-        let roles = any_of(self.role.as_deref(), "role", &mut errors, |s| {
-            s.parse::<Role>().ok()
-        });
-        let statuses = any_of(
-            self.status.as_deref(),
-            "status",
+        let roles = collect(
+            list::parse(self.role.as_deref(), "role", "a role", |s| {
+                s.parse::<Role>().ok()
+            }),
             &mut errors,
-            UserStatus::parse,
-        );
+        )
+        .unwrap_or_default();
+        let statuses = collect(
+            list::parse(
+                self.status.as_deref(),
+                "status",
+                "a user status",
+                UserStatus::parse,
+            ),
+            &mut errors,
+        )
+        .unwrap_or_default();
         let q = self.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
         if q.is_some_and(|q| q.chars().count() > SEARCH_MAX) {
             errors.push(FieldError::new(
@@ -163,30 +184,6 @@ impl ListUsersQuery {
         };
         Ok((filter, page))
     }
-}
-
-/// Parses a comma list where each item must be known.
-fn any_of<T>(
-    raw: Option<&str>,
-    field: &str,
-    errors: &mut Vec<FieldError>,
-    parse: impl Fn(&str) -> Option<T>,
-) -> Vec<T> {
-    let mut values = Vec::new();
-    for item in raw.unwrap_or_default().split(',').map(str::trim) {
-        if item.is_empty() {
-            continue;
-        }
-        match parse(item) {
-            Some(value) => values.push(value),
-            None => errors.push(FieldError::new(
-                field,
-                "INVALID_VALUE",
-                format!("{item:?} is not a known {field}"),
-            )),
-        }
-    }
-    values
 }
 
 impl Validate for ListUsersQuery {

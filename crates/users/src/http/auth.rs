@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use crate::domain::NewAccount;
 use crate::error::UsersError;
-use crate::handlers::USERS;
+use crate::http::USERS;
 use crate::models::TokenResponse;
 use crate::sessions;
 use crate::state::AppState;
