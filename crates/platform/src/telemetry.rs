@@ -587,6 +587,38 @@ mod tests {
         }
     }
 
+    /// The whole line, key order included: what log shippers and the tests of other crates read. The
+    /// event's fields come before its message, then each span's fields, innermost span first and the
+    /// latest recorded field of a span first.
+    #[test]
+    fn an_event_inside_spans_carries_its_fields_then_the_spans_fields_in_a_fixed_order() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::registry().with(JsonLayer::new(captured.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let outer = tracing::info_span!("request", request_id = "r-3", user_id = 7);
+            let _outer = outer.enter();
+            let inner = tracing::info_span!("upstream", service = "orders", attempt = 1_u64);
+            let _inner = inner.enter();
+            tracing::info!(target: "shape", status = 200, elapsed_ms = 1.5, cached = false, "answered");
+        });
+        let bytes = captured.0.lock().map(|b| b.clone()).unwrap_or_default();
+        let text = String::from_utf8(bytes).expect("UTF-8");
+        let (timestamp, rest) = text
+            .strip_prefix("{\"timestamp\":\"")
+            .and_then(|rest| rest.split_once('"'))
+            .expect("a timestamp first");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(),
+            "{text}"
+        );
+        assert_eq!(
+            rest,
+            ",\"level\":\"info\",\"target\":\"shape\",\"status\":200,\"elapsed_ms\":1.5,\
+             \"cached\":false,\"message\":\"answered\",\"attempt\":1,\"service\":\"orders\",\
+             \"user_id\":7,\"request_id\":\"r-3\"}\n"
+        );
+    }
+
     #[test]
     fn event_fields_hide_span_fields_of_the_same_name_and_text_is_escaped() {
         let captured = Captured::default();
