@@ -1,233 +1,60 @@
-//! Structured logs: one JSON object per line with timestamp, level, target, message, the event's own
-//! fields and the fields of every enclosing span (so `request_id` is on every line of a request).
+//! The log line format: a [`JsonLayer`] writes each event as one JSON object, formatted on the calling
+//! thread straight into a reusable buffer; a span's fields are encoded once, when recorded, and copied
+//! onto every line inside it.
 //!
-//! Lines are formatted on the calling thread straight into a reusable buffer and appended to an
-//! in-memory batch; one writer thread per output writes the batch every [`FLUSH_INTERVAL`] (sooner once
-//! it passes [`FLUSH_AT_BYTES`]), like nginx's `access_log … buffer= flush=`. A line per request
-//! through a channel and a `write` per line (what `tracing_appender::non_blocking` does) cost the gateway
-//! a syscall, a thread wake-up and a spinning receiver per request.
+//! Key order is fixed: `timestamp`, `level`, `target`, the event's fields, `message`, then the fields
+//! of each enclosing span, innermost first. A name is written once: an event's field hides a span's of
+//! that name, and an inner span's an outer one's.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::io::Write;
 use std::ops::Range;
-use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber, span};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::util::SubscriberInitExt;
 
-/// The longest a line waits in memory before it is written.
-const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
-/// Pending bytes that wake the writer before the interval is over, so bursts go out in large writes.
-const FLUSH_AT_BYTES: usize = 64 * 1024;
-/// Pending bytes past which new lines are dropped (and counted) instead of growing memory without
-/// bound when the output cannot keep up.
-const MAX_PENDING_BYTES: usize = 16 * 1024 * 1024;
+use super::ErrorChain;
 
-/// Keeps the log writers flushing; hold it until the process exits. Dropping it writes what is pending.
-#[must_use = "logs stop being written when the guard is dropped"]
-pub struct LogGuard {
-    _writers: Vec<WriterThread>,
+/// Where [`FieldVisitor`] puts each field it JSON-encodes: a span's [`SpanFields`], or the [`Line`] of
+/// an event.
+trait FieldSink {
+    /// Takes the field `name`, whose value `encode` appends, JSON-encoded, to the buffer it is given.
+    fn field(&mut self, name: &'static str, encode: impl FnOnce(&mut Vec<u8>));
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum TelemetryError {
-    #[error("invalid log level {0:?}: {1}")]
-    Level(String, String),
-    #[error("cannot create log directory {0}: {1}")]
-    Dir(String, std::io::Error),
-    #[error("a global logger is already installed")]
-    AlreadyInstalled,
-}
+/// JSON-encodes every field of an event or a span into a [`FieldSink`], by the field's type: one
+/// encoding for both, so a value looks the same whether it came from the event or a span.
+struct FieldVisitor<'a, T>(&'a mut T);
 
-/// Where console logs go: servers log to stdout; commands whose stdout is their result log to stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Console {
-    Stdout,
-    Stderr,
-}
-
-/// Installs the global subscriber: JSON (or human-readable) lines on the console and, when `dir` is not
-/// empty, a daily rolling file there as well.
-pub fn init(
-    level: &str,
-    format: &str,
-    dir: &str,
-    file_prefix: &str,
-    console: Console,
-) -> Result<LogGuard, TelemetryError> {
-    let filter = EnvFilter::try_new(level)
-        .map_err(|e| TelemetryError::Level(level.into(), e.to_string()))?;
-    let (stdout, stdout_thread) = match console {
-        Console::Stdout => BatchWriter::spawn(std::io::stdout(), "log-stdout"),
-        Console::Stderr => BatchWriter::spawn(std::io::stderr(), "log-stderr"),
-    };
-    let mut writers = vec![stdout_thread];
-    let file_layer = if dir.is_empty() {
-        None
-    } else {
-        std::fs::create_dir_all(dir).map_err(|e| TelemetryError::Dir(dir.into(), e))?;
-        let appender =
-            tracing_appender::rolling::daily(Path::new(dir), format!("{file_prefix}.log"));
-        let (writer, thread) = BatchWriter::spawn(appender, "log-file");
-        writers.push(thread);
-        Some(JsonLayer::new(writer))
-    };
-    let registry = tracing_subscriber::registry().with(filter).with(file_layer);
-    let installed = if format == "pretty" {
-        registry
-            .with(tracing_subscriber::fmt::layer().with_writer(stdout))
-            .try_init()
-    } else {
-        registry.with(JsonLayer::new(stdout)).try_init()
-    };
-    installed.map_err(|_| TelemetryError::AlreadyInstalled)?;
-    Ok(LogGuard { _writers: writers })
-}
-
-/// Formats an error with its whole cause chain: `outer: middle: root`.
-pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
+impl<T: FieldSink> Visit for FieldVisitor<'_, T> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.field(field.name(), |out| encode_f64(out, value));
     }
-}
-
-struct Pending {
-    lines: Vec<u8>,
-    dropped: u64,
-    closed: bool,
-}
-
-struct Batch {
-    pending: Mutex<Pending>,
-    wake: Condvar,
-}
-
-impl Batch {
-    fn lock(&self) -> MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.field(field.name(), |out| encode_display(out, value));
     }
-}
-
-/// Appends whole lines to a shared batch that a [`WriterThread`] writes out.
-#[derive(Clone)]
-struct BatchWriter(Arc<Batch>);
-
-impl BatchWriter {
-    fn spawn(mut sink: impl Write + Send + 'static, name: &str) -> (Self, WriterThread) {
-        let batch = Arc::new(Batch {
-            pending: Mutex::new(Pending {
-                lines: Vec::with_capacity(FLUSH_AT_BYTES * 2),
-                dropped: 0,
-                closed: false,
-            }),
-            wake: Condvar::new(),
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.field(field.name(), |out| encode_display(out, value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.field(field.name(), |out| encode_display(out, value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.field(field.name(), |out| encode_str(out, value));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.0
+            .field(field.name(), |out| encode_string(out, ErrorChain(value)));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.field(field.name(), |out| {
+            encode_string(out, format_args!("{value:?}"))
         });
-        let shared = batch.clone();
-        let run = move || {
-            // Swapped with the pending buffer on each round, so steady state allocates nothing.
-            let mut out = Vec::with_capacity(FLUSH_AT_BYTES * 2);
-            loop {
-                let (dropped, closed) = {
-                    let mut pending = shared.lock();
-                    if !pending.closed && pending.lines.len() < FLUSH_AT_BYTES {
-                        pending = shared
-                            .wake
-                            .wait_timeout(pending, FLUSH_INTERVAL)
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .0;
-                    }
-                    std::mem::swap(&mut pending.lines, &mut out);
-                    (std::mem::take(&mut pending.dropped), pending.closed)
-                };
-                if dropped > 0 {
-                    out.extend_from_slice(
-                        format!(
-                            "{{\"level\":\"warn\",\"target\":\"platform::telemetry\",\"message\":\"log lines dropped: the output could not keep up\",\"dropped\":{dropped}}}\n"
-                        )
-                        .as_bytes(),
-                    );
-                }
-                if !out.is_empty() {
-                    // Lines that cannot be written have nowhere else to go.
-                    let _ = sink.write_all(&out).and_then(|()| sink.flush());
-                    out.clear();
-                }
-                if closed {
-                    break;
-                }
-            }
-        };
-        let handle = std::thread::Builder::new()
-            .name(name.to_owned())
-            .spawn(run)
-            .ok();
-        let thread = WriterThread {
-            batch: batch.clone(),
-            handle,
-        };
-        (Self(batch), thread)
-    }
-}
-
-impl Write for &BatchWriter {
-    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
-        let mut pending = self.0.lock();
-        if pending.closed || pending.lines.len() + line.len() > MAX_PENDING_BYTES {
-            pending.dropped += 1;
-            return Ok(line.len());
-        }
-        let before = pending.lines.len();
-        pending.lines.extend_from_slice(line);
-        if before < FLUSH_AT_BYTES && pending.lines.len() >= FLUSH_AT_BYTES {
-            self.0.wake.notify_one();
-        }
-        Ok(line.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for BatchWriter {
-    type Writer = &'a BatchWriter;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self
-    }
-}
-
-/// The thread writing one output; dropping it writes what is pending and stops the thread.
-struct WriterThread {
-    batch: Arc<Batch>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl Drop for WriterThread {
-    fn drop(&mut self) {
-        self.batch.lock().closed = true;
-        self.batch.wake.notify_one();
-        if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
-        }
     }
 }
 
@@ -241,44 +68,15 @@ struct SpanFields {
 
 impl SpanFields {
     fn record(&mut self, record: &dyn Fn(&mut dyn Visit)) {
-        let mut visitor = SpanVisitor(self);
-        record(&mut visitor);
+        record(&mut FieldVisitor(self));
     }
 }
 
-struct SpanVisitor<'a>(&'a mut SpanFields);
-
-impl SpanVisitor<'_> {
-    fn field(&mut self, field: &Field, encode: impl FnOnce(&mut Vec<u8>)) {
-        let start = self.0.values.len();
-        encode(&mut self.0.values);
-        self.0
-            .fields
-            .push((field.name(), start..self.0.values.len()));
-    }
-}
-
-impl Visit for SpanVisitor<'_> {
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.field(field, |out| encode_f64(out, value));
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.field(field, |out| encode_display(out, value));
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.field(field, |out| encode_display(out, value));
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.field(field, |out| encode_display(out, value));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.field(field, |out| encode_str(out, value));
-    }
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.field(field, |out| encode_string(out, ErrorChain(value)));
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.field(field, |out| encode_string(out, format_args!("{value:?}")));
+impl FieldSink for SpanFields {
+    fn field(&mut self, name: &'static str, encode: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.values.len();
+        encode(&mut self.values);
+        self.fields.push((name, start..self.values.len()));
     }
 }
 
@@ -362,7 +160,7 @@ impl Line {
         encode_str(&mut self.out, metadata.target());
         self.written
             .extend_from_slice(&["timestamp", "level", "target", "message"]);
-        event.record(&mut EventVisitor(self));
+        event.record(&mut FieldVisitor(self));
         self.out.extend_from_slice(b",\"message\":");
         if self.message.is_empty() {
             self.out.extend_from_slice(b"\"\"");
@@ -387,39 +185,14 @@ impl Line {
     }
 }
 
-struct EventVisitor<'a>(&'a mut Line);
-
-impl EventVisitor<'_> {
-    fn field(&mut self, field: &Field, encode: impl FnOnce(&mut Vec<u8>)) {
-        if field.name() == "message" {
-            encode(&mut self.0.message);
-        } else if self.0.key(field.name()) {
-            encode(&mut self.0.out);
+impl FieldSink for Line {
+    /// The message is held back to follow the other fields; the rest go on the line in order.
+    fn field(&mut self, name: &'static str, encode: impl FnOnce(&mut Vec<u8>)) {
+        if name == "message" {
+            encode(&mut self.message);
+        } else if self.key(name) {
+            encode(&mut self.out);
         }
-    }
-}
-
-impl Visit for EventVisitor<'_> {
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.field(field, |out| encode_f64(out, value));
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.field(field, |out| encode_display(out, value));
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.field(field, |out| encode_display(out, value));
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.field(field, |out| encode_display(out, value));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.field(field, |out| encode_str(out, value));
-    }
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.field(field, |out| encode_string(out, ErrorChain(value)));
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.field(field, |out| encode_string(out, format_args!("{value:?}")));
     }
 }
 
@@ -543,30 +316,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::captured::Captured;
     use serde_json::Value;
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0
-                .lock()
-                .map_err(|_| std::io::ErrorKind::Other)?
-                .extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'w> MakeWriter<'w> for Captured {
-        type Writer = Captured;
-        fn make_writer(&'w self) -> Self::Writer {
-            self.clone()
-        }
-    }
+    use tracing_subscriber::layer::SubscriberExt;
 
     #[test]
     fn a_console_and_a_file_layer_can_log_the_same_span() {
@@ -581,10 +333,42 @@ mod tests {
             tracing::info!("handled");
         });
         for captured in [console, file] {
-            let bytes = captured.0.lock().map(|b| b.clone()).unwrap_or_default();
+            let bytes = captured.bytes();
             let line: Value = serde_json::from_slice(&bytes).expect("one JSON line");
             assert_eq!(line["request_id"], "r-2");
         }
+    }
+
+    /// The whole line, key order included: what log shippers and the tests of other crates read. The
+    /// event's fields come before its message, then each span's fields, innermost span first and the
+    /// latest recorded field of a span first.
+    #[test]
+    fn an_event_inside_spans_carries_its_fields_then_the_spans_fields_in_a_fixed_order() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::registry().with(JsonLayer::new(captured.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let outer = tracing::info_span!("request", request_id = "r-3", user_id = 7);
+            let _outer = outer.enter();
+            let inner = tracing::info_span!("upstream", service = "orders", attempt = 1_u64);
+            let _inner = inner.enter();
+            tracing::info!(target: "shape", status = 200, elapsed_ms = 1.5, cached = false, "answered");
+        });
+        let bytes = captured.bytes();
+        let text = String::from_utf8(bytes).expect("UTF-8");
+        let (timestamp, rest) = text
+            .strip_prefix("{\"timestamp\":\"")
+            .and_then(|rest| rest.split_once('"'))
+            .expect("a timestamp first");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(),
+            "{text}"
+        );
+        assert_eq!(
+            rest,
+            ",\"level\":\"info\",\"target\":\"shape\",\"status\":200,\"elapsed_ms\":1.5,\
+             \"cached\":false,\"message\":\"answered\",\"attempt\":1,\"service\":\"orders\",\
+             \"user_id\":7,\"request_id\":\"r-3\"}\n"
+        );
     }
 
     #[test]
@@ -600,7 +384,7 @@ mod tests {
             inner.record("step", 2);
             tracing::info!(step = 3, note = %"quote \" backslash \\ newline \n tab \t bell \u{7}", "said \"hi\"");
         });
-        let bytes = captured.0.lock().map(|b| b.clone()).unwrap_or_default();
+        let bytes = captured.bytes();
         let text = String::from_utf8(bytes).expect("utf-8");
         let line: Value = serde_json::from_str(&text).expect("one JSON line");
         assert_eq!(line["route"], "/inner");
@@ -613,18 +397,6 @@ mod tests {
         );
         assert_eq!(text.matches("\"route\"").count(), 1, "{text}");
     }
-
-    #[test]
-    fn pending_lines_are_written_when_the_guard_is_dropped() {
-        let sink = Captured::default();
-        let (writer, thread) = BatchWriter::spawn(sink.clone(), "log-test");
-        (&writer).write_all(b"one\n").expect("buffered");
-        (&writer).write_all(b"two\n").expect("buffered");
-        drop(thread);
-        let bytes = sink.0.lock().map(|b| b.clone()).unwrap_or_default();
-        assert_eq!(bytes, b"one\ntwo\n");
-    }
-
     #[derive(Debug, thiserror::Error)]
     #[error("query failed")]
     struct Outer(#[source] std::io::Error);
@@ -643,7 +415,7 @@ mod tests {
                 "lookup failed"
             );
         });
-        let bytes = captured.0.lock().map(|b| b.clone()).unwrap_or_default();
+        let bytes = captured.bytes();
         let line: Value = serde_json::from_slice(&bytes).expect("one JSON line");
         assert_eq!(line["level"], "warn");
         assert_eq!(line["message"], "lookup failed");

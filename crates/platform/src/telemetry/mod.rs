@@ -1,0 +1,136 @@
+//! Structured logs: one JSON object per line with timestamp, level, target, message, the event's own
+//! fields and the fields of every enclosing span (so `request_id` is on every line of a request).
+//!
+//! This file installs the global subscriber and holds the public API; the line format is the
+//! [`JsonLayer`] of `json`, and the batched output behind it is `writer`'s thread, so formatting and
+//! writing can each be read (and tested) without the other.
+
+mod json;
+mod writer;
+
+pub use json::JsonLayer;
+
+use std::fmt;
+use std::path::Path;
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use writer::{BatchWriter, WriterThread};
+
+/// Keeps the log writers flushing; hold it until the process exits. Dropping it writes what is pending.
+#[must_use = "logs stop being written when the guard is dropped"]
+pub struct LogGuard {
+    _writers: Vec<WriterThread>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("invalid log level {0:?}: {1}")]
+    Level(String, String),
+    #[error("cannot create log directory {0}: {1}")]
+    Dir(String, std::io::Error),
+    #[error("a global logger is already installed")]
+    AlreadyInstalled,
+}
+
+/// Where console logs go: servers log to stdout; commands whose stdout is their result log to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    Stdout,
+    Stderr,
+}
+
+/// Installs the global subscriber: JSON (or human-readable) lines on the console and, when `dir` is not
+/// empty, a daily rolling file there as well.
+pub fn init(
+    level: &str,
+    format: &str,
+    dir: &str,
+    file_prefix: &str,
+    console: Console,
+) -> Result<LogGuard, TelemetryError> {
+    let filter = EnvFilter::try_new(level)
+        .map_err(|e| TelemetryError::Level(level.into(), e.to_string()))?;
+    let (stdout, stdout_thread) = match console {
+        Console::Stdout => BatchWriter::spawn(std::io::stdout(), "log-stdout"),
+        Console::Stderr => BatchWriter::spawn(std::io::stderr(), "log-stderr"),
+    };
+    let mut writers = vec![stdout_thread];
+    let file_layer = if dir.is_empty() {
+        None
+    } else {
+        std::fs::create_dir_all(dir).map_err(|e| TelemetryError::Dir(dir.into(), e))?;
+        let appender =
+            tracing_appender::rolling::daily(Path::new(dir), format!("{file_prefix}.log"));
+        let (writer, thread) = BatchWriter::spawn(appender, "log-file");
+        writers.push(thread);
+        Some(JsonLayer::new(writer))
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(file_layer);
+    let installed = if format == "pretty" {
+        registry
+            .with(tracing_subscriber::fmt::layer().with_writer(stdout))
+            .try_init()
+    } else {
+        registry.with(JsonLayer::new(stdout)).try_init()
+    };
+    installed.map_err(|_| TelemetryError::AlreadyInstalled)?;
+    Ok(LogGuard { _writers: writers })
+}
+
+/// Formats an error with its whole cause chain: `outer: middle: root`.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// What the tests of `json` and `writer` both need: an output kept in memory to read back.
+#[cfg(test)]
+mod captured {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+
+    /// An in-memory output: a sink for a writer thread, and a writer for a layer.
+    #[derive(Clone, Default)]
+    pub(super) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        /// Everything written so far.
+        pub(super) fn bytes(&self) -> Vec<u8> {
+            self.0.lock().map(|b| b.clone()).unwrap_or_default()
+        }
+    }
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> MakeWriter<'w> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'w self) -> Self::Writer {
+            self.clone()
+        }
+    }
+}
