@@ -2,8 +2,8 @@
 //! fields and the fields of every enclosing span (so `request_id` is on every line of a request).
 //!
 //! Lines are formatted on the calling thread straight into a reusable buffer and appended to an
-//! in-memory batch; one writer thread per output writes the batch every [`FLUSH_INTERVAL`] (sooner once
-//! it passes [`FLUSH_AT_BYTES`]), like nginx's `access_log … buffer= flush=`. A line per request
+//! in-memory batch; one writer thread per output writes the batch every `FLUSH_INTERVAL` (sooner once
+//! it passes `FLUSH_AT_BYTES`), like nginx's `access_log … buffer= flush=`. A line per request
 //! through a channel and a `write` per line (what `tracing_appender::non_blocking` does) cost the gateway
 //! a syscall, a thread wake-up and a spinning receiver per request.
 
