@@ -6,7 +6,7 @@
 //! → CORS → access policy → rate limit → proxy (through the upstream's circuit breaker, to the least busy
 //! healthy instance, retried on another when safe). The public port also serves `/health`, a `/readyz` that
 //! says only ready or not, `/openapi.json` and `/docs`; metrics, the detailed readiness report and `/admin/*`
-//! are on the admin listener ([`admin`], `gateway.admin_port`).
+//! are on the admin listener (`admin`, `gateway.admin_port`).
 //!
 //! The gateway knows no service crate: the binary hands it each service's OpenAPI document.
 

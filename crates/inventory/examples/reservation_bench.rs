@@ -4,7 +4,7 @@
 //!
 //! Starts the service in-process on a fresh database (dropped at the end; `TEST_DATABASE_URL` names the
 //! server), then measures: reservations per second on one SKU (every request locks the same hot row) and
-//! on 1000 SKUs, and the time to import a 100k-row CSV. Compare with `crates/inventory/bench/pgbench.sh`,
+//! on 1000 SKUs, and the time to import a 100k-row CSV. Compare with `bench/inventory_pgbench.sh`,
 //! which runs the same statements with pgbench. The request count is bounded and the run stops by itself.
 
 use std::fmt::Write as _;

@@ -10,7 +10,7 @@
 //! one unit of a random sku with `CONCURRENCY` requests in flight, each with an `Idempotency-Key`, and
 //! waits until none is pending. Latency of an order runs from its insert (`orders.created_at`) to the
 //! commit of its confirmation (the `confirmed` timeline entry); throughput is confirmed orders over the
-//! time from the first insert to the last confirmation. Compare with `crates/orders/bench/pgbench.sh`, which
+//! time from the first insert to the last confirmation. Compare with `bench/orders_pgbench.sh`, which
 //! runs the same statements with pgbench. Bounded in count and time.
 
 use std::time::{Duration, Instant};

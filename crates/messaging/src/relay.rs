@@ -151,7 +151,7 @@ impl Relay {
     /// events in one transaction, committed (marking them sent) at the end.
     ///
     /// Batches are sent in outbox order on one channel, which keeps that order on the wire, but without
-    /// waiting for earlier batches' confirms (up to [`IN_FLIGHT`] wait at once); while the broker confirms,
+    /// waiting for earlier batches' confirms (up to `IN_FLIGHT` wait at once); while the broker confirms,
     /// the same transaction marks confirmed batches sent and reads the next one, so broker and database work
     /// overlap instead of adding up. Any failure abandons the pass: nothing of it is marked, and
     /// the next pass sends it again (duplicates the consumers' inbox absorbs).

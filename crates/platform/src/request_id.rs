@@ -51,7 +51,7 @@ pub fn accept_or_new(header: Option<&[u8]>) -> String {
     header.and_then(accept).unwrap_or_else(new_id)
 }
 
-/// One request's id, span and start time: what [`with_request_id`] keeps around a handler, for a server
+/// One request's id, span and start time: what `with_request_id` keeps around a handler, for a server
 /// that handles requests without a router (the gateway's proxy path). The span is made only when
 /// something is logged inside it ([`RequestScope::in_span`], [`RequestScope::run_in_span`]): for a
 /// request that logs nothing but its completion, making a span costs more than the line itself.

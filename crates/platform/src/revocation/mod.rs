@@ -4,7 +4,7 @@
 //! A process keeps a [`Revocations`] set that every token check consults ([`crate::auth::JwtKeys`]). The users
 //! service records each revocation in its `revocations` table in the transaction of the change, then
 //! [`Announcer::announce`]s it: into its own set at once, and on a Redis channel when Redis is on. Every other
-//! process keeps its set current with a [`feed`]: the Redis channel for pushes (milliseconds) plus a poll of
+//! process keeps its set current with a `feed`: the Redis channel for pushes (milliseconds) plus a poll of
 //! the table (services) or of the users service's `/internal/revocations` (the gateway), every
 //! `auth.revocation_poll_ms` without Redis and every `auth.revocation_resync_ms` with it, so a missed push
 //! heals. `logicore all` hands every service of the process one set, fed by its users service.

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # The database's own limit for the order flow: pgbench runs, per order, the statements the services run from
-# HTTP create to confirmed (order_flow.sql) against the real schemas, created by `logicore migrate`. Compare
+# HTTP create to confirmed (bench/orders_flow.sql) against the real schemas, created by `logicore migrate`. Compare
 # its TPS (= orders confirmed per second) with
 # `cargo run --release -p logicore --example order_flow_bench`.
 #
-# Usage: crates/orders/bench/pgbench.sh [CLIENTS] [SECONDS] [SKUS]   (PG* variables select the server;
-# LOGICORE, the logicore binary, defaults to target/release/logicore)
+# Usage: bench/orders_pgbench.sh [CLIENTS] [SECONDS] [SKUS]   (PG* variables select the server;
+# LOGICORE, the logicore binary, defaults to $CARGO_TARGET_DIR/release/logicore, else target/release/logicore)
 set -euo pipefail
 clients=${1:-32}
 seconds=${2:-20}
 skus=${3:-100}
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../../.." && pwd)
-logicore=${LOGICORE:-$root/target/release/logicore}
+root=$(cd "$here/.." && pwd)
+logicore=${LOGICORE:-${CARGO_TARGET_DIR:-$root/target}/release/logicore}
 db="orders_pgbench_$$"
 export PGHOST=${PGHOST:-127.0.0.1} PGUSER=${PGUSER:-postgres}
 createdb "$db"
@@ -25,5 +25,5 @@ INSERT INTO inventory.stock_levels (id, product_id, warehouse_id, on_hand)
   SELECT gen_random_uuid(), p.id, w.id, 100000000 FROM inventory.products p, inventory.warehouses w;
 SQL
 echo "== $skus SKUs, $clients clients, ${seconds}s"
-pgbench -n -M simple -c "$clients" -j 2 -T "$seconds" -D skus="$skus" -f "$here/order_flow.sql" "$db" |
+pgbench -n -M simple -c "$clients" -j 2 -T "$seconds" -D skus="$skus" -f "$here/orders_flow.sql" "$db" |
   grep -E "^(tps|number of failed|latency average|number of transactions actually)"
