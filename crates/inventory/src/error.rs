@@ -174,6 +174,12 @@ impl InventoryError {
     }
 }
 
+impl From<platform::problem::Invalid> for InventoryError {
+    fn from(invalid: platform::problem::Invalid) -> Self {
+        InventoryError::Validation(invalid.0)
+    }
+}
+
 impl IntoResponse for InventoryError {
     fn into_response(self) -> Response {
         platform::problem::respond(&self, self.to_problem())

@@ -126,6 +126,12 @@ impl OrdersError {
     }
 }
 
+impl From<platform::problem::Invalid> for OrdersError {
+    fn from(invalid: platform::problem::Invalid) -> Self {
+        OrdersError::Validation(invalid.0)
+    }
+}
+
 impl IntoResponse for OrdersError {
     fn into_response(self) -> Response {
         platform::problem::respond(&self, self.to_problem())

@@ -67,6 +67,16 @@ fn oversized_numbers(value: &serde_json::Value, path: &str, errors: &mut Vec<Fie
     }
 }
 
+/// For PATCH bodies, with `#[serde(default, deserialize_with = "platform::extract::nullable")]`: tells an
+/// absent field (`None`: leave it) from an explicit `null` (`Some(None)`: clear it).
+pub fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
 /// For request bodies and queries that are checked by parsing them into commands in the handler, where the
 /// parsed values are needed anyway: the extractor's own check has nothing to add.
 /// `platform::validated_by_parsing!(CreateOrder, OrderQuery);`

@@ -19,6 +19,20 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// Every field error of a request that failed its checks; each service's error type turns it into its own
+/// validation error (422 naming every field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub Vec<FieldError>);
+
+/// Fails with every collected field error, if there is any.
+pub fn check(errors: Vec<FieldError>) -> Result<(), Invalid> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Invalid(errors))
+    }
+}
+
 /// Keeps the value of a check that passed; adds the error of one that failed to `errors`, so a handler can check
 /// every field and answer with all their errors at once.
 pub fn collect<T>(result: Result<T, FieldError>, errors: &mut Vec<FieldError>) -> Option<T> {

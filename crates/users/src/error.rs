@@ -126,6 +126,12 @@ impl UsersError {
     }
 }
 
+impl From<platform::problem::Invalid> for UsersError {
+    fn from(invalid: platform::problem::Invalid) -> Self {
+        UsersError::Validation(invalid.0)
+    }
+}
+
 impl IntoResponse for UsersError {
     fn into_response(self) -> Response {
         platform::problem::respond(&self, self.to_problem())

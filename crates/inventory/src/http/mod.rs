@@ -1,5 +1,5 @@
 //! The HTTP surface: routes of the Inventory table in docs/api.md, documented for OpenAPI as they are
-//! registered, and the small parsing helpers every handler shares.
+//! registered. The parsing helpers every handler shares are in `platform` (`list`, `problem`, `extract`).
 
 mod import;
 mod products;
@@ -7,14 +7,11 @@ mod reservations;
 mod stock;
 mod warehouses;
 
-use platform::FieldError;
 use platform::openapi::BearerAuth;
-use serde::{Deserialize, Deserializer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::InventoryError;
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -43,22 +40,4 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(reservations::get))
         .routes(routes!(reservations::release))
         .routes(routes!(import::import_csv))
-}
-
-/// Fails with every collected field error, if any.
-pub(crate) fn check(errors: Vec<FieldError>) -> Result<(), InventoryError> {
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(InventoryError::Validation(errors))
-    }
-}
-
-/// For PATCH bodies: an absent field is `None`, an explicit `null` is `Some(None)`.
-pub(crate) fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }

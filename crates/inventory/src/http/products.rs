@@ -6,12 +6,11 @@ use platform::created::Created;
 use platform::extract::{Json, Path, Query};
 use platform::list;
 use platform::pagination::{Page, PageParams};
-use platform::problem::collect;
+use platform::problem::{check, collect};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{check, double_option};
 use crate::domain::{self, Sku};
 use crate::error::InventoryError;
 use crate::models::Product;
@@ -48,7 +47,7 @@ pub struct UpdateProduct {
     )]
     pub name: Option<String>,
     /// `null` clears it.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "platform::extract::nullable")]
     #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000)]
     pub weight_grams: Option<Option<i64>>,
     #[schema(minimum = 0, maximum = 1_000_000_000)]

@@ -9,12 +9,11 @@ use platform::created::Created;
 use platform::extract::{Json, Path, Query};
 use platform::list;
 use platform::pagination::{Page, PageParams};
-use platform::problem::collect;
+use platform::problem::{check, collect};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::check;
 use crate::domain::{self, Reason, Sku};
 use crate::error::InventoryError;
 use crate::models::{Availability, Movement, StockLevel};

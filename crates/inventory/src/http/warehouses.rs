@@ -5,12 +5,11 @@ use platform::created::Created;
 use platform::extract::{Json, Path, Query};
 use platform::list;
 use platform::pagination::{Page, PageParams};
-use platform::problem::collect;
+use platform::problem::{check, collect};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::check;
 use crate::domain::{self, WarehouseCode};
 use crate::error::InventoryError;
 use crate::models::Warehouse;

@@ -13,7 +13,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::error::OrdersError;
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -61,15 +60,6 @@ pub(crate) const SHIPMENTS: &str = "/api/v1/shipments";
 /// else's (which then just finds nothing, revealing nothing).
 pub(crate) fn only_own(asked: &[Uuid], me: Uuid) -> Option<Vec<Uuid>> {
     asked.iter().all(|id| *id == me).then(|| vec![me])
-}
-
-/// Fails with every collected field error, if any.
-pub(crate) fn check(errors: Vec<FieldError>) -> Result<(), OrdersError> {
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(OrdersError::Validation(errors))
-    }
 }
 
 /// Most lines one order or shipment may have.

@@ -12,13 +12,13 @@ use platform::extract::{Path, Query};
 use platform::idempotency::Idempotent;
 use platform::list;
 use platform::pagination::{Page, PageParams};
-use platform::problem::collect;
+use platform::problem::{check, collect};
 use serde::Deserialize;
 use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{ORDERS, check, only_own, sku_lines, text};
+use super::{ORDERS, only_own, sku_lines, text};
 use crate::domain::OrderStatus;
 use crate::error::OrdersError;
 use crate::events::Recorder;

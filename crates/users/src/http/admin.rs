@@ -18,8 +18,8 @@ use crate::cached;
 use crate::changes;
 use crate::domain::{FullName, NewAccount, UserStatus};
 use crate::error::UsersError;
+use crate::http::USERS;
 use crate::http::me::parse_phone;
-use crate::http::{USERS, absent_or_nullable};
 use crate::models::UserView;
 use crate::repo::{self, UserFilter, UserPatch};
 use crate::sessions::{self, current_user};
@@ -83,7 +83,7 @@ pub struct UpdateUserRequest {
     )]
     pub full_name: Option<String>,
     /// `null` removes the phone number.
-    #[serde(default, deserialize_with = "absent_or_nullable")]
+    #[serde(default, deserialize_with = "platform::extract::nullable")]
     #[schema(value_type = Option<String>, pattern = r"^[ -]*\+([ -]*[0-9]){7,15}[ -]*$")]
     pub phone: Option<Option<String>>,
 }

@@ -14,7 +14,6 @@ use crate::cached;
 use crate::changes;
 use crate::domain::{FullName, Phone};
 use crate::error::UsersError;
-use crate::http::absent_or_nullable;
 use crate::models::UserView;
 use crate::repo::{self, UserPatch};
 use crate::sessions::current_user;
@@ -30,7 +29,7 @@ pub struct UpdateMeRequest {
     )]
     pub full_name: Option<String>,
     /// `null` removes the phone number.
-    #[serde(default, deserialize_with = "absent_or_nullable")]
+    #[serde(default, deserialize_with = "platform::extract::nullable")]
     #[schema(value_type = Option<String>, pattern = r"^[ -]*\+([ -]*[0-9]){7,15}[ -]*$")]
     pub phone: Option<Option<String>>,
 }
