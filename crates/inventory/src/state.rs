@@ -1,13 +1,11 @@
-//! The handles every handler shares, and the role extractors that guard each route.
+//! The handles every handler shares.
 
 use std::sync::Arc;
 
-use axum::extract::{FromRef, FromRequestParts};
-use axum::http::request::Parts;
+use axum::extract::FromRef;
 use cache::Cache;
 use messaging::Messaging;
-use platform::Problem;
-use platform::auth::{AuthUser, JwtKeys, Role};
+use platform::auth::JwtKeys;
 use platform::db::Db;
 
 use crate::config::Config;
@@ -56,41 +54,3 @@ impl FromRef<AppState> for JwtKeys {
         state.keys.clone()
     }
 }
-
-const STAFF: &[Role] = &[Role::Admin, Role::Manager, Role::Dispatcher];
-const MANAGERS: &[Role] = &[Role::Admin, Role::Manager];
-
-/// Declares an extractor that verifies the bearer token and then the role, so a caller without the role
-/// gets 403 before the body is even read (and never a 422 that would reveal the validation rules).
-macro_rules! role_extractor {
-    ($(#[$doc:meta])* $name:ident, $roles:expr) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone)]
-        pub struct $name(pub AuthUser);
-
-        impl<S> FromRequestParts<S> for $name
-        where
-            S: Send + Sync,
-            JwtKeys: FromRef<S>,
-        {
-            type Rejection = Problem;
-
-            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
-                let user = AuthUser::from_request_parts(parts, state).await?;
-                user.require($roles)?;
-                Ok(Self(user))
-            }
-        }
-    };
-}
-
-role_extractor!(
-    /// admin, manager or dispatcher.
-    Staff,
-    STAFF
-);
-role_extractor!(
-    /// admin or manager.
-    Manager,
-    MANAGERS
-);

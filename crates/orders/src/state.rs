@@ -80,8 +80,4 @@ impl Caller {
             Caller::Staff(id) | Caller::Driver(id) | Caller::Customer(id) => id,
         }
     }
-
-    pub fn is_staff(self) -> bool {
-        matches!(self, Caller::Staff(_))
-    }
 }

@@ -4,11 +4,12 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use futures::TryStreamExt;
+use platform::auth::roles::Manager;
 use tokio_util::io::StreamReader;
 
 use crate::error::InventoryError;
 use crate::import::{self, CountingReader, ImportReport};
-use crate::state::{AppState, Manager};
+use crate::state::AppState;
 
 const CSV_TYPES: &[&str] = &["text/csv", "application/csv"];
 

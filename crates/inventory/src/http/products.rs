@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use platform::auth::AuthUser;
+use platform::auth::roles::Manager;
 use platform::created::Created;
 use platform::extract::{Json, Path, Query};
 use platform::list;
@@ -15,7 +16,7 @@ use crate::domain::{self, Sku};
 use crate::error::InventoryError;
 use crate::models::Product;
 use crate::repo::products::{self, NewProduct, ProductFilter, ProductKey, ProductPatch};
-use crate::state::{AppState, Manager};
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

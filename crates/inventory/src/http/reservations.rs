@@ -5,8 +5,10 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use platform::FieldError;
+use platform::auth::roles::Staff;
 use platform::created::{self, Created};
 use platform::extract::{Json, Path};
+use platform::problem::collect;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -16,8 +18,7 @@ use crate::error::InventoryError;
 use crate::models::Reservation;
 use crate::repo::reservations::{self, ReserveRequest};
 use crate::repo::settle;
-use crate::state::{AppState, Staff};
-use platform::problem::collect;
+use crate::state::AppState;
 
 /// Most lines one reservation may have.
 const MAX_LINES: usize = 200;

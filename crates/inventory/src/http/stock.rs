@@ -5,6 +5,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use platform::FieldError;
 use platform::auth::AuthUser;
+use platform::auth::roles::{Manager, Staff};
 use platform::created::Created;
 use platform::extract::{Json, Path, Query};
 use platform::list;
@@ -21,7 +22,7 @@ use crate::repo::products::{self, ProductKey};
 use crate::repo::reads::{self, LevelFilter, MovementFilter};
 use crate::repo::stock::{self, Adjustment, AdjustmentResult, Transfer, TransferResult};
 use crate::repo::warehouses;
-use crate::state::{AppState, Manager, Staff};
+use crate::state::AppState;
 
 /// A product's stock per warehouse and in total.
 #[utoipa::path(get, path = "/api/v1/inventory/products/{id}/availability", operation_id = "get_availability", tag = "inventory",

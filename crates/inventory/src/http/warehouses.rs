@@ -1,6 +1,7 @@
 //! `/api/v1/inventory/warehouses`: create and change (admin, manager), read (staff).
 
 use axum::extract::State;
+use platform::auth::roles::{Manager, Staff};
 use platform::created::Created;
 use platform::extract::{Json, Path, Query};
 use platform::list;
@@ -14,7 +15,7 @@ use crate::domain::{self, WarehouseCode};
 use crate::error::InventoryError;
 use crate::models::Warehouse;
 use crate::repo::warehouses::{self, NewWarehouse, WarehouseFilter, WarehousePatch};
-use crate::state::{AppState, Manager, Staff};
+use crate::state::AppState;
 
 const PRIORITY_MAX: i64 = 1_000_000;
 const DEFAULT_PRIORITY: i32 = 100;

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SubsecRound, Utc};
 use platform::FieldError;
 use platform::auth::AuthUser;
+use platform::auth::roles::{Driver, Staff, StaffOrDriver};
 use platform::created;
 use platform::extract::{Path, Query};
 use platform::idempotency::Idempotent;
@@ -141,14 +142,6 @@ platform::validated_by_parsing!(
     ShipmentQuery
 );
 
-fn staff_only(caller: Caller, what: &'static str) -> Result<(), OrdersError> {
-    if caller.is_staff() {
-        Ok(())
-    } else {
-        Err(OrdersError::Forbidden(what))
-    }
-}
-
 /// Ships lines of an order.
 #[utoipa::path(post, path = "/api/v1/orders/{id}/shipments", operation_id = "create_shipment", tag = "shipments", request_body = CreateShipment,
     params(("id" = Uuid, Path, description = "The order's id"),
@@ -160,13 +153,12 @@ fn staff_only(caller: Caller, what: &'static str) -> Result<(), OrdersError> {
         (status = 409, body = platform::Problem, description = "NOTHING_TO_SHIP, or the order cannot ship (INVALID_TRANSITION)"),
         (status = 422, body = platform::Problem)))]
 pub async fn create(
-    user: AuthUser,
+    Staff(user): Staff,
     State(state): State<AppState>,
     Path(order_id): Path<Uuid>,
     Idempotent { key, body }: Idempotent<CreateShipment>,
 ) -> Result<Response, OrdersError> {
     let caller = Caller::of(&user);
-    staff_only(caller, "create shipments")?;
     let mut errors = Vec::new();
     let lines = sku_lines(
         body.lines.iter().map(|l| (l.sku.as_str(), l.quantity)),
@@ -309,14 +301,13 @@ pub async fn get(
         (status = 409, body = platform::Problem, description = "INVALID_TRANSITION after pickup"),
         (status = 412, body = platform::Problem)))]
 pub async fn assign(
-    user: AuthUser,
+    Staff(user): Staff,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
     Idempotent { key, body }: Idempotent<AssignShipment>,
 ) -> Result<Answer, OrdersError> {
     let caller = Caller::of(&user);
-    staff_only(caller, "assign shipments")?;
     let driver = body.driver_id;
     let messaging = state.messaging.clone();
     let run = effect(move |db, conn| {
@@ -344,14 +335,13 @@ pub async fn assign(
         (status = 409, body = platform::Problem, description = "INVALID_TRANSITION after pickup"),
         (status = 412, body = platform::Problem)))]
 pub async fn cancel(
-    user: AuthUser,
+    Staff(user): Staff,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
     Idempotent { key, body }: Idempotent<CancelShipment>,
 ) -> Result<Answer, OrdersError> {
     let caller = Caller::of(&user);
-    staff_only(caller, "cancel shipments")?;
     let mut errors = Vec::new();
     let reason = body
         .reason
@@ -486,16 +476,13 @@ fn tracking_request(
         (status = 409, body = platform::Problem, description = "INVALID_TRANSITION or PROOF_REQUIRED"),
         (status = 412, body = platform::Problem), (status = 422, body = platform::Problem)))]
 pub async fn add_tracking_event(
-    user: AuthUser,
+    StaffOrDriver(user): StaffOrDriver,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
     Idempotent { key, body }: Idempotent<CreateTrackingEvent>,
 ) -> Result<Response, OrdersError> {
     let caller = Caller::of(&user);
-    if let Caller::Customer(_) = caller {
-        return Err(OrdersError::Forbidden("report tracking events"));
-    }
     let request = tracking_request(&body, caller.id())?;
     let messaging = state.messaging.clone();
     let run = effect(move |db, conn| {
@@ -523,16 +510,11 @@ pub async fn add_tracking_event(
     responses((status = 200, body = Vec<TrackingEventView>, description = "in the order they happened"),
         (status = 403, body = platform::Problem), (status = 404, body = platform::Problem)))]
 pub async fn tracking_events(
-    user: AuthUser,
+    StaffOrDriver(user): StaffOrDriver,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Vec<TrackingEventView>>, OrdersError> {
     let caller = Caller::of(&user);
-    if let Caller::Customer(_) = caller {
-        return Err(OrdersError::Forbidden(
-            "read tracking events; use the tracking page",
-        ));
-    }
     let shipment = visible(&state, caller, id).await?;
     Ok(axum::Json(
         shipments::tracking(&state.db, shipment.id).await?,
@@ -550,17 +532,12 @@ pub async fn tracking_events(
         (status = 409, body = platform::Problem, description = "not out for delivery, or proven already"),
         (status = 422, body = platform::Problem)))]
 pub async fn proof(
-    user: AuthUser,
+    Driver(user): Driver,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     Idempotent { key, body }: Idempotent<CreateProof>,
 ) -> Result<Response, OrdersError> {
     let caller = Caller::of(&user);
-    if !matches!(caller, Caller::Driver(_)) {
-        return Err(OrdersError::Forbidden(
-            "record a proof of delivery (the assigned driver does)",
-        ));
-    }
     let mut errors = Vec::new();
     let kind = ProofKind::parse(body.kind.trim());
     if kind.is_none() {

@@ -2,7 +2,8 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use platform::auth::{AuthUser, Role};
+use platform::auth::Role;
+use platform::auth::roles::{Admin, Manager};
 use platform::created::Created;
 use platform::extract::{Json, Path, Query, Validate};
 use platform::list;
@@ -25,8 +26,6 @@ use crate::repo::{self, UserFilter, UserPatch};
 use crate::sessions::{self, current_user};
 use crate::state::AppState;
 
-const ADMIN: &[Role] = &[Role::Admin];
-const LISTERS: &[Role] = &[Role::Admin, Role::Manager];
 const SEARCH_MAX: usize = 200;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -208,11 +207,11 @@ impl Validate for ListUsersQuery {
     )
 )]
 pub async fn create_user(
+    Admin(auth): Admin,
     State(state): State<AppState>,
-    auth: AuthUser,
     Json(body): Json<CreateUserRequest>,
 ) -> Result<Created<UserView>, UsersError> {
-    current_user(&state, &auth, ADMIN).await?;
+    current_user(&state, &auth, Admin::ROLES).await?;
     let account = body.parse().map_err(UsersError::Validation)?;
     let user = sessions::create_user(&state, account, body.role).await?;
     Ok(Created::new(USERS, user.id, user.into()))
@@ -233,11 +232,11 @@ pub async fn create_user(
     )
 )]
 pub async fn list_users(
+    Manager(auth): Manager,
     State(state): State<AppState>,
-    auth: AuthUser,
     Query(query): Query<ListUsersQuery>,
 ) -> Result<axum::Json<Page<UserView>>, UsersError> {
-    current_user(&state, &auth, LISTERS).await?;
+    current_user(&state, &auth, Manager::ROLES).await?;
     let (filter, page) = query.parse().map_err(UsersError::Validation)?;
     let limit = page.limit();
     let rows = repo::list(&state.db, &filter, page.after(), limit + 1).await?;
@@ -261,11 +260,11 @@ pub async fn list_users(
     )
 )]
 pub async fn get_user(
+    Admin(auth): Admin,
     State(state): State<AppState>,
-    auth: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<UserView>, UsersError> {
-    current_user(&state, &auth, ADMIN).await?;
+    current_user(&state, &auth, Admin::ROLES).await?;
     let user = cached::profile(&state, id)
         .await?
         .ok_or(UsersError::NotFound)?;
@@ -288,12 +287,12 @@ pub async fn get_user(
     )
 )]
 pub async fn update_user(
+    Admin(auth): Admin,
     State(state): State<AppState>,
-    auth: AuthUser,
     Path(id): Path<Uuid>,
     Json(body): Json<UpdateUserRequest>,
 ) -> Result<axum::Json<UserView>, UsersError> {
-    current_user(&state, &auth, ADMIN).await?;
+    current_user(&state, &auth, Admin::ROLES).await?;
     let patch = body.parse().map_err(UsersError::Validation)?;
     let user = changes::apply_patch(&state, id, &patch, Some(auth.id()))
         .await?
@@ -316,11 +315,11 @@ pub async fn update_user(
     )
 )]
 pub async fn deactivate_user(
+    Admin(auth): Admin,
     State(state): State<AppState>,
-    auth: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, UsersError> {
-    current_user(&state, &auth, ADMIN).await?;
+    current_user(&state, &auth, Admin::ROLES).await?;
     let patch = UserPatch {
         status: Some(UserStatus::Inactive),
         ..UserPatch::default()

@@ -84,6 +84,29 @@ async fn a_customer_calling_admin_routes_is_forbidden() {
 }
 
 #[tokio::test]
+async fn a_caller_without_the_role_is_forbidden_before_the_body_or_query_is_read() {
+    let app = spawn_app().await;
+    let tokens = app.register("nosy@example.com").await;
+    let customer = access_token(&tokens);
+    let own = format!(
+        "/api/v1/users/{}",
+        tokens["user"]["id"].as_str().unwrap_or_default()
+    );
+
+    let responses = [
+        app.post("/api/v1/users", Some(&customer), &json!({"email": 5}))
+            .await,
+        app.patch(&own, Some(&customer), &json!({"role": "emperor"}))
+            .await,
+        app.get("/api/v1/users?role=emperor&limit=0", Some(&customer))
+            .await,
+    ];
+    for response in responses {
+        expect_problem(response, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    }
+}
+
+#[tokio::test]
 async fn a_manager_may_list_users_but_not_administer_them() {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
