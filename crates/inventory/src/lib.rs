@@ -8,25 +8,28 @@
 
 mod caching;
 pub mod config;
+mod consumers;
 pub mod domain;
 pub mod error;
 pub mod events;
 mod http;
 pub mod import;
+mod jobs;
 pub mod models;
 pub mod repo;
-mod saga;
 pub mod state;
-mod sweeper;
 
 use std::path::Path;
 
+use consumers::order_saga;
 use skeleton::{Basics, Handles, Service, StartError, Worker};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+/// The consumer group of inventory's part in the order saga.
+pub use consumers::order_saga::GROUP as SAGA_GROUP;
 pub use error::{InventoryError, ShortLine};
 pub use import::{ImportReport, ImportRowError};
 pub use repo::reservations::{ReserveRequest, reserve};
@@ -34,8 +37,6 @@ pub use repo::settle::{
     ConsumeLine, Consumption, commit_reservation, consume_reservation, release_reservation,
     sweep_expired,
 };
-/// The consumer group of inventory's part in the order saga.
-pub use saga::GROUP as SAGA_GROUP;
 pub use state::AppState;
 
 /// The service's name: its database schema, its metrics prefix and the `producer` of its events.
@@ -78,7 +79,7 @@ impl Service for Inventory {
             cache,
         } = handles.clone();
         let config = &self.config;
-        let sweeper = sweeper::run(
+        let sweeper = jobs::expire_reservations::run(
             db.clone(),
             cache.clone(),
             messaging.clone(),
@@ -86,10 +87,10 @@ impl Service for Inventory {
             config.sweeper_batch,
             shutdown.clone(),
         );
-        let saga = saga::OrderSaga::new(db, cache, messaging.clone(), config.reservation_ttl);
+        let saga = order_saga::OrderSaga::new(db, cache, messaging.clone(), config.reservation_ttl);
         vec![
             Worker::job("reservation expiry sweeper", sweeper),
-            Worker::Consumer(messaging.consumer(saga::GROUP, &saga::PATTERNS, saga)),
+            Worker::Consumer(messaging.consumer(order_saga::GROUP, &order_saga::PATTERNS, saga)),
         ]
     }
 }

@@ -17,6 +17,8 @@ macro_rules! status_enum {
 
         impl $name {
             pub const ALL: &[$name] = &[$($name::$variant),+];
+            /// The wire names of [`Self::ALL`], in the same order.
+            pub const NAMES: &[&str] = &[$($text),+];
 
             pub fn as_str(self) -> &'static str {
                 match self {

@@ -6,29 +6,30 @@
 //! `inventory.reservation_failed`, which the `orders.saga` consumer turns into `confirmed` or `rejected`.
 
 mod config;
+mod consumers;
 pub mod domain;
 pub mod error;
 mod events;
 mod http;
 mod idempotent;
+mod jobs;
 pub mod models;
 mod ordering;
 mod repo;
-mod saga;
 mod shipping;
 mod state;
-mod sweeper;
 
+use consumers::order_saga;
 use skeleton::{Basics, Handles, Service, StartError, Worker};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+pub use consumers::order_saga::GROUP as SAGA_GROUP;
 pub use error::OrdersError;
-pub use saga::GROUP as SAGA_GROUP;
+pub use jobs::expire_pending_orders::expire_lapsed;
 pub use state::AppState;
-pub use sweeper::expire_lapsed;
 
 /// The service's name: its database schema, its metrics prefix and the `producer` of its events.
 pub const NAME: &str = "orders";
@@ -69,16 +70,16 @@ impl Service for Orders {
     /// The `orders.saga` consumer and the expiry sweeper of lapsed pending orders.
     fn workers(&self, handles: &Handles, shutdown: &CancellationToken) -> Vec<Worker> {
         let Handles { db, messaging, .. } = handles.clone();
-        let sweeper = sweeper::run(
+        let sweeper = jobs::expire_pending_orders::run(
             db.clone(),
             messaging.clone(),
             self.config.sweeper_interval,
             self.config.sweeper_batch,
             shutdown.clone(),
         );
-        let saga = saga::SagaHandler::new(db, messaging.clone());
+        let saga = order_saga::SagaHandler::new(db, messaging.clone());
         vec![
-            Worker::Consumer(messaging.consumer(saga::GROUP, &saga::PATTERNS, saga)),
+            Worker::Consumer(messaging.consumer(order_saga::GROUP, &order_saga::PATTERNS, saga)),
             Worker::job("pending order expiry sweeper", sweeper),
         ]
     }

@@ -9,6 +9,7 @@
 mod cached;
 mod changes;
 mod config;
+mod consumers;
 mod domain;
 mod error;
 mod events;
@@ -16,7 +17,6 @@ mod http;
 mod models;
 mod openapi;
 mod passwords;
-mod profile_cache;
 mod repo;
 mod revoke;
 mod sessions;
@@ -28,15 +28,15 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::profile_cache::ProfileEviction;
+use crate::consumers::profile_eviction::{self, ProfileEviction};
 use crate::revoke::Revoker;
 
 pub use config::Config;
+pub use consumers::profile_eviction::GROUP as PROFILE_CACHE_GROUP;
 pub use domain::UserStatus;
 pub use error::UsersError;
 pub use models::{TokenResponse, UserView};
 pub use openapi::openapi;
-pub use profile_cache::GROUP as PROFILE_CACHE_GROUP;
 pub use sessions::{AdminAction, AdminOutcome};
 pub use state::AppState;
 
@@ -81,8 +81,8 @@ impl Service for Users {
     fn workers(&self, handles: &Handles, _shutdown: &CancellationToken) -> Vec<Worker> {
         let eviction = ProfileEviction::new(handles.cache.clone());
         vec![Worker::Consumer(handles.messaging.consumer(
-            profile_cache::GROUP,
-            &profile_cache::PATTERNS,
+            profile_eviction::GROUP,
+            &profile_eviction::PATTERNS,
             eviction,
         ))]
     }

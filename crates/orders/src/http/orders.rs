@@ -71,12 +71,7 @@ pub struct CancelOrder {
 }
 
 fn status_list_schema() -> Object {
-    list::one_of_schema(
-        &OrderStatus::ALL
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>(),
-    )
+    list::one_of_schema(OrderStatus::NAMES)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

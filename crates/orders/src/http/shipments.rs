@@ -105,12 +105,7 @@ pub struct CreateProof {
 }
 
 fn status_list_schema() -> Object {
-    list::one_of_schema(
-        &ShipmentStatus::ALL
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>(),
-    )
+    list::one_of_schema(ShipmentStatus::NAMES)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -1,0 +1,3 @@
+//! Event consumers: what the users service does when events arrive.
+
+pub mod profile_eviction;
