@@ -31,8 +31,14 @@ struct State {
     last_error: Option<String>,
 }
 
-/// The breaker: `down` is read on every command (an atomic load); the rest changes only on failure and
-/// recovery.
+/// The switch that bypasses Redis: `down` is read on every command (an atomic load); the rest changes only
+/// on failure and recovery.
+///
+/// Not a circuit breaker (`platform::breaker`), on purpose: it is closed again by replaying the
+/// invalidations Redis missed, not by a trial call succeeding, because serving from a Redis that still
+/// holds values meant to be removed would be wrong, however healthy it is. It needs no cool-down either:
+/// the probe in `remote` looks at Redis on a fixed short interval, which also bounds how long a recovered
+/// Redis goes unused.
 #[derive(Default)]
 pub(crate) struct Degraded {
     down: AtomicBool,

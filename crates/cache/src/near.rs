@@ -29,6 +29,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
+use platform::backoff::Backoff;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
@@ -41,6 +42,7 @@ const SHARDS: usize = 256;
 const PING_EVERY: Duration = Duration::from_millis(50);
 /// Copies are not served when Redis has been silent on the link this long; the link is then replaced.
 const SILENCE_LIMIT: Duration = Duration::from_millis(250);
+/// Bounds of the wait between reconnects, which doubles (with jitter) while the link keeps failing.
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
 
@@ -252,10 +254,10 @@ enum LinkError {
     Protocol(#[from] resp::ProtocolError),
 }
 
-/// The background task behind a near cache: keeps one tracking link open, reconnecting with capped
-/// exponential backoff, and ends when the cache is dropped.
+/// The background task behind a near cache: keeps one tracking link open, reconnecting with
+/// [`Backoff`], and ends when the cache is dropped.
 pub(crate) async fn track(near: Weak<NearCache>, target: Target) {
-    let mut backoff = RECONNECT_MIN;
+    let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
     let mut reported = false;
     loop {
         let outcome = session(&near, &target, &mut backoff).await;
@@ -272,8 +274,7 @@ pub(crate) async fn track(near: Weak<NearCache>, target: Target) {
                 reported = true;
             }
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(RECONNECT_MAX);
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 
@@ -320,7 +321,7 @@ async fn next_frame(reader: &OwnedReadHalf, buf: &mut BytesMut) -> Result<Frame,
 async fn session(
     near: &Weak<NearCache>,
     target: &Target,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
 ) -> Result<(), LinkError> {
     let connect = TcpStream::connect((target.host.as_str(), target.port));
     let stream = tokio::time::timeout(target.connect_timeout, connect)
@@ -349,7 +350,7 @@ async fn session(
         Some(cache) => cache.link_up(peeker),
         None => return Ok(()),
     }
-    *backoff = RECONNECT_MIN;
+    backoff.reset();
     tracing::info!(prefix = %target.value_prefix, "cache: near-cache link up");
 
     let ping = redis::cmd("PING").get_packed_command();

@@ -1,52 +1,37 @@
-//! The circuit breaker that makes callers fail fast while the broker is known to be down; its cool-down
-//! grows by [`platform::backoff`].
+//! The breaker that makes publishers fail fast while the broker is known to be down.
+//!
+//! It is not `platform::breaker::CircuitBreaker`, on purpose: that one guards calls to a service and
+//! judges their failure *rate* over a rolling window, with a fixed reset timeout and a set number of trial
+//! calls. This one guards the single broker connection: one failed connect already means every publish
+//! would fail, so one failure opens it; any successful connect closes it, whoever made it; and a broker
+//! that stays down is tried less and less often, so its cool-down is a [`Backoff`]. The state it reports is
+//! the platform's [`BreakerState`], read the same way in `/readyz`.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// What the breaker currently lets through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BreakerState {
-    /// The broker answered last time: calls go through.
-    Closed,
-    /// The broker failed recently: calls fail at once until the cool-down ends.
-    Open,
-    /// The cool-down ended: the next call is a trial.
-    HalfOpen,
-}
-
-impl BreakerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Closed => "closed",
-            BreakerState::Open => "open",
-            BreakerState::HalfOpen => "half_open",
-        }
-    }
-}
+use platform::backoff::Backoff;
+pub use platform::breaker::BreakerState;
 
 #[derive(Debug)]
 struct Inner {
-    failures: u32,
+    cool_down: Backoff,
     open_until: Option<Instant>,
 }
 
-/// Opens on a connection failure for a cool-down that grows exponentially (with jitter) with consecutive
-/// failures; one success closes it. The lock is never held across an `.await`.
+/// Open from a connection failure until its cool-down ends (then half-open: the next connect is a trial);
+/// closed by a success. The lock is never held across an `.await`.
 #[derive(Debug)]
-pub(crate) struct Breaker {
-    min: Duration,
-    max: Duration,
+pub(crate) struct ConnectionBreaker {
     inner: Mutex<Inner>,
 }
 
-impl Breaker {
+impl ConnectionBreaker {
+    /// Cool-downs start at `min` and double (with jitter) per failure in a row, up to `max`.
     pub(crate) fn new(min: Duration, max: Duration) -> Self {
         Self {
-            min,
-            max: max.max(min),
             inner: Mutex::new(Inner {
-                failures: 0,
+                cool_down: Backoff::new(min, max),
                 open_until: None,
             }),
         }
@@ -59,7 +44,7 @@ impl Breaker {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// `Err(wait)` while open: how long until a trial call is allowed.
+    /// `Err(wait)` while open: how long until a trial connect is allowed.
     pub(crate) fn allow(&self) -> Result<(), Duration> {
         let inner = self.lock();
         match inner.open_until {
@@ -77,14 +62,13 @@ impl Breaker {
 
     pub(crate) fn record_success(&self) {
         let mut inner = self.lock();
-        inner.failures = 0;
+        inner.cool_down.reset();
         inner.open_until = None;
     }
 
     pub(crate) fn record_failure(&self) {
         let mut inner = self.lock();
-        let cool_down = platform::backoff::equal_jitter(self.min, self.max, inner.failures);
-        inner.failures = inner.failures.saturating_add(1);
+        let cool_down = inner.cool_down.next_delay();
         inner.open_until = Some(Instant::now() + cool_down);
     }
 
@@ -104,7 +88,7 @@ mod tests {
 
     #[test]
     fn breaker_opens_on_failure_and_closes_on_success() {
-        let breaker = Breaker::new(Duration::from_secs(10), Duration::from_secs(20));
+        let breaker = ConnectionBreaker::new(Duration::from_secs(10), Duration::from_secs(20));
         assert_eq!(breaker.state(), BreakerState::Closed);
         assert!(breaker.allow().is_ok());
         breaker.record_failure();
@@ -117,7 +101,7 @@ mod tests {
 
     #[test]
     fn an_expired_cool_down_lets_a_trial_through() {
-        let breaker = Breaker::new(Duration::from_millis(1), Duration::from_millis(1));
+        let breaker = ConnectionBreaker::new(Duration::from_millis(1), Duration::from_millis(1));
         breaker.record_failure();
         std::thread::sleep(Duration::from_millis(3));
         assert_eq!(breaker.state(), BreakerState::HalfOpen);

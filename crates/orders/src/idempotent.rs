@@ -7,17 +7,13 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use platform::created;
-use platform::db::{Db, TxError, TxFuture, is_retryable};
+use platform::db::{Db, Isolation, TxFuture, tx_body};
 use platform::idempotency::{Begin, Idempotency, IdempotencyRequest, StoredResponse};
-use sqlx::Connection;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::OrdersError;
 use crate::state::AppState;
-
-/// Runs of one request's transaction after serialization failures and deadlocks, the first included.
-const MAX_TRIES: u32 = 5;
 
 /// The effect of a request: runs in the transaction and answers with a status and a JSON body. It may run
 /// more than once (after a serialization failure the whole transaction is rerun), so it owns its inputs.
@@ -137,57 +133,48 @@ async fn run_owned(
     effect: Arc<dyn Effect>,
 ) -> Result<Answer, OrdersError> {
     let subject = caller.to_string();
-    // Its own retry loop rather than `Db::transaction`: with a `dyn Effect` awaited inside that helper's
-    // higher-ranked body, rustc cannot prove the handler's future `Send` (tried as a closure, a named body
-    // and a trait object); the retry rule is the same (`is_retryable`).
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let outcome = async {
-            let mut connection = db.acquire().await?;
-            let mut tx = connection.begin().await?;
-            let answer = attempt(
-                db.clone(),
+    let handle = db.clone();
+    // `Db::transaction` reruns the body on serialization failures and deadlocks, like every other
+    // transaction. Boxed as a `Send` future here, where its borrow of `db` is a known lifetime: left
+    // inside this future's state, rustc asks `Send` of that borrow for every lifetime and fails.
+    let transaction: TxFuture<'_, Answer, OrdersError> = Box::pin(db.transaction(
+        Isolation::ReadCommitted,
+        tx_body(move |conn| {
+            attempt(
+                handle.clone(),
                 policy,
-                effect.as_ref(),
-                key.as_ref(),
-                &subject,
-                &mut tx,
+                effect.clone(),
+                key.clone(),
+                subject.clone(),
+                conn,
             )
-            .await?;
-            tx.commit().await?;
-            Ok::<_, OrdersError>(answer)
-        }
-        .await;
-        match outcome {
-            Err(error) if tries < MAX_TRIES && error.sqlx_error().is_some_and(is_retryable) => {
-                tracing::debug!(tries, "retrying an idempotent request's transaction");
-                tokio::time::sleep(std::time::Duration::from_millis(5 << tries)).await;
-            }
-            other => return other,
-        }
-    }
+        }),
+    ));
+    transaction.await
 }
 
-/// One run of the transaction body: claim the key (or replay), apply, store the response.
-async fn attempt(
+/// One run of the transaction body: claim the key (or replay), apply, store the response. It owns its
+/// inputs and returns the boxed `Send` future `Db::transaction` needs (see `platform::db::tx_body`).
+fn attempt<'c>(
     db: Db,
     policy: Idempotency,
-    effect: &dyn Effect,
-    key: Option<&IdempotencyRequest>,
-    subject: &str,
-    conn: &mut PgConnection,
-) -> Result<Answer, OrdersError> {
-    if let Some(key) = key
-        && let Begin::Replay(stored) = policy.begin(conn, subject, key).await?
-    {
-        return Ok(Answer::Replayed(stored));
-    }
-    let (status, body) = effect.apply(db, conn).await?;
-    if let Some(key) = key {
-        policy.complete(conn, subject, key, status, &body).await?;
-    }
-    Ok(Answer::Fresh(status, body))
+    effect: Arc<dyn Effect>,
+    key: Option<IdempotencyRequest>,
+    subject: String,
+    conn: &'c mut PgConnection,
+) -> TxFuture<'c, Answer, OrdersError> {
+    Box::pin(async move {
+        if let Some(key) = &key
+            && let Begin::Replay(stored) = policy.begin(conn, &subject, key).await?
+        {
+            return Ok(Answer::Replayed(stored));
+        }
+        let (status, body) = effect.apply(db, conn).await?;
+        if let Some(key) = &key {
+            policy.complete(conn, &subject, key, status, &body).await?;
+        }
+        Ok(Answer::Fresh(status, body))
+    })
 }
 
 /// `If-Match`: absent → any version; `"N"` (or `W/"N"`, or `*`) → must be the current version.

@@ -59,10 +59,14 @@ impl Default for BreakerConfig {
     }
 }
 
+/// What a breaker currently lets through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
+    /// Calls go through.
     Closed,
+    /// Calls are refused at once until the breaker's wait ends.
     Open,
+    /// The wait ended: trial calls decide whether it closes or opens again.
     HalfOpen,
 }
 

@@ -31,7 +31,7 @@ use super::{
     Confirms, DeadLetter, Deliveries, GroupDeadLetters, Outgoing, Subscription, Transport,
     TransportError, TransportHealth,
 };
-use crate::breaker::{Breaker, BreakerState};
+use crate::breaker::{BreakerState, ConnectionBreaker};
 use crate::metrics::Metrics;
 use crate::options::{MessagingOptions, TransportKind};
 use wire::properties;
@@ -50,7 +50,7 @@ pub(crate) struct Inner {
     uri: String,
     options: MessagingOptions,
     metrics: Metrics,
-    breaker: Breaker,
+    breaker: ConnectionBreaker,
     live: Mutex<Option<Live>>,
     /// Why the broker last turned the connection away for good (refused credentials), until a connect
     /// succeeds: readiness reports it, and it is logged once rather than at every retry.
@@ -90,7 +90,7 @@ impl RabbitMqTransport {
                 uri: uri.to_owned(),
                 options: options.clone(),
                 metrics: metrics.clone(),
-                breaker: Breaker::new(options.reconnect_min, options.reconnect_max),
+                breaker: ConnectionBreaker::new(options.reconnect_min, options.reconnect_max),
                 live: Mutex::new(None),
                 refusal: std::sync::Mutex::new(None),
             }),
