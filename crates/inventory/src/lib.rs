@@ -17,6 +17,7 @@ pub mod import;
 mod jobs;
 pub mod models;
 pub mod repo;
+pub mod reservations;
 pub mod state;
 
 use std::path::Path;
@@ -32,8 +33,8 @@ pub use config::Config;
 pub use consumers::order_saga::GROUP as SAGA_GROUP;
 pub use error::{InventoryError, ShortLine};
 pub use import::{ImportReport, ImportRowError};
-pub use repo::reservations::{ReserveRequest, reserve};
-pub use repo::settle::{
+pub use reservations::reserve::{ReserveRequest, reserve};
+pub use reservations::settle::{
     ConsumeLine, Consumption, commit_reservation, consume_reservation, release_reservation,
     sweep_expired,
 };

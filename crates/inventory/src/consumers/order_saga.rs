@@ -31,9 +31,9 @@ use crate::domain::{QUANTITY_MAX, ReleaseReason, ReservationStatus};
 use crate::error::{InventoryError, ShortLine};
 use crate::events::Outbox;
 use crate::repo::products;
-use crate::repo::reservations::{self, Attempt, Claim};
 use crate::repo::returns::{self, Return};
-use crate::repo::settle::{self, ConsumeLine, Consumption};
+use crate::reservations::reserve::{self, Attempt, Claim};
+use crate::reservations::settle::{self, ConsumeLine, Consumption};
 
 pub const GROUP: &str = "inventory.order-saga";
 
@@ -177,7 +177,7 @@ impl OrderSaga {
         }
         // A new event for an order that has its reservation already (e.g. re-sent after a crash of the
         // orders service): the first reservation stands, and its `inventory.reserved` was recorded then.
-        if reservations::find_by_order_in(&self.db, conn, order.order_id)
+        if reserve::find_by_order_in(&self.db, conn, order.order_id)
             .await?
             .is_some()
         {
@@ -217,7 +217,7 @@ impl OrderSaga {
                 actor: None,
                 wanted,
             };
-            match reservations::reserve_in(&self.db, conn, outbox, &claim).await? {
+            match reserve::reserve_in(&self.db, conn, outbox, &claim).await? {
                 Attempt::Created(_) | Attempt::Exists => return Ok(()),
                 Attempt::Short(lines) => shortages = lines,
             }
@@ -247,8 +247,7 @@ impl OrderSaga {
         outbox: Outbox<'_>,
         order_id: Uuid,
     ) -> Result<(), Failure> {
-        let Some(reservation) = reservations::find_by_order_in(&self.db, conn, order_id).await?
-        else {
+        let Some(reservation) = reserve::find_by_order_in(&self.db, conn, order_id).await? else {
             tracing::warn!(%order_id, "an order was confirmed without a reservation; nothing to commit");
             return Ok(());
         };
@@ -282,8 +281,7 @@ impl OrderSaga {
         order_id: Uuid,
         reason: ReleaseReason,
     ) -> Result<(), Failure> {
-        let Some(reservation) = reservations::find_by_order_in(&self.db, conn, order_id).await?
-        else {
+        let Some(reservation) = reserve::find_by_order_in(&self.db, conn, order_id).await? else {
             return Ok(());
         };
         match settle::release_in(&self.db, conn, outbox, reservation.id, reason).await {
@@ -303,8 +301,7 @@ impl OrderSaga {
         change: &ShipmentStatusChanged,
     ) -> Result<(), Failure> {
         let lines = shipment_lines(change)?;
-        let Some(reservation) =
-            reservations::find_by_order_in(&self.db, conn, change.order_id).await?
+        let Some(reservation) = reserve::find_by_order_in(&self.db, conn, change.order_id).await?
         else {
             return Err(Failure::Reject(format!(
                 "shipment {} was picked up for order {}, which has no reservation",

@@ -16,8 +16,8 @@ use uuid::Uuid;
 use crate::domain::{self, Sku};
 use crate::error::InventoryError;
 use crate::models::Reservation;
-use crate::repo::reservations::{self, ReserveRequest};
-use crate::repo::settle;
+use crate::reservations::reserve::{self, ReserveRequest};
+use crate::reservations::settle;
 use crate::state::AppState;
 
 /// Most lines one reservation may have.
@@ -114,7 +114,7 @@ pub async fn create(
         actor: Some(caller.id()),
     };
     let (reservation, created) =
-        reservations::reserve(&state.db, &state.cache, &state.messaging, &request).await?;
+        reserve::reserve(&state.db, &state.cache, &state.messaging, &request).await?;
     let location = created::location("/api/v1/inventory/reservations", reservation.id);
     if created {
         return Ok(Created {
@@ -138,7 +138,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Reservation>, InventoryError> {
-    let reservation = reservations::get(&state.db, id)
+    let reservation = reserve::get(&state.db, id)
         .await?
         .ok_or(InventoryError::NotFound("reservation"))?;
     Ok(axum::Json(reservation))

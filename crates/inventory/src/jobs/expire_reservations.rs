@@ -9,7 +9,7 @@ use messaging::Messaging;
 use platform::db::Db;
 use tokio_util::sync::CancellationToken;
 
-use crate::repo::settle;
+use crate::reservations::settle;
 
 /// Sweeps every `interval` until `shutdown` fires. Errors are logged and the next round tries again: a
 /// database blip must not stop expiry for good.

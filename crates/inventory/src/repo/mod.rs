@@ -4,9 +4,7 @@
 pub mod locks;
 pub mod products;
 pub mod reads;
-pub mod reservations;
 pub mod returns;
-pub mod settle;
 pub mod stock;
 pub mod warehouses;
 

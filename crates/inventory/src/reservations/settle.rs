@@ -17,9 +17,9 @@ use crate::error::InventoryError;
 use crate::events::Outbox;
 use crate::models::{Reservation, ReservationHead};
 use crate::repo::locks;
-use crate::repo::reservations::load;
 use crate::repo::stock::{self, Change};
 use crate::repo::{TxFuture, transaction};
+use crate::reservations::reserve::load;
 
 #[derive(Debug, FromRow)]
 struct LockedHead {
