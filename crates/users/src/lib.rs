@@ -15,7 +15,6 @@ mod error;
 mod events;
 mod http;
 mod models;
-mod openapi;
 mod passwords;
 mod repo;
 mod revoke;
@@ -36,7 +35,6 @@ pub use consumers::profile_eviction::GROUP as PROFILE_CACHE_GROUP;
 pub use domain::UserStatus;
 pub use error::UsersError;
 pub use models::{TokenResponse, UserView};
-pub use openapi::openapi;
 pub use sessions::{AdminAction, AdminOutcome};
 pub use state::AppState;
 
@@ -100,13 +98,18 @@ pub async fn build(config: &Config) -> Result<App, StartError> {
 /// The API routes only, without the platform layers, and the internal revocation feed (not in the
 /// OpenAPI document: the gateway routes nothing outside `/api` here, so only the internal network sees it).
 pub fn router(state: AppState) -> axum::Router {
-    let (router, _) = openapi::api_router().split_for_parts();
+    let (router, _) = http::api().split_for_parts();
     router
         .route(
             "/internal/revocations",
             axum::routing::get(http::internal::revocations),
         )
         .with_state(state)
+}
+
+/// This service's OpenAPI 3.1 document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    platform::openapi::complete(http::api().into_openapi(), NAME)
 }
 
 /// Serves on `listener`, relaying events and evicting stale cached profiles, until `shutdown` fires (see
