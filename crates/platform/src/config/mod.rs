@@ -7,21 +7,29 @@
 
 mod derive;
 mod env;
+mod gateway;
 mod http;
+mod inventory;
 mod mask;
+mod orders;
 mod rules;
 mod settings;
 mod tree;
+mod users;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use env::{ENV_ALIASES, EnvAlias};
+pub use gateway::*;
 pub use http::HttpSettings;
+pub use inventory::InventorySettings;
 pub use mask::{mask_value, masked_url};
+pub use orders::OrdersSettings;
 pub use settings::*;
 pub use tree::Source;
+pub use users::UsersSettings;
 
 const DEFAULTS: &str = include_str!("defaults.toml");
 
