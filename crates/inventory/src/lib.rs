@@ -80,17 +80,19 @@ impl Service for Inventory {
             cache,
         } = handles.clone();
         let config = &self.config;
-        let sweeper = jobs::expire_reservations::run(
-            db.clone(),
-            cache.clone(),
-            messaging.clone(),
+        let batch = config.sweeper_batch;
+        let sweeper = Worker::every(
+            "reservation expiry sweeper",
             config.sweeper_interval,
-            config.sweeper_batch,
             shutdown.clone(),
+            {
+                let handles = handles.clone();
+                move || jobs::expire_reservations::round(handles.clone(), batch)
+            },
         );
         let saga = order_saga::OrderSaga::new(db, cache, messaging.clone(), config.reservation_ttl);
         vec![
-            Worker::job("reservation expiry sweeper", sweeper),
+            sweeper,
             Worker::Consumer(messaging.consumer(order_saga::GROUP, &order_saga::PATTERNS, saga)),
         ]
     }

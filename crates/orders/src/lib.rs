@@ -70,17 +70,20 @@ impl Service for Orders {
     /// The `orders.saga` consumer and the expiry sweeper of lapsed pending orders.
     fn workers(&self, handles: &Handles, shutdown: &CancellationToken) -> Vec<Worker> {
         let Handles { db, messaging, .. } = handles.clone();
-        let sweeper = jobs::expire_pending_orders::run(
-            db.clone(),
-            messaging.clone(),
+        let batch = self.config.sweeper_batch;
+        let sweeper = Worker::every(
+            "pending order expiry sweeper",
             self.config.sweeper_interval,
-            self.config.sweeper_batch,
             shutdown.clone(),
+            {
+                let handles = handles.clone();
+                move || jobs::expire_pending_orders::round(handles.clone(), batch)
+            },
         );
         let saga = order_saga::SagaHandler::new(db, messaging.clone());
         vec![
             Worker::Consumer(messaging.consumer(order_saga::GROUP, &order_saga::PATTERNS, saga)),
-            Worker::job("pending order expiry sweeper", sweeper),
+            sweeper,
         ]
     }
 }

@@ -16,6 +16,7 @@ mod error;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cache::Cache;
 use futures::future::BoxFuture;
@@ -116,6 +117,30 @@ impl Worker {
             name,
             run: Box::pin(run),
         }
+    }
+
+    /// A job that runs `round` every `interval` until `shutdown` fires; a round that overruns delays the next
+    /// rather than bunching them. A round handles (logs) its own errors, so one failure never stops the job.
+    pub fn every<F, Round>(
+        name: &'static str,
+        interval: Duration,
+        shutdown: CancellationToken,
+        mut round: F,
+    ) -> Self
+    where
+        F: FnMut() -> Round + Send + 'static,
+        Round: Future<Output = ()> + Send,
+    {
+        Worker::job(name, async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = ticker.tick() => round().await,
+                }
+            }
+        })
     }
 }
 

@@ -1,11 +1,9 @@
 //! Expires pending orders that inventory neither confirmed nor rejected in time, and prunes spent
 //! idempotency keys. Several instances share the work (`FOR UPDATE SKIP LOCKED`).
 
-use std::time::Duration;
-
 use messaging::Messaging;
 use platform::db::{Db, Isolation, tx_body};
-use tokio_util::sync::CancellationToken;
+use skeleton::Handles;
 
 use crate::error::OrdersError;
 use crate::events::Recorder;
@@ -39,43 +37,32 @@ pub async fn expire_lapsed(
     .await
 }
 
-pub async fn run(
-    db: Db,
-    messaging: Messaging,
-    interval: Duration,
-    batch: u32,
-    shutdown: CancellationToken,
-) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// One round: expires lapsed pending orders, batch after batch while batches come back full, then prunes
+/// spent idempotency keys. Errors are logged and the next round tries again.
+pub async fn round(handles: Handles, batch: u32) {
+    let Handles { db, messaging, .. } = handles;
     loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        loop {
-            match expire_lapsed(&db, &messaging, batch).await {
-                Ok(expired) if expired as u32 >= batch => continue,
-                Ok(expired) => {
-                    if expired > 0 {
-                        tracing::info!(expired, "pending orders expired");
-                    }
-                    break;
+        match expire_lapsed(&db, &messaging, batch).await {
+            Ok(expired) if expired as u32 >= batch => continue,
+            Ok(expired) => {
+                if expired > 0 {
+                    tracing::info!(expired, "pending orders expired");
                 }
-                Err(error) => {
-                    tracing::warn!(
-                        error = &error as &dyn std::error::Error,
-                        "order sweeper pass failed"
-                    );
-                    break;
-                }
+                break;
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "order sweeper pass failed"
+                );
+                break;
             }
         }
-        if let Err(error) = platform::idempotency::prune(&db, i64::from(batch)).await {
-            tracing::warn!(
-                error = &error as &dyn std::error::Error,
-                "idempotency key pruning failed"
-            );
-        }
+    }
+    if let Err(error) = platform::idempotency::prune(&db, i64::from(batch)).await {
+        tracing::warn!(
+            error = &error as &dyn std::error::Error,
+            "idempotency key pruning failed"
+        );
     }
 }
