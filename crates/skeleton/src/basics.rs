@@ -11,7 +11,7 @@ use platform::revocation::RevocationOptions;
 
 /// How long `/readyz` waits for a dependency before reporting it down. Probes run every few seconds, so an
 /// answer slower than this is as bad as none.
-pub const READINESS_TIMEOUT: Duration = Duration::from_secs(1);
+const READINESS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The listener, connections and limits of one service; its own settings live beside it in its `Config`.
 #[derive(Debug, Clone)]

@@ -194,10 +194,6 @@ impl<S: Service> App<S> {
         })
     }
 
-    pub fn service(&self) -> &S {
-        &self.service
-    }
-
     /// The connections, as the service's workers get them.
     pub fn handles(&self) -> Handles {
         Handles {
