@@ -1,7 +1,11 @@
-//! Header work at the edge: what a proxy must drop or add when forwarding (RFC 9110 §7.6), the security
-//! headers every response carries, and CORS.
+//! Header work at the edge, for both proxy paths: the one table saying what the gateway does with each
+//! header it treats specially ([`classify`]), what a proxy must drop or add when forwarding (RFC 9110
+//! §7.6), the security headers every response carries, and CORS. The router path applies the table to
+//! `HeaderMap`s ([`strip_hop_by_hop`], [`strip_replaced`]); the direct path reads the same [`Kind`] of each
+//! raw header ([`crate::wire`]).
 
 use std::net::IpAddr;
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,18 +18,129 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::error::GatewayError;
 
-/// Connection-scoped headers: they describe one hop and must not be passed on (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
+/// What the gateway does with a header. Everything not in the table is `Other` and passes through
+/// unchanged, both ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`: this hop's only (RFC 9110 §7.6.1), dropped both ways.
+    HopByHop,
+    /// Hop-by-hop too, and it may name more headers to drop.
+    Connection,
+    /// Hop-by-hop; each side frames its own body.
+    TransferEncoding,
+    /// Hop-by-hop; the gateway upgrades nothing.
+    Upgrade,
+    /// Recomputed for the body as forwarded.
+    ContentLength,
+    /// Replaced by the upstream's authority; the caller's value goes to `X-Forwarded-Host`.
+    Host,
+    Expect,
+    Authorization,
+    /// The caller's id is kept if it is well formed, else replaced; an upstream's is replaced.
+    RequestId,
+    IdempotencyKey,
+    /// The client's address is appended to the chain.
+    ForwardedFor,
+    /// `X-Forwarded-Proto` and `X-Forwarded-Host`: the gateway sets them itself.
+    ForwardedOther,
+    Origin,
+    AcceptEncoding,
+    ContentEncoding,
+    ContentType,
+    ContentRange,
+    Date,
+    Vary,
+    /// Set by the gateway on every response (security headers, `RateLimit-*`) or removed (`Server`,
+    /// `X-Powered-By`): an upstream's own value is dropped.
+    Replaced,
+    Other,
+}
+
+/// Every header the gateway treats specially, besides those it sets or removes on every response (the
+/// security and rate-limit headers, [`REMOVED_FROM_RESPONSES`]), which are [`Kind::Replaced`].
+const POLICY: &[(&str, Kind)] = &[
+    ("te", Kind::HopByHop),
+    ("trailer", Kind::HopByHop),
+    ("keep-alive", Kind::HopByHop),
+    ("proxy-connection", Kind::HopByHop),
+    ("proxy-authenticate", Kind::HopByHop),
+    ("proxy-authorization", Kind::HopByHop),
+    ("connection", Kind::Connection),
+    ("transfer-encoding", Kind::TransferEncoding),
+    ("upgrade", Kind::Upgrade),
+    ("content-length", Kind::ContentLength),
+    ("host", Kind::Host),
+    ("expect", Kind::Expect),
+    ("authorization", Kind::Authorization),
+    ("x-request-id", Kind::RequestId),
+    ("idempotency-key", Kind::IdempotencyKey),
+    ("x-forwarded-for", Kind::ForwardedFor),
+    ("x-forwarded-proto", Kind::ForwardedOther),
+    ("x-forwarded-host", Kind::ForwardedOther),
+    ("origin", Kind::Origin),
+    ("accept-encoding", Kind::AcceptEncoding),
+    ("content-encoding", Kind::ContentEncoding),
+    ("content-type", Kind::ContentType),
+    ("content-range", Kind::ContentRange),
+    ("date", Kind::Date),
+    ("vary", Kind::Vary),
 ];
+
+/// Headers that advertise the software behind the gateway: removed from every response.
+const REMOVED_FROM_RESPONSES: [HeaderName; 2] =
+    [header::SERVER, HeaderName::from_static("x-powered-by")];
+
+pub(crate) const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+pub(crate) const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+pub(crate) const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// The table by name length, so a lookup compares a header with the one to four names of its length
+/// instead of all of them: it runs for every header of every request and response on the direct path.
+static BY_LENGTH: LazyLock<Vec<Vec<(HeaderName, Kind)>>> = LazyLock::new(|| {
+    let replaced = SECURITY_HEADERS
+        .into_iter()
+        .map(|(name, _)| name)
+        .chain(REMOVED_FROM_RESPONSES)
+        .chain([
+            header::CONTENT_SECURITY_POLICY,
+            RATELIMIT_LIMIT,
+            RATELIMIT_REMAINING,
+            RATELIMIT_RESET,
+        ])
+        .map(|name| (name, Kind::Replaced));
+    let listed = POLICY
+        .iter()
+        .map(|&(name, kind)| (HeaderName::from_static(name), kind));
+    let mut table: Vec<Vec<(HeaderName, Kind)>> = Vec::new();
+    for (name, kind) in listed.chain(replaced) {
+        let length = name.as_str().len();
+        if table.len() <= length {
+            table.resize(length + 1, Vec::new());
+        }
+        table[length].push((name, kind));
+    }
+    table
+});
+
+/// What the gateway does with a header of this name, in any letter case.
+pub(crate) fn classify(name: &[u8]) -> Kind {
+    BY_LENGTH
+        .get(name.len())
+        .and_then(|names| {
+            names
+                .iter()
+                .find(|(candidate, _)| name.eq_ignore_ascii_case(candidate.as_str().as_bytes()))
+        })
+        .map_or(Kind::Other, |&(_, kind)| kind)
+}
+
+/// Whether a header is for one hop only and never forwarded, either way.
+pub(crate) fn is_hop_by_hop(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::HopByHop | Kind::Connection | Kind::TransferEncoding | Kind::Upgrade
+    )
+}
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -33,21 +148,49 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 
 /// Removes the hop-by-hop headers, including any the sender named in `Connection`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Usually there are none: one pass over the few headers present is cheaper than a lookup for
-    // each of the nine names. A header named in `Connection` only counts if `Connection` is there.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    remove_where(headers, is_hop_by_hop);
+}
+
+/// Whether an upstream's response header is dropped: a proxy must not pass it on (hop-by-hop), or the
+/// gateway sets or removes it itself ([`Kind::Replaced`]).
+pub(crate) fn dropped_from_response(kind: Kind) -> bool {
+    is_hop_by_hop(kind) || kind == Kind::Replaced
+}
+
+/// Removes from an upstream's response what [`dropped_from_response`] says, and the headers its
+/// `Connection` names.
+pub(crate) fn strip_replaced(headers: &mut HeaderMap) {
+    remove_where(headers, dropped_from_response);
+}
+
+fn remove_where(headers: &mut HeaderMap, drop: impl Fn(Kind) -> bool) {
+    // Usually there are none: one pass over the few headers present finds out.
+    if !headers
+        .keys()
+        .any(|name| drop(classify(name.as_str().as_bytes())))
+    {
         return;
     }
-    let named: Vec<HeaderName> = headers
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| drop(classify(name.as_str().as_bytes())))
+        .cloned()
+        .chain(connection_named(headers))
+        .collect();
+    for name in &doomed {
+        headers.remove(name);
+    }
+}
+
+/// The headers `Connection` names, which are for this hop only too.
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .filter_map(|name| HeaderName::try_from(name.trim()).ok())
-        .collect();
-    for name in HOP_BY_HOP.iter().chain(&named) {
-        headers.remove(name);
-    }
+        .collect()
 }
 
 /// Tells the upstream who really called: the client's address is appended to `x-forwarded-for` (keeping
@@ -173,7 +316,7 @@ const SECURITY_HEADERS: [(HeaderName, HeaderValue); 7] = [
         HeaderValue::from_static("off"),
     ),
 ];
-/// The security headers of an API response as `name: value\r\n` lines, for the proxy path.
+/// The security headers of an API response as `name: value\r\n` lines, for the direct path.
 pub(crate) fn security_header_lines() -> Vec<u8> {
     let mut lines = Vec::new();
     for (name, value) in SECURITY_HEADERS
@@ -188,16 +331,15 @@ pub(crate) fn security_header_lines() -> Vec<u8> {
     lines
 }
 
-const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
-
 fn with_security_headers<B>(mut response: Response<B>, csp: HeaderValue) -> Response<B> {
     let headers = response.headers_mut();
     for (name, value) in SECURITY_HEADERS {
         headers.insert(name, value);
     }
     headers.insert(header::CONTENT_SECURITY_POLICY, csp);
-    headers.remove(header::SERVER);
-    headers.remove(X_POWERED_BY);
+    for name in &REMOVED_FROM_RESPONSES {
+        headers.remove(name);
+    }
     response
 }
 
@@ -280,6 +422,43 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn every_name_in_the_policy_is_lower_case_listed_once_and_found_in_any_case() {
+        let names: Vec<&str> = BY_LENGTH
+            .iter()
+            .flatten()
+            .map(|(name, _)| name.as_str())
+            .collect();
+        for (index, name) in names.iter().enumerate() {
+            assert_eq!(*name, name.to_ascii_lowercase());
+            assert!(!names[..index].contains(name), "{name} is listed twice");
+            let kind = classify(name.as_bytes());
+            assert_ne!(kind, Kind::Other, "{name}");
+            assert_eq!(classify(name.to_ascii_uppercase().as_bytes()), kind);
+        }
+        assert_eq!(classify(b"x-forwarded-host"), Kind::ForwardedOther);
+        assert_eq!(classify(b"Strict-Transport-Security"), Kind::Replaced);
+        assert_eq!(classify(b"RateLimit-Remaining"), Kind::Replaced);
+        assert_eq!(classify(b"x-custom"), Kind::Other);
+        assert_eq!(classify(b""), Kind::Other);
+    }
+
+    #[test]
+    fn an_upstreams_own_security_and_rate_limit_headers_are_dropped_from_its_response() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::SERVER, HeaderValue::from_static("nginx"));
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("ALLOW"));
+        headers.insert(RATELIMIT_REMAINING, HeaderValue::from_static("99"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert(header::ETAG, HeaderValue::from_static("\"1\""));
+        strip_replaced(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert!(headers.contains_key(header::ETAG));
     }
 
     #[test]

@@ -11,9 +11,9 @@
 //! The gateway knows no service crate: the binary hands it each service's OpenAPI document.
 
 mod admin;
+mod compression;
 mod config;
 mod error;
-mod fast;
 mod headers;
 mod openapi;
 mod pattern;
@@ -23,6 +23,7 @@ mod ratelimit;
 mod readiness;
 mod routes;
 mod upstream;
+mod wire;
 
 use std::collections::HashMap;
 
@@ -35,17 +36,15 @@ use platform::http::with_request_layers;
 use platform::metrics::{HttpMetrics, MetricsHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::CompressionLevel;
-use tower_http::compression::CompressionLayer;
-use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 
-pub use config::{Config, Upstream};
+pub use config::Config;
 pub use error::GatewayError;
 pub use ratelimit::{FailMode, LimitRule, RateLimitBackend, RateLimitConfig};
-pub use upstream::{OutlierConfig, RetryConfig};
+pub use upstream::{OutlierConfig, RetryConfig, Upstream};
 
-use fast::FastProxy;
+use compression::CompressionLayer;
 use policy::Policy;
+use proxy::direct::DirectPath;
 use readiness::UpstreamCheck;
 use upstream::{ClientParts, PoolShape, UpstreamClient, UpstreamMetrics};
 
@@ -65,11 +64,11 @@ pub struct Listeners {
     pub admin: TcpListener,
 }
 
-/// The public router, the proxy path in front of it that hands it what it does not forward itself, and the
-/// admin listener's router.
+/// The public router (the router path), the direct path in front of it that hands it what it does not
+/// forward itself, and the admin listener's router.
 struct Assembled {
     public: Router,
-    fast: FastProxy,
+    direct: DirectPath,
     admin: Router,
 }
 
@@ -142,7 +141,7 @@ async fn assemble(
             .filter_map(|u| upstreams.get(&u.name).cloned())
             .collect(),
     };
-    let targets = routes::targets(
+    let targets = proxy::targets(
         routes::ROUTE_TABLE,
         &upstreams,
         &policy,
@@ -150,7 +149,7 @@ async fn assemble(
         config.max_body_bytes,
     )?;
     let readiness = Readiness::new(checks, config.readiness_timeout);
-    let mut app = routes::api_router(&targets)
+    let mut app = proxy::routed::api_router(&targets)
         .merge(openapi::docs_router(spec))
         .route("/health", get(health_handler))
         .route(
@@ -162,7 +161,7 @@ async fn assemble(
         app = app.layer(cors);
     }
     let public = with_request_layers(app, http_metrics.clone(), config.max_body_bytes)
-        .layer(compression())
+        .layer(CompressionLayer)
         .layer(headers::SecurityHeadersLayer);
     let admin = with_request_layers(
         admin::router(admin, readiness, MetricsHandle::new(registry)),
@@ -170,7 +169,7 @@ async fn assemble(
         config.max_body_bytes,
     )
     .layer(headers::SecurityHeadersLayer);
-    let fast = FastProxy::new(
+    let direct = DirectPath::new(
         targets,
         public.clone(),
         http_metrics,
@@ -179,7 +178,7 @@ async fn assemble(
     );
     Ok(Assembled {
         public,
-        fast,
+        direct,
         admin,
     })
 }
@@ -193,7 +192,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
-    let Assembled { fast, admin, .. } = assemble(&config, specs).await?;
+    let Assembled { direct, admin, .. } = assemble(&config, specs).await?;
     let users = config
         .upstreams
         .iter()
@@ -211,7 +210,7 @@ pub async fn run(
     let public = async {
         let result = platform::http::serve_dedicated_with(
             listeners.public,
-            std::sync::Arc::new(fast),
+            std::sync::Arc::new(direct),
             stop.clone(),
             config.shutdown_grace,
             config.http_workers,
@@ -238,16 +237,4 @@ pub async fn run(
     public?;
     admin?;
     Ok(())
-}
-
-/// Smallest response worth compressing: below about a kilobyte the saving is a few bytes and the CPU cost
-/// (brotli allocates and clears large windows per response) dominates the request.
-pub(crate) const COMPRESS_ABOVE_BYTES: u64 = 1024;
-
-/// gzip, br or zstd by `Accept-Encoding`, at a level meant for dynamic responses: each algorithm's default
-/// (brotli's is 11, its slowest) costs far more CPU per request than the proxying itself.
-fn compression() -> CompressionLayer<impl Predicate> {
-    CompressionLayer::new()
-        .quality(CompressionLevel::Precise(4))
-        .compress_when(DefaultPredicate::new().and(SizeAbove::new(COMPRESS_ABOVE_BYTES)))
 }

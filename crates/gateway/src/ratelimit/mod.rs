@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use platform::Problem;
 use platform::auth::{AuthUser, Claims, Role};
@@ -28,14 +28,11 @@ use prometheus_client::registry::Registry;
 pub use config::{FailMode, LimitRule, RateLimitBackend, RateLimitConfig};
 
 use crate::error::GatewayError;
+use crate::headers::{RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET};
 use crate::pattern::RoutePattern;
 use gcra::{Quota, Verdict};
 use memory::MemoryStore;
 use redis::RedisStore;
-
-const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 struct CompiledRule {
     pattern: Option<RoutePattern>,

@@ -18,7 +18,7 @@ use axum::http::uri::PathAndQuery;
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::fast::IdleConnections;
+use super::connections::IdleConnections;
 
 /// When an instance is taken out of rotation for failing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +66,7 @@ pub(crate) struct Endpoint {
     ejected_until: AtomicU64,
     /// Ejections so far, decayed while healthy; only touched when ejecting.
     ejections: Mutex<u32>,
-    /// Keep-alive connections of the proxy path ([`crate::fast`]).
+    /// Keep-alive connections of the direct path ([`super::connections`]).
     idle: IdleConnections,
 }
 

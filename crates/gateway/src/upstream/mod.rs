@@ -10,6 +10,8 @@
 //! or a plain 500 that one request's content provoked.
 
 mod body;
+pub(crate) mod connections;
+mod definition;
 mod endpoints;
 mod metrics;
 mod retry;
@@ -30,12 +32,12 @@ use hyper_util::rt::TokioExecutor;
 use platform::breaker::{CallOutcome, CircuitBreaker, FailureKinds};
 use serde_json::Value;
 
-use crate::config::Upstream;
 use body::TrackedBody;
 pub(crate) use endpoints::{Endpoint, InFlight, PoolShape};
 use endpoints::{Endpoints, bit};
 use retry::{RetryBudget, backoff};
 
+pub use definition::Upstream;
 pub use endpoints::OutlierConfig;
 use metrics::AttemptSeries;
 pub(crate) use metrics::UpstreamMetrics;

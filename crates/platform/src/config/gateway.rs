@@ -45,6 +45,18 @@ pub struct UpstreamSettings {
     pub orders: String,
 }
 
+impl UpstreamSettings {
+    /// Each upstream by the name the gateway's route table uses, which is also its key under
+    /// `gateway.upstreams`.
+    pub fn by_name(&self) -> [(&'static str, &str); 3] {
+        [
+            ("users", &self.users),
+            ("inventory", &self.inventory),
+            ("orders", &self.orders),
+        ]
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreakerSettings {
@@ -151,11 +163,8 @@ impl GatewaySettings {
             "gateway.max_body_bytes",
             "must be at least 1024",
         );
-        for (key, url) in [
-            ("gateway.upstreams.users", &gw.upstreams.users),
-            ("gateway.upstreams.inventory", &gw.upstreams.inventory),
-            ("gateway.upstreams.orders", &gw.upstreams.orders),
-        ] {
+        for (name, url) in gw.upstreams.by_name() {
+            let key = format!("gateway.upstreams.{name}");
             // A comma-separated list names several instances of one service (the gateway balances
             // between them); every entry must be a URL on its own.
             check(
@@ -163,7 +172,7 @@ impl GatewaySettings {
                     url::Url::parse(entry.trim())
                         .is_ok_and(|u| u.scheme() == "http" && u.host().is_some())
                 }),
-                key,
+                &key,
                 "must be an http:// URL with a host, or a comma-separated list of them",
             );
         }

@@ -1,33 +1,28 @@
-//! The reverse proxy handler: forwards a request to its upstream with bodies streamed both ways (only a
-//! small body of a request that may be retried is buffered), hop-by-hop headers dropped and forwarding
-//! headers set.
+//! The router path: the axum handler of every proxied route, for the requests the direct path hands
+//! over (see [`super`]). It forwards a request to its upstream with bodies streamed both ways (only a
+//! small body of a request that may be retried is buffered), through the same header policy, checks and
+//! upstream loop as the direct path.
 
 use std::net::SocketAddr;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::any;
 use http_body::Body as _;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use platform::request_id::{REQUEST_ID_HEADER, RequestId};
 
+use super::{Target, proxy_error};
 use crate::error::ProxyError;
-use crate::headers::{set_forwarded, strip_hop_by_hop};
+use crate::headers::{set_forwarded, strip_hop_by_hop, strip_replaced};
 use crate::pattern::request_segments;
-use crate::policy::{self, Policy};
-use crate::ratelimit::{self, Limiter};
-use crate::upstream::{Outgoing, OutgoingBody, SendError, UpstreamClient, may_repeat};
-
-/// The state of one proxied route: who may call it, how often, where it goes and how much body it
-/// accepts.
-#[derive(Clone)]
-pub(crate) struct Target {
-    pub(crate) policy: Policy,
-    pub(crate) limiter: Limiter,
-    pub(crate) upstream: UpstreamClient,
-    pub(crate) max_body_bytes: usize,
-}
+use crate::policy;
+use crate::ratelimit;
+use crate::routes::Route;
+use crate::upstream::{Outgoing, OutgoingBody, may_repeat};
 
 /// Every proxied route's handler: the access policy, then the rate limiter, then the upstream. One
 /// handler rather than a middleware for each step, because every axum `from_fn` layer boxes and clones
@@ -113,34 +108,22 @@ async fn forward(target: &Target, request: Request) -> Result<Response, ProxyErr
         .await
         .map_err(|e| proxy_error(target, e))?;
     let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
+    strip_replaced(&mut parts.headers);
     Ok(Response::from_parts(parts, body))
 }
 
-/// What the caller is told when the upstream gave no response.
-pub(crate) fn proxy_error(target: &Target, error: SendError) -> ProxyError {
-    let upstream = target.upstream.name().to_owned();
-    let limit = target.max_body_bytes;
-    match error {
-        SendError::Connect(source) => ProxyError::Unavailable {
-            upstream,
-            source: Some(source),
-        },
-        SendError::NoInstance => ProxyError::Unavailable {
-            upstream,
-            source: None,
-        },
-        SendError::Timeout(timeout) => ProxyError::Timeout {
-            upstream,
-            timeout_ms: timeout.as_millis() as u64,
-        },
-        SendError::BodyTooLarge => ProxyError::BodyTooLarge { limit },
-        SendError::Build(source) => ProxyError::BadRequest(source),
-        SendError::Other(source) => ProxyError::Failed { upstream, source },
-        SendError::Open { retry_after } => ProxyError::Open {
-            upstream,
-            // Whole seconds for the header, never 0 so clients do not retry in a tight loop.
-            retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64,
-        },
+/// Every prefix as two axum routes (`prefix` and `prefix/{*rest}`), so request metrics carry a route
+/// template rather than raw paths; each behind the access policy and the rate limiter. Any other
+/// `/api/...` path is a 404 problem, answered without a token so probing it reveals nothing either way.
+pub(crate) fn api_router(targets: &[(Route, Target)]) -> Router {
+    let mut router = Router::new();
+    for (route, target) in targets {
+        let handler = any(handle).with_state(target.clone());
+        router = router
+            .route(route.prefix, handler.clone())
+            .route(&route.rest_template(), handler);
     }
+    router
+        .route("/api", any(platform::http::not_found))
+        .route("/api/{*rest}", any(platform::http::not_found))
 }

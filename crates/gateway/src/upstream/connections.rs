@@ -1,4 +1,4 @@
-//! The proxy path's upstream side: HTTP/1.1 keep-alive connections kept per instance and per worker (a
+//! The direct path's upstream side: HTTP/1.1 keep-alive connections kept per instance and per worker (a
 //! worker only ever takes its own, so a connection is driven by the runtime that opened it and never
 //! waits on a lock another thread holds), one attempt of a request on one of them, and the response
 //! head it gives.
@@ -13,10 +13,8 @@ use futures::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
-use super::wire::{RawHeader, ResponseHead, ResponseParse, parse_response};
-use crate::upstream::{
-    AttemptResponse, Endpoint, MAX_CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, SendError,
-};
+use super::{AttemptResponse, Endpoint, MAX_CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, SendError};
+use crate::wire::{RawHeader, ResponseHead, ResponseParse, parse_response};
 
 /// Largest upstream response head; a bigger one is a failed attempt (502).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;

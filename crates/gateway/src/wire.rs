@@ -1,12 +1,15 @@
-//! HTTP/1.1 framing for the proxy path: request and response heads read with `httparse` into offsets
-//! of the connection's buffer (nothing is copied or allocated per header), the headers a proxy treats
-//! specially, and the chunked-body scanner that finds where a message ends without decoding it.
+//! HTTP/1.1 framing for the direct path (both its sides, [`crate::proxy::direct`] and
+//! [`crate::upstream::connections`]): request and response heads read with `httparse` into offsets
+//! of the connection's buffer (nothing is copied or allocated per header), each header's [`Kind`] by the
+//! one header policy ([`crate::headers`]), and how a response's body is framed.
 
 use std::ops::Range;
 
 use axum::http::Method;
 
-/// Most headers a head may have; a request with more goes to the general server, which refuses it.
+use crate::headers::{Kind, classify};
+
+/// Most headers a head may have; a request with more goes to the router path, which refuses it.
 pub(crate) const MAX_HEADERS: usize = 64;
 
 /// A header as offsets into the buffer its head was read into.
@@ -17,88 +20,13 @@ pub(crate) struct RawHeader {
     pub(crate) kind: Kind,
 }
 
-/// The headers the proxy path looks at; everything else is `Other` and passes through unchanged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// `Connection`, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Upgrade`: this hop's only (RFC 9110 §7.6.1).
-    HopByHop,
-    Connection,
-    TransferEncoding,
-    ContentLength,
-    Host,
-    Expect,
-    Upgrade,
-    Authorization,
-    RequestId,
-    IdempotencyKey,
-    ForwardedFor,
-    /// `X-Forwarded-Proto` and `X-Forwarded-Host`: the gateway sets them itself.
-    ForwardedOther,
-    Origin,
-    AcceptEncoding,
-    ContentEncoding,
-    ContentType,
-    ContentRange,
-    Date,
-    Vary,
-    /// Headers the gateway sets on every response (security headers, rate-limit headers) or removes
-    /// (`Server`, `X-Powered-By`): an upstream's own value is dropped.
-    Replaced,
-    Other,
-}
-
-pub(crate) fn classify(name: &[u8]) -> Kind {
-    let is = |candidate: &str| name.eq_ignore_ascii_case(candidate.as_bytes());
-    match name.len() {
-        2 if is("te") => Kind::HopByHop,
-        4 if is("host") => Kind::Host,
-        4 if is("date") => Kind::Date,
-        4 if is("vary") => Kind::Vary,
-        6 if is("expect") => Kind::Expect,
-        6 if is("origin") => Kind::Origin,
-        6 if is("server") => Kind::Replaced,
-        7 if is("upgrade") => Kind::Upgrade,
-        7 if is("trailer") => Kind::HopByHop,
-        10 if is("connection") => Kind::Connection,
-        10 if is("keep-alive") => Kind::HopByHop,
-        12 if is("content-type") => Kind::ContentType,
-        12 if is("x-request-id") => Kind::RequestId,
-        12 if is("x-powered-by") => Kind::Replaced,
-        13 if is("authorization") => Kind::Authorization,
-        13 if is("content-range") => Kind::ContentRange,
-        14 if is("content-length") => Kind::ContentLength,
-        15 if is("accept-encoding") => Kind::AcceptEncoding,
-        15 if is("x-forwarded-for") => Kind::ForwardedFor,
-        15 if is("idempotency-key") => Kind::IdempotencyKey,
-        15 if is("x-frame-options") => Kind::Replaced,
-        15 if is("referrer-policy") => Kind::Replaced,
-        15 if is("ratelimit-limit") => Kind::Replaced,
-        15 if is("ratelimit-reset") => Kind::Replaced,
-        16 if is("content-encoding") => Kind::ContentEncoding,
-        16 if is("proxy-connection") => Kind::HopByHop,
-        16 if is("x-forwarded-host") => Kind::ForwardedOther,
-        17 if is("transfer-encoding") => Kind::TransferEncoding,
-        17 if is("x-forwarded-proto") => Kind::ForwardedOther,
-        18 if is("proxy-authenticate") => Kind::HopByHop,
-        19 if is("proxy-authorization") => Kind::HopByHop,
-        19 if is("ratelimit-remaining") => Kind::Replaced,
-        22 if is("x-content-type-options") => Kind::Replaced,
-        22 if is("x-dns-prefetch-control") => Kind::Replaced,
-        23 if is("content-security-policy") => Kind::Replaced,
-        25 if is("strict-transport-security") => Kind::Replaced,
-        26 if is("cross-origin-opener-policy") => Kind::Replaced,
-        28 if is("cross-origin-resource-policy") => Kind::Replaced,
-        _ => Kind::Other,
-    }
-}
-
 /// Where a slice borrowed from `buf` lies in it.
 fn offsets(buf: &[u8], part: &[u8]) -> Range<usize> {
     let start = part.as_ptr() as usize - buf.as_ptr() as usize;
     start..start + part.len()
 }
 
-/// A request head the proxy path can forward as it is.
+/// A request head the direct path can forward as it is.
 #[derive(Debug)]
 pub(crate) struct RequestHead {
     /// Bytes of the head, the blank line included; the body follows.
@@ -119,9 +47,9 @@ pub(crate) enum RequestParse {
     Complete(RequestHead),
     /// More bytes are needed.
     Partial,
-    /// Valid or not, something the proxy path leaves to the general server: HTTP/1.0, `Expect`,
+    /// Valid or not, something the direct path leaves to the router path: HTTP/1.0, `Expect`,
     /// `Upgrade`, a chunked body, `CONNECT`, an absolute-form target, a `Connection` header naming other
-    /// headers, too many headers, or a head the parser refuses (the general server answers it).
+    /// headers, too many headers, or a head the parser refuses (the router path answers it).
     General,
 }
 
@@ -143,7 +71,7 @@ pub(crate) fn parse_request(buf: &[u8], headers: &mut Vec<RawHeader>) -> Request
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return RequestParse::General;
     };
-    // The same check the general server's URI parser makes, so both paths accept the same targets.
+    // The same check the router path's URI parser makes, so both paths accept the same targets.
     if method == Method::CONNECT
         || !target.starts_with('/')
         || axum::http::uri::PathAndQuery::try_from(target).is_err()
@@ -207,8 +135,8 @@ enum ConnectionOption {
     KeepAlive,
 }
 
-/// The one `Connection` value the proxy path handles itself; `None` for a list naming headers, which
-/// the general server strips along with the headers named.
+/// The one `Connection` value the direct path handles itself; `None` for a list naming headers, which
+/// the router path strips along with the headers named.
 fn connection_option(value: &[u8]) -> Option<ConnectionOption> {
     let text = std::str::from_utf8(value).ok()?.trim();
     if text.eq_ignore_ascii_case("close") {

@@ -1,25 +1,23 @@
-//! The proxy path: every connection is read here first, and a request for a proxied route that is
+//! The direct path: every connection is read here first, and a request for a proxied route that is
 //! plain HTTP/1.1 with a small body (or none) is forwarded without building an `http::Request`, a
 //! router call or a pooled client's request: its head is read with `httparse` into offsets of the
-//! connection's buffer, checked (access policy, rate limit) with the same code as the router's
-//! handler, written to an upstream keep-alive connection of this worker ([`client`]) through the same
-//! breaker, balancing, retry and ejection loop ([`crate::upstream::UpstreamClient::dispatch`]), and the
-//! response head is rewritten (hop-by-hop headers out, security, request-id and rate-limit headers in)
-//! while its body is passed on as it comes.
+//! connection's buffer ([`crate::wire`]), checked (access policy, rate limit) with the same code as the
+//! router path's handler, written to an upstream keep-alive connection of this worker
+//! ([`crate::upstream::connections`]) through the same breaker, balancing, retry and ejection loop
+//! ([`crate::upstream::UpstreamClient::dispatch`]), and the response head is rewritten by the one header
+//! policy ([`crate::headers`]: hop-by-hop and replaced headers out, security, request-id and rate-limit
+//! headers in) while its body is passed on as it comes.
 //!
 //! Anything else — operations routes, docs, admin, unknown paths, HTTP/1.0, `Expect`, `Upgrade`,
 //! chunked or large request bodies, CORS requests when CORS is configured, heads the parser refuses —
-//! hands the connection, with what was read of it, to hyper and the router for the rest of its life,
-//! so those keep their full behaviour. Both paths log the same line and record the same metrics.
+//! hands the connection, with what was read of it, to hyper and the router for the rest of its life
+//! (the router path, [`super::routed`]), so those keep their full behaviour. Both paths log the same
+//! line and record the same metrics.
 //!
 //! Both live under the same [`ConnectionLimits`]: reads here wait as long as the listener's guard
 //! would let hyper wait (keep-alive idle, head, body), writes carry the write timeout, and a head
 //! that breaks a limit — too large, too long a target, too slow — is handed over with what came of
-//! it, so the guard answers it exactly as on the hyper path.
-
-mod client;
-mod compress;
-mod wire;
+//! it, so the guard answers it exactly as on the router path.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -43,27 +41,29 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use client::IdleConnections;
-
-use crate::headers::security_header_lines;
+use super::{Target, proxy_error};
+use crate::compression::{self, Encoding};
+use crate::headers::{
+    Kind, RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET, dropped_from_response,
+    security_header_lines,
+};
 use crate::pattern::request_segments;
-use crate::proxy::{Target, proxy_error};
+use crate::policy;
 use crate::ratelimit::{self, Admission};
+use crate::routes::Route;
+use crate::upstream::connections::{self as client, UpstreamResponse};
 use crate::upstream::{InFlight, SendError, may_repeat_with};
-use crate::{policy, routes::Route};
-use client::UpstreamResponse;
-use compress::Encoding;
-use wire::{Framing, Kind, RawHeader, RequestHead, RequestParse};
+use crate::wire::{self, Framing, RawHeader, RequestHead, RequestParse};
 
 /// Read size.
 const READ_BUFFER: usize = 8 * 1024;
 
-/// The proxy path's routes and what it hands the rest to; cheap to clone.
+/// The direct path's routes and what it hands the rest to; cheap to clone.
 #[derive(Clone)]
-pub(crate) struct FastProxy(Arc<Shared>);
+pub(crate) struct DirectPath(Arc<Shared>);
 
 struct Shared {
-    routes: Vec<FastRoute>,
+    routes: Vec<DirectRoute>,
     router: Router,
     metrics: HttpMetrics,
     /// With CORS configured, browser requests (those with `Origin`) go to the router's CORS layer.
@@ -73,7 +73,7 @@ struct Shared {
     limits: ConnectionLimits,
 }
 
-struct FastRoute {
+struct DirectRoute {
     /// The prefix, which is also the router's template for the prefix itself.
     prefix: &'static str,
     /// The router's template for the paths below the prefix.
@@ -92,7 +92,7 @@ struct SeriesKey {
     requests: Counter,
 }
 
-impl FastRoute {
+impl DirectRoute {
     /// The route template for metrics and logs.
     fn label(&self, exact: bool) -> &str {
         if exact { self.prefix } else { &self.rest }
@@ -130,7 +130,7 @@ impl FastRoute {
     }
 }
 
-impl FastProxy {
+impl DirectPath {
     pub(crate) fn new(
         routes: Vec<(Route, Target)>,
         router: Router,
@@ -140,9 +140,9 @@ impl FastProxy {
     ) -> Self {
         let routes = routes
             .into_iter()
-            .map(|(route, target)| FastRoute {
+            .map(|(route, target)| DirectRoute {
                 prefix: route.prefix,
-                rest: format!("{}/{{*rest}}", route.prefix),
+                rest: route.rest_template(),
                 target,
                 series: Mutex::new(Vec::new()),
             })
@@ -158,7 +158,7 @@ impl FastProxy {
     }
 }
 
-impl ConnectionHandler for FastProxy {
+impl ConnectionHandler for DirectPath {
     fn serve(
         &self,
         stream: TcpStream,
@@ -180,7 +180,7 @@ impl ConnectionHandler for FastProxy {
     }
 }
 
-/// One client connection on the proxy path, with buffers reused by each of its requests.
+/// One client connection on the direct path, with buffers reused by each of its requests.
 struct Connection {
     shared: Arc<Shared>,
     stream: TimedIo<TcpStream>,
@@ -309,7 +309,7 @@ impl Connection {
         platform::http::serve_http1(io, self.peer, self.shared.router.clone(), shutdown).await;
     }
 
-    /// One request on the proxy path: its id, span, log line and metrics around [`Self::respond`].
+    /// One request on the direct path: its id, span, log line and metrics around [`Self::respond`].
     async fn exchange(
         &mut self,
         index: usize,
@@ -477,16 +477,9 @@ impl Connection {
         let status = response.head.status;
         let framing = response.head.framing;
         let encoding = match framing {
-            Framing::Length(length)
-                if compress::worth_compressing(
-                    length,
-                    &response.headers,
-                    &response.connection.buf,
-                ) =>
-            {
-                self.header(Kind::AcceptEncoding)
-                    .and_then(compress::negotiate)
-            }
+            Framing::Length(length) if worth_compressing(&response, length) => self
+                .header(Kind::AcceptEncoding)
+                .and_then(compression::negotiate),
             _ => None,
         };
         let failed = |ready| Outcome {
@@ -601,13 +594,9 @@ impl Connection {
         for header in &response.headers {
             let name = &buf[header.name.clone()];
             match header.kind {
-                Kind::HopByHop
-                | Kind::Connection
-                | Kind::TransferEncoding
-                | Kind::Upgrade
-                | Kind::Replaced
-                | Kind::RequestId
-                | Kind::ContentLength => {}
+                kind if dropped_from_response(kind) => {}
+                // Set below: the length of the body as sent, and this request's id.
+                Kind::RequestId | Kind::ContentLength => {}
                 _ if named.iter().any(|n| n.eq_ignore_ascii_case(name)) => {}
                 kind => {
                     dated |= kind == Kind::Date;
@@ -716,6 +705,21 @@ impl Shared {
             }
         })
     }
+}
+
+/// The compression decision ([`compression::worth_compressing`]) for a raw upstream response.
+fn worth_compressing(response: &UpstreamResponse, length: u64) -> bool {
+    let buf = &response.connection.buf;
+    let mut content_type = None;
+    let mut encoded = false;
+    for header in &response.headers {
+        match header.kind {
+            Kind::ContentType => content_type = Some(&buf[header.value.clone()]),
+            Kind::ContentEncoding | Kind::ContentRange => encoded = true,
+            _ => {}
+        }
+    }
+    compression::worth_compressing(length, content_type, encoded)
 }
 
 /// Why relaying a body stopped.
@@ -829,13 +833,17 @@ fn push_length(out: &mut Vec<u8>, length: u64) {
 fn stamp_rate_limit(out: &mut Vec<u8>, admission: &Admission) {
     if let Some((limit, remaining, reset)) = admission.header_values() {
         let mut number = itoa::Buffer::new();
-        push_header(out, b"ratelimit-limit", number.format(limit).as_bytes());
-        push_header(
-            out,
-            b"ratelimit-remaining",
-            number.format(remaining).as_bytes(),
-        );
-        push_header(out, b"ratelimit-reset", number.format(reset).as_bytes());
+        for (name, value) in [
+            (RATELIMIT_LIMIT, u64::from(limit)),
+            (RATELIMIT_REMAINING, remaining),
+            (RATELIMIT_RESET, reset),
+        ] {
+            push_header(
+                out,
+                name.as_str().as_bytes(),
+                number.format(value).as_bytes(),
+            );
+        }
     }
 }
 
