@@ -270,6 +270,9 @@ pub(crate) fn parse_response(
 
 #[cfg(test)]
 mod tests {
+    use platform::http::ChunkedScanner;
+    use proptest::prelude::*;
+
     use super::*;
 
     fn request(text: &str) -> RequestParse {
@@ -294,7 +297,7 @@ mod tests {
     }
 
     #[test]
-    fn requests_the_general_server_handles_are_left_to_it() {
+    fn requests_the_router_path_handles_are_left_to_it() {
         for text in [
             "GET / HTTP/1.0\r\n\r\n",
             "GET http://example.com/ HTTP/1.1\r\n\r\n",
@@ -346,5 +349,175 @@ mod tests {
             ),
             ResponseParse::Interim(28)
         ));
+    }
+
+    /// A request head the direct path forwards, as a client might send it.
+    fn plain_request() -> impl Strategy<Value = (&'static str, String, Vec<(String, String)>, usize)>
+    {
+        let method = prop::sample::select(vec!["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]);
+        let target = "(/[a-zA-Z0-9._~%-]{0,12}){1,5}(\\?[a-z0-9=&]{0,20})?";
+        let name = "x-[a-z]{1,10}|accept|authorization|idempotency-key|x-request-id|origin";
+        let value = "[ -~]{0,40}";
+        let headers = prop::collection::vec((name, value), 0..12);
+        (method, target, headers, 0usize..4096)
+    }
+
+    fn head_text(
+        method: &str,
+        target: &str,
+        headers: &[(String, String)],
+        length: usize,
+    ) -> String {
+        let mut text = format!("{method} {target} HTTP/1.1\r\nHost: gateway\r\n");
+        for (name, value) in headers {
+            text.push_str(&format!("{name}: {}\r\n", value.trim()));
+        }
+        text.push_str(&format!("Content-Length: {length}\r\n\r\n"));
+        text
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_give_a_verdict_with_offsets_inside_the_buffer(
+            bytes in prop::collection::vec(any::<u8>(), 0..600),
+        ) {
+            let mut headers = Vec::new();
+            if let RequestParse::Complete(head) = parse_request(&bytes, &mut headers) {
+                prop_assert!(head.len <= bytes.len());
+                prop_assert!(head.target.end <= head.len && head.path.end <= head.target.end);
+                for header in &headers {
+                    prop_assert!(header.name.end <= head.len && header.value.end <= head.len);
+                }
+            }
+            for method in [Method::GET, Method::HEAD] {
+                if let ResponseParse::Complete(head) = parse_response(&bytes, &method, &mut headers) {
+                    prop_assert!(head.len <= bytes.len() && head.reason.end <= head.len);
+                }
+            }
+        }
+
+        #[test]
+        fn a_request_with_bytes_changed_anywhere_is_refused_or_read_within_its_bounds(
+            (method, target, extra, length) in plain_request(),
+            changes in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        ) {
+            let mut bytes = head_text(method, &target, &extra, length).into_bytes();
+            for (at, byte) in changes {
+                let at = at.index(bytes.len());
+                bytes[at] = byte;
+            }
+            let mut headers = Vec::new();
+            if let RequestParse::Complete(head) = parse_request(&bytes, &mut headers) {
+                prop_assert!(head.len <= bytes.len());
+                prop_assert!(head.target.end <= head.len && head.path.end <= head.target.end);
+                // What the direct path forwards passed the same URI check as the router path's.
+                let target = std::str::from_utf8(&bytes[head.target.clone()]);
+                prop_assert!(target.is_ok_and(|t| axum::http::uri::PathAndQuery::try_from(t).is_ok()));
+                for header in &headers {
+                    prop_assert!(header.name.end <= head.len && header.value.end <= head.len);
+                    prop_assert!(!bytes[header.value.clone()].contains(&0));
+                }
+            }
+        }
+
+        #[test]
+        fn a_plain_request_is_read_whole_and_every_shorter_prefix_is_partial(
+            (method, target, extra, length) in plain_request(),
+        ) {
+            let text = head_text(method, &target, &extra, length);
+            let mut headers = Vec::new();
+            let RequestParse::Complete(head) = parse_request(text.as_bytes(), &mut headers) else {
+                return Err(TestCaseError::fail(format!("not complete: {text:?}")));
+            };
+            prop_assert_eq!(head.len, text.len());
+            prop_assert_eq!(head.method.as_str(), method);
+            prop_assert_eq!(&text[head.target.clone()], target.as_str());
+            prop_assert_eq!(&text[head.path.clone()], target.split('?').next().unwrap_or(""));
+            prop_assert_eq!(head.content_length, length);
+            prop_assert_eq!(headers.len(), extra.len() + 2);
+            for (header, (name, value)) in headers[1..].iter().zip(&extra) {
+                prop_assert_eq!(&text[header.name.clone()], name.as_str());
+                prop_assert_eq!(&text[header.value.clone()], value.trim());
+                prop_assert_eq!(header.kind, classify(name.as_bytes()));
+            }
+            for cut in 0..text.len() {
+                prop_assert!(
+                    matches!(parse_request(&text.as_bytes()[..cut], &mut headers), RequestParse::Partial),
+                    "prefix of {} bytes", cut
+                );
+            }
+        }
+
+        #[test]
+        fn a_response_is_framed_by_its_length_or_its_chunks_and_every_shorter_prefix_is_partial(
+            status in 200u16..600,
+            length in prop::option::of(0u64..1_000_000),
+            close in any::<bool>(),
+        ) {
+            let mut text = format!("HTTP/1.1 {status} Whatever\r\nServer: upstream\r\n");
+            match length {
+                Some(length) => text.push_str(&format!("Content-Length: {length}\r\n")),
+                None => text.push_str("Transfer-Encoding: chunked\r\n"),
+            }
+            if close {
+                text.push_str("Connection: close\r\n");
+            }
+            text.push_str("\r\n");
+            let mut headers = Vec::new();
+            let ResponseParse::Complete(head) = parse_response(text.as_bytes(), &Method::GET, &mut headers) else {
+                return Err(TestCaseError::fail(format!("not complete: {text:?}")));
+            };
+            prop_assert_eq!(head.len, text.len());
+            prop_assert_eq!(head.status, status);
+            let expected = if status == 204 || status == 304 {
+                Framing::Empty
+            } else {
+                length.map_or(Framing::Chunked, Framing::Length)
+            };
+            prop_assert_eq!(head.framing, expected);
+            prop_assert_eq!(head.reusable, !close);
+            for cut in 0..text.len() {
+                prop_assert!(matches!(
+                    parse_response(&text.as_bytes()[..cut], &Method::GET, &mut headers),
+                    ResponseParse::Partial
+                ));
+            }
+        }
+
+        #[test]
+        fn a_chunked_body_ends_where_its_last_chunk_and_trailers_end_however_it_is_split(
+            chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..300), 0..8),
+            trailer in prop::option::of("[a-z]{1,8}: [a-z0-9]{0,8}"),
+            splits in prop::collection::vec(1usize..64, 1..40),
+            after in prop::collection::vec(any::<u8>(), 0..16),
+        ) {
+            let mut body = Vec::new();
+            for chunk in &chunks {
+                body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                body.extend_from_slice(chunk);
+                body.extend_from_slice(b"\r\n");
+            }
+            body.extend_from_slice(b"0\r\n");
+            if let Some(trailer) = &trailer {
+                body.extend_from_slice(format!("{trailer}\r\n").as_bytes());
+            }
+            body.extend_from_slice(b"\r\n");
+            let end = body.len();
+            body.extend_from_slice(&after);
+            let mut scanner = ChunkedScanner::default();
+            let mut at = 0;
+            let mut sizes = splits.iter().cycle();
+            while !scanner.is_done() && at < body.len() {
+                let piece = (at + sizes.next().copied().unwrap_or(1)).min(body.len());
+                let taken = scanner.feed(&body[at..piece]).map_err(TestCaseError::fail)?;
+                prop_assert!(taken <= piece - at);
+                at += taken;
+                if taken < piece - at + taken {
+                    prop_assert!(scanner.is_done(), "stopped early at {}", at);
+                }
+            }
+            prop_assert!(scanner.is_done());
+            prop_assert_eq!(at, end);
+        }
     }
 }
