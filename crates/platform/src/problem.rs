@@ -223,11 +223,20 @@ impl IntoResponse for Problem {
     }
 }
 
+/// Marks a response another service wrote, which a proxy passes on as it came: [`as_problem`] leaves it
+/// alone, so the gateway's two paths forward an upstream's error alike.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarded;
+
 /// An error response written in some other format — axum's plain-text rejections, a static file
 /// server's 404, a timeout layer's empty 408 — rewritten as problem+json, so every error a client sees
 /// has one shape and a request id. Its headers (`Allow`, `Retry-After`, …) are kept; its body is not.
-/// A JSON error body (a problem, or a readiness report's 503) is LogiCore's own document and stays.
+/// A JSON error body (a problem, or a readiness report's 503) is LogiCore's own document and stays, and
+/// so does a response marked [`Forwarded`].
 pub fn as_problem(response: Response) -> Response {
+    if response.extensions().get::<Forwarded>().is_some() {
+        return response;
+    }
     let status = response.status();
     let is_json = response
         .headers()

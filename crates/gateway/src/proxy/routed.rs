@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use http_body::Body as _;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use platform::problem::Forwarded;
 use platform::request_id::{REQUEST_ID_HEADER, RequestId};
 
 use super::{Target, proxy_error};
@@ -109,6 +110,7 @@ async fn forward(target: &Target, request: Request) -> Result<Response, ProxyErr
         .map_err(|e| proxy_error(target, e))?;
     let (mut parts, body) = response.into_parts();
     strip_replaced(&mut parts.headers);
+    parts.extensions.insert(Forwarded);
     Ok(Response::from_parts(parts, body))
 }
 

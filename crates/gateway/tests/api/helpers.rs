@@ -18,6 +18,8 @@ use platform::auth::{Claims, JwtKeys, Role};
 use platform::config::{AuthSettings, Secret};
 use serde_json::{Value, json};
 use testkit::TestServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -420,4 +422,148 @@ pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str
     assert_eq!(body["code"], code, "{body}");
     assert_eq!(body["status"], status, "{body}");
     body
+}
+
+/// How long a raw client waits for bytes before the test fails.
+pub const WITHIN: Duration = Duration::from_secs(10);
+
+/// One response as read off the wire.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// A raw client connection and what it read past the last response.
+pub struct Wire {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Wire {
+    pub async fn connect(address: std::net::SocketAddr) -> Self {
+        let stream = TcpStream::connect(address)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &str) {
+        self.stream
+            .write_all(bytes.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("write: {e}"));
+    }
+
+    pub async fn fill(&mut self) -> usize {
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout(WITHIN, self.stream.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| panic!("no bytes within {WITHIN:?}; have {:?}", self.buf))
+            .unwrap_or(0);
+        self.buf.extend_from_slice(&chunk[..n]);
+        n
+    }
+
+    /// Reads one response to a request made with `method`.
+    pub async fn answer(&mut self, method: &str) -> Answer {
+        let (status, headers, len) = loop {
+            let mut storage = [httparse::EMPTY_HEADER; 64];
+            let mut response = httparse::Response::new(&mut storage);
+            if let httparse::Status::Complete(len) = response
+                .parse(&self.buf)
+                .unwrap_or_else(|e| panic!("{e}: {:?}", self.buf))
+            {
+                let headers: Vec<(String, String)> = response
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                break (response.code.unwrap_or(0), headers, len);
+            }
+            assert!(self.fill().await > 0, "closed before a response head");
+        };
+        self.buf.drain(..len);
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let body = if method == "HEAD" || status == 204 || status == 304 {
+            Vec::new()
+        } else if let Some(length) = find("content-length") {
+            let length: usize = length.parse().unwrap_or_else(|e| panic!("{e}: {length}"));
+            while self.buf.len() < length {
+                assert!(self.fill().await > 0, "closed inside a body");
+            }
+            self.buf.drain(..length).collect()
+        } else {
+            assert_eq!(find("transfer-encoding").as_deref(), Some("chunked"));
+            self.dechunk().await
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn line(&mut self) -> String {
+        loop {
+            if let Some(at) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..at]).into_owned();
+                self.buf.drain(..at + 2);
+                return line;
+            }
+            assert!(self.fill().await > 0, "closed inside a chunked body");
+        }
+    }
+
+    pub async fn dechunk(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let size_line = self.line().await;
+            let size =
+                usize::from_str_radix(size_line.split(';').next().unwrap_or_default().trim(), 16)
+                    .unwrap_or_else(|e| panic!("{e}: {size_line:?}"));
+            if size == 0 {
+                while !self.line().await.is_empty() {}
+                return body;
+            }
+            while self.buf.len() < size + 2 {
+                assert!(self.fill().await > 0, "closed inside a chunk");
+            }
+            body.extend(self.buf.drain(..size));
+            self.buf.drain(..2);
+        }
+    }
+
+    /// Whether the server closed the connection (and sent nothing more).
+    pub async fn closed(&mut self) -> bool {
+        self.fill().await == 0 && self.buf.is_empty()
+    }
 }

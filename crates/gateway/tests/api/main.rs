@@ -8,6 +8,7 @@ mod errors;
 mod helpers;
 mod limits;
 mod ops;
+mod paths;
 mod policy;
 mod proxy;
 mod ratelimit;
