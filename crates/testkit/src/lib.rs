@@ -114,7 +114,11 @@ pub struct TestServer {
 impl TestServer {
     /// Binds a random port and serves `router` through `platform::http::serve`.
     pub async fn spawn(router: Router) -> Self {
-        let listener = bind().await;
+        Self::spawn_on(bind().await, router)
+    }
+
+    /// Serves `router` on a listener the caller bound, e.g. again on the port of a server it stopped.
+    pub fn spawn_on(listener: TcpListener, router: Router) -> Self {
         let address = listener
             .local_addr()
             .unwrap_or_else(|e| panic!("local_addr: {e}"));

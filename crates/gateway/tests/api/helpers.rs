@@ -85,21 +85,8 @@ impl FakeUpstream {
             )
             .fallback(any(dispatch))
             .with_state(probe.clone());
-        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let handle = tokio::spawn(async move {
-            let _ = platform::http::serve(
-                listener,
-                router,
-                token,
-                Duration::from_secs(5),
-                testkit::connection_limits(),
-            )
-            .await;
-        });
         Self {
-            server: TestServer::from_parts(address, shutdown, handle),
+            server: TestServer::spawn_on(listener, router),
             probe,
         }
     }

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use gateway::{Config, LimitRule};
 use platform::auth::Role;
-use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{
     Answer, FakeUpstream, GatewayServer, Wire, bearer, closed_port_url, config, spawn_gateway,
@@ -26,23 +25,9 @@ impl BothPaths {
         let router = gateway::build(&config, Vec::new())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let listener = testkit::bind().await;
-        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let handle = tokio::spawn(async move {
-            let _ = platform::http::serve(
-                listener,
-                router,
-                token,
-                Duration::from_secs(5),
-                testkit::connection_limits(),
-            )
-            .await;
-        });
         Self {
             direct: spawn_gateway(config).await,
-            router: testkit::TestServer::from_parts(address, shutdown, handle),
+            router: testkit::TestServer::spawn(router).await,
         }
     }
 
