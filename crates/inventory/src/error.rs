@@ -1,7 +1,6 @@
 //! The one error type of the inventory service and its one mapping to problem+json.
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use platform::db::{DbError, TxError, sqlx_state, violated_constraint};
 use platform::{FieldError, Problem};
 use serde::{Deserialize, Serialize};
@@ -174,17 +173,7 @@ impl InventoryError {
     }
 }
 
-impl From<platform::problem::Invalid> for InventoryError {
-    fn from(invalid: platform::problem::Invalid) -> Self {
-        InventoryError::Validation(invalid.0)
-    }
-}
-
-impl IntoResponse for InventoryError {
-    fn into_response(self) -> Response {
-        platform::problem::respond(&self, self.to_problem())
-    }
-}
+platform::answers_as_problem!(InventoryError, InventoryError::Validation);
 
 #[cfg(test)]
 mod tests {

@@ -69,7 +69,7 @@ impl Service for Inventory {
     }
 
     async fn api(&self, handles: &Handles) -> Result<axum::Router, StartError> {
-        Ok(router(AppState::new(handles, &self.config)))
+        Ok(router(state::Handles::new(handles, &self.config)))
     }
 
     /// The expiry sweeper and the `inventory.order-saga` consumer.

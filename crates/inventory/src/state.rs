@@ -2,28 +2,16 @@
 
 use std::sync::Arc;
 
-use axum::extract::FromRef;
 use cache::Cache;
 use messaging::Messaging;
 use platform::auth::JwtKeys;
 use platform::db::Db;
+use platform::state::{HoldsKeys, Shared};
 
 use crate::config::Config;
 
-/// Cheap to clone.
-/// What every handler shares, behind one `Arc`: axum clones the state for every request, and one
-/// reference count is much cheaper than one per handle (these hold a few dozen `Arc`s and a `String`,
-/// whose counters every request bounced between cores).
-#[derive(Clone)]
-pub struct AppState(Arc<Handles>);
-
-impl std::ops::Deref for AppState {
-    type Target = Handles;
-
-    fn deref(&self) -> &Handles {
-        &self.0
-    }
-}
+/// What every handler shares; cheap to clone.
+pub type AppState = Shared<Handles>;
 
 pub struct Handles {
     pub db: Db,
@@ -35,22 +23,22 @@ pub struct Handles {
     pub config: Arc<Config>,
 }
 
-impl AppState {
-    pub fn new(handles: &skeleton::Handles, config: &Config) -> Self {
+impl Handles {
+    pub fn new(handles: &skeleton::Handles, config: &Config) -> AppState {
         let basics = &config.basics;
-        Self(Arc::new(Handles {
+        Shared::new(Handles {
             db: handles.db.clone(),
             cache: handles.cache.clone(),
             messaging: handles.messaging.clone(),
             keys: JwtKeys::with_revocations(&basics.auth, basics.revocation.set.clone()),
             config: Arc::new(config.clone()),
-        }))
+        })
     }
 }
 
 /// Lets the `AuthUser` extractor verify bearer tokens.
-impl FromRef<AppState> for JwtKeys {
-    fn from_ref(state: &AppState) -> Self {
-        state.keys.clone()
+impl HoldsKeys for Handles {
+    fn keys(&self) -> &JwtKeys {
+        &self.keys
     }
 }

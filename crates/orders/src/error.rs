@@ -1,7 +1,6 @@
 //! The one error type of the orders service and its one mapping to problem+json.
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use platform::db::{DbError, TxError};
 use platform::idempotency::IdempotencyError;
 use platform::{FieldError, Problem};
@@ -126,17 +125,7 @@ impl OrdersError {
     }
 }
 
-impl From<platform::problem::Invalid> for OrdersError {
-    fn from(invalid: platform::problem::Invalid) -> Self {
-        OrdersError::Validation(invalid.0)
-    }
-}
-
-impl IntoResponse for OrdersError {
-    fn into_response(self) -> Response {
-        platform::problem::respond(&self, self.to_problem())
-    }
-}
+platform::answers_as_problem!(OrdersError, OrdersError::Validation);
 
 #[cfg(test)]
 mod tests {

@@ -64,7 +64,7 @@ impl Service for Orders {
         platform::idempotency::migrate(&handles.db)
             .await
             .map_err(platform::db::DbError::Query)?;
-        Ok(router(AppState::new(handles, &self.config)))
+        Ok(router(state::Handles::new(handles, &self.config)))
     }
 
     /// The `orders.saga` consumer and the expiry sweeper of lapsed pending orders.

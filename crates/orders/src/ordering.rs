@@ -151,6 +151,28 @@ pub async fn cancel(
     recorder.record(conn, order.id, &payload).await
 }
 
+/// The order an answer from inventory is about, locked, if it still waits for one. `None` for an unknown
+/// order (logged) and for one that moved on meanwhile, whose timeline then notes the answer as `late`
+/// with `details` and the order's status.
+async fn awaiting_stock(
+    db: &Db,
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    late: &'static str,
+    mut details: serde_json::Value,
+) -> Result<Option<OrderView>, OrdersError> {
+    let Some(order) = orders::load(db, conn, order_id, true).await? else {
+        tracing::warn!(%order_id, answer = late, "inventory's answer for an unknown order ignored");
+        return Ok(None);
+    };
+    if order.status == OrderStatus::Pending {
+        return Ok(Some(order));
+    }
+    details["order_status"] = json!(order.status);
+    orders::append_timeline(db, conn, order.id, Happened::note(late, None, details)).await?;
+    Ok(None)
+}
+
 /// `inventory.reserved`: a pending order is confirmed and remembers where its stock is held. An order that
 /// moved on meanwhile (expired, cancelled) keeps its status: inventory releases the hold when it handles
 /// that order's `order.expired` or `order.cancelled`, which follows this reservation in the order's stream.
@@ -160,23 +182,11 @@ pub async fn reserved(
     recorder: &Recorder<'_>,
     event: &InventoryReserved,
 ) -> Result<(), OrdersError> {
-    let Some(order) = orders::load(db, conn, event.order_id, true).await? else {
-        tracing::warn!(order_id = %event.order_id, "reservation for an unknown order ignored");
+    let late = json!({"reservation_id": event.reservation_id});
+    let Some(order) = awaiting_stock(db, conn, event.order_id, "late_reservation", late).await?
+    else {
         return Ok(());
     };
-    if order.status != OrderStatus::Pending {
-        return orders::append_timeline(
-            db,
-            conn,
-            order.id,
-            Happened::note(
-                "late_reservation",
-                None,
-                json!({"reservation_id": event.reservation_id, "order_status": order.status}),
-            ),
-        )
-        .await;
-    }
     let allocations: Vec<(String, Uuid, i32)> = event
         .lines
         .iter()
@@ -213,23 +223,11 @@ pub async fn reservation_failed(
     recorder: &Recorder<'_>,
     event: &InventoryReservationFailed,
 ) -> Result<(), OrdersError> {
-    let Some(order) = orders::load(db, conn, event.order_id, true).await? else {
-        tracing::warn!(order_id = %event.order_id, "failed reservation for an unknown order ignored");
+    let late = json!({"shortages": event.shortages});
+    let Some(order) = awaiting_stock(db, conn, event.order_id, "late_rejection", late).await?
+    else {
         return Ok(());
     };
-    if order.status != OrderStatus::Pending {
-        return orders::append_timeline(
-            db,
-            conn,
-            order.id,
-            Happened::note(
-                "late_rejection",
-                None,
-                json!({"shortages": event.shortages}),
-            ),
-        )
-        .await;
-    }
     move_to(
         db,
         conn,

@@ -20,6 +20,7 @@ pub mod pagination;
 pub mod problem;
 pub mod request_id;
 pub mod revocation;
+pub mod state;
 pub mod telemetry;
 
 pub use problem::{FieldError, Problem};

@@ -20,14 +20,17 @@ pub fn items(raw: Option<&str>) -> impl Iterator<Item = &str> {
         .filter(|item| !item.is_empty())
 }
 
-/// Every item parsed, or one error naming `field` and the first item that is not `expected` (e.g. "a UUID").
+/// Every item parsed. An item that is not `expected` (e.g. "a UUID") adds one error naming `field` and
+/// the first such item to `errors`, and the list is then empty: handlers collect every field's errors
+/// before answering, as [`crate::pagination::PageParams::checked`] does.
 pub fn parse<T>(
     raw: Option<&str>,
     field: &str,
     expected: &str,
     parse: impl Fn(&str) -> Option<T>,
-) -> Result<Vec<T>, FieldError> {
-    items(raw)
+    errors: &mut Vec<FieldError>,
+) -> Vec<T> {
+    let parsed: Result<Vec<T>, FieldError> = items(raw)
         .map(|item| {
             parse(item).ok_or_else(|| {
                 FieldError::new(
@@ -37,17 +40,22 @@ pub fn parse<T>(
                 )
             })
         })
-        .collect()
+        .collect();
+    parsed.unwrap_or_else(|error| {
+        errors.push(error);
+        Vec::new()
+    })
 }
 
-/// A list of hyphenated UUIDs.
-pub fn uuids(raw: Option<&str>, field: &str) -> Result<Vec<Uuid>, FieldError> {
-    parse(raw, field, "a UUID", |item| {
+/// A list of hyphenated UUIDs, as [`parse`] reads it.
+pub fn uuids(raw: Option<&str>, field: &str, errors: &mut Vec<FieldError>) -> Vec<Uuid> {
+    let uuid = |item: &str| {
         // `Uuid::parse_str` also takes braced, URN and unhyphenated forms; the documented form is the only one.
         (item.len() == 36)
             .then(|| Uuid::try_parse(item).ok())
             .flatten()
-    })
+    };
+    parse(raw, field, "a UUID", uuid, errors)
 }
 
 /// One of `values`, exactly as written.
@@ -96,14 +104,22 @@ mod tests {
 
     #[test]
     fn the_first_bad_item_is_named() {
-        let error = parse(Some("a,x,y"), "status", "a status", one_of(&["a", "b"])).unwrap_err();
-        assert_eq!(error.field, "status");
-        assert_eq!(error.code, "INVALID_VALUE");
-        assert_eq!(error.message, "\"x\" is not a status");
-        assert_eq!(
-            parse(Some("b, a"), "s", "", one_of(&["a", "b"])),
-            Ok(vec!["b", "a"])
+        let mut errors = Vec::new();
+        let parsed = parse(
+            Some("a,x,y"),
+            "status",
+            "a status",
+            one_of(&["a", "b"]),
+            &mut errors,
         );
+        assert!(parsed.is_empty());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "status");
+        assert_eq!(errors[0].code, "INVALID_VALUE");
+        assert_eq!(errors[0].message, "\"x\" is not a status");
+        let parsed = parse(Some("b, a"), "s", "", one_of(&["a", "b"]), &mut errors);
+        assert_eq!(parsed, ["b", "a"]);
+        assert_eq!(errors.len(), 1, "a good list adds no error");
     }
 
     #[test]
@@ -118,7 +134,9 @@ mod tests {
         ];
         for value in &accepted {
             assert!(matches(&schema, value), "{value:?}");
-            assert!(uuids(Some(value), "id").is_ok(), "{value:?}");
+            let mut errors = Vec::new();
+            uuids(Some(value), "id", &mut errors);
+            assert!(errors.is_empty(), "{value:?}");
         }
         let refused = [
             "x".to_owned(),
@@ -129,17 +147,26 @@ mod tests {
         ];
         for value in &refused {
             assert!(!matches(&schema, value), "{value:?}");
-            assert!(uuids(Some(value), "id").is_err(), "{value:?}");
+            let mut errors = Vec::new();
+            uuids(Some(value), "id", &mut errors);
+            assert_eq!(errors.len(), 1, "{value:?}");
         }
 
         let statuses = one_of_schema(&["active", "inactive"]);
         let parse_status = |raw| {
+            let mut errors = Vec::new();
             parse(
                 Some(raw),
                 "status",
                 "a status",
                 one_of(&["active", "inactive"]),
-            )
+                &mut errors,
+            );
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(errors)
+            }
         };
         for value in ["active", "inactive, active", ""] {
             assert!(

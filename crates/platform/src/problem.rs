@@ -287,6 +287,26 @@ pub fn respond<E: std::error::Error + 'static>(error: &E, problem: Problem) -> R
     problem.into_response()
 }
 
+/// Makes a service's error enum answer as a problem: `From<Invalid>` into its validation variant (so `?`
+/// on [`check`] works in handlers) and `IntoResponse` through [`respond`], using the enum's own
+/// `to_problem(&self) -> Problem`. One line per service instead of the same two impls in each.
+#[macro_export]
+macro_rules! answers_as_problem {
+    ($error:ty, $validation:path) => {
+        impl ::core::convert::From<$crate::problem::Invalid> for $error {
+            fn from(invalid: $crate::problem::Invalid) -> Self {
+                $validation(invalid.0)
+            }
+        }
+
+        impl ::axum::response::IntoResponse for $error {
+            fn into_response(self) -> ::axum::response::Response {
+                $crate::problem::respond(&self, self.to_problem())
+            }
+        }
+    };
+}
+
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}: {}", self.status, self.code, self.detail)

@@ -1,7 +1,6 @@
 //! The one error type of the users service and its one mapping to problem+json.
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use platform::db::{DbError, TxError, violated_constraint};
 use platform::{FieldError, Problem};
 
@@ -126,17 +125,7 @@ impl UsersError {
     }
 }
 
-impl From<platform::problem::Invalid> for UsersError {
-    fn from(invalid: platform::problem::Invalid) -> Self {
-        UsersError::Validation(invalid.0)
-    }
-}
-
-impl IntoResponse for UsersError {
-    fn into_response(self) -> Response {
-        platform::problem::respond(&self, self.to_problem())
-    }
-}
+platform::answers_as_problem!(UsersError, UsersError::Validation);
 
 #[cfg(test)]
 mod tests {

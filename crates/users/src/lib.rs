@@ -68,7 +68,7 @@ impl Service for Users {
 
     /// Also creates the bootstrap admin (`users.admin_email`) when no admin exists yet.
     async fn api(&self, handles: &Handles) -> Result<axum::Router, StartError> {
-        let state = AppState::new(handles, &self.config);
+        let state = state::Handles::new(handles, &self.config);
         bootstrap_admin(&self.config, &state)
             .await
             .map_err(StartError::service)?;

@@ -68,16 +68,13 @@ pub async fn stock_levels(
 ) -> Result<axum::Json<Page<StockLevel>>, InventoryError> {
     let mut errors = Vec::new();
     let page = PageParams::checked(query.limit, query.cursor, &mut errors);
-    let warehouse_ids = collect(
-        list::uuids(query.warehouse_id.as_deref(), "warehouse_id"),
-        &mut errors,
-    );
+    let warehouse_ids = list::uuids(query.warehouse_id.as_deref(), "warehouse_id", &mut errors);
     check(errors)?;
     let filter = LevelFilter {
         skus: list::items(query.sku.as_deref())
             .map(str::to_owned)
             .collect(),
-        warehouse_ids: warehouse_ids.unwrap_or_default(),
+        warehouse_ids,
         below_reorder: query.below_reorder.unwrap_or(false),
     };
     let rows = reads::stock_levels(&state.db, &filter, page.after(), page.limit() + 1).await?;
@@ -124,17 +121,12 @@ pub async fn movements(
 ) -> Result<axum::Json<Page<Movement>>, InventoryError> {
     let mut errors = Vec::new();
     let page = PageParams::checked(query.limit, query.cursor, &mut errors);
-    let warehouse_ids = collect(
-        list::uuids(query.warehouse_id.as_deref(), "warehouse_id"),
-        &mut errors,
-    );
-    let reasons = collect(
-        list::parse(
-            query.reason.as_deref(),
-            "reason",
-            "a movement reason",
-            |reason| Reason::parse(reason).map(Reason::as_str),
-        ),
+    let warehouse_ids = list::uuids(query.warehouse_id.as_deref(), "warehouse_id", &mut errors);
+    let reasons = list::parse(
+        query.reason.as_deref(),
+        "reason",
+        "a movement reason",
+        |reason| Reason::parse(reason).map(Reason::as_str),
         &mut errors,
     );
     if let (Some(since), Some(until)) = (query.since, query.until)
@@ -151,12 +143,8 @@ pub async fn movements(
         skus: list::items(query.sku.as_deref())
             .map(str::to_owned)
             .collect(),
-        warehouse_ids: warehouse_ids.unwrap_or_default(),
-        reasons: reasons
-            .unwrap_or_default()
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
+        warehouse_ids,
+        reasons: reasons.into_iter().map(str::to_owned).collect(),
         since: query.since,
         until: query.until,
     };

@@ -13,7 +13,7 @@ use platform::extract::{Path, Query};
 use platform::idempotency::Idempotent;
 use platform::list;
 use platform::pagination::{Page, PageParams};
-use platform::problem::{check, collect};
+use platform::problem::check;
 use serde::Deserialize;
 use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
@@ -279,21 +279,14 @@ pub async fn list(
 ) -> Result<axum::Json<Page<OrderView>>, OrdersError> {
     let caller = Caller::of(&user);
     let mut errors = Vec::new();
-    let statuses = collect(
-        list::parse(
-            query.status.as_deref(),
-            "status",
-            "an order status",
-            OrderStatus::parse,
-        ),
+    let statuses = list::parse(
+        query.status.as_deref(),
+        "status",
+        "an order status",
+        OrderStatus::parse,
         &mut errors,
-    )
-    .unwrap_or_default();
-    let mut customers = collect(
-        list::uuids(query.customer_id.as_deref(), "customer_id"),
-        &mut errors,
-    )
-    .unwrap_or_default();
+    );
+    let mut customers = list::uuids(query.customer_id.as_deref(), "customer_id", &mut errors);
     let page = PageParams::checked(query.limit, query.cursor.clone(), &mut errors);
     check(errors)?;
     match caller {

@@ -13,7 +13,7 @@ use platform::extract::{Path, Query};
 use platform::idempotency::Idempotent;
 use platform::list;
 use platform::pagination::{Page, PageParams};
-use platform::problem::{check, collect};
+use platform::problem::check;
 use serde::Deserialize;
 use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
@@ -196,31 +196,16 @@ pub async fn list(
 ) -> Result<axum::Json<Page<ShipmentView>>, OrdersError> {
     let caller = Caller::of(&user);
     let mut errors = Vec::new();
-    let statuses = collect(
-        list::parse(
-            query.status.as_deref(),
-            "status",
-            "a shipment status",
-            ShipmentStatus::parse,
-        ),
+    let statuses = list::parse(
+        query.status.as_deref(),
+        "status",
+        "a shipment status",
+        ShipmentStatus::parse,
         &mut errors,
-    )
-    .unwrap_or_default();
-    let mut drivers = collect(
-        list::uuids(query.driver_id.as_deref(), "driver_id"),
-        &mut errors,
-    )
-    .unwrap_or_default();
-    let orders = collect(
-        list::uuids(query.order_id.as_deref(), "order_id"),
-        &mut errors,
-    )
-    .unwrap_or_default();
-    let mut customers = collect(
-        list::uuids(query.customer_id.as_deref(), "customer_id"),
-        &mut errors,
-    )
-    .unwrap_or_default();
+    );
+    let mut drivers = list::uuids(query.driver_id.as_deref(), "driver_id", &mut errors);
+    let orders = list::uuids(query.order_id.as_deref(), "order_id", &mut errors);
+    let mut customers = list::uuids(query.customer_id.as_deref(), "customer_id", &mut errors);
     let page = PageParams::checked(query.limit, query.cursor.clone(), &mut errors);
     check(errors)?;
     // Filters only narrow what a caller may see: a customer's list is always scoped to their own orders, a

@@ -8,7 +8,6 @@ use platform::created::Created;
 use platform::extract::{Json, Path, Query, Validate};
 use platform::list;
 use platform::pagination::{Page, PageParams};
-use platform::problem::collect;
 use platform::{FieldError, Problem};
 use serde::Deserialize;
 use utoipa::openapi::schema::Object;
@@ -17,10 +16,10 @@ use uuid::Uuid;
 
 use crate::cached;
 use crate::changes;
-use crate::domain::{FullName, NewAccount, UserStatus};
+use crate::domain::{NewAccount, UserStatus};
 use crate::error::UsersError;
 use crate::http::USERS;
-use crate::http::me::parse_phone;
+use crate::http::me::parse_patch;
 use crate::models::UserView;
 use crate::repo::{self, UserFilter, UserPatch};
 use crate::sessions::{self, current_user};
@@ -89,21 +88,12 @@ pub struct UpdateUserRequest {
 
 impl UpdateUserRequest {
     fn parse(&self) -> Result<UserPatch, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let patch = UserPatch {
-            full_name: self
-                .full_name
-                .as_deref()
-                .and_then(|raw| collect(FullName::parse(raw), &mut errors)),
-            phone: parse_phone(self.phone.as_ref(), &mut errors),
-            role: self.role,
-            status: self.status,
-        };
-        if errors.is_empty() {
-            Ok(patch)
-        } else {
-            Err(errors)
-        }
+        parse_patch(
+            self.full_name.as_deref(),
+            self.phone.as_ref(),
+            self.role,
+            self.status,
+        )
     }
 }
 
@@ -143,23 +133,20 @@ pub struct ListUsersQuery {
 impl ListUsersQuery {
     fn parse(&self) -> Result<(UserFilter, PageParams), Vec<FieldError>> {
         let mut errors = Vec::new();
-        let roles = collect(
-            list::parse(self.role.as_deref(), "role", "a role", |s| {
-                s.parse::<Role>().ok()
-            }),
+        let roles = list::parse(
+            self.role.as_deref(),
+            "role",
+            "a role",
+            |s| s.parse::<Role>().ok(),
             &mut errors,
-        )
-        .unwrap_or_default();
-        let statuses = collect(
-            list::parse(
-                self.status.as_deref(),
-                "status",
-                "a user status",
-                UserStatus::parse,
-            ),
+        );
+        let statuses = list::parse(
+            self.status.as_deref(),
+            "status",
+            "a user status",
+            UserStatus::parse,
             &mut errors,
-        )
-        .unwrap_or_default();
+        );
         let q = self.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
         if q.is_some_and(|q| q.chars().count() > SEARCH_MAX) {
             errors.push(FieldError::new(

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::cached;
 use crate::changes;
-use crate::domain::{FullName, Phone};
+use crate::domain::{FullName, Phone, UserStatus};
 use crate::error::UsersError;
 use crate::models::UserView;
 use crate::repo::{self, UserPatch};
@@ -36,33 +36,32 @@ pub struct UpdateMeRequest {
 
 impl UpdateMeRequest {
     fn parse(&self) -> Result<UserPatch, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let patch = UserPatch {
-            full_name: self
-                .full_name
-                .as_deref()
-                .and_then(|raw| collect(FullName::parse(raw), &mut errors)),
-            phone: parse_phone(self.phone.as_ref(), &mut errors),
-            role: None,
-            status: None,
-        };
-        if errors.is_empty() {
-            Ok(patch)
-        } else {
-            Err(errors)
-        }
+        parse_patch(self.full_name.as_deref(), self.phone.as_ref(), None, None)
     }
 }
 
-/// `None` (absent) stays `None`; `null` becomes `Some(None)`; a number must parse.
-pub(crate) fn parse_phone(
-    raw: Option<&Option<String>>,
-    errors: &mut Vec<FieldError>,
-) -> Option<Option<Phone>> {
-    match raw {
-        None => None,
-        Some(None) => Some(None),
-        Some(Some(number)) => collect(Phone::parse(number), errors).map(Some),
+/// A profile change, checked: the name and phone a user may change on their own profile, and the role
+/// and status only an admin may. `None` leaves a field as it is; a `null` phone removes it.
+pub(crate) fn parse_patch(
+    full_name: Option<&str>,
+    phone: Option<&Option<String>>,
+    role: Option<Role>,
+    status: Option<UserStatus>,
+) -> Result<UserPatch, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let patch = UserPatch {
+        full_name: full_name.and_then(|raw| collect(FullName::parse(raw), &mut errors)),
+        phone: phone.and_then(|raw| match raw {
+            None => Some(None),
+            Some(number) => collect(Phone::parse(number), &mut errors).map(Some),
+        }),
+        role,
+        status,
+    };
+    if errors.is_empty() {
+        Ok(patch)
+    } else {
+        Err(errors)
     }
 }
 

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use lapin::message::Delivery as AmqpDelivery;
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
 use serde_json::Value;
@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{
     ATTEMPT_HEADER, DEAD_AT_HEADER, Inner, LAST_ERROR_HEADER, Queues, close_channel, header_string,
-    header_u32,
+    header_u32, waiting_messages,
 };
 use crate::transport::{DeadLetter, GroupDeadLetters, TransportError};
 
@@ -49,21 +49,12 @@ pub(super) async fn groups(
     for group in expected {
         let queues = Queues::new(&inner.options.exchange, group);
         let channel = inner.channel().await?;
-        let declared = channel
-            .queue_declare(
-                queues.dead.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
+        let waiting = waiting_messages(&channel, &queues.dead).await;
         close_channel(&channel).await;
-        match declared {
-            Ok(queue) => found.push(GroupDeadLetters {
+        match waiting {
+            Ok(count) => found.push(GroupDeadLetters {
                 group: (*group).to_owned(),
-                dead_letters: u64::from(queue.message_count()),
+                dead_letters: u64::from(count),
             }),
             Err(error) if error.is_amqp_soft_error() => {}
             Err(error) => return Err(error.into()),
@@ -81,17 +72,7 @@ pub(super) async fn replay(
     let queues = Queues::new(&inner.options.exchange, group);
     let channel = inner.channel().await?;
     let result = async {
-        let waiting = channel
-            .queue_declare(
-                queues.dead.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?
-            .message_count();
+        let waiting = waiting_messages(&channel, &queues.dead).await?;
         let mut replayed = 0;
         // Only the messages present at the start: skipped ones stay unacked (so are not fetched again), and
         // newly dead-lettered ones wait for the next replay.

@@ -337,6 +337,19 @@ fn broker_reason(error: &TransportError) -> String {
     }
 }
 
+/// How many messages wait in a queue, by a passive declare: an error (a soft one, which closes the
+/// channel) when the queue does not exist.
+pub(crate) async fn waiting_messages(channel: &Channel, queue: &str) -> Result<u32, lapin::Error> {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let declared = channel
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await?;
+    Ok(declared.message_count())
+}
+
 pub(crate) async fn close_channel(channel: &Channel) {
     // Closing hands unacknowledged deliveries back to the queue; an already closed channel is fine.
     let _ = channel.close(200, "done".into()).await;
@@ -383,18 +396,9 @@ impl Transport for RabbitMqTransport {
         Box::pin(async move {
             let queues = Queues::new(&self.inner.options.exchange, group);
             let channel = self.inner.channel().await?;
-            let declared = channel
-                .queue_declare(
-                    queues.main.as_str().into(),
-                    QueueDeclareOptions {
-                        passive: true,
-                        ..QueueDeclareOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await;
+            let waiting = waiting_messages(&channel, &queues.main).await;
             close_channel(&channel).await;
-            Ok(u64::from(declared?.message_count()))
+            Ok(u64::from(waiting?))
         })
     }
 
