@@ -52,7 +52,7 @@ pub fn accept_or_new(header: Option<&[u8]>) -> String {
 }
 
 /// One request's id, span and start time: what `with_request_id` keeps around a handler, for a server
-/// that handles requests without a router (the gateway's proxy path). The span is made only when
+/// that handles requests without a router (the gateway's direct path). The span is made only when
 /// something is logged inside it ([`RequestScope::in_span`], [`RequestScope::run_in_span`]): for a
 /// request that logs nothing but its completion, making a span costs more than the line itself.
 pub struct RequestScope<'a> {

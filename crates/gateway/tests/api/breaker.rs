@@ -244,7 +244,7 @@ async fn the_admin_view_lists_each_upstream_with_its_breaker_for_admins_only() {
     );
 }
 
-/// A POST with a body over the size the proxy path buffers (64 KiB by default): the proxy path hands such
+/// A POST with a body over the size the direct path buffers (64 KiB by default): the direct path hands such
 /// requests to the router's handler, so this goes through the other path from a plain GET.
 async fn large_post(gateway: &GatewayServer, bearer: &str, path: &str) -> u16 {
     testkit::client()

@@ -1,4 +1,4 @@
-//! Connection limits at the gateway, on both of its paths: the proxy path that reads API requests
+//! Connection limits at the gateway, on both of its paths: the direct path that reads API requests
 //! itself, and hyper with the router, which it hands everything else to.
 
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ async fn stack(limits: ConnectionLimits) -> Stack {
     Stack::spawn_with(|c| c.connection_limits = limits).await
 }
 
-/// A proxied request (the proxy path), keeping the connection open.
+/// A proxied request (the direct path), keeping the connection open.
 fn proxied(stack: &Stack, path: &str) -> Vec<u8> {
     format!(
         "GET {path} HTTP/1.1\r\nhost: gw\r\nauthorization: {}\r\n\r\n",
@@ -49,7 +49,7 @@ async fn half_sent_requests_are_cut_off_after_the_header_timeout_while_others_ar
 
     let mut slow = Vec::with_capacity(SLOW_CLIENTS);
     for i in 0..SLOW_CLIENTS {
-        // Half of them on a proxied route (the proxy path reads them), half on one the router serves.
+        // Half of them on a proxied route (the direct path reads them), half on one the router serves.
         let path = if i % 2 == 0 {
             "/api/v1/users/me"
         } else {

@@ -1,4 +1,4 @@
-//! The proxy path at the byte level: what a client sees on one connection (pipelining, `HEAD`,
+//! The direct path at the byte level: what a client sees on one connection (pipelining, `HEAD`,
 //! `Connection: close`, a connection that moves to the router and back), and upstreams that frame
 //! their responses in each way HTTP/1.1 allows or close their keep-alive connections.
 
@@ -83,7 +83,7 @@ async fn head_gets_the_length_without_a_body_and_close_is_honoured() {
 }
 
 #[tokio::test]
-async fn refusals_on_the_proxy_path_are_problems_with_the_edge_headers() {
+async fn refusals_on_the_direct_path_are_problems_with_the_edge_headers() {
     let stack = Stack::spawn().await;
     let mut wire = Wire::connect(stack.gateway.address()).await;
     wire.send(&get("/api/v1/users/1", "Bearer not-a-token"))
