@@ -11,6 +11,7 @@ use axum::body::{Body, Bytes};
 use axum::routing::{get, post};
 use futures::StreamExt;
 use platform::http::ConnectionLimits;
+use testkit::assert_problem;
 use testkit::raw::{self, Response};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
@@ -249,18 +250,6 @@ async fn a_head_over_the_limit_gets_431_and_a_long_target_414_both_problems_with
     Response::parse(&bytes)
         .expect("a response")
         .assert_problem(414, "URI_TOO_LONG");
-}
-
-async fn assert_problem(response: reqwest::Response, status: u16, code: &str) {
-    assert_eq!(response.status().as_u16(), status);
-    let headers = response.headers().clone();
-    assert_eq!(headers["content-type"], "application/problem+json");
-    let body = testkit::json(response).await;
-    assert_eq!(body["code"], code, "{body}");
-    assert_eq!(
-        headers["x-request-id"].to_str().unwrap_or_default(),
-        body["request_id"].as_str().unwrap_or("missing"),
-    );
 }
 
 #[tokio::test]

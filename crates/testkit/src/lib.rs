@@ -215,6 +215,37 @@ where
 }
 
 /// Reads a response as JSON, panicking with the body when it is not.
+/// Asserts a problem+json answer with this status and code, whose `request_id` is the response's
+/// `x-request-id` when it has one; returns the body.
+pub async fn assert_problem(
+    response: reqwest::Response,
+    status: u16,
+    code: &str,
+) -> serde_json::Value {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (content_type, request_id) = (header("content-type"), header("x-request-id"));
+    let actual = response.status().as_u16();
+    let body = json(response).await;
+    assert_eq!(actual, status, "unexpected status; body: {body}");
+    assert_eq!(
+        content_type.as_deref(),
+        Some("application/problem+json"),
+        "body: {body}"
+    );
+    assert_eq!(body["code"], code, "body: {body}");
+    assert_eq!(body["status"], status, "body: {body}");
+    if let Some(id) = request_id {
+        assert_eq!(body["request_id"], id.as_str(), "body: {body}");
+    }
+    body
+}
+
 pub async fn json(response: reqwest::Response) -> serde_json::Value {
     let status = response.status();
     let text = response.text().await.unwrap_or_default();

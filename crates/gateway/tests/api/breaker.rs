@@ -7,10 +7,9 @@ use std::time::Duration;
 use platform::auth::Role;
 use platform::breaker::BreakerConfig;
 use serde_json::Value;
+use testkit::assert_problem;
 
-use crate::helpers::{
-    FakeUpstream, GatewayServer, Stack, assert_problem, bearer, config, spawn_gateway,
-};
+use crate::helpers::{FakeUpstream, GatewayServer, Stack, bearer, config, spawn_gateway};
 
 fn fast_breaker() -> BreakerConfig {
     BreakerConfig {

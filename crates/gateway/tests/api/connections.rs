@@ -7,6 +7,7 @@ use platform::auth::Role;
 use platform::http::ConnectionLimits;
 use testkit::raw::{self, Response};
 use tokio::io::AsyncWriteExt;
+use testkit::assert_problem;
 
 use crate::helpers::{LARGE_BYTES, Stack};
 
@@ -197,18 +198,6 @@ async fn a_head_over_the_limit_gets_431_and_a_long_target_414_on_both_paths() {
         stack.upstream.hits(),
         0,
         "a refused request reached the upstream"
-    );
-}
-
-async fn assert_problem(response: reqwest::Response, status: u16, code: &str) {
-    assert_eq!(response.status().as_u16(), status);
-    let headers = response.headers().clone();
-    assert_eq!(headers["content-type"], "application/problem+json");
-    let body = testkit::json(response).await;
-    assert_eq!(body["code"], code, "{body}");
-    assert_eq!(
-        headers["x-request-id"].to_str().unwrap_or_default(),
-        body["request_id"].as_str().unwrap_or("missing"),
     );
 }
 

@@ -2,8 +2,9 @@
 //! problem+json with a request id, like every service's.
 
 use reqwest::Method;
+use testkit::assert_problem;
 
-use crate::helpers::{Stack, assert_problem};
+use crate::helpers::Stack;
 
 #[tokio::test]
 async fn framework_errors_at_the_gateway_are_problem_json_with_a_request_id() {

@@ -395,22 +395,6 @@ pub async fn echoed(response: reqwest::Response) -> Value {
     testkit::json(response).await
 }
 
-/// Asserts a problem+json response with the status and code.
-pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str) -> Value {
-    assert_eq!(response.status().as_u16(), status);
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert_eq!(content_type, "application/problem+json");
-    let body = testkit::json(response).await;
-    assert_eq!(body["code"], code, "{body}");
-    assert_eq!(body["status"], status, "{body}");
-    body
-}
-
 /// How long a raw client waits for bytes before the test fails.
 pub const WITHIN: Duration = Duration::from_secs(10);
 

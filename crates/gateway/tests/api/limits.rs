@@ -7,8 +7,9 @@ use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use platform::auth::Role;
+use testkit::assert_problem;
 
-use crate::helpers::{Stack, assert_problem};
+use crate::helpers::Stack;
 
 const LIMIT: usize = 64 * 1024;
 

@@ -1,10 +1,10 @@
 use std::time::Duration;
 
 use platform::auth::Role;
+use testkit::assert_problem;
 
 use crate::helpers::{
-    FakeUpstream, Stack, assert_problem, config, service_spec, spawn_gateway,
-    spawn_gateway_with_specs,
+    FakeUpstream, Stack, config, service_spec, spawn_gateway, spawn_gateway_with_specs,
 };
 
 #[tokio::test]

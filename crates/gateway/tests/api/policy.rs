@@ -5,8 +5,9 @@ use hyper_util::rt::TokioExecutor;
 use platform::auth::Role;
 use platform::config::RbacRule;
 use reqwest::Method;
+use testkit::assert_problem;
 
-use crate::helpers::{Stack, assert_problem, config, echoed};
+use crate::helpers::{Stack, config, echoed};
 
 #[tokio::test]
 async fn a_public_route_is_reachable_without_a_token() {

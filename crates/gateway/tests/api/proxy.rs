@@ -8,8 +8,9 @@ use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use platform::auth::Role;
+use testkit::assert_problem;
 
-use crate::helpers::{Stack, assert_problem, closed_port_url, echoed};
+use crate::helpers::{Stack, closed_port_url, echoed};
 
 const WITHIN: Duration = Duration::from_secs(10);
 

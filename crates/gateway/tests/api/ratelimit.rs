@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use gateway::{Config, FailMode, LimitRule, RateLimitBackend};
 use platform::auth::Role;
+use testkit::assert_problem;
 
-use crate::helpers::{FakeUpstream, Stack, assert_problem, closed_port_url, config, spawn_gateway};
+use crate::helpers::{FakeUpstream, Stack, closed_port_url, config, spawn_gateway};
 
 fn limit(max_requests: u32) -> LimitRule {
     LimitRule {

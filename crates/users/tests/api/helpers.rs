@@ -191,15 +191,5 @@ pub async fn expect(response: Response, status: StatusCode) -> Value {
 
 /// Asserts a problem+json response with `status` and `code`; returns the body.
 pub async fn expect_problem(response: Response, status: StatusCode, code: &str) -> Value {
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = expect(response, status).await;
-    assert_eq!(content_type, "application/problem+json", "body: {body}");
-    assert_eq!(body["code"], code, "body: {body}");
-    assert_eq!(body["status"], status.as_u16(), "body: {body}");
-    body
+    testkit::assert_problem(response, status.as_u16(), code).await
 }
