@@ -52,8 +52,6 @@ pub enum ProxyError {
         upstream: String,
         retry_after_secs: u64,
     },
-    #[error("the forwarded request could not be built")]
-    BadRequest(#[source] axum::http::Error),
     #[error("the request body could not be read")]
     ClientBody(#[source] axum::BoxError),
 }
@@ -105,10 +103,6 @@ impl IntoResponse for ProxyError {
             ProxyError::ClientBody(_) => {
                 tracing::info!(error = %ErrorChain(&self), "cannot read the request body");
                 Problem::bad_request("BAD_REQUEST", "the request body could not be read")
-            }
-            ProxyError::BadRequest(_) => {
-                tracing::warn!(error = %ErrorChain(&self), "cannot build the upstream request");
-                Problem::bad_request("BAD_REQUEST", "the request cannot be forwarded")
             }
         };
         problem.into_response()

@@ -86,11 +86,6 @@ async fn assemble(
     let upstream_metrics = UpstreamMetrics::register(&mut registry);
     let breaker_metrics = BreakerMetrics::register(&mut registry);
     let limiter = ratelimit::Limiter::build(&config.rate_limit, &mut registry).await?;
-    let clients = upstream::HttpClients::new(
-        config.http_workers,
-        config.pool_idle_per_host,
-        config.request_timeout,
-    );
     // A little under the readiness deadline, so a slow upstream is reported by its own check (with
     // its URL) rather than cut off by the outer timeout.
     let check_timeout = config.readiness_timeout.mul_f64(0.9);
@@ -112,7 +107,6 @@ async fn assemble(
         let handle = UpstreamClient::new(
             upstream.clone(),
             ClientParts {
-                clients: clients.clone(),
                 timeout: config.request_timeout,
                 metrics: upstream_metrics.clone(),
                 breaker,

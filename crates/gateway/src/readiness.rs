@@ -9,15 +9,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::Request;
 use futures::future::{BoxFuture, join_all};
+use http_body_util::BodyExt;
 use platform::health::{Check, CheckReport};
 use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
-use url::Url;
 
-use crate::upstream::UpstreamClient;
+use crate::upstream::{Endpoint, SendError, UpstreamClient};
 
 /// Each instance's probe: whether it answered 2xx, and what was seen.
 type Probes = Arc<Vec<(bool, Map<String, Value>)>>;
@@ -52,46 +50,36 @@ impl UpstreamCheck {
         {
             return probes.clone();
         }
-        let urls = self.upstream.urls();
-        let probes: Probes = Arc::new(join_all(urls.iter().map(|url| self.probe(url))).await);
+        let endpoints = self.upstream.endpoints();
+        let probes: Probes =
+            Arc::new(join_all(endpoints.iter().map(|e| self.probe(e.clone()))).await);
         *last = Some((Instant::now(), probes.clone()));
         probes
     }
 
-    /// One instance's `/health`: whether it answered 2xx, and what was seen.
-    async fn probe(&self, base: &Url) -> (bool, Map<String, Value>) {
+    /// One instance's `/health`: whether it answered 2xx, and what was seen. The request goes out on
+    /// the instance's pooled connections, as proxied requests do.
+    async fn probe(&self, endpoint: Arc<Endpoint>) -> (bool, Map<String, Value>) {
         let mut details = Map::new();
         // The base URL's path prefix, then `/health`, as requests are forwarded.
-        let url = format!("{}/health", base.as_str().trim_end_matches('/'));
+        let url = format!("{}/health", endpoint.url().as_str().trim_end_matches('/'));
         details.insert("health_url".into(), json!(url));
-        let request = match url
-            .parse::<axum::http::Uri>()
-            .map_err(|e| e.to_string())
-            .and_then(|uri| {
-                Request::get(uri)
-                    .body(Body::empty())
-                    .map_err(|e| e.to_string())
-            }) {
-            Ok(request) => request,
-            Err(e) => {
-                details.insert(
-                    "error".into(),
-                    json!(format!("cannot build the request: {e}")),
-                );
-                return (false, details);
-            }
-        };
+        let deadline = tokio::time::Instant::now() + self.timeout;
         let outcome =
-            tokio::time::timeout(self.timeout, self.upstream.http_client().request(request)).await;
+            tokio::time::timeout_at(deadline, self.upstream.get(endpoint, "/health")).await;
         let error = match outcome {
             Ok(Ok(response)) => {
-                details.insert("http_status".into(), json!(response.status().as_u16()));
-                if response.status().is_success() {
+                let status = response.status();
+                details.insert("http_status".into(), json!(status.as_u16()));
+                // Read to its end (within the same deadline) only so the connection goes back to the
+                // pool; the status alone decides.
+                let _ = tokio::time::timeout_at(deadline, response.into_body().collect()).await;
+                if status.is_success() {
                     return (true, details);
                 }
-                format!("health endpoint answered {}", response.status().as_u16())
+                format!("health endpoint answered {}", status.as_u16())
             }
-            Ok(Err(e)) if e.is_connect() => "connection refused or unreachable".to_owned(),
+            Ok(Err(SendError::Connect(_))) => "connection refused or unreachable".to_owned(),
             Ok(Err(_)) => "the health request failed".to_owned(),
             Err(_) => format!("no answer within {} ms", self.timeout.as_millis()),
         };

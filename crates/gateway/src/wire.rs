@@ -1,7 +1,8 @@
 //! HTTP/1.1 framing for the direct path (both its sides, [`crate::proxy::direct`] and
-//! [`crate::upstream::connections`]): request and response heads read with `httparse` into offsets
-//! of the connection's buffer (nothing is copied or allocated per header), each header's [`Kind`] by the
-//! one header policy ([`crate::headers`]), and how a response's body is framed.
+//! [`crate::upstream::connections`], which the router path's requests go through too): request and
+//! response heads read with `httparse` into offsets of the connection's buffer (nothing is copied or
+//! allocated per header), each header's [`Kind`] by the one header policy ([`crate::headers`]), how a
+//! response's body is framed, and header lines written.
 
 use std::ops::Range;
 
@@ -268,6 +269,23 @@ pub(crate) fn parse_response(
     })
 }
 
+/// Writes a header line.
+pub(crate) fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a `Content-Length` line.
+pub(crate) fn push_length(out: &mut Vec<u8>, length: u64) {
+    push_header(
+        out,
+        b"content-length",
+        itoa::Buffer::new().format(length).as_bytes(),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use platform::http::ChunkedScanner;
@@ -518,6 +536,36 @@ mod tests {
             }
             prop_assert!(scanner.is_done());
             prop_assert_eq!(at, end);
+        }
+
+        #[test]
+        fn a_chunked_body_decodes_to_its_data_however_it_is_split(
+            chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..300), 0..8),
+            splits in prop::collection::vec(1usize..64, 1..40),
+        ) {
+            let mut body = Vec::new();
+            for chunk in &chunks {
+                body.extend_from_slice(format!("{:x};x=y\r\n", chunk.len()).as_bytes());
+                body.extend_from_slice(chunk);
+                body.extend_from_slice(b"\r\n");
+            }
+            body.extend_from_slice(b"0\r\nx-trailer: 1\r\n\r\n");
+            let mut scanner = ChunkedScanner::default();
+            let mut data = Vec::new();
+            let mut at = 0;
+            let mut sizes = splits.iter().cycle();
+            while !scanner.is_done() {
+                let piece = (at + sizes.next().copied().unwrap_or(1)).min(body.len());
+                let mut offset = at;
+                while offset < piece && !scanner.is_done() {
+                    let (taken, range) =
+                        scanner.decode(&body[offset..piece]).map_err(TestCaseError::fail)?;
+                    data.extend_from_slice(&body[offset..piece][range]);
+                    offset += taken;
+                }
+                at = piece;
+            }
+            prop_assert_eq!(data, chunks.concat());
         }
     }
 }

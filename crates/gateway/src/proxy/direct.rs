@@ -1,9 +1,10 @@
 //! The direct path: every connection is read here first, and a request for a proxied route that is
-//! plain HTTP/1.1 with a small body (or none) is forwarded without building an `http::Request`, a
-//! router call or a pooled client's request: its head is read with `httparse` into offsets of the
-//! connection's buffer ([`crate::wire`]), checked (access policy, rate limit) with the same code as the
-//! router path's handler, written to an upstream keep-alive connection of this worker
-//! ([`crate::upstream::connections`]) through the same breaker, balancing, retry and ejection loop
+//! plain HTTP/1.1 with a small body (or none) is forwarded without building an `http::Request` or a
+//! router call: its head is read with `httparse` into offsets of the connection's buffer
+//! ([`crate::wire`]), checked (access policy, rate limit) with the same code as the router path's
+//! handler, written to an upstream keep-alive connection of this worker from the instance's one pool,
+//! which the router path uses too ([`crate::upstream::connections`]), through the same breaker,
+//! balancing, retry and ejection loop
 //! ([`crate::upstream::UpstreamClient::dispatch`]), and the response head is rewritten by the one header
 //! policy ([`crate::headers`]: hop-by-hop and replaced headers out, security, request-id and rate-limit
 //! headers in) while its body is passed on as it comes.
@@ -52,8 +53,8 @@ use crate::policy;
 use crate::ratelimit::{self, Admission};
 use crate::routes::Route;
 use crate::upstream::connections::{self as client, UpstreamResponse};
-use crate::upstream::{InFlight, SendError, may_repeat_with};
-use crate::wire::{self, Framing, RawHeader, RequestHead, RequestParse};
+use crate::upstream::{Endpoint, InFlight, SendError, may_repeat_with};
+use crate::wire::{self, Framing, RawHeader, RequestHead, RequestParse, push_header, push_length};
 
 /// Read size.
 const READ_BUFFER: usize = 8 * 1024;
@@ -390,23 +391,12 @@ impl Connection {
         let method = &head.method;
         let target_bytes = &self.buf[head.target.clone()];
         let forward = &self.forward;
-        let result = target
-            .upstream
-            .dispatch(repeatable, |endpoint| {
-                let mut line = Vec::with_capacity(
-                    target_bytes.len() + endpoint.prefix().len() + endpoint.authority().len() + 32,
-                );
-                line.extend_from_slice(method.as_str().as_bytes());
-                line.push(b' ');
-                line.extend_from_slice(endpoint.prefix().as_bytes());
-                line.extend_from_slice(target_bytes);
-                line.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-                line.extend_from_slice(endpoint.authority().as_bytes());
-                line.extend_from_slice(b"\r\n");
-                let timeout = target.upstream.timeout();
-                async move { client::attempt(endpoint, method, &line, forward, timeout).await }
-            })
-            .await;
+        let timeout = target.upstream.timeout();
+        let attempt = |endpoint: Arc<Endpoint>| {
+            let line = client::request_line(method, &endpoint, target_bytes);
+            async move { client::attempt(endpoint, method, [&line, forward], None, timeout).await }
+        };
+        let result = target.upstream.dispatch(repeatable, attempt).await;
         match result {
             Ok((response, in_flight)) => {
                 self.relay(response, in_flight, scope, &admission, close)
@@ -813,21 +803,6 @@ async fn relay_until_close(
         }
     }
     client.write_all(b"0\r\n\r\n").await.map_err(Relay::Client)
-}
-
-fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-fn push_length(out: &mut Vec<u8>, length: u64) {
-    push_header(
-        out,
-        b"content-length",
-        itoa::Buffer::new().format(length).as_bytes(),
-    );
 }
 
 fn stamp_rate_limit(out: &mut Vec<u8>, admission: &Admission) {

@@ -1,17 +1,21 @@
 //! The two paths a proxied request can take, and what they share.
 //!
 //! - The **direct path** ([`direct`]) reads every connection first. A request for a proxied route that is
-//!   plain HTTP/1.1 with a small body is forwarded from the bytes it came in: its own HTTP/1 framing
-//!   ([`crate::wire`]) and upstream connections ([`crate::upstream::connections`]). It exists for speed:
-//!   it spends about two thirds of the router path's CPU per request (docs/benchmarks.md).
-//! - The **router path** ([`routed`]) is hyper and axum: everything else (operations routes, docs,
-//!   chunked or large bodies, HTTP/1.0, `Expect`, CORS requests) is handed to it with the connection.
+//!   plain HTTP/1.1 with a small body is forwarded from the bytes it came in, with its own HTTP/1 framing
+//!   ([`crate::wire`]). It exists for speed: it spends about two thirds of the router path's CPU per
+//!   request (docs/benchmarks.md).
+//! - The **router path** ([`routed`]) is hyper's server and axum: everything else (operations routes,
+//!   docs, chunked or large bodies, HTTP/1.0, `Expect`, CORS requests) is handed to it with the
+//!   connection.
 //!
 //! Both read the same route table ([`crate::routes`]), run the same access policy
 //! ([`crate::policy::check`]) and rate limiter ([`crate::ratelimit::admit`]), send through the same
-//! breaker, balancing, retry and ejection loop ([`crate::upstream::UpstreamClient::dispatch`]), apply the
-//! same header policy ([`crate::headers`]) and compression decision ([`crate::compression`]), and answer
-//! upstream failures with the same problems ([`proxy_error`]). `tests/api/paths.rs` sends the same
+//! breaker, balancing, retry and ejection loop ([`crate::upstream::UpstreamClient::dispatch`]) on the same
+//! upstream connections: each instance has one pool of keep-alive connections
+//! ([`crate::upstream::connections`]), per worker, that both paths (and the readiness probe) take from
+//! and give back to, so a connection opened for one path's request carries the other's next. They apply
+//! the same header policy ([`crate::headers`]) and compression decision ([`crate::compression`]), and
+//! answer upstream failures with the same problems ([`proxy_error`]). `tests/api/paths.rs` sends the same
 //! requests through both and compares the answers.
 
 pub(crate) mod direct;
@@ -91,7 +95,6 @@ pub(crate) fn proxy_error(target: &Target, error: SendError) -> ProxyError {
             timeout_ms: timeout.as_millis() as u64,
         },
         SendError::BodyTooLarge => ProxyError::BodyTooLarge { limit },
-        SendError::Build(source) => ProxyError::BadRequest(source),
         SendError::Other(source) => ProxyError::Failed { upstream, source },
         SendError::Open { retry_after } => ProxyError::Open {
             upstream,

@@ -13,8 +13,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use axum::http::Uri;
-use axum::http::uri::PathAndQuery;
 use serde_json::{Value, json};
 use url::Url;
 
@@ -56,7 +54,6 @@ pub(crate) struct PoolShape {
 /// One instance of a service.
 pub(crate) struct Endpoint {
     url: Url,
-    scheme: String,
     authority: String,
     prefix: String,
     outstanding: AtomicUsize,
@@ -66,7 +63,8 @@ pub(crate) struct Endpoint {
     ejected_until: AtomicU64,
     /// Ejections so far, decayed while healthy; only touched when ejecting.
     ejections: Mutex<u32>,
-    /// Keep-alive connections of the direct path ([`super::connections`]).
+    /// Its one pool of keep-alive connections, for both proxy paths and the readiness probe
+    /// ([`super::connections`]).
     idle: IdleConnections,
 }
 
@@ -78,7 +76,6 @@ impl Endpoint {
             None => host.to_owned(),
         };
         Self {
-            scheme: url.scheme().to_owned(),
             prefix: url.path().trim_end_matches('/').to_owned(),
             authority,
             url,
@@ -106,19 +103,6 @@ impl Endpoint {
 
     pub(crate) fn url(&self) -> &Url {
         &self.url
-    }
-
-    /// The URI for a request path: the base URL's path prefix, then the request's path and query.
-    pub(crate) fn uri_for(
-        &self,
-        path_and_query: Option<&PathAndQuery>,
-    ) -> Result<Uri, axum::http::Error> {
-        let rest = path_and_query.map_or("/", PathAndQuery::as_str);
-        Uri::builder()
-            .scheme(self.scheme.as_str())
-            .authority(self.authority.as_str())
-            .path_and_query(format!("{}{rest}", self.prefix))
-            .build()
     }
 
     /// Counts a request in flight until the returned guard is dropped.

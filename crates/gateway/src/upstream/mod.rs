@@ -1,7 +1,9 @@
-//! One upstream service as the proxy sees it: a pooled keep-alive HTTP/1.1 client, its instances
-//! ([`endpoints`]), the response deadline, its circuit breaker, retry budget and metrics.
-//! [`UpstreamClient::send`] is the single call every forwarded request goes through, so the breaker,
-//! balancing, ejection and retries apply to every one of them.
+//! One upstream service as the proxy sees it: its instances ([`endpoints`]), each with one pool of
+//! keep-alive HTTP/1.1 connections ([`connections`]) that both proxy paths and the readiness probe send
+//! on, the response deadline, its circuit breaker, retry budget and metrics.
+//! [`UpstreamClient::dispatch`] is the single loop every forwarded request goes through (the router
+//! path's by way of [`UpstreamClient::send`]), so the breaker, balancing, ejection and retries apply to
+//! every one of them.
 //!
 //! The breaker is per service and sees one outcome per request (the last attempt's): a dead instance
 //! whose requests are retried on another one does not count against the service. Ejection is per
@@ -16,26 +18,24 @@ mod endpoints;
 mod metrics;
 mod retry;
 
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::BoxError;
 use axum::body::Body;
 use axum::http::uri::PathAndQuery;
-use axum::http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use axum::http::{HeaderMap, Method, Response, StatusCode};
 use bytes::Bytes;
-use http_body_util::LengthLimitError;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use platform::breaker::{CallOutcome, CircuitBreaker, FailureKinds};
 use serde_json::Value;
 
 use body::TrackedBody;
-pub(crate) use endpoints::{Endpoint, InFlight, PoolShape};
+pub(crate) use endpoints::{Endpoint, EndpointList, InFlight, PoolShape};
 use endpoints::{Endpoints, bit};
 use retry::{RetryBudget, backoff};
+
+use crate::headers::{Kind, classify};
+use crate::wire::{push_header, push_length};
 
 pub use definition::Upstream;
 pub use endpoints::OutlierConfig;
@@ -44,47 +44,12 @@ pub(crate) use metrics::UpstreamMetrics;
 pub use retry::RetryConfig;
 pub(crate) use retry::{may_repeat, may_repeat_with};
 
-pub(crate) type HttpClient = Client<HttpConnector, Body>;
-
 /// Longest wait for a TCP connection: an unreachable upstream should be reported as unavailable (503)
 /// quickly instead of using up the caller's whole deadline and ending as a 504.
 pub(crate) const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Idle pooled connections are closed after this, well before typical server keep-alive timeouts of
 /// the services so the gateway rarely sends on a connection the other side is closing.
 pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The gateway's upstream clients, shared across upstreams (each pool is keyed by host): one per
-/// dedicated HTTP worker, so that a worker's pooled connections are driven by its own runtime and a
-/// request never waits on another thread, plus one for callers on any other thread (tests serving the
-/// router on a shared runtime, say).
-#[derive(Clone)]
-pub(crate) struct HttpClients(Arc<[HttpClient]>);
-
-impl HttpClients {
-    pub(crate) fn new(
-        workers: NonZeroUsize,
-        pool_idle_per_host: usize,
-        request_timeout: Duration,
-    ) -> Self {
-        let client = || {
-            let mut connector = HttpConnector::new();
-            connector.set_nodelay(true);
-            connector.set_connect_timeout(Some(request_timeout.min(MAX_CONNECT_TIMEOUT)));
-            Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(pool_idle_per_host)
-                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-                .build(connector)
-        };
-        Self((0..=workers.get()).map(|_| client()).collect())
-    }
-
-    /// The client of the worker running this code, or the shared one.
-    fn local(&self) -> &HttpClient {
-        let shared = self.0.len() - 1;
-        let index = platform::http::worker_index().map_or(shared, |i| i.min(shared));
-        &self.0[index]
-    }
-}
 
 /// Why an upstream gave no response.
 #[derive(Debug)]
@@ -99,8 +64,6 @@ pub(crate) enum SendError {
     BodyTooLarge,
     /// The service has no instances (possible only once discovery can empty the list).
     NoInstance,
-    /// The request could not be built for an instance (its URL and the path do not make a URI).
-    Build(axum::http::Error),
     /// Anything else: the connection broke, the response was malformed.
     Other(BoxError),
 }
@@ -128,7 +91,6 @@ pub(crate) struct UpstreamClient(Arc<Inner>);
 struct Inner {
     name: String,
     endpoints: Endpoints,
-    clients: HttpClients,
     timeout: Duration,
     metrics: UpstreamMetrics,
     attempts: AttemptSeries,
@@ -140,7 +102,6 @@ struct Inner {
 
 /// The parts of an upstream client besides the upstream itself.
 pub(crate) struct ClientParts {
-    pub(crate) clients: HttpClients,
     pub(crate) timeout: Duration,
     pub(crate) metrics: UpstreamMetrics,
     pub(crate) breaker: CircuitBreaker,
@@ -158,7 +119,6 @@ impl UpstreamClient {
         Self(Arc::new(Inner {
             name: upstream.name,
             endpoints: Endpoints::new(upstream.endpoints, parts.outlier, parts.pool),
-            clients: parts.clients,
             timeout,
             attempts,
             metrics: parts.metrics,
@@ -177,19 +137,9 @@ impl UpstreamClient {
         &self.0.name
     }
 
-    /// The client for a request made on this thread.
-    pub(crate) fn http_client(&self) -> &HttpClient {
-        self.0.clients.local()
-    }
-
-    /// Each instance's URL.
-    pub(crate) fn urls(&self) -> Vec<url::Url> {
-        self.0
-            .endpoints
-            .current()
-            .iter()
-            .map(|e| e.url().clone())
-            .collect()
+    /// The instances as they are now.
+    pub(crate) fn endpoints(&self) -> EndpointList {
+        self.0.endpoints.current()
     }
 
     /// Each instance's state, outstanding requests and ejection, for `/readyz` and the admin view.
@@ -211,41 +161,55 @@ impl UpstreamClient {
     /// response head within the deadline, retrying on another instance when that is safe (see
     /// [`retry`]). While the breaker is open nothing is sent. The response body is left streaming: a long
     /// download is not cut off by the deadline, and only the head decides the outcome.
+    ///
+    /// The request goes out on the instance's pooled connections, as the direct path's do. A streamed
+    /// body is sent as it arrives while the head is awaited, and after the head while the response body
+    /// is read, rather than whole before the head is read: an upstream may answer before it has read the
+    /// whole body, and one that streams its answer while it reads (`tests/api/proxy.rs` sends 16 MiB
+    /// through a mirror) would otherwise stall once both ways' socket buffers are full.
     pub(crate) async fn send(&self, outgoing: Outgoing) -> Result<Response<Body>, SendError> {
         let Outgoing {
             method,
             path_and_query,
             headers,
-            body,
+            mut body,
         } = outgoing;
         let repeatable = matches!(body, OutgoingBody::Buffered(_)) && may_repeat(&method, &headers);
-        let mut body = body;
-        let client = self.0.clients.local();
+        let target = path_and_query.as_ref().map_or("/", PathAndQuery::as_str);
+        let head = header_block(&method, &headers, &body);
+        let timeout = self.0.timeout;
         let attempt = |endpoint: Arc<Endpoint>| {
-            let attempt_body = match &mut body {
-                OutgoingBody::Buffered(bytes) => Body::from(bytes.clone()),
+            let (whole, streamed) = match &mut body {
+                OutgoingBody::Buffered(bytes) => (bytes.clone(), None),
                 // Taken on the first attempt; a streamed body is never repeatable, so never retried.
-                OutgoingBody::Streamed(streamed) => std::mem::take(streamed),
+                OutgoingBody::Streamed(streamed) => (Bytes::new(), Some(std::mem::take(streamed))),
             };
-            let request = endpoint.uri_for(path_and_query.as_ref()).map(|uri| {
-                let mut request = Request::new(attempt_body);
-                *request.method_mut() = method.clone();
-                *request.uri_mut() = uri;
-                *request.version_mut() = Version::HTTP_11;
-                *request.headers_mut() = headers.clone();
-                request
-            });
-            async move {
-                match client.request(request.map_err(SendError::Build)?).await {
-                    Ok(response) => Ok(response),
-                    Err(e) if e.is_connect() => Err(SendError::Connect(e.into())),
-                    Err(e) if caused_by_body_limit(&e) => Err(SendError::BodyTooLarge),
-                    Err(e) => Err(SendError::Other(e.into())),
-                }
-            }
+            exchange(endpoint, &method, target, &head, whole, streamed, timeout)
         };
         let (response, in_flight) = self.dispatch(repeatable, attempt).await?;
         Ok(response.map(|body| Body::new(TrackedBody::new(body, in_flight))))
+    }
+
+    /// A bodiless `GET` of `target` on one instance, outside the breaker, balancing and retries: the
+    /// readiness probe asks each instance itself, and its outcome is not a request's.
+    pub(crate) async fn get(
+        &self,
+        endpoint: Arc<Endpoint>,
+        target: &str,
+    ) -> Result<Response<Body>, SendError> {
+        let body = OutgoingBody::Buffered(Bytes::new());
+        let head = header_block(&Method::GET, &HeaderMap::new(), &body);
+        let timeout = self.0.timeout;
+        exchange(
+            endpoint,
+            &Method::GET,
+            target,
+            &head,
+            Bytes::new(),
+            None,
+            timeout,
+        )
+        .await
     }
 
     /// The breaker, balancing, deadline, ejection and retry loop around `attempt`, which sends the
@@ -365,7 +329,7 @@ fn status_class<R: AttemptResponse>(result: &Result<R, SendError>) -> &'static s
         Err(SendError::Connect(_)) => "connect_error",
         Err(SendError::Timeout(_)) => "timeout",
         Err(SendError::BodyTooLarge) => "body_too_large",
-        Err(SendError::Other(_) | SendError::Build(_)) => "error",
+        Err(SendError::Other(_)) => "error",
         Err(SendError::NoInstance) => "no_instance",
         Err(SendError::Open { .. }) => "rejected",
     }
@@ -379,21 +343,55 @@ fn outcome<R: AttemptResponse>(result: Result<&R, &SendError>) -> CallOutcome {
         Ok(response) => CallOutcome::Status(response.status().as_u16()),
         Err(SendError::Connect(_) | SendError::NoInstance) => CallOutcome::ConnectError,
         Err(SendError::Timeout(_)) => CallOutcome::Timeout,
-        // The caller sent too much, or the request was unbuildable: the upstream is not to blame.
-        Err(SendError::BodyTooLarge | SendError::Open { .. } | SendError::Build(_)) => {
-            CallOutcome::Success
-        }
+        // The caller sent too much: the upstream is not to blame.
+        Err(SendError::BodyTooLarge | SendError::Open { .. }) => CallOutcome::Success,
         Err(SendError::Other(_)) => CallOutcome::OtherError,
     }
 }
 
-fn caused_by_body_limit(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(e) = cause {
-        if e.is::<LengthLimitError>() {
-            return true;
+/// One request to `endpoint` with the router path's head (`target` after the instance's base path,
+/// then `head`): a `whole` body goes out with the head, a `streamed` one as chunks.
+async fn exchange(
+    endpoint: Arc<Endpoint>,
+    method: &Method,
+    target: &str,
+    head: &[u8],
+    whole: Bytes,
+    streamed: Option<Body>,
+    timeout: Duration,
+) -> Result<Response<Body>, SendError> {
+    let line = connections::request_line(method, &endpoint, target.as_bytes());
+    let response =
+        connections::attempt(endpoint, method, [&line, head, &whole], streamed, timeout).await?;
+    body::into_http(response)
+}
+
+/// The headers of a router-path request after its request line and `Host`, through the blank line:
+/// those of `headers` (which the router path has already rid of hop-by-hop ones) but their own framing
+/// and `Host`, which the request line and this body's framing replace. A body given whole is sent with
+/// its length (none for an empty one of a method that expects no content, RFC 9110 §8.6, as hyper's
+/// client does); a streamed one is chunked.
+fn header_block(method: &Method, headers: &HeaderMap, body: &OutgoingBody) -> Vec<u8> {
+    let mut head = Vec::with_capacity(512);
+    for (name, value) in headers {
+        let own = matches!(
+            classify(name.as_str().as_bytes()),
+            Kind::ContentLength | Kind::TransferEncoding | Kind::Host
+        );
+        if !own {
+            push_header(&mut head, name.as_str().as_bytes(), value.as_bytes());
         }
-        cause = e.source();
     }
-    false
+    match body {
+        OutgoingBody::Buffered(bytes)
+            if bytes.is_empty()
+                && matches!(
+                    *method,
+                    Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS | Method::TRACE
+                ) => {}
+        OutgoingBody::Buffered(bytes) => push_length(&mut head, bytes.len() as u64),
+        OutgoingBody::Streamed(_) => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    head.extend_from_slice(b"\r\n");
+    head
 }

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use platform::auth::Role;
 use platform::http::ConnectionLimits;
+use testkit::assert_problem;
 use testkit::raw::{self, Response};
 use tokio::io::AsyncWriteExt;
-use testkit::assert_problem;
 
 use crate::helpers::{LARGE_BYTES, Stack};
 

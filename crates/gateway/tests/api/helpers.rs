@@ -1,4 +1,5 @@
-//! A fake upstream that shows what reached it, and a gateway in front of it.
+//! A fake upstream that shows what reached it, one written by hand that counts its connections, and a
+//! gateway in front of them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -393,6 +394,90 @@ pub async fn closed_port_url() -> String {
 pub async fn echoed(response: reqwest::Response) -> Value {
     assert_eq!(response.status(), 200, "{:?}", response.headers());
     testkit::json(response).await
+}
+
+/// An upstream written by hand: it answers every request on a connection with `answer`, then closes
+/// the connection if `close_after` says so. Counts the connections it accepted and closed. A request's
+/// body (a `content-length` or chunked one) is read and dropped.
+pub struct RawUpstream {
+    pub url: String,
+    pub connections: Arc<AtomicUsize>,
+    pub closed: Arc<AtomicUsize>,
+}
+
+impl RawUpstream {
+    pub async fn spawn(answer: &'static str, close_after: bool) -> Self {
+        let listener = testkit::bind().await;
+        let url = format!(
+            "http://{}",
+            listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+        );
+        let connections = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (counted, counted_closed) = (connections.clone(), closed.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let closed = counted_closed.clone();
+                tokio::spawn(async move {
+                    let _closed = CountOnDrop(closed);
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let end = loop {
+                            if let Some(end) = request_len(&buf) {
+                                break end;
+                            }
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        buf.drain(..end);
+                        if stream.write_all(answer.as_bytes()).await.is_err() || close_after {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            url,
+            connections,
+            closed,
+        }
+    }
+}
+
+struct CountOnDrop(Arc<AtomicUsize>);
+
+impl Drop for CountOnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// How many bytes of `buf` the request at its start takes, head and body, once they all arrived.
+fn request_len(buf: &[u8]) -> Option<usize> {
+    let mut storage = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut storage);
+    let httparse::Status::Complete(head) = request.parse(buf).ok()? else {
+        return None;
+    };
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
+    };
+    if header("transfer-encoding").as_deref() == Some("chunked") {
+        let mut scanner = platform::http::ChunkedScanner::default();
+        let body = scanner.feed(&buf[head..]).ok()?;
+        return scanner.is_done().then_some(head + body);
+    }
+    let length: usize = header("content-length").map_or(Some(0), |v| v.parse().ok())?;
+    (buf.len() >= head + length).then_some(head + length)
 }
 
 /// How long a raw client waits for bytes before the test fails.

@@ -1,15 +1,16 @@
 //! The direct path at the byte level: what a client sees on one connection (pipelining, `HEAD`,
-//! `Connection: close`, a connection that moves to the router and back), and upstreams that frame
-//! their responses in each way HTTP/1.1 allows or close their keep-alive connections.
+//! `Connection: close`, a connection that moves to the router and back), upstreams that frame their
+//! responses in each way HTTP/1.1 allows or close their keep-alive connections, and the one pool of
+//! upstream connections both paths send on.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::num::NonZeroUsize;
+use std::sync::atomic::Ordering;
 
+use gateway::Config;
 use platform::auth::Role;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{GatewayServer, Stack, WITHIN, Wire, config, spawn_gateway};
+use crate::helpers::{GatewayServer, RawUpstream, Stack, WITHIN, Wire, config, spawn_gateway};
 
 fn get(path: &str, bearer: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nhost: gw\r\nauthorization: {bearer}\r\n\r\n")
@@ -104,67 +105,16 @@ async fn refusals_on_the_direct_path_are_problems_with_the_edge_headers() {
     assert_eq!(stack.upstream.hits(), 0);
 }
 
-/// An upstream written by hand: it answers every request on a connection with `answer`, then closes
-/// the connection if `close_after` says so. Counts the connections it accepted and closed.
-struct RawUpstream {
-    url: String,
-    connections: Arc<AtomicUsize>,
-    closed: Arc<AtomicUsize>,
-}
-
-impl RawUpstream {
-    async fn spawn(answer: &'static str, close_after: bool) -> Self {
-        let listener = testkit::bind().await;
-        let url = format!(
-            "http://{}",
-            listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
-        );
-        let connections = Arc::new(AtomicUsize::new(0));
-        let closed = Arc::new(AtomicUsize::new(0));
-        let (counted, counted_closed) = (connections.clone(), closed.clone());
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                counted.fetch_add(1, Ordering::SeqCst);
-                let closed = counted_closed.clone();
-                tokio::spawn(async move {
-                    let _closed = CountOnDrop(closed);
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        // Requests here have no body: a head ends the request.
-                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match stream.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                        }
-                        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0);
-                        buf.drain(..end + 4);
-                        if stream.write_all(answer.as_bytes()).await.is_err() || close_after {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        Self {
-            url,
-            connections,
-            closed,
-        }
-    }
-}
-
-struct CountOnDrop(Arc<AtomicUsize>);
-
-impl Drop for CountOnDrop {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 async fn gateway_for(upstream: &RawUpstream) -> (GatewayServer, String) {
+    gateway_with(upstream, |_| {}).await
+}
+
+async fn gateway_with(
+    upstream: &RawUpstream,
+    adjust: impl FnOnce(&mut Config),
+) -> (GatewayServer, String) {
     let mut config = config(&upstream.url);
+    adjust(&mut config);
     // The raw upstream answers one canned response on connections these tests count: it cannot be the
     // users service the gateway polls for revocations, so the gateway gets a set nobody feeds.
     config.revocation = config
@@ -192,6 +142,41 @@ async fn a_chunked_response_passes_through_and_its_upstream_connection_is_reused
         assert_eq!(answer.body, b"hello, world");
     }
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_router_path_and_the_direct_path_send_on_the_same_upstream_connections() {
+    let upstream =
+        RawUpstream::spawn("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false).await;
+    // One worker serves both client connections, so both take from the same idle list.
+    let (gateway, bearer) =
+        gateway_with(&upstream, |config| config.http_workers = NonZeroUsize::MIN).await;
+    // A chunked upload to the same upstream (users) as the GET: the direct path hands its connection
+    // to the router path.
+    let upload = format!(
+        "PUT /api/v1/users/1 HTTP/1.1\r\nhost: gw\r\nauthorization: {bearer}\r\n\
+         transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    );
+    let mut routed = Wire::connect(gateway.address()).await;
+    let mut direct = Wire::connect(gateway.address()).await;
+    for round in 0..2 {
+        routed.send(&upload).await;
+        let answer = routed.answer("PUT").await;
+        assert_eq!(
+            (answer.status, &answer.body[..]),
+            (200, &b"ok"[..]),
+            "round {round}"
+        );
+        direct.send(&get("/api/v1/users/1", &bearer)).await;
+        let answer = direct.answer("GET").await;
+        assert_eq!(
+            (answer.status, &answer.body[..]),
+            (200, &b"ok"[..]),
+            "round {round}"
+        );
+    }
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(upstream.closed.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
