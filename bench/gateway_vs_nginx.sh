@@ -29,7 +29,7 @@
 #   DURATION (10s) CONNECTIONS (64, saturation) RATE_CONNECTIONS (16, fixed rates) ROUNDS (3)
 #   CARGO_TARGET_DIR (/tmp/gw-bench-target) OHA (oha on PATH or /root/.local/bin/oha) WRK (wrk)
 #   NGINX_BIN (nginx) PIN (1 with 2 cores or more, else 0) PROXY_CPUS (0) LOAD_CPUS (1-last);
-#   ports 9101-9105 must be free.
+#   ports 9101-9105 and the gateways' admin ports 9203-9204 must be free.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -98,11 +98,12 @@ sed -e "s/__UPSTREAM_PORT__/$UPSTREAM_PORT/" -e "s/__NGINX_PORT__/$NGINX_PORT/" 
 "${ON_PROXY_CPUS[@]}" "$NGINX_BIN" -c "$WORK/nginx.conf" -p "$WORK" & PIDS+=($!)
 NGINX_PID=$!
 
-gateway() { # port upstream-url log-dir: the gateway alone, full chain, info logs to a file
+gateway() { # port upstream-url log-dir: the gateway alone, full chain, info logs to a file; its admin
+  # listener (metrics, the detailed /readyz) on port + 100
   # The JSON log goes to stdout, redirected to a file.
   mkdir -p "$3"
   "${ON_PROXY_CPUS[@]}" env -i PATH="$PATH" HOME="$HOME" LOGICORE_GATEWAY__HTTP_WORKERS="$PROXY_WORKERS" \
-    GATEWAY_PORT="$1" USER_SERVICE_URL="$2" JWT_SECRET="$SECRET" \
+    GATEWAY_PORT="$1" LOGICORE_GATEWAY__ADMIN_PORT="$(($1 + 100))" USER_SERVICE_URL="$2" JWT_SECRET="$SECRET" \
     LOG_LEVEL=info \
     GATEWAY_RATE_LIMIT_WINDOW_MS=1000 GATEWAY_RATE_LIMIT_MAX_REQUESTS=1000000000 \
     GATEWAY_CIRCUIT_BREAKER_RESET_TIMEOUT=3600000 \
@@ -203,7 +204,7 @@ echo "== open breaker"
 for _ in $(seq 30); do
   "${ON_LOAD_CPUS[@]}" curl -s -o /dev/null -H "$AUTH" "http://127.0.0.1:$OPEN_GATEWAY_PORT$PATH_UNDER_TEST"
 done
-state=$(curl -s "http://127.0.0.1:$OPEN_GATEWAY_PORT/readyz" | field 'd["checks"]["users"]["circuit_breaker"]["state"]')
+state=$(curl -s "http://127.0.0.1:$((OPEN_GATEWAY_PORT + 100))/readyz" | field 'd["checks"]["users"]["circuit_breaker"]["state"]')
 [ "$state" = open ] || { echo "the breaker is $state, not open" >&2; exit 1; }
 sleep 0.2 # the gateway writes its log every 50 ms: let the warm-up's lines out before counting
 OPEN_LOG=$WORK/open-gateway/stdout.log
