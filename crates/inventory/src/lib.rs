@@ -23,7 +23,7 @@ pub mod state;
 use std::path::Path;
 
 use consumers::order_saga;
-use skeleton::{Basics, Handles, Service, StartError, Worker};
+use skeleton::{Basics, Handles, Launch, Service, StartError, Worker};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +53,20 @@ pub struct Inventory {
 impl Inventory {
     pub fn new(config: Config) -> Self {
         Self { config }
+    }
+}
+
+impl Launch for Inventory {
+    fn from_settings(settings: &platform::config::Settings) -> Self {
+        Self::new(Config::from_settings(settings))
+    }
+
+    fn basics_mut(&mut self) -> &mut Basics {
+        &mut self.config.basics
+    }
+
+    fn openapi() -> utoipa::openapi::OpenApi {
+        openapi()
     }
 }
 

@@ -27,8 +27,6 @@ pub enum Command {
     Users(UsersCommand),
     /// Run the inventory service alone, or import stock.
     Inventory(InventoryCommand),
-    /// Run the orders service alone: orders, shipments, tracking and the order saga.
-    Orders,
     /// Apply every service's database migrations, then exit.
     Migrate,
     /// Operate the event backbone.
@@ -37,6 +35,10 @@ pub enum Command {
     /// Inspect the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run any other service of the binary's list alone, by its name (`logicore orders`): a service
+    /// without commands of its own needs no variant here.
+    #[command(external_subcommand)]
+    Service(Vec<String>),
 }
 
 #[derive(Debug, Args)]

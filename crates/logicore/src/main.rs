@@ -4,10 +4,12 @@ mod cli;
 mod events;
 mod import;
 mod run;
+mod services;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, FromArgMatches};
 use mimalloc::MiMalloc;
 
 /// mimalloc instead of glibc's malloc: a request allocates and frees dozens of small blocks (headers,
@@ -17,7 +19,7 @@ use mimalloc::MiMalloc;
 static ALLOCATOR: MiMalloc = MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = parse();
     platform::install_crypto_provider();
     match run::execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -30,4 +32,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line, with the services of [`services::SERVICES`] listed in the help, and a service name
+/// that is not among them refused as clap refuses any unknown command.
+fn parse() -> cli::Cli {
+    let mut command = cli::Cli::command().after_help(format!(
+        "Services, each run alone with `logicore <service>`: {}.",
+        services::names()
+    ));
+    let matches = command.get_matches_mut();
+    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    if let cli::Command::Service(words) = &cli.command {
+        let known = words.first().and_then(|name| services::named(name));
+        if known.is_none() || words.len() > 1 {
+            command
+                .error(
+                    ErrorKind::InvalidSubcommand,
+                    format!(
+                        "unrecognized command '{}'; the services are {}",
+                        words.join(" "),
+                        services::names()
+                    ),
+                )
+                .exit();
+        }
+    }
+    cli
 }

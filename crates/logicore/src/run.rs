@@ -10,10 +10,13 @@ use tokio_util::sync::CancellationToken;
 
 use platform::telemetry::Console;
 
+use skeleton::{Entry, Launchable};
+
 use crate::cli::{
     Cli, Command, ConfigCommand, EventsCommand, InventoryAction, InventoryCommand, UsersAction,
     UsersCommand,
 };
+use crate::services::{self, SERVICES};
 
 pub enum Failure {
     /// Invalid configuration: every problem is printed, exit code 2.
@@ -91,7 +94,9 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
         Command::All | Command::Gateway | Command::Users(UsersCommand { action: None }) => {
             Console::Stdout
         }
-        Command::Inventory(InventoryCommand { action: None }) | Command::Orders => Console::Stdout,
+        Command::Inventory(InventoryCommand { action: None }) | Command::Service(_) => {
+            Console::Stdout
+        }
         _ => Console::Stderr,
     };
     let _log_guard = platform::telemetry::init(
@@ -117,18 +122,11 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
                 admin: bind(&config.host, config.admin_port).await?,
             };
             let shutdown = platform::http::shutdown_signal();
-            gateway::run(config, service_specs(), listeners, shutdown).await?;
+            gateway::run(config, services::specs(), listeners, shutdown).await?;
             Ok(())
         }
         Command::Users(users_command) => match users_command.action {
-            None => {
-                let mut config = users::Config::from_settings(&settings);
-                let basics = &mut config.basics;
-                basics.port = settings.service.port.unwrap_or(basics.port);
-                let listener = bind(&basics.host, basics.port).await?;
-                users::run(config, listener, platform::http::shutdown_signal()).await?;
-                Ok(())
-            }
+            None => serve_alone("users", &settings).await,
             Some(UsersAction::CreateAdmin {
                 email,
                 password_stdin,
@@ -141,34 +139,20 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
             }
         },
         Command::Inventory(inventory_command) => match inventory_command.action {
-            None => {
-                let mut config = inventory::Config::from_settings(&settings);
-                let basics = &mut config.basics;
-                basics.port = settings.service.port.unwrap_or(basics.port);
-                let listener = bind(&basics.host, basics.port).await?;
-                inventory::run(config, listener, platform::http::shutdown_signal()).await?;
-                Ok(())
-            }
+            None => serve_alone("inventory", &settings).await,
             Some(InventoryAction::Import { file }) => {
                 crate::import::import(&inventory::Config::from_settings(&settings), &file).await
             }
         },
-        Command::Orders => {
-            let mut config = orders::Config::from_settings(&settings);
-            let basics = &mut config.basics;
-            basics.port = settings.service.port.unwrap_or(basics.port);
-            let listener = bind(&basics.host, basics.port).await?;
-            orders::run(config, listener, platform::http::shutdown_signal()).await?;
-            Ok(())
-        }
+        Command::Service(words) => serve_alone(&words[0], &settings).await,
         Command::Migrate => {
-            // Building a service is what migrates it; nothing is served.
-            let users = users::build(&users::Config::from_settings(&settings)).await?;
-            users.handles().close().await;
-            let inventory = inventory::build(&inventory::Config::from_settings(&settings)).await?;
-            inventory.handles().close().await;
-            let orders = orders::build(&orders::Config::from_settings(&settings)).await?;
-            orders.handles().close().await;
+            for entry in SERVICES {
+                entry
+                    .configure(&settings)
+                    .migrate()
+                    .await
+                    .with_context(|| format!("{} service", entry.name))?;
+            }
             tracing::info!("migrations applied");
             Ok(())
         }
@@ -179,63 +163,73 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
     }
 }
 
-/// The OpenAPI documents of every service, merged by the gateway.
-fn service_specs() -> Vec<utoipa::openapi::OpenApi> {
-    vec![users::openapi(), inventory::openapi(), orders::openapi()]
+/// One service of the list alone, on its port or `PORT`, until a signal.
+async fn serve_alone(name: &str, settings: &Settings) -> anyhow::Result<()> {
+    let entry = services::named(name).with_context(|| format!("no service named {name:?}"))?;
+    let mut service = entry.configure(settings);
+    let basics = service.basics();
+    basics.port = settings.service.port.unwrap_or(basics.port);
+    let listener = bind(&basics.host, basics.port).await?;
+    service
+        .run(listener, platform::http::shutdown_signal())
+        .await?;
+    Ok(())
 }
 
 /// Every service and the gateway in one process: one shutdown signal stops them all, and if one fails the
 /// others are stopped too. Every port is bound before anything starts, so a taken port fails fast.
 async fn run_all(settings: &Settings) -> anyhow::Result<()> {
     let shutdown = platform::http::shutdown_signal();
-    let users_config = users::Config::from_settings(settings);
-    let mut inventory_config = inventory::Config::from_settings(settings);
-    let mut orders_config = orders::Config::from_settings(settings);
+    let mut configured: Vec<(&Entry, Box<dyn Launchable>)> = SERVICES
+        .iter()
+        .map(|entry| (entry, entry.configure(settings)))
+        .collect();
     let mut gateway_config = gateway::Config::from_settings(settings)?;
-    // One revocation set for the whole process: the users service records into it, so its revocations
-    // bite in the other services and the gateway the moment they commit, Redis or not.
-    let revocations = &users_config.basics.revocation.set;
-    let inventory_revocation = &mut inventory_config.basics.revocation;
-    *inventory_revocation = inventory_revocation.fed_by_users_service(revocations);
-    let orders_revocation = &mut orders_config.basics.revocation;
-    *orders_revocation = orders_revocation.fed_by_users_service(revocations);
-    gateway_config.revocation = gateway_config.revocation.fed_by_users_service(revocations);
-    let users_listener = bind(&users_config.basics.host, users_config.basics.port).await?;
-    let inventory_listener =
-        bind(&inventory_config.basics.host, inventory_config.basics.port).await?;
-    let orders_listener = bind(&orders_config.basics.host, orders_config.basics.port).await?;
+    // One revocation set for the whole process: the service that records revocations (users) records into
+    // it, so its revocations bite in the other services and the gateway the moment they commit, Redis or not.
+    let recorded = configured
+        .iter_mut()
+        .find(|(entry, _)| entry.records_revocations)
+        .map(|(_, service)| service.basics().revocation.set.clone());
+    if let Some(set) = recorded {
+        for (_, service) in configured
+            .iter_mut()
+            .filter(|(entry, _)| !entry.records_revocations)
+        {
+            let revocation = &mut service.basics().revocation;
+            *revocation = revocation.fed_by_users_service(&set);
+        }
+        gateway_config.revocation = gateway_config.revocation.fed_by_users_service(&set);
+    }
+    let mut bound = Vec::with_capacity(configured.len());
+    for (entry, mut service) in configured {
+        let basics = service.basics();
+        let listener = bind(&basics.host, basics.port).await?;
+        bound.push((entry.name, service, listener));
+    }
     let gateway_listeners = gateway::Listeners {
         public: bind(&gateway_config.host, gateway_config.port).await?,
         admin: bind(&gateway_config.host, gateway_config.admin_port).await?,
     };
 
-    let mut services = tokio::task::JoinSet::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (name, service, listener) in bound {
+        let token = shutdown.clone();
+        tasks.spawn(supervised(name, shutdown.clone(), async move {
+            service
+                .run(listener, token)
+                .await
+                .map_err(anyhow::Error::from)
+        }));
+    }
     let token = shutdown.clone();
-    services.spawn(supervised("users", shutdown.clone(), async move {
-        users::run(users_config, users_listener, token)
-            .await
-            .map_err(anyhow::Error::from)
-    }));
-    let token = shutdown.clone();
-    services.spawn(supervised("inventory", shutdown.clone(), async move {
-        inventory::run(inventory_config, inventory_listener, token)
-            .await
-            .map_err(anyhow::Error::from)
-    }));
-    let token = shutdown.clone();
-    services.spawn(supervised("orders", shutdown.clone(), async move {
-        orders::run(orders_config, orders_listener, token)
-            .await
-            .map_err(anyhow::Error::from)
-    }));
-    let token = shutdown.clone();
-    services.spawn(supervised("gateway", shutdown.clone(), async move {
-        gateway::run(gateway_config, service_specs(), gateway_listeners, token)
+    tasks.spawn(supervised("gateway", shutdown.clone(), async move {
+        gateway::run(gateway_config, services::specs(), gateway_listeners, token)
             .await
             .map_err(anyhow::Error::from)
     }));
     let mut first_error = None;
-    while let Some(outcome) = services.join_next().await {
+    while let Some(outcome) = tasks.join_next().await {
         if let Err(error) = outcome.context("a service task panicked").and_then(|r| r) {
             first_error.get_or_insert(error);
         }

@@ -68,6 +68,73 @@ fn all_refuses_port_since_it_runs_several_services() {
 }
 
 #[test]
+fn the_help_lists_every_service_and_an_unknown_one_is_refused_like_any_unknown_command() {
+    let help = run(logicore(&[]).arg("--help"));
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("each run alone with `logicore <service>`: users, inventory, orders."),
+        "{text}"
+    );
+    for words in [&["billing"][..], &["orders", "extra"], &["Orders"]] {
+        let output = run(logicore(&[]).args(words));
+        assert_eq!(output.status.code(), Some(2), "{words:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("the services are users, inventory, orders"),
+            "{words:?}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_service_runs_alone_by_its_name_on_port_and_stops_on_sigterm() {
+    let db = testkit::TestDb::new();
+    let port = free_port().to_string();
+    let env = [("DATABASE_URL", db.url.as_str()), ("PORT", port.as_str())];
+    let mut server = Running(
+        logicore(&env)
+            .stdout(Stdio::null())
+            .arg("orders")
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let client = testkit::client();
+    let health = format!("http://127.0.0.1:{port}/health");
+    testkit::eventually(
+        "the orders service to answer",
+        Duration::from_secs(60),
+        || {
+            let request = client.get(&health).send();
+            async move { request.await.ok().filter(|r| r.status().is_success()) }
+        },
+    )
+    .await;
+    // Only the orders service has this route: without a token it is 401 there, and 404 anywhere else.
+    let orders = client
+        .get(format!("http://127.0.0.1:{port}/api/v1/orders"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    testkit::assert_problem(orders, 401, "UNAUTHORIZED").await;
+    let signalled = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(signalled.success());
+    let status = testkit::eventually(
+        "logicore orders to exit after SIGTERM",
+        Duration::from_secs(30),
+        || {
+            let exited = server.0.try_wait().ok().flatten();
+            async move { exited }
+        },
+    )
+    .await;
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}
+
+#[test]
 fn migrations_run_again_print_no_notices() {
     let db = testkit::TestDb::new();
     let env = [("DATABASE_URL", db.url.as_str()), ("LOG_LEVEL", "info")];

@@ -20,7 +20,7 @@ mod shipping;
 mod state;
 
 use consumers::order_saga;
-use skeleton::{Basics, Handles, Service, StartError, Worker};
+use skeleton::{Basics, Handles, Launch, Service, StartError, Worker};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +44,20 @@ pub struct Orders {
 impl Orders {
     pub fn new(config: Config) -> Self {
         Self { config }
+    }
+}
+
+impl Launch for Orders {
+    fn from_settings(settings: &platform::config::Settings) -> Self {
+        Self::new(Config::from_settings(settings))
+    }
+
+    fn basics_mut(&mut self) -> &mut Basics {
+        &mut self.config.basics
+    }
+
+    fn openapi() -> utoipa::openapi::OpenApi {
+        openapi()
     }
 }
 

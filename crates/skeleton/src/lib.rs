@@ -13,6 +13,7 @@
 
 mod basics;
 mod error;
+mod launch;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use basics::Basics;
 pub use error::StartError;
+pub use launch::{Entry, Launch, Launchable};
 
 /// What a service is made of. The skeleton does everything else.
 pub trait Service: Send + Sync + 'static {

@@ -22,7 +22,7 @@ mod sessions;
 mod state;
 mod tokens;
 
-use skeleton::{Basics, Handles, Service, StartError, Worker};
+use skeleton::{Basics, Handles, Launch, Service, StartError, Worker};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +51,23 @@ pub struct Users {
 impl Users {
     pub fn new(config: Config) -> Self {
         Self { config }
+    }
+}
+
+impl Launch for Users {
+    /// It records revoked tokens; in one process the others share its set.
+    const RECORDS_REVOCATIONS: bool = true;
+
+    fn from_settings(settings: &platform::config::Settings) -> Self {
+        Self::new(Config::from_settings(settings))
+    }
+
+    fn basics_mut(&mut self) -> &mut Basics {
+        &mut self.config.basics
+    }
+
+    fn openapi() -> utoipa::openapi::OpenApi {
+        openapi()
     }
 }
 
