@@ -117,21 +117,7 @@ async fn a_service_runs_alone_by_its_name_on_port_and_stops_on_sigterm() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     testkit::assert_problem(orders, 401, "UNAUTHORIZED").await;
-    let signalled = Command::new("kill")
-        .args(["-TERM", &server.0.id().to_string()])
-        .status()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(signalled.success());
-    let status = testkit::eventually(
-        "logicore orders to exit after SIGTERM",
-        Duration::from_secs(30),
-        || {
-            let exited = server.0.try_wait().ok().flatten();
-            async move { exited }
-        },
-    )
-    .await;
-    assert!(status.success(), "exit status after SIGTERM: {status}");
+    server.stop_with_sigterm().await;
 }
 
 #[test]
@@ -201,6 +187,27 @@ fn free_port() -> u16 {
 }
 
 struct Running(Child);
+
+impl Running {
+    /// Sends SIGTERM and asserts the process exits successfully within 30 s, as a graceful shutdown does.
+    async fn stop_with_sigterm(&mut self) {
+        let signalled = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(signalled.success());
+        let status = testkit::eventually(
+            "logicore to exit after SIGTERM",
+            Duration::from_secs(30),
+            || {
+                let exited = self.0.try_wait().ok().flatten();
+                async move { exited }
+            },
+        )
+        .await;
+        assert!(status.success(), "exit status after SIGTERM: {status}");
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -409,22 +416,7 @@ async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_
         promtool_accepts(&text);
     }
 
-    let pid = server.0.id().to_string();
-    let signalled = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(signalled.success());
-    let status = testkit::eventually(
-        "logicore to exit after SIGTERM",
-        Duration::from_secs(30),
-        || {
-            let exited = server.0.try_wait().ok().flatten();
-            async move { exited }
-        },
-    )
-    .await;
-    assert!(status.success(), "exit status after SIGTERM: {status}");
+    server.stop_with_sigterm().await;
     let logged = std::fs::read_dir(&log_dir)
         .unwrap_or_else(|e| panic!("LOG_DIR was not created: {e}"))
         .filter_map(Result::ok)
