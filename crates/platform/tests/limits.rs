@@ -12,22 +12,10 @@ use axum::routing::{get, post};
 use futures::StreamExt;
 use platform::http::ConnectionLimits;
 use testkit::assert_problem;
+use testkit::limits::{self, roomy};
 use testkit::raw::{self, Response};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
-
-/// Limits no test reaches unless it lowers one.
-fn roomy() -> ConnectionLimits {
-    ConnectionLimits {
-        header_read_timeout: Duration::from_secs(10),
-        keep_alive_timeout: Duration::from_secs(10),
-        body_read_timeout: Duration::from_secs(10),
-        write_timeout: Duration::from_secs(10),
-        max_connections: 1000,
-        max_head_bytes: 4096,
-        max_uri_bytes: 1024,
-    }
-}
 
 /// When the body of `/large` was dropped: the server gave up on the response.
 type Dropped = Arc<Mutex<Option<Instant>>>;
@@ -147,22 +135,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() 
         ..roomy()
     })
     .await;
-    let mut stream = raw::send(server.address, GET_OK).await;
-    let first = raw::read_response(&mut stream, Duration::from_secs(5)).await;
-    assert_eq!(first.status, 200);
-    // Still open and serving within the timeout.
-    stream.write_all(GET_OK).await.expect("second request");
-    let second = raw::read_response(&mut stream, Duration::from_secs(5)).await;
-    assert_eq!(second.status, 200);
-    let answered = Instant::now();
-
-    let (rest, closed) = raw::read_until_closed(&mut stream, Duration::from_secs(5)).await;
-    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
-    let idle = closed - answered;
-    assert!(
-        idle >= keep_alive - Duration::from_millis(50),
-        "closed after {idle:?}"
-    );
+    limits::idle_connection_closes_after_keep_alive(server.address, GET_OK, keep_alive).await;
 }
 
 #[tokio::test]
@@ -172,30 +145,7 @@ async fn connections_beyond_the_cap_are_closed_at_once_while_established_ones_ar
         ..roomy()
     })
     .await;
-    let mut held = Vec::new();
-    for _ in 0..3 {
-        let mut stream = raw::send(server.address, GET_OK).await;
-        assert_eq!(
-            raw::read_response(&mut stream, Duration::from_secs(5))
-                .await
-                .status,
-            200
-        );
-        held.push(stream);
-    }
-
-    for _ in 0..5 {
-        let mut excess = tokio::net::TcpStream::connect(server.address)
-            .await
-            .expect("the kernel still completes the handshake");
-        let (bytes, _) = raw::read_until_closed(&mut excess, Duration::from_secs(2)).await;
-        assert!(bytes.is_empty());
-    }
-    for stream in &mut held {
-        stream.write_all(GET_OK).await.expect("request");
-        let response = raw::read_response(stream, Duration::from_secs(5)).await;
-        assert_eq!(response.status, 200);
-    }
+    let mut held = limits::connections_over_the_cap_are_closed(server.address, GET_OK, 3).await;
 
     // A slot given back serves a new connection.
     drop(held.pop());

@@ -4,6 +4,7 @@
 
 mod cut;
 
+pub mod limits;
 pub mod raw;
 
 use std::collections::HashMap;

@@ -6,23 +6,10 @@ use std::time::{Duration, Instant};
 use platform::auth::Role;
 use platform::http::ConnectionLimits;
 use testkit::assert_problem;
+use testkit::limits::{self, roomy};
 use testkit::raw::{self, Response};
-use tokio::io::AsyncWriteExt;
 
 use crate::helpers::{LARGE_BYTES, Stack};
-
-/// Limits no test reaches unless it lowers one.
-fn roomy() -> ConnectionLimits {
-    ConnectionLimits {
-        header_read_timeout: Duration::from_secs(10),
-        keep_alive_timeout: Duration::from_secs(10),
-        body_read_timeout: Duration::from_secs(10),
-        write_timeout: Duration::from_secs(10),
-        max_connections: 1000,
-        max_head_bytes: 4096,
-        max_uri_bytes: 1024,
-    }
-}
 
 async fn stack(limits: ConnectionLimits) -> Stack {
     Stack::spawn_with(|c| c.connection_limits = limits).await
@@ -109,29 +96,8 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() 
     })
     .await;
     let request = proxied(&stack, "/api/v1/users/me");
-    let mut stream = raw::send(stack.gateway.address(), &request).await;
-    assert_eq!(
-        raw::read_response(&mut stream, Duration::from_secs(5))
-            .await
-            .status,
-        200
-    );
-    stream.write_all(&request).await.expect("second request");
-    assert_eq!(
-        raw::read_response(&mut stream, Duration::from_secs(5))
-            .await
-            .status,
-        200
-    );
-    let answered = Instant::now();
-
-    let (rest, closed) = raw::read_until_closed(&mut stream, Duration::from_secs(5)).await;
-    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
-    let idle = closed - answered;
-    assert!(
-        idle >= keep_alive - Duration::from_millis(50),
-        "closed after {idle:?}"
-    );
+    limits::idle_connection_closes_after_keep_alive(stack.gateway.address(), &request, keep_alive)
+        .await;
 }
 
 #[tokio::test]
@@ -141,35 +107,8 @@ async fn connections_beyond_the_cap_are_closed_at_once_while_established_ones_ar
         ..roomy()
     })
     .await;
-    let address = stack.gateway.address();
     let request = proxied(&stack, "/api/v1/users/me");
-    let mut held = Vec::new();
-    for _ in 0..3 {
-        let mut stream = raw::send(address, &request).await;
-        assert_eq!(
-            raw::read_response(&mut stream, Duration::from_secs(5))
-                .await
-                .status,
-            200
-        );
-        held.push(stream);
-    }
-    for _ in 0..5 {
-        let mut excess = tokio::net::TcpStream::connect(address)
-            .await
-            .expect("the kernel still completes the handshake");
-        let (bytes, _) = raw::read_until_closed(&mut excess, Duration::from_secs(2)).await;
-        assert!(bytes.is_empty());
-    }
-    for stream in &mut held {
-        stream.write_all(&request).await.expect("request");
-        assert_eq!(
-            raw::read_response(stream, Duration::from_secs(5))
-                .await
-                .status,
-            200
-        );
-    }
+    limits::connections_over_the_cap_are_closed(stack.gateway.address(), &request, 3).await;
 }
 
 #[tokio::test]
