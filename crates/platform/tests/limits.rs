@@ -98,33 +98,12 @@ async fn half_sent_requests_are_cut_off_after_the_header_timeout_while_others_ar
     })
     .await;
 
-    let mut slow = Vec::with_capacity(SLOW_CLIENTS);
-    for _ in 0..SLOW_CLIENTS {
-        let opened = Instant::now();
-        let stream = raw::send(server.address, b"GET /ok HTTP/1.1\r\nhost: test\r\nx-slo").await;
-        slow.push((opened, stream));
-    }
+    let heads = vec![b"GET /ok HTTP/1.1\r\nhost: test\r\nx-slo".to_vec(); SLOW_CLIENTS];
+    let slow = limits::open_slow_clients(server.address, &heads).await;
     for _ in 0..20 {
         served(server.address).await;
     }
-    // Served while the slow clients were held, not after they were dropped.
-    let (first_opened, _) = &slow[0];
-    assert!(
-        first_opened.elapsed() < header_timeout,
-        "normal requests took {:?} beside {SLOW_CLIENTS} slow clients",
-        first_opened.elapsed()
-    );
-
-    for (opened, stream) in &mut slow {
-        let (bytes, closed) = raw::read_until_closed(stream, Duration::from_secs(10)).await;
-        let waited = closed - *opened;
-        assert!(
-            waited >= header_timeout - Duration::from_millis(50),
-            "cut off after {waited:?}"
-        );
-        let response = Response::parse(&bytes).expect("a response before the close");
-        response.assert_problem(408, "REQUEST_TIMEOUT");
-    }
+    limits::slow_clients_are_cut_off_with_408(slow, header_timeout).await;
 }
 
 #[tokio::test]

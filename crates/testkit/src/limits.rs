@@ -75,3 +75,47 @@ pub async fn connections_over_the_cap_are_closed(
     }
     held
 }
+
+/// A client that sent part of a head and went quiet, and when it connected.
+pub struct SlowClient {
+    opened: Instant,
+    stream: tokio::net::TcpStream,
+}
+
+/// Opens a connection per partial head and sends it, leaving each head unfinished.
+pub async fn open_slow_clients(address: SocketAddr, partial_heads: &[Vec<u8>]) -> Vec<SlowClient> {
+    let mut slow = Vec::with_capacity(partial_heads.len());
+    for head in partial_heads {
+        let opened = Instant::now();
+        let stream = raw::send(address, head).await;
+        slow.push(SlowClient { opened, stream });
+    }
+    slow
+}
+
+/// Every slow client was held, not dropped, while the caller's normal requests were served (the first
+/// one is still within `header_timeout`), and then is answered 408 problem+json and closed, no sooner
+/// than `header_timeout` after it connected.
+pub async fn slow_clients_are_cut_off_with_408(
+    mut slow: Vec<SlowClient>,
+    header_timeout: Duration,
+) {
+    let first = slow.first().map(|client| client.opened.elapsed());
+    assert!(
+        first.is_some_and(|elapsed| elapsed < header_timeout),
+        "normal requests took {first:?} beside {} slow clients",
+        slow.len()
+    );
+    for client in &mut slow {
+        let (bytes, closed) =
+            raw::read_until_closed(&mut client.stream, Duration::from_secs(10)).await;
+        let waited = closed - client.opened;
+        assert!(
+            waited >= header_timeout - Duration::from_millis(50),
+            "cut off after {waited:?}"
+        );
+        raw::Response::parse(&bytes)
+            .expect("a response before the close")
+            .assert_problem(408, "REQUEST_TIMEOUT");
+    }
+}

@@ -7,7 +7,7 @@ use platform::auth::Role;
 use platform::http::ConnectionLimits;
 use testkit::assert_problem;
 use testkit::limits::{self, roomy};
-use testkit::raw::{self, Response};
+use testkit::raw;
 
 use crate::helpers::{LARGE_BYTES, Stack};
 
@@ -35,22 +35,18 @@ async fn half_sent_requests_are_cut_off_after_the_header_timeout_while_others_ar
     .await;
     let address = stack.gateway.address();
 
-    let mut slow = Vec::with_capacity(SLOW_CLIENTS);
-    for i in 0..SLOW_CLIENTS {
-        // Half of them on a proxied route (the direct path reads them), half on one the router serves.
-        let path = if i % 2 == 0 {
-            "/api/v1/users/me"
-        } else {
-            "/health"
-        };
-        let opened = Instant::now();
-        let stream = raw::send(
-            address,
-            format!("GET {path} HTTP/1.1\r\nhost: gw\r\nx-sl").as_bytes(),
-        )
-        .await;
-        slow.push((opened, stream));
-    }
+    // Half of them on a proxied route (the direct path reads them), half on one the router serves.
+    let heads: Vec<Vec<u8>> = (0..SLOW_CLIENTS)
+        .map(|i| {
+            let path = if i % 2 == 0 {
+                "/api/v1/users/me"
+            } else {
+                "/health"
+            };
+            format!("GET {path} HTTP/1.1\r\nhost: gw\r\nx-sl").into_bytes()
+        })
+        .collect();
+    let slow = limits::open_slow_clients(address, &heads).await;
     let client = testkit::client();
     for _ in 0..10 {
         let response = client
@@ -67,24 +63,7 @@ async fn half_sent_requests_are_cut_off_after_the_header_timeout_while_others_ar
             .expect("request");
         assert_eq!(health.status(), 200);
     }
-    let (first_opened, _) = &slow[0];
-    assert!(
-        first_opened.elapsed() < header_timeout,
-        "normal requests took {:?} beside {SLOW_CLIENTS} slow clients",
-        first_opened.elapsed()
-    );
-
-    for (opened, stream) in &mut slow {
-        let (bytes, closed) = raw::read_until_closed(stream, Duration::from_secs(10)).await;
-        let waited = closed - *opened;
-        assert!(
-            waited >= header_timeout - Duration::from_millis(50),
-            "cut off after {waited:?}"
-        );
-        Response::parse(&bytes)
-            .expect("a response before the close")
-            .assert_problem(408, "REQUEST_TIMEOUT");
-    }
+    limits::slow_clients_are_cut_off_with_408(slow, header_timeout).await;
 }
 
 #[tokio::test]
