@@ -126,7 +126,7 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Users(users_command) => match users_command.action {
-            None => serve_alone("users", &settings).await,
+            None => serve_alone(users::NAME, &settings).await,
             Some(UsersAction::CreateAdmin {
                 email,
                 password_stdin,
@@ -139,7 +139,7 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
             }
         },
         Command::Inventory(inventory_command) => match inventory_command.action {
-            None => serve_alone("inventory", &settings).await,
+            None => serve_alone(inventory::NAME, &settings).await,
             Some(InventoryAction::Import { file }) => {
                 crate::import::import(&inventory::Config::from_settings(&settings), &file).await
             }
