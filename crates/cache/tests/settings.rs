@@ -18,7 +18,7 @@ fn load_with(env: &[(&str, &str)]) -> Result<platform::config::Settings, String>
         config_dir: PathBuf::from("/nonexistent"),
         env: vars,
     };
-    load(&sources)
+    load(&sources, &[])
         .map(|l| l.settings)
         .map_err(|e| e.to_string())
 }

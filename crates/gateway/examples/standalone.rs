@@ -1,5 +1,6 @@
 //! The gateway alone, configured like `logicore gateway` (defaults < `--config`/`LOGICORE_CONFIG` <
-//! environment) but without the service crates, so it builds quickly for profiling:
+//! environment) but without the service crates, so it builds quickly for profiling. Without their sections
+//! no upstream follows a service's port: set each with `*_SERVICE_URL` (as the bench script does).
 //!
 //! `CARGO_PROFILE_RELEASE_DEBUG=true cargo build --release -p gateway --example standalone`, then e.g.
 //! `valgrind --tool=callgrind target/release/examples/standalone` with the same environment variables as
@@ -10,7 +11,7 @@ use platform::telemetry::Console;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     platform::install_crypto_provider();
-    let loaded = platform::config::load(&ConfigSources::from_process(None))?;
+    let loaded = platform::config::load(&ConfigSources::from_process(None), &[])?;
     let settings = loaded.settings;
     let level = if settings.gateway.log_level.is_empty() {
         settings.log.level.clone()

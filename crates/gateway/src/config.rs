@@ -60,12 +60,17 @@ impl Config {
     /// gateway is the one service it runs.
     pub fn from_settings(settings: &Settings) -> Result<Self, GatewayError> {
         let gateway = &settings.gateway;
-        let upstreams = gateway
+        let mut upstreams = gateway
             .upstreams
-            .by_name()
-            .into_iter()
+            .iter()
             .map(|(name, urls)| Upstream::new(name, urls))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        // In the order the route table first names them, as the admin view and readiness report list them.
+        upstreams.sort_by_key(|upstream| {
+            crate::routes::ROUTE_TABLE
+                .iter()
+                .position(|route| route.upstream == upstream.name)
+        });
         Ok(Self {
             host: settings.service.host.clone(),
             port: gateway.port,

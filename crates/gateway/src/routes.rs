@@ -1,5 +1,5 @@
 //! The route table: which path prefix goes to which upstream. It is data, so routing a new service is
-//! one row here (and its URL under `gateway.upstreams`); both proxy paths read it.
+//! one row here (its URL under `gateway.upstreams` follows the service's port); both proxy paths read it.
 
 /// A path prefix (a whole-segment prefix: `/api/v1/users` covers `/api/v1/users/42`, not
 /// `/api/v1/usersx`) and the upstream named in `gateway.upstreams` that serves it.

@@ -67,7 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let test_db = TestDb::new();
     let settings = testkit::settings(&[("DATABASE_URL", &test_db.url), ("LOG_LEVEL", "warn")]);
-    let config = inventory::Config::from_settings(&settings);
+    let config = inventory::Config::from_settings(&settings)?;
     let app = inventory::build(&config).await?;
     let bench = Bench {
         server: TestServer::spawn(app.router).await,

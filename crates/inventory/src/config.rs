@@ -1,9 +1,69 @@
-//! The inventory service's slice of the LogiCore settings, typed and passed in by the binary.
+//! The inventory service's section of the settings (`[inventory]`) and what the service makes of it.
 
 use std::time::Duration;
 
-use platform::config::Settings;
+use platform::config::{ConfigError, Section, Settings};
+use serde::Deserialize;
 use skeleton::Basics;
+
+/// `[inventory]`, registered with the loader by the binary's service list.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InventorySettings {
+    pub port: u16,
+    pub max_body_bytes: usize,
+    /// Largest CSV body `POST /api/v1/inventory/import` accepts (413 above).
+    pub import_max_bytes: u64,
+    /// Rows applied per import transaction.
+    pub import_batch_rows: usize,
+    /// Hold time of a reservation that names no `ttl_seconds`.
+    pub reservation_ttl_secs: u64,
+    /// Longest `ttl_seconds` a caller may ask for.
+    pub reservation_max_ttl_secs: u64,
+    /// How often the sweeper looks for expired holds.
+    pub sweeper_interval_ms: u64,
+    /// Expired reservations released per sweeper transaction.
+    pub sweeper_batch: u32,
+}
+
+impl Section for InventorySettings {
+    const NAME: &'static str = crate::NAME;
+    const DEFAULTS: &'static str = include_str!("defaults.toml");
+
+    fn validate(&self, check: &mut dyn FnMut(bool, &str, &str)) {
+        check(
+            self.max_body_bytes >= 1024,
+            "max_body_bytes",
+            "must be at least 1024",
+        );
+        check(
+            self.import_max_bytes >= 1024,
+            "import_max_bytes",
+            "must be at least 1024",
+        );
+        check(
+            (1..=50_000).contains(&self.import_batch_rows),
+            "import_batch_rows",
+            "must be between 1 and 50000",
+        );
+        check(
+            self.reservation_ttl_secs >= 1
+                && self.reservation_ttl_secs <= self.reservation_max_ttl_secs,
+            "reservation_ttl_secs",
+            "must be at least 1 and at most inventory.reservation_max_ttl_secs",
+        );
+        check(
+            self.sweeper_interval_ms >= 10,
+            "sweeper_interval_ms",
+            "must be at least 10",
+        );
+        check(
+            (1..=10_000).contains(&self.sweeper_batch),
+            "sweeper_batch",
+            "must be between 1 and 10000",
+        );
+    }
+}
 
 /// Everything the inventory service needs to run.
 #[derive(Debug, Clone)]
@@ -25,9 +85,9 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_settings(settings: &Settings) -> Self {
-        let inventory = &settings.inventory;
-        Self {
+    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        let inventory: InventorySettings = settings.section()?;
+        Ok(Self {
             basics: Basics::from_settings(settings, inventory.port, inventory.max_body_bytes),
             import_max_bytes: inventory.import_max_bytes,
             import_batch_rows: inventory.import_batch_rows,
@@ -35,6 +95,6 @@ impl Config {
             reservation_max_ttl: Duration::from_secs(inventory.reservation_max_ttl_secs),
             sweeper_interval: Duration::from_millis(inventory.sweeper_interval_ms),
             sweeper_batch: inventory.sweeper_batch,
-        }
+        })
     }
 }

@@ -28,7 +28,7 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{Config, InventorySettings};
 /// The consumer group of inventory's part in the order saga.
 pub use consumers::order_saga::GROUP as SAGA_GROUP;
 pub use error::{InventoryError, ShortLine};
@@ -57,8 +57,12 @@ impl Inventory {
 }
 
 impl Launch for Inventory {
-    fn from_settings(settings: &platform::config::Settings) -> Self {
-        Self::new(Config::from_settings(settings))
+    type Section = InventorySettings;
+
+    fn from_settings(
+        settings: &platform::config::Settings,
+    ) -> Result<Self, platform::config::ConfigError> {
+        Config::from_settings(settings).map(Self::new)
     }
 
     fn basics_mut(&mut self) -> &mut Basics {

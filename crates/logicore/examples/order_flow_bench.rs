@@ -54,7 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         env.push(("RABBITMQ_URL", rabbitmq.as_str()));
         env.push(("LOGICORE_MESSAGING__QUEUE_EXPIRES_MS", "60000"));
     }
-    let settings = testkit::settings(&env);
+    let settings = testkit::settings_with(&env, &logicore::services::sections());
     let _logs = platform::telemetry::init(
         "warn",
         "json",
@@ -63,10 +63,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         platform::telemetry::Console::Stderr,
     )?;
     let shutdown = CancellationToken::new();
-    let inventory = inventory::build(&inventory::Config::from_settings(&settings)).await?;
+    let inventory = inventory::build(&inventory::Config::from_settings(&settings)?).await?;
     let mut background = inventory.spawn_background(shutdown.clone()).await;
     let inventory_server = TestServer::spawn(inventory.router.clone()).await;
-    let orders_app = orders::build(&orders::Config::from_settings(&settings)).await?;
+    let orders_app = orders::build(&orders::Config::from_settings(&settings)?).await?;
     background.extend(orders_app.spawn_background(shutdown.clone()).await);
     let orders_server = TestServer::spawn(orders_app.router.clone()).await;
 

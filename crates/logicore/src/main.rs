@@ -4,12 +4,12 @@ mod cli;
 mod events;
 mod import;
 mod run;
-mod services;
 
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, FromArgMatches};
+use logicore::services;
 use mimalloc::MiMalloc;
 
 /// mimalloc instead of glibc's malloc: a request allocates and frees dozens of small blocks (headers,

@@ -16,7 +16,7 @@ use crate::cli::{
     Cli, Command, ConfigCommand, EventsCommand, InventoryAction, InventoryCommand, UsersAction,
     UsersCommand,
 };
-use crate::services::{self, SERVICES};
+use logicore::services::{self, SERVICES};
 
 pub enum Failure {
     /// Invalid configuration: every problem is printed, exit code 2.
@@ -31,8 +31,11 @@ impl From<anyhow::Error> for Failure {
 }
 
 pub fn execute(cli: Cli) -> Result<(), Failure> {
-    let loaded = platform::config::load(&ConfigSources::from_process(cli.config))
-        .map_err(Failure::Config)?;
+    let loaded = platform::config::load(
+        &ConfigSources::from_process(cli.config),
+        &services::sections(),
+    )
+    .map_err(Failure::Config)?;
     if matches!(cli.command, Command::All) {
         refuse_single_service_port(&loaded).map_err(Failure::Config)?;
     }
@@ -63,9 +66,14 @@ fn refuse_single_service_port(loaded: &LoadedConfig) -> Result<(), ConfigError> 
     Err(ConfigError {
         issues: vec![ConfigIssue {
             key: "service.port".into(),
-            rule: "`all` runs every service, each on its own port: set LOGICORE_USERS__PORT, \
-                   LOGICORE_INVENTORY__PORT, LOGICORE_ORDERS__PORT or GATEWAY_PORT instead of PORT"
-                .into(),
+            rule: format!(
+                "`all` runs every service, each on its own port: set {} or GATEWAY_PORT instead of PORT",
+                SERVICES
+                    .iter()
+                    .map(|entry| format!("LOGICORE_{}__PORT", entry.name.to_ascii_uppercase()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             value: port.to_string(),
             source: loaded
                 .source_of("service.port")
@@ -132,7 +140,7 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
                 password_stdin,
             }) => {
                 let password = password_stdin.then(read_password).transpose()?;
-                let config = users::Config::from_settings(&settings);
+                let config = users::Config::from_settings(&settings)?;
                 let outcome = users::create_admin(&config, &email, password.as_deref()).await?;
                 println!("{}", admin_summary(&outcome));
                 Ok(())
@@ -141,14 +149,14 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
         Command::Inventory(inventory_command) => match inventory_command.action {
             None => serve_alone(inventory::NAME, &settings).await,
             Some(InventoryAction::Import { file }) => {
-                crate::import::import(&inventory::Config::from_settings(&settings), &file).await
+                crate::import::import(&inventory::Config::from_settings(&settings)?, &file).await
             }
         },
         Command::Service(words) => serve_alone(&words[0], &settings).await,
         Command::Migrate => {
             for entry in SERVICES {
                 entry
-                    .configure(&settings)
+                    .configure(&settings)?
                     .migrate()
                     .await
                     .with_context(|| format!("{} service", entry.name))?;
@@ -166,7 +174,7 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
 /// One service of the list alone, on its port or `PORT`, until a signal.
 async fn serve_alone(name: &str, settings: &Settings) -> anyhow::Result<()> {
     let entry = services::named(name).with_context(|| format!("no service named {name:?}"))?;
-    let mut service = entry.configure(settings);
+    let mut service = entry.configure(settings)?;
     let basics = service.basics();
     basics.port = settings.service.port.unwrap_or(basics.port);
     let listener = bind(&basics.host, basics.port).await?;
@@ -180,10 +188,10 @@ async fn serve_alone(name: &str, settings: &Settings) -> anyhow::Result<()> {
 /// others are stopped too. Every port is bound before anything starts, so a taken port fails fast.
 async fn run_all(settings: &Settings) -> anyhow::Result<()> {
     let shutdown = platform::http::shutdown_signal();
-    let mut configured: Vec<(&Entry, Box<dyn Launchable>)> = SERVICES
-        .iter()
-        .map(|entry| (entry, entry.configure(settings)))
-        .collect();
+    let mut configured: Vec<(&Entry, Box<dyn Launchable>)> = Vec::with_capacity(SERVICES.len());
+    for entry in SERVICES {
+        configured.push((entry, entry.configure(settings)?));
+    }
     let mut gateway_config = gateway::Config::from_settings(settings)?;
     // One revocation set for the whole process: the service that records revocations (users) records into
     // it, so its revocations bite in the other services and the gateway the moment they commit, Redis or not.

@@ -61,10 +61,13 @@ fn logicore(database_url: &str, args: &[&str]) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_then_replayed_and_applied() {
     let test_db = testkit::TestDb::new();
-    let settings = testkit::settings(&[
-        ("DATABASE_URL", &test_db.url),
-        ("LOGICORE_MESSAGING__RELAY_POLL_MS", "50"),
-    ]);
+    let settings = testkit::settings_with(
+        &[
+            ("DATABASE_URL", &test_db.url),
+            ("LOGICORE_MESSAGING__RELAY_POLL_MS", "50"),
+        ],
+        &logicore::services::sections(),
+    );
     let mut registry = platform::metrics::registry("cli-test");
     let db = Db::connect(&settings.database, "cli_test", &mut registry)
         .await

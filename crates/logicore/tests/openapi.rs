@@ -64,7 +64,7 @@ const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "opt
 /// The document as `logicore all` serves it at the gateway's `/openapi.json`.
 async fn served_document() -> Value {
     testkit::init();
-    let settings = testkit::settings(&[]);
+    let settings = testkit::settings_with(&[], &logicore::services::sections());
     let config = gateway::Config::from_settings(&settings).unwrap_or_else(|e| panic!("{e}"));
     let specs = vec![users::openapi(), inventory::openapi(), orders::openapi()];
     let router = gateway::build(&config, specs)

@@ -38,16 +38,24 @@ async fn the_api_answers_within_five_seconds_of_the_databases_return() {
     )
     .await;
     let through_cut = format!("postgres://postgres@{}/{}", cut.address(), db.name);
-    let service_settings = testkit::settings(&[("DATABASE_URL", through_cut.as_str())]);
-    let users_app = users::build(&users::Config::from_settings(&service_settings))
-        .await
-        .unwrap_or_else(|e| panic!("users: {e}"));
+    let service_settings = testkit::settings_with(
+        &[("DATABASE_URL", through_cut.as_str())],
+        &logicore::services::sections(),
+    );
+    let users_app = users::build(
+        &users::Config::from_settings(&service_settings).unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("users: {e}"));
     let users = TestServer::spawn(users_app.router).await;
-    let settings = testkit::settings(&[
-        ("DATABASE_URL", through_cut.as_str()),
-        ("USER_SERVICE_URL", users.url("").as_str()),
-        ("GATEWAY_RATE_LIMIT_MAX_REQUESTS", "1000000"),
-    ]);
+    let settings = testkit::settings_with(
+        &[
+            ("DATABASE_URL", through_cut.as_str()),
+            ("USER_SERVICE_URL", users.url("").as_str()),
+            ("GATEWAY_RATE_LIMIT_MAX_REQUESTS", "1000000"),
+        ],
+        &logicore::services::sections(),
+    );
     let config = gateway::Config::from_settings(&settings).unwrap_or_else(|e| panic!("{e}"));
     let router = gateway::build(&config, Vec::new())
         .await

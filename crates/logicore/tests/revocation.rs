@@ -73,15 +73,17 @@ impl Platform {
                 .chain(extra)
                 .map(|(k, v)| (*k, v.as_str()))
                 .collect();
-            testkit::settings(&all)
+            testkit::settings_with(&all, &logicore::services::sections())
         };
         let base = settings(&[]);
-        let users_config = users::Config::from_settings(&base);
+        let users_config = users::Config::from_settings(&base).unwrap_or_else(|e| panic!("{e}"));
         users::create_admin(&users_config, ADMIN_EMAIL, Some(PASSWORD))
             .await
             .unwrap_or_else(|e| panic!("admin: {e}"));
-        let mut inventory_config = inventory::Config::from_settings(&base);
-        let mut orders_config = orders::Config::from_settings(&base);
+        let mut inventory_config =
+            inventory::Config::from_settings(&base).unwrap_or_else(|e| panic!("{e}"));
+        let mut orders_config =
+            orders::Config::from_settings(&base).unwrap_or_else(|e| panic!("{e}"));
         if matches!(wiring, Wiring::OneProcess) {
             let set = &users_config.basics.revocation.set;
             inventory_config.basics.revocation =

@@ -71,19 +71,22 @@ impl Platform {
             env.push(("LOGICORE_MESSAGING__QUEUE_EXPIRES_MS", "60000"));
         }
         env.extend_from_slice(extra);
-        let base = testkit::settings(&env);
+        let base = testkit::settings_with(&env, &logicore::services::sections());
         let shutdown = CancellationToken::new();
         let mut background = Vec::new();
 
-        let users_app = users::build(&users::Config::from_settings(&base))
-            .await
-            .unwrap_or_else(|e| panic!("users: {e}"));
+        let users_app =
+            users::build(&users::Config::from_settings(&base).unwrap_or_else(|e| panic!("{e}")))
+                .await
+                .unwrap_or_else(|e| panic!("users: {e}"));
         background.extend(users_app.spawn_background(shutdown.clone()).await);
         let users = TestServer::spawn(users_app.router.clone()).await;
 
-        let inventory_app = inventory::build(&inventory::Config::from_settings(&base))
-            .await
-            .unwrap_or_else(|e| panic!("inventory: {e}"));
+        let inventory_app = inventory::build(
+            &inventory::Config::from_settings(&base).unwrap_or_else(|e| panic!("{e}")),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("inventory: {e}"));
         let inventory = TestServer::spawn(inventory_app.router.clone()).await;
         let inventory_app = if inventory_running {
             background.extend(inventory_app.spawn_background(shutdown.clone()).await);
@@ -100,9 +103,10 @@ impl Platform {
             Some(inventory_app)
         };
 
-        let orders_app = orders::build(&orders::Config::from_settings(&base))
-            .await
-            .unwrap_or_else(|e| panic!("orders: {e}"));
+        let orders_app =
+            orders::build(&orders::Config::from_settings(&base).unwrap_or_else(|e| panic!("{e}")))
+                .await
+                .unwrap_or_else(|e| panic!("orders: {e}"));
         background.extend(orders_app.spawn_background(shutdown.clone()).await);
         let orders = TestServer::spawn(orders_app.router.clone()).await;
 
@@ -116,7 +120,7 @@ impl Platform {
             ("ORDER_SERVICE_URL", orders_url.as_str()),
             ("GATEWAY_RATE_LIMIT_MAX_REQUESTS", "1000000"),
         ]);
-        let settings = testkit::settings(&gateway_env);
+        let settings = testkit::settings_with(&gateway_env, &logicore::services::sections());
         let config = gateway::Config::from_settings(&settings).unwrap_or_else(|e| panic!("{e}"));
         let router = gateway::build(
             &config,
@@ -125,7 +129,7 @@ impl Platform {
         .await
         .unwrap_or_else(|e| panic!("gateway: {e}"));
         users::create_admin(
-            &users::Config::from_settings(&base),
+            &users::Config::from_settings(&base).unwrap_or_else(|e| panic!("{e}")),
             ADMIN_EMAIL,
             Some(ADMIN_PASSWORD),
         )

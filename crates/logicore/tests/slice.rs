@@ -17,30 +17,39 @@ struct Platform {
 impl Platform {
     async fn start() -> Self {
         let db = TestDb::new();
-        let base = testkit::settings(&[("DATABASE_URL", &db.url)]);
-        let users_app = users::build(&users::Config::from_settings(&base))
-            .await
-            .unwrap_or_else(|e| panic!("users: {e}"));
+        let base = testkit::settings_with(
+            &[("DATABASE_URL", &db.url)],
+            &logicore::services::sections(),
+        );
+        let users_app =
+            users::build(&users::Config::from_settings(&base).unwrap_or_else(|e| panic!("{e}")))
+                .await
+                .unwrap_or_else(|e| panic!("users: {e}"));
         let users = TestServer::spawn(users_app.router).await;
-        let inventory_app = inventory::build(&inventory::Config::from_settings(&base))
-            .await
-            .unwrap_or_else(|e| panic!("inventory: {e}"));
+        let inventory_app = inventory::build(
+            &inventory::Config::from_settings(&base).unwrap_or_else(|e| panic!("{e}")),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("inventory: {e}"));
         let inventory = TestServer::spawn(inventory_app.router).await;
 
         let users_url = users.url("");
         let inventory_url = inventory.url("");
-        let settings = testkit::settings(&[
-            ("DATABASE_URL", &db.url),
-            ("USER_SERVICE_URL", &users_url),
-            ("INVENTORY_SERVICE_URL", &inventory_url),
-            ("GATEWAY_RATE_LIMIT_MAX_REQUESTS", "1000000"),
-        ]);
+        let settings = testkit::settings_with(
+            &[
+                ("DATABASE_URL", &db.url),
+                ("USER_SERVICE_URL", &users_url),
+                ("INVENTORY_SERVICE_URL", &inventory_url),
+                ("GATEWAY_RATE_LIMIT_MAX_REQUESTS", "1000000"),
+            ],
+            &logicore::services::sections(),
+        );
         let config = gateway::Config::from_settings(&settings).unwrap_or_else(|e| panic!("{e}"));
         let router = gateway::build(&config, vec![users::openapi(), inventory::openapi()])
             .await
             .unwrap_or_else(|e| panic!("gateway: {e}"));
         users::create_admin(
-            &users::Config::from_settings(&base),
+            &users::Config::from_settings(&base).unwrap_or_else(|e| panic!("{e}")),
             "admin@slice.test",
             Some("Admin-password-1"),
         )

@@ -17,7 +17,7 @@ fn load_with(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         config_dir: PathBuf::from("/nonexistent"),
         env: vars,
     };
-    load(&sources).map(|loaded| loaded.settings)
+    load(&sources, &[]).map(|loaded| loaded.settings)
 }
 
 fn rejected_keys(env: &[(&str, &str)]) -> Vec<String> {

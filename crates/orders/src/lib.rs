@@ -25,7 +25,7 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{Config, OrdersSettings};
 pub use consumers::order_saga::GROUP as SAGA_GROUP;
 pub use error::OrdersError;
 pub use jobs::expire_pending_orders::expire_lapsed;
@@ -48,8 +48,12 @@ impl Orders {
 }
 
 impl Launch for Orders {
-    fn from_settings(settings: &platform::config::Settings) -> Self {
-        Self::new(Config::from_settings(settings))
+    type Section = OrdersSettings;
+
+    fn from_settings(
+        settings: &platform::config::Settings,
+    ) -> Result<Self, platform::config::ConfigError> {
+        Config::from_settings(settings).map(Self::new)
     }
 
     fn basics_mut(&mut self) -> &mut Basics {

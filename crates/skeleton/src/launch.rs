@@ -2,7 +2,7 @@
 //! in the binary's service list.
 
 use futures::future::BoxFuture;
-use platform::config::Settings;
+use platform::config::{ConfigError, Section, SectionSpec, Settings};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -14,8 +14,11 @@ pub trait Launch: Service + Sized {
     /// its set instead of reading the revocations table themselves.
     const RECORDS_REVOCATIONS: bool = false;
 
+    /// The service's own section of the settings (`[<NAME>]`), which the binary registers with the loader.
+    type Section: Section;
+
     /// The service, configured from the settings.
-    fn from_settings(settings: &Settings) -> Self;
+    fn from_settings(settings: &Settings) -> Result<Self, ConfigError>;
 
     /// The settings every service has, for the binary to adjust: the `PORT` override of a single-service
     /// command, the revocation set shared in `logicore all`.
@@ -62,18 +65,21 @@ impl<S: Launch> Launchable for S {
     }
 }
 
-/// One line of the binary's service list: a service's name, how to configure it, and its OpenAPI document.
+/// One line of the binary's service list: a service's name, its section of the settings, how to configure
+/// it, and its OpenAPI document.
 pub struct Entry {
     pub name: &'static str,
+    pub section: SectionSpec,
     pub records_revocations: bool,
     pub openapi: fn() -> utoipa::openapi::OpenApi,
-    configure: fn(&Settings) -> Box<dyn Launchable>,
+    configure: fn(&Settings) -> Result<Box<dyn Launchable>, ConfigError>,
 }
 
 impl Entry {
     pub const fn of<S: Launch>() -> Self {
         Self {
             name: S::NAME,
+            section: SectionSpec::of::<S::Section>(),
             records_revocations: S::RECORDS_REVOCATIONS,
             openapi: S::openapi,
             configure: configure::<S>,
@@ -81,11 +87,11 @@ impl Entry {
     }
 
     /// The service configured from the settings.
-    pub fn configure(&self, settings: &Settings) -> Box<dyn Launchable> {
+    pub fn configure(&self, settings: &Settings) -> Result<Box<dyn Launchable>, ConfigError> {
         (self.configure)(settings)
     }
 }
 
-fn configure<S: Launch>(settings: &Settings) -> Box<dyn Launchable> {
-    Box::new(S::from_settings(settings))
+fn configure<S: Launch>(settings: &Settings) -> Result<Box<dyn Launchable>, ConfigError> {
+    Ok(Box::new(S::from_settings(settings)?))
 }

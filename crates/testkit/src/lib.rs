@@ -81,8 +81,15 @@ impl Drop for TestDb {
 }
 
 /// Settings as the binary would load them, from the given environment variables only (defaults plus
-/// `env`), in the `test` environment.
+/// `env`), in the `test` environment, with no service's section registered: a service configured from them
+/// gets its section's defaults.
 pub fn settings(env: &[(&str, &str)]) -> Settings {
+    settings_with(env, &[])
+}
+
+/// [`settings`] with these services' sections registered, so `env` may set their keys and the gateway's
+/// upstreams follow their ports, as in the binary.
+pub fn settings_with(env: &[(&str, &str)], sections: &[platform::config::SectionSpec]) -> Settings {
     let mut vars: HashMap<String, String> = env
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -94,7 +101,7 @@ pub fn settings(env: &[(&str, &str)]) -> Settings {
         config_dir: std::path::PathBuf::from("/nonexistent"),
         env: vars,
     };
-    match platform::config::load(&sources) {
+    match platform::config::load(&sources, sections) {
         Ok(loaded) => loaded.settings,
         Err(e) => panic!("test settings are invalid: {e}"),
     }

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::consumers::profile_eviction::{self, ProfileEviction};
 use crate::revoke::Revoker;
 
-pub use config::Config;
+pub use config::{Config, UsersSettings};
 pub use consumers::profile_eviction::GROUP as PROFILE_CACHE_GROUP;
 pub use domain::UserStatus;
 pub use error::UsersError;
@@ -58,8 +58,12 @@ impl Launch for Users {
     /// It records revoked tokens; in one process the others share its set.
     const RECORDS_REVOCATIONS: bool = true;
 
-    fn from_settings(settings: &platform::config::Settings) -> Self {
-        Self::new(Config::from_settings(settings))
+    type Section = UsersSettings;
+
+    fn from_settings(
+        settings: &platform::config::Settings,
+    ) -> Result<Self, platform::config::ConfigError> {
+        Config::from_settings(settings).map(Self::new)
     }
 
     fn basics_mut(&mut self) -> &mut Basics {

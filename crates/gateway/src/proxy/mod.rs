@@ -39,8 +39,8 @@ pub(crate) struct Target {
     pub(crate) max_body_bytes: usize,
 }
 
-/// Each row of the table with the state of its proxied route. Fails on a duplicated prefix or an
-/// upstream without a URL.
+/// Each row of the table with the state of its proxied route. Fails on a duplicated prefix, an upstream
+/// without a URL, or a URL no route uses (a misspelt upstream name would otherwise go unnoticed).
 pub(crate) fn targets(
     table: &[Route],
     upstreams: &HashMap<String, UpstreamClient>,
@@ -73,6 +73,17 @@ pub(crate) fn targets(
             max_body_bytes,
         };
         targets.push((*route, target));
+    }
+    let mut unrouted: Vec<&String> = upstreams
+        .keys()
+        .filter(|name| !table.iter().any(|route| route.upstream == name.as_str()))
+        .collect();
+    unrouted.sort();
+    if let Some(name) = unrouted.first() {
+        return Err(GatewayError::config(
+            &format!("gateway.upstreams.{name}"),
+            "no route of the gateway's route table goes to this upstream",
+        ));
     }
     Ok(targets)
 }

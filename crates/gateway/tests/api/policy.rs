@@ -275,3 +275,25 @@ async fn an_invalid_rule_stops_the_gateway_from_building() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_upstream_the_route_table_does_not_name_or_a_routed_one_left_out_is_refused() {
+    let mut misspelt = config("http://127.0.0.1:1");
+    misspelt.upstreams.push(
+        gateway::Upstream::new("userz", "http://127.0.0.1:1").unwrap_or_else(|e| panic!("{e}")),
+    );
+    let mut missing = config("http://127.0.0.1:1");
+    missing
+        .upstreams
+        .retain(|upstream| upstream.name != "orders");
+    for (config, key) in [
+        (misspelt, "gateway.upstreams.userz"),
+        (missing, "gateway.upstreams"),
+    ] {
+        match gateway::build(&config, Vec::new()).await {
+            Err(gateway::GatewayError::Config { key: found, .. }) => assert_eq!(found, key),
+            Err(other) => panic!("{key}: {other}"),
+            Ok(_) => panic!("{key}: the gateway was built"),
+        }
+    }
+}

@@ -142,8 +142,11 @@ async fn with_max_attempts_set_to_one_in_the_settings_nothing_is_retried() {
     failing.probe.unavailable.store(true, Ordering::SeqCst);
     let healthy = FakeUpstream::spawn().await;
     let urls = format!("{},{}", failing.url(), healthy.url());
+    let others = healthy.url();
     let settings = testkit::settings(&[
         ("USER_SERVICE_URL", urls.as_str()),
+        ("INVENTORY_SERVICE_URL", others.as_str()),
+        ("ORDER_SERVICE_URL", others.as_str()),
         ("LOGICORE_GATEWAY__RETRY__MAX_ATTEMPTS", "1"),
         ("LOGICORE_GATEWAY__RETRY__BUDGET_MIN_RETRIES", "1000"),
         ("LOGICORE_GATEWAY__OUTLIER__CONSECUTIVE_FAILURES", "1000000"),

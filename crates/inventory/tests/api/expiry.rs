@@ -53,11 +53,16 @@ async fn an_expired_hold_stops_counting_at_once_even_before_any_sweep() {
 #[tokio::test]
 async fn the_sweeper_of_a_running_service_expires_lapsed_holds() {
     let test_db = testkit::TestDb::new();
-    let settings = testkit::settings(&[
-        ("DATABASE_URL", &test_db.url),
-        ("LOGICORE_INVENTORY__SWEEPER_INTERVAL_MS", "50"),
-    ]);
-    let config = inventory::Config::from_settings(&settings);
+    let settings = testkit::settings_with(
+        &[
+            ("DATABASE_URL", &test_db.url),
+            ("LOGICORE_INVENTORY__SWEEPER_INTERVAL_MS", "50"),
+        ],
+        &[platform::config::SectionSpec::of::<
+            inventory::InventorySettings,
+        >()],
+    );
+    let config = inventory::Config::from_settings(&settings).unwrap_or_else(|e| panic!("{e}"));
     let listener = testkit::bind().await;
     let address = ok(listener.local_addr());
     let shutdown = tokio_util::sync::CancellationToken::new();

@@ -43,8 +43,13 @@ async fn spawn(env: &[(&str, &str)], events: bool) -> TestApp {
     let test_db = TestDb::new();
     let mut vars = vec![("DATABASE_URL", test_db.url.as_str())];
     vars.extend_from_slice(env);
-    let settings: Settings = testkit::settings(&vars);
-    let config = inventory::Config::from_settings(&settings);
+    let settings: Settings = testkit::settings_with(
+        &vars,
+        &[platform::config::SectionSpec::of::<
+            inventory::InventorySettings,
+        >()],
+    );
+    let config = inventory::Config::from_settings(&settings).unwrap_or_else(|e| panic!("{e}"));
     let app = inventory::build(&config)
         .await
         .unwrap_or_else(|e| panic!("build: {e:?}"));

@@ -72,7 +72,8 @@ fn inventory_settings_are_validated_with_the_rest_of_the_configuration() {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect(),
     };
-    let keys: Vec<String> = match platform::config::load(&sources) {
+    let section = platform::config::SectionSpec::of::<inventory::InventorySettings>();
+    let keys: Vec<String> = match platform::config::load(&sources, &[section]) {
         Ok(_) => panic!("invalid inventory settings were accepted"),
         Err(e) => e.issues.into_iter().map(|i| i.key).collect(),
     };
@@ -81,8 +82,11 @@ fn inventory_settings_are_validated_with_the_rest_of_the_configuration() {
         ["inventory.reservation_ttl_secs", "inventory.sweeper_batch"]
     );
 
-    let settings = testkit::settings(&[("LOGICORE_INVENTORY__RESERVATION_TTL_SECS", "60")]);
-    let config = inventory::Config::from_settings(&settings);
+    let settings = testkit::settings_with(
+        &[("LOGICORE_INVENTORY__RESERVATION_TTL_SECS", "60")],
+        &[section],
+    );
+    let config = inventory::Config::from_settings(&settings).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.basics.port, 8000);
     assert_eq!(config.reservation_ttl, std::time::Duration::from_secs(60));
 }

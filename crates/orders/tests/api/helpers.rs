@@ -95,8 +95,14 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
         ("LOGICORE_MESSAGING__RETRY_DELAY_MS", "200"),
     ];
     vars.extend_from_slice(env);
-    let settings = testkit::settings(&vars);
-    let app = ok(orders::build(&orders::Config::from_settings(&settings)).await);
+    let settings = testkit::settings_with(
+        &vars,
+        &[platform::config::SectionSpec::of::<orders::OrdersSettings>()],
+    );
+    let app = ok(orders::build(
+        &orders::Config::from_settings(&settings).unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await);
     let background = CancellationToken::new();
     // Detached: the tasks stop when the token fires, on drop.
     drop(app.spawn_background(background.clone()).await);

@@ -4,27 +4,34 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use super::SectionSpec;
 use super::tree::{self, Source};
 
-/// The services the gateway routes to, by section name.
-const SERVICES: &[&str] = &["users", "inventory", "orders"];
-
 /// Fills in every derived key that no file or variable set.
-pub(super) fn apply(tree: &mut toml::Table, origin: &mut BTreeMap<String, Source>) {
-    upstreams(tree, origin);
+pub(super) fn apply(
+    tree: &mut toml::Table,
+    origin: &mut BTreeMap<String, Source>,
+    services: &[SectionSpec],
+) {
+    upstreams(tree, origin, services);
     redis_enabled(tree, origin);
 }
 
 /// `gateway.upstreams.<service>` defaults to the service's own listen address, so moving
-/// `<service>.port` (as `logicore all` does) moves the gateway's target with it.
-fn upstreams(tree: &mut toml::Table, origin: &mut BTreeMap<String, Source>) {
+/// `<service>.port` (as `logicore all` does) moves the gateway's target with it. A service is a registered
+/// section with a `port`.
+fn upstreams(
+    tree: &mut toml::Table,
+    origin: &mut BTreeMap<String, Source>,
+    services: &[SectionSpec],
+) {
     let Some(host) = tree::get(tree, "service.host").and_then(toml::Value::as_str) else {
         return;
     };
     let Some(host) = reachable_host(host) else {
         return;
     };
-    for service in SERVICES {
+    for service in services.iter().map(|section| section.name) {
         let upstream = format!("gateway.upstreams.{service}");
         let port_key = format!("{service}.port");
         if origin.contains_key(&upstream) {

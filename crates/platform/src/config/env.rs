@@ -14,11 +14,19 @@ pub struct EnvAlias {
     pub key: &'static str,
 }
 
-const fn alias(var: &'static str, key: &'static str) -> EnvAlias {
-    EnvAlias { var, key }
+impl EnvAlias {
+    pub const fn new(var: &'static str, key: &'static str) -> Self {
+        Self { var, key }
+    }
 }
 
-/// The seed's variable names, honoured exactly.
+const fn alias(var: &'static str, key: &'static str) -> EnvAlias {
+    EnvAlias::new(var, key)
+}
+
+/// The seed's variable names of the platform's sections, honoured exactly; a service's section lists its own
+/// (`Section::ENV_ALIASES`). The seed named the first three services' upstreams itself; a later service's is
+/// `LOGICORE_GATEWAY__UPSTREAMS__<NAME>`.
 pub const ENV_ALIASES: &[EnvAlias] = &[
     alias("GATEWAY_PORT", "gateway.port"),
     alias("GATEWAY_JWT_SECRET", "auth.jwt_secret"),
@@ -70,8 +78,6 @@ pub const ENV_ALIASES: &[EnvAlias] = &[
     alias("JAEGER_ENDPOINT", "tracing.otlp_endpoint"),
     alias("LOG_LEVEL", "log.level"),
     alias("LOG_DIR", "log.dir"),
-    alias("ADMIN_EMAIL", "users.admin_email"),
-    alias("ADMIN_PASSWORD", "users.admin_password"),
 ];
 
 /// Keys without a default whose values are numbers.
@@ -86,10 +92,11 @@ pub(super) fn apply(
     tree: &mut toml::Table,
     origin: &mut BTreeMap<String, Source>,
     env: &HashMap<String, String>,
+    aliases: impl Iterator<Item = &'static EnvAlias>,
     issues: &mut Vec<ConfigIssue>,
 ) {
     let mut assignments: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    for alias in ENV_ALIASES {
+    for alias in aliases {
         if let Some(value) = env.get(alias.var) {
             assignments
                 .entry(alias.key.to_owned())

@@ -1,5 +1,7 @@
 //! The gateway's section (`[gateway]`): its settings and their rules.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use super::HttpSettings;
@@ -26,7 +28,9 @@ pub struct GatewaySettings {
     /// `METHOD[,METHOD] /path` patterns reachable without a token.
     pub public_routes: Vec<String>,
     pub cors_allowed_origins: Vec<String>,
-    pub upstreams: UpstreamSettings,
+    /// Each service's base URL by the name the gateway's route table uses, or a comma-separated list of them
+    /// when it runs as several instances.
+    pub upstreams: BTreeMap<String, String>,
     pub circuit_breaker: CircuitBreakerSettings,
     pub rate_limit: RateLimitSettings,
     pub retry: RetrySettings,
@@ -34,27 +38,6 @@ pub struct GatewaySettings {
     /// The gateway's own connection limits; each 0 means "as `[http]`".
     pub http: HttpSettings,
     pub rbac: Vec<RbacRule>,
-}
-
-/// Each service's base URL, or a comma-separated list of them when it runs as several instances.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamSettings {
-    pub users: String,
-    pub inventory: String,
-    pub orders: String,
-}
-
-impl UpstreamSettings {
-    /// Each upstream by the name the gateway's route table uses, which is also its key under
-    /// `gateway.upstreams`.
-    pub fn by_name(&self) -> [(&'static str, &str); 3] {
-        [
-            ("users", &self.users),
-            ("inventory", &self.inventory),
-            ("orders", &self.orders),
-        ]
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -163,7 +146,7 @@ impl GatewaySettings {
             "gateway.max_body_bytes",
             "must be at least 1024",
         );
-        for (name, url) in gw.upstreams.by_name() {
+        for (name, url) in &gw.upstreams {
             let key = format!("gateway.upstreams.{name}");
             // A comma-separated list names several instances of one service (the gateway balances
             // between them); every entry must be a URL on its own.

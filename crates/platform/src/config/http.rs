@@ -135,7 +135,7 @@ mod tests {
 
     #[test]
     fn the_gateway_keeps_the_shared_limits_except_those_it_sets() {
-        let loaded = load(&sources(&[])).unwrap_or_else(|e| panic!("{e}"));
+        let loaded = load(&sources(&[]), &[]).unwrap_or_else(|e| panic!("{e}"));
         let settings = &loaded.settings;
         assert_eq!(
             settings.http.overridden_by(&settings.gateway.http),
@@ -143,10 +143,10 @@ mod tests {
         );
         assert_eq!(settings.http.max_connections, 10_000);
 
-        let loaded = load(&sources(&[(
-            "LOGICORE_GATEWAY__HTTP__MAX_CONNECTIONS",
-            "50",
-        )]))
+        let loaded = load(
+            &sources(&[("LOGICORE_GATEWAY__HTTP__MAX_CONNECTIONS", "50")]),
+            &[],
+        )
         .unwrap_or_else(|e| panic!("{e}"));
         let settings = &loaded.settings;
         let gateway = settings.http.overridden_by(&settings.gateway.http);
@@ -160,11 +160,14 @@ mod tests {
 
     #[test]
     fn broken_limits_are_reported_under_the_key_that_set_them() {
-        let Err(error) = load(&sources(&[
-            ("LOGICORE_HTTP__HEADER_READ_TIMEOUT_MS", "0"),
-            ("LOGICORE_HTTP__MAX_URI_BYTES", "100000"),
-            ("LOGICORE_GATEWAY__HTTP__MAX_HEAD_BYTES", "10"),
-        ])) else {
+        let Err(error) = load(
+            &sources(&[
+                ("LOGICORE_HTTP__HEADER_READ_TIMEOUT_MS", "0"),
+                ("LOGICORE_HTTP__MAX_URI_BYTES", "100000"),
+                ("LOGICORE_GATEWAY__HTTP__MAX_HEAD_BYTES", "10"),
+            ]),
+            &[],
+        ) else {
             panic!("the limits were accepted");
         };
         let mut keys: Vec<&str> = error.issues.iter().map(|i| i.key.as_str()).collect();

@@ -9,13 +9,11 @@ mod derive;
 mod env;
 mod gateway;
 mod http;
-mod inventory;
 mod mask;
-mod orders;
 mod rules;
+mod section;
 mod settings;
 mod tree;
-mod users;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -24,12 +22,10 @@ use std::path::{Path, PathBuf};
 pub use env::{ENV_ALIASES, EnvAlias};
 pub use gateway::*;
 pub use http::HttpSettings;
-pub use inventory::InventorySettings;
 pub use mask::{mask_value, masked_url};
-pub use orders::OrdersSettings;
+pub use section::{Section, SectionSpec};
 pub use settings::*;
 pub use tree::Source;
-pub use users::UsersSettings;
 
 const DEFAULTS: &str = include_str!("defaults.toml");
 
@@ -125,16 +121,15 @@ impl LoadedConfig {
     }
 }
 
-/// Loads, merges, types and validates the configuration. Every problem is reported in one go: a key
-/// that cannot be typed is reported and its default used in its place, so the rest can still be checked.
-pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigError> {
-    let defaults: toml::Table = toml::from_str(DEFAULTS).map_err(|e| ConfigError {
-        issues: vec![ConfigIssue {
-            key: "<defaults>".into(),
-            rule: format!("built-in defaults must parse: {e}"),
-            value: String::new(),
-            source: Source::Default.to_string(),
-        }],
+/// Loads, merges, types and validates the configuration: the platform's sections and the services'
+/// `sections`. Every problem is reported in one go: a key that cannot be typed is reported and its default
+/// used in its place, so the rest can still be checked.
+pub fn load(
+    sources: &ConfigSources,
+    sections: &[SectionSpec],
+) -> Result<LoadedConfig, ConfigError> {
+    let defaults = defaults(sections).map_err(|issue| ConfigError {
+        issues: vec![issue],
     })?;
     let mut issues = Vec::new();
     let mut tree = defaults.clone();
@@ -169,19 +164,39 @@ pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigError> {
         tree.insert("environment".into(), toml::Value::String(environment));
         origin.insert("environment".into(), Source::Env("LOGICORE_ENV".into()));
     }
-    env::apply(&mut tree, &mut origin, &sources.env, &mut issues);
-    derive::apply(&mut tree, &mut origin);
+    let aliases = ENV_ALIASES
+        .iter()
+        .chain(sections.iter().flat_map(|section| section.env_aliases));
+    env::apply(&mut tree, &mut origin, &sources.env, aliases, &mut issues);
+    derive::apply(&mut tree, &mut origin, sections);
 
+    unknown_sections(&mut tree, &defaults, &origin, &mut issues);
     for (key, rule) in rules::numbers(&tree) {
         issues.push(issue_at(&tree, &origin, key.clone(), rule));
         restore_default(&mut tree, &defaults, &key);
     }
-    let Some(settings) = typed_settings(&mut tree, &defaults, &origin, &mut issues) else {
+    let mut broken = Vec::new();
+    for section in sections {
+        match typed_section(section, &mut tree, &defaults, &origin, &mut issues) {
+            Some(rules) => broken.extend(rules),
+            None => return Err(ConfigError { issues }),
+        }
+    }
+    let Some(mut settings) = typed_settings(&mut tree, &defaults, &origin, sections, &mut issues)
+    else {
         return Err(ConfigError { issues });
     };
+    settings.sections = sections
+        .iter()
+        .filter_map(|section| match tree.get(section.name) {
+            Some(toml::Value::Table(table)) => Some((section.name.to_owned(), table.clone())),
+            _ => None,
+        })
+        .collect();
     let later = settings
         .validate()
         .into_iter()
+        .chain(broken)
         .chain(rules::listener_clashes(&tree));
     for (key, rule) in later {
         // A key already reported was replaced by its default; what that default breaks is no news.
@@ -200,6 +215,86 @@ pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigError> {
     }
 }
 
+/// The built-in defaults: the platform's and each registered section's, with the gateway's upstream for
+/// every section that has a port (so `LOGICORE_GATEWAY__UPSTREAMS__<NAME>` is a known key).
+fn defaults(sections: &[SectionSpec]) -> Result<toml::Table, ConfigIssue> {
+    let mut defaults = section::defaults_of("platform", DEFAULTS)?;
+    for section in sections {
+        if defaults.contains_key(section.name) {
+            return Err(ConfigIssue {
+                key: section.name.to_owned(),
+                rule: "a service's section must not reuse the name of another section".into(),
+                value: String::new(),
+                source: Source::Default.to_string(),
+            });
+        }
+        let table = section::defaults_of(section.name, section.defaults)?;
+        defaults.insert(section.name.to_owned(), toml::Value::Table(table));
+    }
+    derive::apply(&mut defaults, &mut BTreeMap::new(), sections);
+    Ok(defaults)
+}
+
+/// Reports and drops each top-level table no default names: a service this binary does not run, or a typo.
+fn unknown_sections(
+    tree: &mut toml::Table,
+    defaults: &toml::Table,
+    origin: &BTreeMap<String, Source>,
+    issues: &mut Vec<ConfigIssue>,
+) {
+    let unknown: Vec<String> = tree
+        .keys()
+        .filter(|key| !defaults.contains_key(*key))
+        .cloned()
+        .collect();
+    for key in unknown {
+        let within = format!("{key}.");
+        let source = origin
+            .iter()
+            .find(|(leaf, _)| **leaf == key || leaf.starts_with(&within))
+            .map(|(_, source)| source.to_string())
+            .unwrap_or_default();
+        let known: Vec<&str> = defaults
+            .iter()
+            .filter(|(_, value)| value.is_table())
+            .map(|(name, _)| name.as_str())
+            .collect();
+        issues.push(ConfigIssue {
+            rule: format!("unknown section; the sections are {}", known.join(", ")),
+            value: String::new(),
+            source,
+            key: key.clone(),
+        });
+        tree.remove(&key);
+    }
+}
+
+/// Types one registered section, repairing refused values as [`typed_settings`] does; the rules it
+/// breaks, or `None` when a refusal cannot be repaired.
+fn typed_section(
+    section: &SectionSpec,
+    tree: &mut toml::Table,
+    defaults: &toml::Table,
+    origin: &BTreeMap<String, Source>,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<Vec<(String, String)>> {
+    loop {
+        let value = tree
+            .get(section.name)
+            .cloned()
+            .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+        match (section.check)(value) {
+            Ok(broken) => return Some(broken),
+            Err((key, rule)) => {
+                issues.push(issue_at(tree, origin, key.clone(), rule));
+                if !restore_default(tree, defaults, &key) {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
 /// Types the tree; each value serde refuses (a wrong type, an unknown key in a file, a number too large
 /// for its field) becomes an issue and is replaced by its default (or dropped), and typing starts over.
 /// `None` when a refusal cannot be repaired that way.
@@ -207,10 +302,15 @@ fn typed_settings(
     tree: &mut toml::Table,
     defaults: &toml::Table,
     origin: &BTreeMap<String, Source>,
+    sections: &[SectionSpec],
     issues: &mut Vec<ConfigIssue>,
 ) -> Option<Settings> {
     loop {
-        match serde_path_to_error::deserialize(toml::Value::Table(tree.clone())) {
+        let mut platform = tree.clone();
+        for section in sections {
+            platform.remove(section.name);
+        }
+        match serde_path_to_error::deserialize(toml::Value::Table(platform)) {
             Ok(settings) => return Some(settings),
             Err(err) => {
                 let key = err.path().to_string();
@@ -226,7 +326,7 @@ fn typed_settings(
 
 /// serde's message in the words of the configuration: its first line (the rest repeats the key), with Rust's
 /// type names replaced by what they mean to an operator.
-fn plain_rule(message: &str) -> String {
+pub(super) fn plain_rule(message: &str) -> String {
     let first = message.lines().next().unwrap_or(message);
     let expected_number = ["u8", "u16", "u32", "u64", "usize", "i64"]
         .iter()

@@ -1,14 +1,15 @@
-//! The typed settings tree and its shared sections. Each service's own section, with its own `validate`, is a
-//! module beside this one (`users`, `inventory`, `orders`, `gateway`); rules that tie sections together stay
-//! in [`Settings::validate`]. Every section is `Clone + PartialEq` so a reloaded section can be compared with
+//! The typed settings tree and the platform's sections. The gateway's section, with its own `validate`, is a
+//! module beside this one; each service's section is declared by the service's crate ([`super::Section`]).
+//! Rules that tie sections together stay in [`Settings::validate`]. Every section is `Clone + PartialEq` so a reloaded section can be compared with
 //! the running one and swapped in as a whole.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{GatewaySettings, HttpSettings, InventorySettings, OrdersSettings, UsersSettings};
+use super::{ConfigError, GatewaySettings, HttpSettings, Section};
 
 /// A secret string: it never prints, in `Debug` or anywhere else.
 #[derive(Clone, Deserialize, PartialEq, Eq, Default)]
@@ -46,14 +47,15 @@ pub struct Settings {
     pub log: LogSettings,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
-    pub users: UsersSettings,
-    pub inventory: InventorySettings,
-    pub orders: OrdersSettings,
     pub gateway: GatewaySettings,
     pub redis: RedisSettings,
     pub messaging: MessagingSettings,
     pub discovery: DiscoverySettings,
     pub tracing: TracingSettings,
+    /// The services' sections registered with the loader, by name, as merged and validated; typed by
+    /// [`Settings::section`].
+    #[serde(skip)]
+    pub sections: BTreeMap<String, toml::Table>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -239,6 +241,12 @@ impl Settings {
         self.environment == "production"
     }
 
+    /// A service's section, typed: as loaded when it was registered with the loader, else its defaults
+    /// (settings a test built for another purpose). Fails only on a section that breaks its own rules.
+    pub fn section<S: Section>(&self) -> Result<S, ConfigError> {
+        super::section::section::<S>(&self.sections)
+    }
+
     /// Every rule broken, as `(dotted key, rule)`.
     pub(super) fn validate(&self) -> Vec<(String, String)> {
         let mut issues = Vec::new();
@@ -338,9 +346,6 @@ impl Settings {
             "must be between 100 and 60000",
         );
 
-        self.users.validate(&mut check);
-        self.inventory.validate(&mut check);
-        self.orders.validate(&mut check);
         self.gateway.validate(&mut check);
         // The service must answer (503 after waiting for a connection) before the gateway gives up on it;
         // if the gateway's deadline ran out first, callers would get 504 instead of the service's answer.

@@ -1,7 +1,52 @@
 use std::collections::HashMap;
 use std::io::Write;
 
+use serde::Deserialize;
+
 use super::*;
+
+/// A service's section as a service's crate declares one: a listener port, a bounded number and a secret
+/// with an alias of its own.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct DepotSettings {
+    port: u16,
+    batch: u32,
+    api_key: Secret,
+}
+
+impl Section for DepotSettings {
+    const NAME: &'static str = "depot";
+    const DEFAULTS: &'static str = "port = 4001\nbatch = 500\napi_key = \"\"\n";
+    const ENV_ALIASES: &'static [EnvAlias] = &[EnvAlias::new("DEPOT_API_KEY", "depot.api_key")];
+
+    fn validate(&self, check: &mut dyn FnMut(bool, &str, &str)) {
+        check(
+            (1..=10_000).contains(&self.batch),
+            "batch",
+            "must be between 1 and 10000",
+        );
+    }
+}
+
+/// A second service, so clashes between services can be seen.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FleetSettings {
+    port: u16,
+}
+
+impl Section for FleetSettings {
+    const NAME: &'static str = "fleet";
+    const DEFAULTS: &'static str = "port = 8000\n";
+
+    fn validate(&self, _check: &mut dyn FnMut(bool, &str, &str)) {}
+}
+
+const SECTIONS: &[SectionSpec] = &[
+    SectionSpec::of::<DepotSettings>(),
+    SectionSpec::of::<FleetSettings>(),
+];
 
 fn sources(env: &[(&str, &str)]) -> ConfigSources {
     ConfigSources {
@@ -15,11 +60,11 @@ fn sources(env: &[(&str, &str)]) -> ConfigSources {
 }
 
 fn load_ok(sources: &ConfigSources) -> LoadedConfig {
-    load(sources).unwrap_or_else(|e| panic!("{e}"))
+    load(sources, SECTIONS).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn issues(sources: &ConfigSources) -> Vec<ConfigIssue> {
-    match load(sources) {
+    match load(sources, SECTIONS) {
         Ok(_) => panic!("configuration unexpectedly valid"),
         Err(e) => e.issues,
     }
@@ -58,7 +103,13 @@ fn defaults_alone_are_valid_and_point_at_local_postgres() {
     let loaded = load_ok(&sources(&[]));
     let settings = &loaded.settings;
     assert_eq!(settings.gateway.port, 8080);
-    assert_eq!(settings.users.port, 4001);
+    assert_eq!(
+        settings
+            .section::<DepotSettings>()
+            .map(|depot| depot.port)
+            .ok(),
+        Some(4001)
+    );
     assert_eq!(settings.database.host, "127.0.0.1");
     assert_eq!(settings.database.name, "logicore");
     assert_eq!(loaded.source_of("gateway.port"), Some(Source::Default));
@@ -115,12 +166,12 @@ fn every_seed_variable_name_sets_its_key() {
     assert_eq!(s.gateway.circuit_breaker.reset_timeout_ms, 20000);
     assert_eq!(s.gateway.rate_limit.window_ms, 60000);
     assert_eq!(s.gateway.rate_limit.max_requests, 500);
-    assert_eq!(s.gateway.upstreams.users, "http://users.internal:4001");
+    assert_eq!(s.gateway.upstreams["users"], "http://users.internal:4001");
     assert_eq!(
-        s.gateway.upstreams.inventory,
+        s.gateway.upstreams["inventory"],
         "http://inventory.internal:8000"
     );
-    assert_eq!(s.gateway.upstreams.orders, "http://orders.internal:4003");
+    assert_eq!(s.gateway.upstreams["orders"], "http://orders.internal:4003");
     assert_eq!(s.service.name, "edge");
     assert_eq!(s.service.version, "2.0.0");
     assert_eq!(s.service.host, "0.0.0.0");
@@ -159,7 +210,7 @@ fn environment_beats_file_which_beats_per_environment_file_which_beats_defaults(
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(
         dir.join("staging.toml"),
-        "[database]\npool_max = 11\npool_min = 2\n[users]\nport = 5001\n",
+        "[database]\npool_max = 11\npool_min = 2\n[depot]\nport = 5001\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let file = temp_file("[database]\npool_max = 12\n[gateway]\nport = 8181\n");
@@ -171,14 +222,18 @@ fn environment_beats_file_which_beats_per_environment_file_which_beats_defaults(
     assert_eq!(s.environment, "staging");
     assert_eq!(s.database.pool_max, 13, "env wins");
     assert_eq!(s.gateway.port, 8181, "explicit file beats defaults");
-    assert_eq!(s.users.port, 5001, "per-environment file beats defaults");
+    assert_eq!(
+        s.section::<DepotSettings>().map(|depot| depot.port).ok(),
+        Some(5001),
+        "per-environment file beats defaults"
+    );
     assert_eq!(s.database.pool_min, 2);
     assert_eq!(
         loaded.source_of("gateway.port"),
         Some(Source::File(file.0.clone()))
     );
     assert_eq!(
-        loaded.source_of("users.port"),
+        loaded.source_of("depot.port"),
         Some(Source::File(dir.join("staging.toml")))
     );
     let _ = std::fs::remove_dir_all(dir);
@@ -186,10 +241,13 @@ fn environment_beats_file_which_beats_per_environment_file_which_beats_defaults(
 
 #[test]
 fn logicore_config_names_the_file_when_no_flag_is_given() {
-    let file = temp_file("[users]\nport = 4101\n");
+    let file = temp_file("[depot]\nport = 4101\n");
     let path = file.0.display().to_string();
     let loaded = load_ok(&sources(&[("LOGICORE_CONFIG", &path)]));
-    assert_eq!(loaded.settings.users.port, 4101);
+    assert_eq!(
+        loaded.source_of("depot.port"),
+        Some(Source::File(file.0.clone()))
+    );
 }
 
 #[test]
@@ -225,16 +283,6 @@ fn every_bad_key_is_reported_with_its_rule_and_value() {
     assert_eq!(pool.value, "0");
     assert_eq!(pool.source, "env DB_POOL_MAX");
     assert!(pool.rule.contains("between 1 and 1000"));
-}
-
-#[test]
-fn the_default_currency_must_be_an_active_iso_4217_code() {
-    for bad in ["ZZZ", "HRK", "eur"] {
-        let found = issues(&sources(&[("LOGICORE_ORDERS__DEFAULT_CURRENCY", bad)]));
-        let keys: Vec<&str> = found.iter().map(|i| i.key.as_str()).collect();
-        assert_eq!(keys, ["orders.default_currency"], "{bad}");
-    }
-    load_ok(&sources(&[("LOGICORE_ORDERS__DEFAULT_CURRENCY", "USD")]));
 }
 
 #[test]
@@ -291,7 +339,7 @@ fn production_refuses_the_development_or_a_short_jwt_secret() {
         ("LOGICORE_ENV", "production"),
         ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
     ]);
-    assert!(load(&ok).is_ok());
+    assert!(load(&ok, SECTIONS).is_ok());
 }
 
 #[test]
@@ -368,7 +416,7 @@ fn a_service_url_may_list_several_instances_but_each_must_be_a_url() {
         "http://users-1.internal:4001,http://users-2.internal:4001",
     )]));
     assert_eq!(
-        loaded.settings.gateway.upstreams.users,
+        loaded.settings.gateway.upstreams["users"],
         "http://users-1.internal:4001,http://users-2.internal:4001"
     );
     let found = issues(&sources(&[(
@@ -485,13 +533,13 @@ fn a_bare_word_that_is_not_a_level_is_refused_as_a_log_level() {
 #[test]
 fn ports_timeouts_and_percentages_are_range_checked_in_every_section() {
     let found = issues(&sources(&[
-        ("LOGICORE_USERS__PORT", "70000"),
+        ("LOGICORE_DEPOT__PORT", "70000"),
         ("DB_PORT", "0"),
         ("PORT", "65536"),
         ("LOGICORE_REDIS__COMMAND_TIMEOUT_MS", "0"),
         ("LOGICORE_GATEWAY__READINESS_TIMEOUT_MS", "0"),
         ("LOGICORE_GATEWAY__OUTLIER__MAX_EJECTION_PERCENT", "101"),
-        ("LOGICORE_INVENTORY__SWEEPER_BATCH", "-3"),
+        ("LOGICORE_DEPOT__BATCH", "-3"),
     ]));
     let rule_of = |key: &str| {
         found
@@ -500,7 +548,7 @@ fn ports_timeouts_and_percentages_are_range_checked_in_every_section() {
             .map(|i| i.rule.clone())
             .unwrap_or_else(|| panic!("{key} missing from {found:?}"))
     };
-    assert_eq!(rule_of("users.port"), "must be between 1 and 65535");
+    assert_eq!(rule_of("depot.port"), "must be between 1 and 65535");
     assert_eq!(rule_of("database.port"), "must be between 1 and 65535");
     assert_eq!(rule_of("service.port"), "must be between 1 and 65535");
     assert_eq!(rule_of("redis.command_timeout_ms"), "must be positive");
@@ -509,16 +557,16 @@ fn ports_timeouts_and_percentages_are_range_checked_in_every_section() {
         rule_of("gateway.outlier.max_ejection_percent"),
         "must be between 0 and 100"
     );
-    assert_eq!(rule_of("inventory.sweeper_batch"), "must not be negative");
-    let users = found.iter().find(|i| i.key == "users.port");
-    assert_eq!(users.map(|i| i.value.as_str()), Some("70000"));
+    assert_eq!(rule_of("depot.batch"), "must not be negative");
+    let depot = found.iter().find(|i| i.key == "depot.port");
+    assert_eq!(depot.map(|i| i.value.as_str()), Some("70000"));
 }
 
 #[test]
 fn two_services_on_one_port_are_a_clash_naming_both_keys() {
     let found = issues(&sources(&[
-        ("LOGICORE_ORDERS__PORT", "8080"),
-        ("LOGICORE_INVENTORY__PORT", "4001"),
+        ("LOGICORE_FLEET__PORT", "8080"),
+        ("LOGICORE_GATEWAY__ADMIN_PORT", "4001"),
     ]));
     let rules: Vec<String> = found
         .iter()
@@ -528,13 +576,13 @@ fn two_services_on_one_port_are_a_clash_naming_both_keys() {
     assert!(
         rules
             .iter()
-            .any(|r| r.contains("inventory.port") && r.contains("users.port")),
+            .any(|r| r.contains("gateway.admin_port") && r.contains("depot.port")),
         "{rules:?}"
     );
     assert!(
         rules
             .iter()
-            .any(|r| r.contains("orders.port") && r.contains("gateway.port")),
+            .any(|r| r.contains("fleet.port") && r.contains("gateway.port")),
         "{rules:?}"
     );
     // Servers LogiCore connects to may share a number with a listener.
@@ -544,21 +592,37 @@ fn two_services_on_one_port_are_a_clash_naming_both_keys() {
 #[test]
 fn moving_a_service_port_moves_the_gateway_upstream_unless_it_was_set() {
     let loaded = load_ok(&sources(&[
-        ("LOGICORE_USERS__PORT", "5101"),
-        ("LOGICORE_ORDERS__PORT", "5103"),
-        ("ORDER_SERVICE_URL", "http://orders.internal:4003"),
+        ("LOGICORE_DEPOT__PORT", "5101"),
+        ("LOGICORE_FLEET__PORT", "5103"),
+        (
+            "LOGICORE_GATEWAY__UPSTREAMS__FLEET",
+            "http://fleet.internal:4003",
+        ),
     ]));
     let upstreams = &loaded.settings.gateway.upstreams;
-    assert_eq!(upstreams.users, "http://127.0.0.1:5101");
-    assert_eq!(upstreams.inventory, "http://127.0.0.1:8000");
-    assert_eq!(upstreams.orders, "http://orders.internal:4003");
     assert_eq!(
-        loaded.source_of("gateway.upstreams.users"),
-        Some(Source::Derived("service.host and users.port".into()))
+        upstreams.keys().collect::<Vec<_>>(),
+        ["depot", "fleet"],
+        "one upstream per registered service"
+    );
+    assert_eq!(upstreams["depot"], "http://127.0.0.1:5101");
+    assert_eq!(upstreams["fleet"], "http://fleet.internal:4003");
+    assert_eq!(
+        loaded
+            .settings
+            .section::<FleetSettings>()
+            .map(|fleet| fleet.port)
+            .ok(),
+        Some(5103),
+        "a set upstream does not stop the service's own port from moving"
+    );
+    assert_eq!(
+        loaded.source_of("gateway.upstreams.depot"),
+        Some(Source::Derived("service.host and depot.port".into()))
     );
     let wildcard = load_ok(&sources(&[("SERVICE_HOST", "0.0.0.0")]));
     assert_eq!(
-        wildcard.settings.gateway.upstreams.users, "http://127.0.0.1:4001",
+        wildcard.settings.gateway.upstreams["depot"], "http://127.0.0.1:4001",
         "a wildcard bind is reached on loopback"
     );
 }
@@ -626,4 +690,82 @@ fn breaker_failure_kinds_and_reconnect_bounds_are_checked() {
         loaded.settings.gateway.circuit_breaker.failure_on,
         ["connect", "timeout", "5xx", "429"]
     );
+}
+
+#[test]
+fn a_services_section_is_set_like_the_platforms_and_checked_with_them() {
+    let file = temp_file("[depot]\nbatch = 20\n");
+    let mut src = sources(&[("DEPOT_API_KEY", "depot-key-value")]);
+    src.file = Some(file.0.clone());
+    let loaded = load_ok(&src);
+    let depot: DepotSettings = loaded.settings.section().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        depot,
+        DepotSettings {
+            port: 4001,
+            batch: 20,
+            api_key: Secret::new("depot-key-value"),
+        }
+    );
+    let text = loaded.render();
+    assert!(text.contains("depot.batch = 20  # file"), "{text}");
+    assert!(
+        text.contains("depot.api_key = \"********\"  # env DEPOT_API_KEY"),
+        "{text}"
+    );
+
+    let found = issues(&sources(&[
+        ("LOGICORE_DEPOT__BATCH", "0"),
+        ("LOGICORE_FLEET__PORT", "many"),
+        ("LOGICORE_FLEET__PROT", "1"),
+    ]));
+    let keys: Vec<&str> = found.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["fleet.prot", "fleet.port", "depot.batch"],
+        "{found:?}"
+    );
+    assert_eq!(found[2].rule, "must be between 1 and 10000");
+    assert_eq!(found[2].source, "env LOGICORE_DEPOT__BATCH");
+}
+
+#[test]
+fn a_section_no_service_registered_is_refused_and_its_type_gets_its_defaults() {
+    let file = temp_file("[depot]\nport = 4101\n");
+    let mut src = sources(&[]);
+    src.file = Some(file.0.clone());
+    let Err(error) = load(&src, &[]) else {
+        panic!("an unregistered section was accepted");
+    };
+    assert_eq!(error.issues[0].key, "depot");
+    assert!(
+        error.issues[0]
+            .rule
+            .starts_with("unknown section; the sections are auth, database,"),
+        "{error}"
+    );
+    assert_eq!(
+        error.issues[0].source,
+        Source::File(file.0.clone()).to_string()
+    );
+
+    let bare = load(&sources(&[]), &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(bare.settings.gateway.upstreams.is_empty());
+    let depot: DepotSettings = bare.settings.section().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((depot.port, depot.batch), (4001, 500));
+}
+
+#[test]
+fn a_section_named_like_one_of_the_platforms_is_refused() {
+    #[derive(Debug, Deserialize)]
+    struct Imposter {}
+    impl Section for Imposter {
+        const NAME: &'static str = "database";
+        const DEFAULTS: &'static str = "";
+        fn validate(&self, _check: &mut dyn FnMut(bool, &str, &str)) {}
+    }
+    let Err(error) = load(&sources(&[]), &[SectionSpec::of::<Imposter>()]) else {
+        panic!("a section shadowed the platform's");
+    };
+    assert_eq!(error.issues[0].key, "database");
 }

@@ -32,7 +32,9 @@ pub fn config_with(db: &TestDb, env: &[(&str, &str)]) -> users::Config {
         ("ADMIN_PASSWORD", ADMIN_PASSWORD),
     ];
     vars.extend_from_slice(env);
-    users::Config::from_settings(&testkit::settings(&vars))
+    let section = platform::config::SectionSpec::of::<users::UsersSettings>();
+    users::Config::from_settings(&testkit::settings_with(&vars, &[section]))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub async fn spawn_app() -> TestApp {
