@@ -7,7 +7,7 @@
 //! `bench/gateway_vs_nginx.sh` gives the gateway. The merged OpenAPI document is empty.
 
 use platform::config::ConfigSources;
-use platform::telemetry::Console;
+use platform::telemetry::{Console, Identity, LogOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     platform::install_crypto_provider();
@@ -23,11 +23,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     runtime.block_on(async {
         let _guard = platform::telemetry::init(
-            &level,
-            &settings.log.format,
-            &settings.log.dir,
-            "gateway",
-            Console::Stdout,
+            LogOptions {
+                level: &level,
+                format: &settings.log.format,
+                dir: &settings.log.dir,
+                file_prefix: "gateway",
+                console: Console::Stdout,
+            },
+            &settings.tracing,
+            &Identity {
+                process: gateway::NAME,
+                version: &settings.service.version,
+                environment: &settings.environment,
+            },
         )?;
         let mut config = gateway::Config::from_settings(&settings)?;
         config.port = settings.service.port.unwrap_or(config.port);

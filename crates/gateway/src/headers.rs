@@ -39,6 +39,9 @@ pub(crate) enum Kind {
     /// The caller's id is kept if it is well formed, else replaced; an upstream's is replaced.
     RequestId,
     IdempotencyKey,
+    /// W3C `traceparent`, `tracestate` and `baggage`: read by the request span, and sent on as the
+    /// request's own trace context (or as they came, when the request is not traced).
+    TraceContext,
     /// The client's address is appended to the chain.
     ForwardedFor,
     /// `X-Forwarded-Proto` and `X-Forwarded-Host`: the gateway sets them itself.
@@ -74,6 +77,9 @@ const POLICY: &[(&str, Kind)] = &[
     ("authorization", Kind::Authorization),
     ("x-request-id", Kind::RequestId),
     ("idempotency-key", Kind::IdempotencyKey),
+    ("traceparent", Kind::TraceContext),
+    ("tracestate", Kind::TraceContext),
+    ("baggage", Kind::TraceContext),
     ("x-forwarded-for", Kind::ForwardedFor),
     ("x-forwarded-proto", Kind::ForwardedOther),
     ("x-forwarded-host", Kind::ForwardedOther),

@@ -48,6 +48,9 @@ use proxy::direct::DirectPath;
 use readiness::UpstreamCheck;
 use upstream::{ClientParts, PoolShape, UpstreamClient, UpstreamMetrics};
 
+/// The gateway's name: its metrics prefix and its spans' `service.name`.
+pub const NAME: &str = "gateway";
+
 /// The public port's router: proxied routes, docs, `/health`, the minimal `/readyz` and every layer. Fails
 /// on an invalid rule, pattern, origin or route table, so a bad configuration stops the start instead of a
 /// request.
@@ -81,8 +84,8 @@ async fn assemble(
     let cors = headers::cors_layer(&config.cors_allowed_origins)?;
     let spec = openapi::merged(specs)?;
 
-    let mut registry = platform::metrics::registry("gateway");
-    let http_metrics = HttpMetrics::register(&mut registry);
+    let mut registry = platform::metrics::registry(NAME);
+    let http_metrics = HttpMetrics::register(&mut registry, NAME);
     let upstream_metrics = UpstreamMetrics::register(&mut registry);
     let breaker_metrics = BreakerMetrics::register(&mut registry);
     let limiter = ratelimit::Limiter::build(&config.rate_limit, &mut registry).await?;

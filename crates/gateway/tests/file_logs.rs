@@ -10,15 +10,30 @@ mod helpers;
 
 use helpers::Stack;
 use platform::auth::Role;
-use platform::telemetry::Console;
+use platform::telemetry::{Console, Identity, LogOptions};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_served_and_logged_with_the_rolling_file_layer_on() {
     let dir = std::env::temp_dir().join(format!("gateway-logs-{}", uuid::Uuid::now_v7()));
     let dir_text = dir.display().to_string();
-    let guard = platform::telemetry::init("info", "json", &dir_text, "gateway", Console::Stdout)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let settings = testkit::settings(&[]);
+    let guard = platform::telemetry::init(
+        LogOptions {
+            level: "info",
+            format: "json",
+            dir: &dir_text,
+            file_prefix: "gateway",
+            console: Console::Stdout,
+        },
+        &settings.tracing,
+        &Identity {
+            process: gateway::NAME,
+            version: "test",
+            environment: "test",
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let stack = Stack::spawn().await;
     let client = testkit::client();
     let bearer = stack.bearer(Role::Admin);

@@ -56,11 +56,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let settings = testkit::settings_with(&env, &logicore::services::sections());
     let _logs = platform::telemetry::init(
-        "warn",
-        "json",
-        "",
-        "bench",
-        platform::telemetry::Console::Stderr,
+        platform::telemetry::LogOptions {
+            level: "warn",
+            format: "json",
+            dir: "",
+            file_prefix: "bench",
+            console: platform::telemetry::Console::Stderr,
+        },
+        &settings.tracing,
+        &platform::telemetry::Identity {
+            process: "order-flow-bench",
+            version: &settings.service.version,
+            environment: &settings.environment,
+        },
     )?;
     let shutdown = CancellationToken::new();
     let inventory = inventory::build(&inventory::Config::from_settings(&settings)?).await?;

@@ -8,7 +8,7 @@ use platform::config::{ConfigError, ConfigIssue, ConfigSources, LoadedConfig, Se
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use platform::telemetry::Console;
+use platform::telemetry::{Console, Identity, LogOptions};
 
 use skeleton::{Entry, Launchable};
 
@@ -107,12 +107,31 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
         }
         _ => Console::Stderr,
     };
+    // The `service.name` of spans no service claims; a service's own spans carry its name.
+    let process = match &command {
+        Command::Gateway => gateway::NAME,
+        Command::Users(UsersCommand { action: None }) => users::NAME,
+        Command::Inventory(InventoryCommand { action: None }) => inventory::NAME,
+        Command::Service(words) => words
+            .first()
+            .and_then(|name| services::named(name))
+            .map_or("logicore", |entry| entry.name),
+        _ => "logicore",
+    };
     let _log_guard = platform::telemetry::init(
-        &log_level,
-        &settings.log.format,
-        &settings.log.dir,
-        "logicore",
-        console,
+        LogOptions {
+            level: &log_level,
+            format: &settings.log.format,
+            dir: &settings.log.dir,
+            file_prefix: "logicore",
+            console,
+        },
+        &settings.tracing,
+        &Identity {
+            process,
+            version: &settings.service.version,
+            environment: &settings.environment,
+        },
     )
     .context("cannot start logging")?;
     if settings.auth.jwt_secret.expose() == platform::config::DEVELOPMENT_JWT_SECRET {

@@ -914,3 +914,115 @@ async fn the_last_100_units_go_to_exactly_100_of_500_customers_over_rabbitmq() {
     );
     Box::pin(last_units_rush(Transport::RabbitMq)).await;
 }
+
+/// Creating an order through the gateway is one trace: the gateway's request span under the caller's,
+/// the orders request it forwards, the relay's publish of `order.created`, inventory's handling of it
+/// (with its SQL) and orders' handling of inventory's answer, each span a child of the one that caused it.
+async fn an_order_is_one_trace(transport: Transport) {
+    use opentelemetry::trace::SpanKind;
+    use testkit::traces::attribute;
+
+    testkit::traces::capture();
+    let platform = Platform::start(transport).await;
+    let admin = platform.admin().await;
+    let depot = platform.warehouse(&admin, "TRACE", 1).await;
+    platform.product(&admin, "TRACE-1", &[(&depot, 5)]).await;
+    let customer = platform.register("Tracy Customer").await;
+    let trace_id = Uuid::new_v4().simple().to_string();
+    let caller_span = "00f067aa0ba902b7";
+    let traceparent = format!("00-{trace_id}-{caller_span}-01");
+    let (status, order) = platform
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/orders",
+            Some(&customer),
+            Some(json!({
+                "lines": [{"sku": "TRACE-1", "quantity": 2, "unit_price": 100}],
+                "currency": "EUR",
+                "shipping_address": address("Tracy Customer"),
+            })),
+            &[("traceparent", &traceparent)],
+        )
+        .await;
+    assert_eq!(status, 201, "{order}");
+    let order_id = order["id"].as_str().expect("an id").to_owned();
+    platform
+        .await_order_status(&customer, &order_id, "confirmed")
+        .await;
+
+    let service = |span: &opentelemetry_sdk::trace::SpanData| {
+        attribute(span, platform::telemetry::traces::SERVICE_ATTRIBUTE)
+    };
+    let confirmation = |span: &opentelemetry_sdk::trace::SpanData| {
+        span.name == "process inventory.reserved" && service(span).as_deref() == Some("orders")
+    };
+    let spans = testkit::traces::spans_of(&trace_id, SAGA_DEADLINE, |spans| {
+        spans.iter().any(confirmation)
+    })
+    .await;
+    let find = |what: &str, test: &dyn Fn(&opentelemetry_sdk::trace::SpanData) -> bool| {
+        spans.iter().find(|span| test(span)).unwrap_or_else(|| {
+            let seen: Vec<String> = spans
+                .iter()
+                .map(|s| format!("{} ({:?}, {:?})", s.name, service(s), s.span_kind))
+                .collect();
+            panic!("no {what} in {seen:?}")
+        })
+    };
+    let gateway = find("gateway request span", &|s| {
+        s.span_kind == SpanKind::Server && service(s).as_deref() == Some("gateway")
+    });
+    assert_eq!(gateway.parent_span_id.to_string(), caller_span);
+    assert_eq!(
+        attribute(gateway, "http.request.method").as_deref(),
+        Some("POST")
+    );
+    assert_eq!(
+        attribute(gateway, "http.response.status_code").as_deref(),
+        Some("201")
+    );
+    let orders = find("orders request span", &|s| {
+        s.span_kind == SpanKind::Server && service(s).as_deref() == Some("orders")
+    });
+    assert_eq!(orders.parent_span_id, gateway.span_context.span_id());
+    assert_eq!(
+        attribute(orders, "http.route").as_deref(),
+        Some("/api/v1/orders")
+    );
+    let publish = find("publish of order.created", &|s| {
+        s.span_kind == SpanKind::Producer && s.name == "publish order.created"
+    });
+    assert_eq!(publish.parent_span_id, orders.span_context.span_id());
+    let reservation = find("inventory's handling of order.created", &|s| {
+        s.span_kind == SpanKind::Consumer
+            && s.name == "process order.created"
+            && service(s).as_deref() == Some("inventory")
+    });
+    assert_eq!(reservation.parent_span_id, orders.span_context.span_id());
+    let sql = find("SQL of the reservation", &|s| {
+        s.parent_span_id == reservation.span_context.span_id() && s.span_kind == SpanKind::Client
+    });
+    assert_eq!(
+        attribute(sql, "db.system.name").as_deref(),
+        Some("postgresql")
+    );
+    let confirmed = find("orders' handling of inventory.reserved", &|s| {
+        confirmation(s)
+    });
+    assert_eq!(confirmed.parent_span_id, reservation.span_context.span_id());
+    platform.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_is_one_trace_over_postgres() {
+    Box::pin(an_order_is_one_trace(Transport::Postgres)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_is_one_trace_over_rabbitmq() {
+    assert!(
+        rabbitmq_is_up().await,
+        "RabbitMQ must be running on 127.0.0.1:5672"
+    );
+    Box::pin(an_order_is_one_trace(Transport::RabbitMq)).await;
+}

@@ -172,7 +172,8 @@ impl Envelope {
             aggregate_id: aggregate_id.to_string(),
             correlation_id: id,
             causation_id: id,
-            traceparent: None,
+            // The trace of the work that writes the event, so its consumers continue it.
+            traceparent: platform::telemetry::traces::current_traceparent(),
             data,
         })
     }

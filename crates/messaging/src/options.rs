@@ -16,6 +16,14 @@ pub enum TransportKind {
 }
 
 impl TransportKind {
+    /// `messaging.system` of the OpenTelemetry conventions.
+    pub fn system(self) -> &'static str {
+        match self {
+            TransportKind::RabbitMq => "rabbitmq",
+            TransportKind::Postgres => "postgresql",
+        }
+    }
+
     /// `messaging.transport`, where `auto` means RabbitMQ when a URL is configured and PostgreSQL otherwise.
     pub fn resolve(settings: &MessagingSettings) -> Self {
         match settings.transport.as_str() {

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
-use crate::options::MessagingOptions;
+use crate::options::{MessagingOptions, TransportKind};
 use crate::outbox;
 use crate::transport::{Confirms, Outgoing, Transport, TransportError};
 use platform::backoff::Backoff;
@@ -181,7 +181,9 @@ impl Relay {
         let mut to_mark: Vec<i64> = Vec::new();
         let mut relayed = 0;
         for round in 1..=BATCHES_PER_PASS {
+            let publishing = publish_spans(&batch, self.transport.kind());
             let confirms = self.transport.send(&batch).await?;
+            drop(publishing);
             relayed += batch.len();
             let last = positions.last().copied().unwrap_or(0);
             in_flight.push_back((std::mem::take(&mut positions), confirms));
@@ -242,12 +244,13 @@ impl Relay {
         tx: &mut PgConnection,
         after: i64,
     ) -> Result<(Vec<i64>, Vec<Outgoing>), sqlx::Error> {
-        let rows: Vec<(i64, Uuid, String, String, String)> = self
+        let rows: Vec<OutboxRow> = self
             .db
             .timed(
                 "messaging_outbox_next_batch",
                 sqlx::query_as(
-                    "SELECT position, id, event_type, aggregate_id, envelope::text FROM outbox \
+                    "SELECT position, id, event_type, aggregate_id, envelope::text, \
+                     envelope->>'producer', envelope->>'traceparent' FROM outbox \
                      WHERE sent_at IS NULL AND position > $2 ORDER BY position LIMIT $1",
                 )
                 .bind(i64::try_from(self.options.relay_batch).unwrap_or(500))
@@ -257,17 +260,54 @@ impl Relay {
             .await?;
         let mut positions = Vec::with_capacity(rows.len());
         let mut batch = Vec::with_capacity(rows.len());
-        for (position, id, event_type, aggregate_id, body) in rows {
+        for (position, id, event_type, aggregate_id, body, producer, traceparent) in rows {
             positions.push(position);
             batch.push(Outgoing {
                 id,
                 event_type,
                 aggregate_id,
+                producer,
+                traceparent,
                 body: body.into_bytes(),
             });
         }
         Ok((positions, batch))
     }
+}
+
+/// An outbox row as the relay reads it: position, id, event type, aggregate id, envelope, producer and
+/// the trace the event continues.
+type OutboxRow = (i64, Uuid, String, String, String, String, Option<String>);
+
+/// One producer span per traced event of a batch, under the trace the event was written in: each ends
+/// when the batch has been handed to the broker.
+fn publish_spans(batch: &[Outgoing], transport: TransportKind) -> Vec<tracing::Span> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if !platform::telemetry::traces::enabled() {
+        return Vec::new();
+    }
+    batch
+        .iter()
+        .filter(|message| message.traceparent.is_some())
+        .map(|message| {
+            let span = tracing::info_span!(
+                parent: None,
+                "publish",
+                otel.name = format!("publish {}", message.event_type),
+                otel.kind = "producer",
+                messaging.system = transport.system(),
+                messaging.operation.type = "send",
+                messaging.destination.name = message.event_type.as_str(),
+                messaging.message.id = %message.id,
+            );
+            let mut cx = platform::telemetry::traces::continued(message.traceparent.as_deref());
+            if let Some(service) = platform::telemetry::traces::intern(&message.producer) {
+                cx = platform::telemetry::traces::enter(cx, service);
+            }
+            let _ = span.set_parent(cx);
+            span
+        })
+        .collect()
 }
 
 /// Resolves on an outbox notification; never when there is no listener, it is broken or not wanted.

@@ -242,9 +242,25 @@ impl Db {
     }
 
     /// Runs `fut`, recording its latency under `name` and logging it when slower than the threshold.
+    /// Inside a traced span it is a client span of its own (`db.system.name = postgresql`, the query's
+    /// name as `db.query.summary`; the statement text, whose values are all bind parameters, is not
+    /// recorded).
     pub async fn timed<F: Future>(&self, name: &'static str, fut: F) -> F::Output {
         let started = Instant::now();
-        let output = fut.await;
+        let output = if crate::telemetry::traces::enabled() && !tracing::Span::current().is_none() {
+            let (namespace, summary) = name.split_once('.').unwrap_or(("", name));
+            let span = tracing::info_span!(
+                "db",
+                otel.name = name,
+                otel.kind = "client",
+                db.system.name = "postgresql",
+                db.namespace = namespace,
+                db.query.summary = summary,
+            );
+            tracing::Instrument::instrument(fut, span).await
+        } else {
+            fut.await
+        };
         let elapsed = started.elapsed();
         self.metrics
             .queries

@@ -94,16 +94,20 @@ fn method_label(method: &Method) -> MethodLabel {
     }
 }
 
-/// Requests by method, route template and status; latency by method and route; requests in flight.
+/// Requests by method, route template and status; latency by method and route; requests in flight. Also
+/// the name of the service they are served by, which its request spans carry.
 #[derive(Clone)]
 pub struct HttpMetrics {
     requests: Family<RequestLabels, Counter>,
     duration: Family<RouteLabels, Histogram>,
     in_flight: Gauge,
+    pub(crate) service: &'static str,
 }
 
 impl HttpMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    /// The HTTP metrics of `service`, and the process's trace export counters beside them.
+    pub fn register(registry: &mut Registry, service: &'static str) -> Self {
+        crate::telemetry::traces::register_metrics(registry);
         let requests = Family::<RequestLabels, Counter>::default();
         let duration = Family::<RouteLabels, Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
@@ -125,6 +129,7 @@ impl HttpMetrics {
             requests,
             duration,
             in_flight,
+            service,
         }
     }
 }

@@ -9,7 +9,10 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
 use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use uuid::Uuid;
+
+use crate::telemetry::traces::{self, Carried};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_LEN: usize = 128;
@@ -26,6 +29,11 @@ pub fn current() -> Option<String> {
 /// The request id as a request extension, for handlers and the proxy.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
+
+/// The trace headers a request's own calls send (its span's context, or its caller's headers), as a
+/// request extension for the proxy.
+#[derive(Debug, Clone)]
+pub struct Propagation(pub Carried);
 
 /// A caller's id is kept when it is short printable ASCII, so it cannot inject into logs or headers.
 fn accept(value: &[u8]) -> Option<String> {
@@ -61,6 +69,8 @@ pub struct RequestScope<'a> {
     route: Cow<'a, str>,
     span: OnceLock<Span>,
     started: Instant,
+    /// The trace headers to send on (see [`RequestScope::traced`]).
+    propagate: Carried,
 }
 
 impl<'a> RequestScope<'a> {
@@ -72,7 +82,40 @@ impl<'a> RequestScope<'a> {
             route: route.into(),
             span: OnceLock::new(),
             started: Instant::now(),
+            propagate: Carried::default(),
         }
+    }
+
+    /// Continues the caller's trace (`carried`) in `service`. When spans are exported and the caller did
+    /// not sample the trace out, the request span is made now as an OpenTelemetry server span under the
+    /// caller's context, and what is sent on continues that span; otherwise the caller's trace headers
+    /// are sent on as they came.
+    pub fn traced(mut self, service: &'static str, carried: Carried) -> Self {
+        if !traces::enabled() || carried.sampled_out() {
+            self.propagate = carried;
+            return self;
+        }
+        let span = tracing::info_span!(
+            "request",
+            otel.name = format!("{} {}", self.method, self.route),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            request_id = self.id.as_str(),
+            method = self.method.as_str(),
+            route = &*self.route,
+            http.request.method = self.method.as_str(),
+            http.route = &*self.route,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let _ = span.set_parent(traces::enter(carried.extract(), service));
+        self.propagate = Carried::inject(&span.context());
+        let _ = self.span.set(span);
+        self
+    }
+
+    /// The trace headers the request's own calls send: its span's context, or the caller's headers.
+    pub fn propagation(&self) -> &Carried {
+        &self.propagate
     }
 
     pub fn id(&self) -> &str {
@@ -92,9 +135,17 @@ impl<'a> RequestScope<'a> {
         })
     }
 
-    /// Runs the handling of the request with [`current`] answering its id.
+    /// Runs the handling of the request with [`current`] answering its id (inside the request span when
+    /// the request is traced).
     pub async fn run<F: Future>(&self, handle: F) -> F::Output {
-        CURRENT.scope(self.id.clone(), handle).await
+        match self.span.get() {
+            Some(span) => {
+                CURRENT
+                    .scope(self.id.clone(), handle.instrument(span.clone()))
+                    .await
+            }
+            None => CURRENT.scope(self.id.clone(), handle).await,
+        }
     }
 
     /// [`Self::run`] inside the request span, for handlers that may log anywhere.
@@ -126,6 +177,10 @@ impl<'a> RequestScope<'a> {
         let latency_ms = latency.as_secs_f64() * 1000.0;
         match self.span.get() {
             Some(span) => span.in_scope(|| {
+                span.record("http.response.status_code", status);
+                if status >= 500 {
+                    span.record("otel.status_code", "ERROR");
+                }
                 if status >= 500 {
                     tracing::error!(status, latency_ms, "request failed");
                 } else {
@@ -161,7 +216,11 @@ impl<'a> RequestScope<'a> {
 
 /// Assigns the id, opens the request span around `handle` and logs the completed request; a step of the
 /// platform's one per-request middleware (`http::observe`).
-pub(crate) async fn with_request_id<F, Fut>(mut request: Request, handle: F) -> Response
+pub(crate) async fn with_request_id<F, Fut>(
+    service: &'static str,
+    mut request: Request,
+    handle: F,
+) -> Response
 where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Response>,
@@ -182,7 +241,17 @@ where
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| request.uri().path(), MatchedPath::as_str);
-    let scope = RequestScope::begin(id, request.method(), route.to_owned());
+    let carried = Carried::from_pairs(
+        request
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes())),
+    );
+    let scope =
+        RequestScope::begin(id, request.method(), route.to_owned()).traced(service, carried);
+    request
+        .extensions_mut()
+        .insert(Propagation(scope.propagation().clone()));
     let mut response = scope.run_in_span(handle(request)).await;
     response.headers_mut().insert(REQUEST_ID_HEADER, header);
     scope.finish(response.status().as_u16());

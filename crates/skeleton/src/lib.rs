@@ -161,7 +161,7 @@ impl<S: Service> App<S> {
     /// does both; tests and the one-process binary serve the router their own way.
     pub async fn build(service: S) -> Result<Self, StartError> {
         let mut registry = platform::metrics::registry(S::NAME);
-        let http_metrics = HttpMetrics::register(&mut registry);
+        let http_metrics = HttpMetrics::register(&mut registry, S::NAME);
         let handles = Handles::open(&service, &mut registry).await?;
         let api = service.api(&handles).await?;
         let basics = service.basics();

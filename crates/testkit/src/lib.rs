@@ -6,6 +6,7 @@ mod cut;
 
 pub mod limits;
 pub mod raw;
+pub mod traces;
 
 use std::collections::HashMap;
 use std::future::Future;

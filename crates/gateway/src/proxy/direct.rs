@@ -36,6 +36,7 @@ use platform::http::{
 };
 use platform::metrics::HttpMetrics;
 use platform::request_id::RequestScope;
+use platform::telemetry::traces::Carried;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -322,7 +323,16 @@ impl Connection {
         let route = &shared.routes[index];
         let label = route.label(exact);
         let id = platform::request_id::accept_or_new(self.header(Kind::RequestId));
-        let scope = RequestScope::begin(id, &head.method, label);
+        let carried = Carried::from_pairs(
+            self.headers
+                .iter()
+                .filter(|h| h.kind == Kind::TraceContext)
+                .filter_map(|h| {
+                    let name = std::str::from_utf8(&self.buf[h.name.clone()]).ok()?;
+                    Some((name, &self.buf[h.value.clone()]))
+                }),
+        );
+        let scope = RequestScope::begin(id, &head.method, label).traced(crate::NAME, carried);
         let in_flight = shared.metrics.in_flight();
         let outcome = scope
             .run(self.respond(&route.target, head, &scope, close))
@@ -386,7 +396,7 @@ impl Connection {
             Err(refusal) => return self.write_generated(refusal, head, id, None, close).await,
         };
 
-        self.build_forward(head, id);
+        self.build_forward(head, id, scope.propagation());
         let repeatable = may_repeat_with(&head.method, self.header(Kind::IdempotencyKey).is_some());
         let method = &head.method;
         let target_bytes = &self.buf[head.target.clone()];
@@ -418,8 +428,8 @@ impl Connection {
     }
 
     /// The request's headers and body as the upstream gets them (after the request line and `Host`):
-    /// hop-by-hop and forwarding headers replaced, the request id set.
-    fn build_forward(&mut self, head: &RequestHead, id: &str) {
+    /// hop-by-hop, forwarding and trace headers replaced, the request id set.
+    fn build_forward(&mut self, head: &RequestHead, id: &str, trace: &Carried) {
         let buf = &self.buf;
         let forward = &mut self.forward;
         forward.clear();
@@ -427,7 +437,11 @@ impl Connection {
         let mut host = None;
         for header in &self.headers {
             match header.kind {
-                Kind::HopByHop | Kind::Connection | Kind::RequestId | Kind::ForwardedOther => {}
+                Kind::HopByHop
+                | Kind::Connection
+                | Kind::RequestId
+                | Kind::ForwardedOther
+                | Kind::TraceContext => {}
                 Kind::Host => host = Some(&buf[header.value.clone()]),
                 Kind::ForwardedFor => forwarded_for.push(&buf[header.value.clone()]),
                 _ => push_header(
@@ -450,6 +464,9 @@ impl Connection {
             push_header(forward, b"x-forwarded-host", host);
         }
         push_header(forward, b"x-request-id", id.as_bytes());
+        for (name, value) in trace.headers() {
+            push_header(forward, name.as_bytes(), value.as_bytes());
+        }
         forward.extend_from_slice(b"\r\n");
         forward.extend_from_slice(&buf[head.len..head.len + head.content_length]);
     }

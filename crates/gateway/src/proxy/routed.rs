@@ -14,7 +14,7 @@ use axum::routing::any;
 use http_body::Body as _;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use platform::problem::Forwarded;
-use platform::request_id::{REQUEST_ID_HEADER, RequestId};
+use platform::request_id::{Propagation, REQUEST_ID_HEADER, RequestId};
 
 use super::{Target, proxy_error};
 use crate::error::ProxyError;
@@ -64,6 +64,7 @@ async fn forward(target: &Target, request: Request) -> Result<Response, ProxyErr
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(address)| address.ip());
     let request_id = request.extensions().get::<RequestId>().cloned();
+    let propagation = request.extensions().get::<Propagation>().cloned();
     let (mut parts, body) = request.into_parts();
 
     strip_hop_by_hop(&mut parts.headers);
@@ -72,6 +73,16 @@ async fn forward(target: &Target, request: Request) -> Result<Response, ProxyErr
         && let Ok(value) = HeaderValue::from_str(&id)
     {
         parts.headers.insert(REQUEST_ID_HEADER, value);
+    }
+    for name in platform::telemetry::traces::HEADERS {
+        parts.headers.remove(name);
+    }
+    if let Some(Propagation(trace)) = propagation {
+        for (name, value) in trace.headers() {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                parts.headers.insert(name, value);
+            }
+        }
     }
     // A request that may be retried keeps its body only if it is empty or small with a known length:
     // that is read in full so a retry can send it again. Any other body streams through once and the

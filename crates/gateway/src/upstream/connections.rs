@@ -49,7 +49,17 @@ impl UpstreamConnection {
             // Both are cancel safe: the branch that loses has read or written nothing.
             tokio::select! {
                 read = reader.read_buf(&mut self.buf) => return read.map_err(StreamError::Read),
-                sent = upload.send_some(&mut writer) => sent?,
+                sent = upload.send_some(&mut writer) => match sent {
+                    // A server that answers before reading the whole body may close its side: what it
+                    // sent before is still the answer, if it can be read.
+                    Err(StreamError::Write(error)) => {
+                        return match reader.read_buf(&mut self.buf).await {
+                            Ok(read) if read > 0 => Ok(read),
+                            _ => Err(StreamError::Write(error)),
+                        };
+                    }
+                    other => other?,
+                },
             }
         }
         reader

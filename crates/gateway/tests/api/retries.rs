@@ -112,7 +112,12 @@ async fn a_body_too_large_to_buffer_is_streamed_once_and_never_retried() {
         let status = pair
             .send(reqwest::Method::PUT, Some(&key), vec![b'x'; 4096])
             .await;
-        assert!(status == 200 || status == 503, "status {status}");
+        // The failing instance answers 503 without reading the body and closes: when its reset reaches
+        // the gateway before its answer can be read, the caller gets 502 instead. Either way, once.
+        assert!(
+            status == 200 || status == 503 || status == 502,
+            "status {status}"
+        );
     }
     let (failing, healthy) = pair.hits();
     assert_eq!(failing + healthy, 6);

@@ -5,6 +5,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument as _;
 
 use futures::FutureExt;
 use sqlx::{Connection, PgConnection};
@@ -142,15 +143,55 @@ async fn apply_one(
         return Ok(false);
     }
     // A panicking handler is a failed attempt, not a dead consumer lane.
-    let outcome = AssertUnwindSafe(context.handler.handle(tx, envelope, attempt))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| Outcome::RetryLater("handler panicked".into()));
+    let handled = AssertUnwindSafe(context.handler.handle(tx, envelope, attempt)).catch_unwind();
+    let outcome = match process_span(context, envelope, attempt) {
+        Some(span) => {
+            let outcome = handled.instrument(span.clone()).await;
+            if !matches!(outcome, Ok(Outcome::Success)) {
+                span.record("otel.status_code", "ERROR");
+            }
+            outcome
+        }
+        None => handled.await,
+    }
+    .unwrap_or_else(|_| Outcome::RetryLater("handler panicked".into()));
     match outcome {
         Outcome::Success => Ok(true),
         Outcome::RetryLater(reason) => Err(Declined::Retry(reason)),
         Outcome::Reject(reason) => Err(Declined::Reject(reason)),
     }
+}
+
+/// The consumer span of one event's handling, when the event carries a trace: a child of the span that
+/// wrote the event, so the trace of a request runs on through every consumer it sets off (one event,
+/// one handling: a parent, not a link, which would leave the consumer's work out of the request's trace
+/// in Jaeger's view). The service is the consumer group's (`inventory.order-saga` → `inventory`).
+fn process_span(context: &Context, envelope: &Envelope, attempt: u32) -> Option<tracing::Span> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let traceparent = envelope.traceparent.as_deref()?;
+    if !platform::telemetry::traces::enabled() {
+        return None;
+    }
+    let span = tracing::info_span!(
+        parent: None,
+        "process",
+        otel.name = format!("process {}", envelope.event_type),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        messaging.operation.type = "process",
+        messaging.consumer.group.name = context.group.as_str(),
+        messaging.destination.name = envelope.event_type.as_str(),
+        messaging.message.id = %envelope.id,
+        messaging.message.conversation_id = %envelope.correlation_id,
+        attempt,
+    );
+    let mut cx = platform::telemetry::traces::continued(Some(traceparent));
+    let service = context.group.split('.').next().unwrap_or(&context.group);
+    if let Some(service) = platform::telemetry::traces::intern(service) {
+        cx = platform::telemetry::traces::enter(cx, service);
+    }
+    let _ = span.set_parent(cx);
+    Some(span)
 }
 
 async fn settle(

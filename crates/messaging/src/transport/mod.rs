@@ -63,6 +63,10 @@ pub struct Outgoing {
     /// The routing key.
     pub event_type: String,
     pub aggregate_id: String,
+    /// The service that wrote the event.
+    pub producer: String,
+    /// The trace the event continues (the envelope's `traceparent`), also sent as a message header.
+    pub traceparent: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -72,6 +76,8 @@ impl Outgoing {
             id: envelope.id,
             event_type: envelope.event_type.clone(),
             aggregate_id: envelope.aggregate_id.clone(),
+            producer: envelope.producer.clone(),
+            traceparent: envelope.traceparent.clone(),
             body: envelope.to_json()?.into_bytes(),
         })
     }

@@ -76,6 +76,12 @@ pub const ENV_ALIASES: &[EnvAlias] = &[
     alias("CONSUL_HOST", "discovery.consul_host"),
     alias("CONSUL_PORT", "discovery.consul_port"),
     alias("JAEGER_ENDPOINT", "tracing.otlp_endpoint"),
+    alias("OTEL_EXPORTER_OTLP_ENDPOINT", "tracing.otlp_endpoint"),
+    alias("OTEL_EXPORTER_OTLP_PROTOCOL", "tracing.protocol"),
+    alias("OTEL_SERVICE_NAME", "tracing.service_name"),
+    alias("OTEL_TRACES_SAMPLER", "tracing.sampler"),
+    alias("OTEL_TRACES_SAMPLER_ARG", "tracing.sampler_arg"),
+    alias("OTEL_RESOURCE_ATTRIBUTES", "tracing.resource_attributes"),
     alias("LOG_LEVEL", "log.level"),
     alias("LOG_DIR", "log.dir"),
 ];

@@ -227,7 +227,25 @@ pub struct DiscoverySettings {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TracingSettings {
+    /// The OTLP collector (Jaeger ≥ 1.35, Tempo, an OpenTelemetry Collector); empty turns tracing off.
     pub otlp_endpoint: String,
+    /// `grpc` or `http/protobuf`.
+    pub protocol: String,
+    /// One `service.name` for every service of the process; empty gives each service its own.
+    pub service_name: String,
+    /// One of `OTEL_TRACES_SAMPLER`'s names.
+    pub sampler: String,
+    /// The ratio of the ratio samplers, 0 to 1.
+    pub sampler_arg: f64,
+    /// `key=value,...` added to every span's resource.
+    pub resource_attributes: String,
+    /// Finished spans waiting for export; beyond it, spans are dropped and counted.
+    pub queue_size: usize,
+    pub max_batch_size: usize,
+    /// Longest a finished span waits for its batch.
+    pub batch_delay_ms: u64,
+    /// Longest one export may take.
+    pub export_timeout_ms: u64,
 }
 
 const ENVIRONMENTS: &[&str] = &["development", "test", "staging", "production"];
@@ -470,11 +488,50 @@ impl Settings {
             "messaging.queue_expires_ms",
             "must be 0 (never) or between 1000 and 4294967295",
         );
+        let tracing = &self.tracing;
         check(
-            self.tracing.otlp_endpoint.is_empty()
-                || url::Url::parse(&self.tracing.otlp_endpoint).is_ok(),
+            tracing.otlp_endpoint.is_empty()
+                || url::Url::parse(&tracing.otlp_endpoint)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()),
             "tracing.otlp_endpoint",
-            "must be a URL",
+            "must be an http:// or https:// URL with a host",
+        );
+        check(
+            matches!(tracing.protocol.as_str(), "grpc" | "http/protobuf"),
+            "tracing.protocol",
+            "must be grpc or http/protobuf",
+        );
+        check(
+            crate::telemetry::traces::SAMPLERS.contains(&tracing.sampler.as_str()),
+            "tracing.sampler",
+            "must be parentbased_traceidratio, parentbased_always_on, parentbased_always_off, \
+             traceidratio, always_on or always_off",
+        );
+        check(
+            (0.0..=1.0).contains(&tracing.sampler_arg),
+            "tracing.sampler_arg",
+            "must be between 0 and 1",
+        );
+        check(
+            crate::telemetry::traces::parse_resource_attributes(&tracing.resource_attributes)
+                .is_ok(),
+            "tracing.resource_attributes",
+            "must be key=value pairs separated by commas",
+        );
+        check(
+            (1..=1_000_000).contains(&tracing.queue_size),
+            "tracing.queue_size",
+            "must be between 1 and 1000000",
+        );
+        check(
+            (1..=tracing.queue_size).contains(&tracing.max_batch_size),
+            "tracing.max_batch_size",
+            "must be between 1 and tracing.queue_size",
+        );
+        check(
+            (1..=60_000).contains(&tracing.batch_delay_ms),
+            "tracing.batch_delay_ms",
+            "must be between 1 and 60000",
         );
         issues.extend(self.http.issues("http"));
         issues.extend(self.gateway.http.override_issues(&self.http));

@@ -59,7 +59,7 @@ pub fn with_request_layers(
 /// Errors the framework or a library wrote in their own format become problem+json here, inside the
 /// request's scope so they carry its id.
 async fn observe(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
-    request_id::with_request_id(request, |request| {
+    request_id::with_request_id(metrics.service, request, |request| {
         tracked(&metrics, request, |request| async {
             as_problem(next.run(request).await)
         })

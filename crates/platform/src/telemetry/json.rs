@@ -83,12 +83,46 @@ impl FieldSink for SpanFields {
 /// A layer writing one JSON object per event.
 pub struct JsonLayer<W> {
     writer: W,
+    /// Set when traces are exported: each line inside a span then carries the span's `trace_id` and
+    /// `span_id`, read through the dispatcher the layer was registered with.
+    trace_ids: Option<std::sync::OnceLock<tracing::dispatcher::WeakDispatch>>,
 }
 
 impl<W> JsonLayer<W> {
     pub fn new(writer: W) -> Self {
-        Self { writer }
+        Self {
+            writer,
+            trace_ids: None,
+        }
     }
+
+    /// Lines inside a span carry the OpenTelemetry `trace_id` and `span_id` of that span.
+    pub fn with_trace_ids(mut self) -> Self {
+        self.trace_ids = Some(std::sync::OnceLock::new());
+        self
+    }
+
+    fn ids_of<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> Option<TraceIds>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        use opentelemetry::trace::TraceContextExt as _;
+        let dispatch = self.trace_ids.as_ref()?.get()?.upgrade()?;
+        let span = ctx.event_span(event)?;
+        let cx = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)?;
+        let span = cx.span();
+        let context = span.span_context();
+        context.is_valid().then(|| TraceIds {
+            trace_id: context.trace_id().to_string(),
+            span_id: context.span_id().to_string(),
+        })
+    }
+}
+
+/// The OpenTelemetry ids a log line inside a traced span carries.
+struct TraceIds {
+    trace_id: String,
+    span_id: String,
 }
 
 thread_local! {
@@ -144,7 +178,7 @@ impl Line {
         true
     }
 
-    fn format<S>(&mut self, event: &Event<'_>, ctx: &Context<'_, S>)
+    fn format<S>(&mut self, event: &Event<'_>, ctx: &Context<'_, S>, ids: Option<&TraceIds>)
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
@@ -166,6 +200,13 @@ impl Line {
             self.out.extend_from_slice(b"\"\"");
         } else {
             self.out.extend_from_slice(&self.message);
+        }
+        if let Some(ids) = ids {
+            self.out.extend_from_slice(b",\"trace_id\":");
+            encode_str(&mut self.out, &ids.trace_id);
+            self.out.extend_from_slice(b",\"span_id\":");
+            encode_str(&mut self.out, &ids.span_id);
+            self.written.extend_from_slice(&["trace_id", "span_id"]);
         }
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope {
@@ -299,9 +340,20 @@ where
         }
     }
 
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        if let Some(dispatch) = &self.trace_ids {
+            let _ = dispatch.set(subscriber.downgrade());
+        }
+    }
+
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let ids = if self.trace_ids.is_some() {
+            self.ids_of(event, &ctx)
+        } else {
+            None
+        };
         let write = |line: &mut Line| {
-            line.format(event, &ctx);
+            line.format(event, &ctx, ids.as_ref());
             // A log line that cannot be written has nowhere else to go.
             let _ = self.writer.make_writer().write_all(&line.out);
         };

@@ -6,22 +6,30 @@
 //! writing can each be read (and tested) without the other.
 
 mod json;
+pub mod traces;
 mod writer;
 
 pub use json::JsonLayer;
+pub use traces::{Identity, TracesGuard};
 
 use std::fmt;
 use std::path::Path;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
+
+use crate::config::TracingSettings;
 
 use writer::{BatchWriter, WriterThread};
 
-/// Keeps the log writers flushing; hold it until the process exits. Dropping it writes what is pending.
+/// Keeps the log writers flushing and traces exporting; hold it until the process exits. Dropping it
+/// exports the queued spans, then writes what is pending.
 #[must_use = "logs stop being written when the guard is dropped"]
 pub struct LogGuard {
+    _traces: Option<TracesGuard>,
     _writers: Vec<WriterThread>,
 }
 
@@ -33,6 +41,8 @@ pub enum TelemetryError {
     Dir(String, std::io::Error),
     #[error("a global logger is already installed")]
     AlreadyInstalled,
+    #[error("cannot export traces: {0}")]
+    Traces(String),
 }
 
 /// Where console logs go: servers log to stdout; commands whose stdout is their result log to stderr.
@@ -42,15 +52,34 @@ pub enum Console {
     Stderr,
 }
 
+/// Where logs go and what they look like.
+#[derive(Debug, Clone, Copy)]
+pub struct LogOptions<'a> {
+    /// An `EnvFilter` directive.
+    pub level: &'a str,
+    /// `json` or `pretty`.
+    pub format: &'a str,
+    /// When not empty, a daily rolling file there as well.
+    pub dir: &'a str,
+    pub file_prefix: &'a str,
+    pub console: Console,
+}
+
 /// Installs the global subscriber: JSON (or human-readable) lines on the console and, when `dir` is not
-/// empty, a daily rolling file there as well.
+/// empty, a daily rolling file there as well; and, when `tracing.otlp_endpoint` is set, the export of
+/// spans over OTLP, with every log line inside a span carrying its `trace_id` and `span_id`.
 pub fn init(
-    level: &str,
-    format: &str,
-    dir: &str,
-    file_prefix: &str,
-    console: Console,
+    logs: LogOptions<'_>,
+    tracing: &TracingSettings,
+    identity: &Identity<'_>,
 ) -> Result<LogGuard, TelemetryError> {
+    let LogOptions {
+        level,
+        format,
+        dir,
+        file_prefix,
+        console,
+    } = logs;
     let filter = EnvFilter::try_new(level)
         .map_err(|e| TelemetryError::Level(level.into(), e.to_string()))?;
     let (stdout, stdout_thread) = match console {
@@ -58,7 +87,7 @@ pub fn init(
         Console::Stderr => BatchWriter::spawn(std::io::stderr(), "log-stderr"),
     };
     let mut writers = vec![stdout_thread];
-    let file_layer = if dir.is_empty() {
+    let file_writer = if dir.is_empty() {
         None
     } else {
         std::fs::create_dir_all(dir).map_err(|e| TelemetryError::Dir(dir.into(), e))?;
@@ -66,18 +95,58 @@ pub fn init(
             tracing_appender::rolling::daily(Path::new(dir), format!("{file_prefix}.log"));
         let (writer, thread) = BatchWriter::spawn(appender, "log-file");
         writers.push(thread);
-        Some(JsonLayer::new(writer))
+        Some(writer)
     };
-    let registry = tracing_subscriber::registry().with(filter).with(file_layer);
-    let installed = if format == "pretty" {
-        registry
-            .with(tracing_subscriber::fmt::layer().with_writer(stdout))
-            .try_init()
+    let Some(provider) = traces::provider(tracing, identity)? else {
+        // Without traces the filter is global: a span or event below the level costs one check.
+        let registry = tracing_subscriber::registry()
+            .with(filter)
+            .with(file_writer.map(JsonLayer::new));
+        let installed = if format == "pretty" {
+            registry
+                .with(tracing_subscriber::fmt::layer().with_writer(stdout))
+                .try_init()
+        } else {
+            registry.with(JsonLayer::new(stdout)).try_init()
+        };
+        installed.map_err(|_| TelemetryError::AlreadyInstalled)?;
+        return Ok(LogGuard {
+            _traces: None,
+            _writers: writers,
+        });
+    };
+    // With traces, the log level filters the log lines only: spans are traced at `info` whatever the
+    // log level, except the exporters' own machinery.
+    let traced = Targets::new()
+        .with_default(tracing::Level::INFO)
+        .with_targets(
+            traces::UNTRACED_TARGETS
+                .iter()
+                .map(|target| (*target, LevelFilter::OFF)),
+        );
+    let mut logs: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
+    if let Some(writer) = file_writer {
+        logs.push(Box::new(JsonLayer::new(writer).with_trace_ids()));
+    }
+    if format == "pretty" {
+        logs.push(Box::new(
+            tracing_subscriber::fmt::layer().with_writer(stdout),
+        ));
     } else {
-        registry.with(JsonLayer::new(stdout)).try_init()
-    };
-    installed.map_err(|_| TelemetryError::AlreadyInstalled)?;
-    Ok(LogGuard { _writers: writers })
+        logs.push(Box::new(JsonLayer::new(stdout).with_trace_ids()));
+    }
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(traces::tracer(&provider))
+        .with_filter(traced);
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(otel)
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    Ok(LogGuard {
+        _traces: Some(TracesGuard::new(provider)),
+        _writers: writers,
+    })
 }
 
 /// Formats an error with its whole cause chain: `outer: middle: root`.

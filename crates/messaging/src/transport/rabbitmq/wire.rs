@@ -22,6 +22,12 @@ pub(super) fn properties(message: &Outgoing) -> BasicProperties {
         "aggregate_id".into(),
         AMQPValue::LongString(message.aggregate_id.as_str().into()),
     );
+    if let Some(traceparent) = &message.traceparent {
+        headers.insert(
+            "traceparent".into(),
+            AMQPValue::LongString(traceparent.as_str().into()),
+        );
+    }
     BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type("application/json".into())
