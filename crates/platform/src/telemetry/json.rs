@@ -74,6 +74,10 @@ impl SpanFields {
 
 impl FieldSink for SpanFields {
     fn field(&mut self, name: &'static str, encode: impl FnOnce(&mut Vec<u8>)) {
+        // `otel.*` fields direct the span's export (its name, kind, status), they say nothing new.
+        if name.starts_with("otel.") {
+            return;
+        }
         let start = self.values.len();
         encode(&mut self.values);
         self.fields.push((name, start..self.values.len()));
@@ -84,8 +88,8 @@ impl FieldSink for SpanFields {
 pub struct JsonLayer<W> {
     writer: W,
     /// Set when traces are exported: each line inside a span then carries the span's `trace_id` and
-    /// `span_id`, read through the dispatcher the layer was registered with.
-    trace_ids: Option<std::sync::OnceLock<tracing::dispatcher::WeakDispatch>>,
+    /// `span_id`, read through the dispatcher the layer is part of (set once it is built).
+    trace_ids: Option<DispatchSlot>,
 }
 
 impl<W> JsonLayer<W> {
@@ -96,9 +100,10 @@ impl<W> JsonLayer<W> {
         }
     }
 
-    /// Lines inside a span carry the OpenTelemetry `trace_id` and `span_id` of that span.
-    pub fn with_trace_ids(mut self) -> Self {
-        self.trace_ids = Some(std::sync::OnceLock::new());
+    /// Lines inside a span carry the OpenTelemetry `trace_id` and `span_id` of that span, which `slot`
+    /// (filled with the dispatcher this layer ends up in) is asked for.
+    pub fn with_trace_ids(mut self, slot: DispatchSlot) -> Self {
+        self.trace_ids = Some(slot);
         self
     }
 
@@ -118,6 +123,10 @@ impl<W> JsonLayer<W> {
         })
     }
 }
+
+/// Where the dispatcher a layer is part of is put once it is built: a layer inside a dispatcher cannot
+/// ask for it (`tracing` answers "none" while an event is being dispatched).
+pub type DispatchSlot = std::sync::Arc<std::sync::OnceLock<tracing::dispatcher::WeakDispatch>>;
 
 /// The OpenTelemetry ids a log line inside a traced span carries.
 struct TraceIds {
@@ -337,12 +346,6 @@ where
         let mut extensions = span.extensions_mut();
         if let Some(fields) = extensions.get_mut::<SpanFields>() {
             fields.record(&|visitor| values.record(visitor));
-        }
-    }
-
-    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
-        if let Some(dispatch) = &self.trace_ids {
-            let _ = dispatch.set(subscriber.downgrade());
         }
     }
 

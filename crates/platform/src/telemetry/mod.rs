@@ -9,7 +9,7 @@ mod json;
 pub mod traces;
 mod writer;
 
-pub use json::JsonLayer;
+pub use json::{DispatchSlot, JsonLayer};
 pub use traces::{Identity, TracesGuard};
 
 use std::fmt;
@@ -124,25 +124,35 @@ pub fn init(
                 .iter()
                 .map(|target| (*target, LevelFilter::OFF)),
         );
+    let slot = DispatchSlot::default();
     let mut logs: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
     if let Some(writer) = file_writer {
-        logs.push(Box::new(JsonLayer::new(writer).with_trace_ids()));
+        logs.push(Box::new(
+            JsonLayer::new(writer).with_trace_ids(slot.clone()),
+        ));
     }
     if format == "pretty" {
         logs.push(Box::new(
             tracing_subscriber::fmt::layer().with_writer(stdout),
         ));
     } else {
-        logs.push(Box::new(JsonLayer::new(stdout).with_trace_ids()));
+        logs.push(Box::new(
+            JsonLayer::new(stdout).with_trace_ids(slot.clone()),
+        ));
     }
     let otel = tracing_opentelemetry::layer()
         .with_tracer(traces::tracer(&provider))
         .with_filter(traced);
-    tracing_subscriber::registry()
-        .with(logs.with_filter(filter))
-        .with(otel)
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(logs.with_filter(filter))
+            .with(otel),
+    );
+    let _ = slot.set(dispatch.downgrade());
+    dispatch
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    traces::set_enabled(true);
     Ok(LogGuard {
         _traces: Some(TracesGuard::new(provider)),
         _writers: writers,

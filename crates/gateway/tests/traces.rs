@@ -1,0 +1,131 @@
+//! Trace context through the gateway, on both proxy paths: a caller's trace is continued (the upstream
+//! gets the gateway's server span as its parent), a trace the caller sampled out stays sampled out (no
+//! span, the caller's `traceparent` passed on as it came), and a request without one starts a trace.
+//! A test binary of its own, since the span exporter is process-wide.
+
+#[allow(
+    dead_code,
+    reason = "shared with the api tests, which use more of it than this one"
+)]
+#[path = "api/helpers.rs"]
+mod helpers;
+
+use std::time::Duration;
+
+use helpers::{FakeUpstream, bearer, config, spawn_gateway};
+use opentelemetry::trace::SpanKind;
+use platform::auth::Role;
+use serde_json::Value;
+
+/// The gateway as it runs (`direct`: the direct path takes plain HTTP/1.1) and its router alone.
+async fn both_paths() -> (String, String, String, FakeUpstream) {
+    testkit::traces::capture();
+    let upstream = FakeUpstream::spawn().await;
+    let config = config(&upstream.url());
+    let token = bearer(&config.auth, Role::Admin);
+    let router = gateway::build(&config, Vec::new())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let router = testkit::TestServer::spawn(router).await;
+    let direct = spawn_gateway(config).await;
+    let urls = (direct.url(""), router.url(""));
+    // Both servers stop when dropped: they live as long as the test binary.
+    std::mem::forget((direct, router));
+    (urls.0, urls.1, token, upstream)
+}
+
+/// The trace headers the upstream received for one echoed request.
+async fn forwarded(base: &str, token: &str, headers: &[(&str, &str)]) -> Value {
+    let mut request = testkit::client()
+        .get(format!("{base}/api/v1/users/me"))
+        .header("authorization", token);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 200);
+    let echo: Value = testkit::json(response).await;
+    echo["headers"].clone()
+}
+
+fn trace_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[tokio::test]
+async fn a_callers_trace_is_continued_on_both_paths_with_the_gateways_span_as_parent() {
+    let (direct, router, token, _upstream) = both_paths().await;
+    for base in [direct, router] {
+        let trace = trace_id();
+        let caller = "b7ad6b7169203331";
+        let sent = format!("00-{trace}-{caller}-01");
+        let headers = forwarded(
+            &base,
+            &token,
+            &[("traceparent", &sent), ("baggage", "tenant=acme")],
+        )
+        .await;
+        let spans = testkit::traces::spans_of(&trace, Duration::from_secs(10), |spans| {
+            spans.iter().any(|s| s.span_kind == SpanKind::Server)
+        })
+        .await;
+        let server = spans
+            .iter()
+            .find(|s| s.span_kind == SpanKind::Server)
+            .unwrap_or_else(|| panic!("no server span"));
+        assert_eq!(server.parent_span_id.to_string(), caller, "{base}");
+        assert_eq!(
+            headers["traceparent"],
+            format!("00-{trace}-{}-01", server.span_context.span_id()),
+            "{base}"
+        );
+        assert_eq!(headers["baggage"], "tenant=acme", "{base}");
+        assert_eq!(
+            testkit::traces::attribute(server, "http.response.status_code").as_deref(),
+            Some("200")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_trace_the_caller_sampled_out_is_passed_on_as_it_came_and_makes_no_span() {
+    let (direct, router, token, _upstream) = both_paths().await;
+    for base in [direct, router] {
+        let unsampled = trace_id();
+        let sent = format!("00-{unsampled}-b7ad6b7169203331-00");
+        let headers = forwarded(&base, &token, &[("traceparent", &sent)]).await;
+        assert_eq!(headers["traceparent"], sent.as_str(), "{base}");
+
+        // A sampled request after it: once its span is exported, the first one's would have been too.
+        let sampled = trace_id();
+        let marker = format!("00-{sampled}-b7ad6b7169203331-01");
+        forwarded(&base, &token, &[("traceparent", &marker)]).await;
+        testkit::traces::spans_of(&sampled, Duration::from_secs(10), |spans| !spans.is_empty())
+            .await;
+        let spans = testkit::traces::spans_of(&unsampled, Duration::ZERO, |_| true).await;
+        assert!(spans.is_empty(), "{base}: {spans:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_without_trace_context_starts_a_trace_the_upstream_continues() {
+    let (direct, router, token, _upstream) = both_paths().await;
+    for base in [direct, router] {
+        let headers = forwarded(&base, &token, &[]).await;
+        let traceparent = headers["traceparent"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{base}: no traceparent in {headers}"));
+        let parts: Vec<&str> = traceparent.split('-').collect();
+        assert_eq!(parts.len(), 4, "{traceparent}");
+        assert_eq!((parts[0], parts[3]), ("00", "01"), "{traceparent}");
+        let spans =
+            testkit::traces::spans_of(parts[1], Duration::from_secs(10), |spans| !spans.is_empty())
+                .await;
+        assert_eq!(spans[0].span_context.span_id().to_string(), parts[2]);
+        assert_eq!(
+            spans[0].parent_span_id,
+            opentelemetry::trace::SpanId::INVALID,
+            "the gateway's span is the root"
+        );
+    }
+}
