@@ -432,3 +432,322 @@ async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_
 
     let _ = std::fs::remove_dir_all(&log_dir);
 }
+
+/// `rotel-agent` (PyPI `rotel`, installed by `.ci/run`): a real OTLP receiver, on gRPC and HTTP, that
+/// prints every span it receives.
+struct Receiver {
+    _agent: Running,
+    output: std::path::PathBuf,
+    grpc: u16,
+    http: u16,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let located = run(Command::new("python3").args([
+            "-c",
+            "import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
+        ]));
+        assert!(
+            located.status.success(),
+            "rotel must be installed (pip install --pre rotel): {}",
+            String::from_utf8_lossy(&located.stderr)
+        );
+        let agent = String::from_utf8_lossy(&located.stdout).trim().to_owned();
+        let (grpc, http) = (free_port(), free_port());
+        let output =
+            std::env::temp_dir().join(format!("logicore-rotel-{}.log", uuid::Uuid::new_v4()));
+        let log = std::fs::File::create(&output).unwrap_or_else(|e| panic!("{e}"));
+        let errors = log.try_clone().unwrap_or_else(|e| panic!("{e}"));
+        let child = Command::new(agent)
+            .args([
+                "start",
+                "--otlp-grpc-endpoint",
+                &format!("127.0.0.1:{grpc}"),
+                "--otlp-http-endpoint",
+                &format!("127.0.0.1:{http}"),
+                "--exporter",
+                "blackhole",
+                "--debug-log",
+                "traces",
+                "--debug-log-verbosity",
+                "detailed",
+            ])
+            .stdout(log)
+            .stderr(errors)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start rotel-agent: {e}"));
+        let receiver = Self {
+            _agent: Running(child),
+            output,
+            grpc,
+            http,
+        };
+        for port in [grpc, http] {
+            testkit::eventually(
+                "rotel-agent to listen",
+                Duration::from_secs(20),
+                || async move {
+                    tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .ok()
+                },
+            )
+            .await;
+        }
+        receiver
+    }
+
+    /// The services (`service.name` of their resource) whose spans of `trace` arrived so far.
+    fn services_of(&self, trace: &str) -> std::collections::BTreeSet<String> {
+        let text = std::fs::read(&self.output).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let mut service = String::new();
+        let mut found = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            if let Some((_, name)) = line.split_once("-> service.name: Str(") {
+                service = name.trim_end_matches(')').to_owned();
+            } else if line.contains("Trace ID") && line.trim_end().ends_with(trace) {
+                found.insert(service.clone());
+            }
+        }
+        found
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.output);
+    }
+}
+
+/// `logicore all` on free ports against a database of its own, with a first admin and `extra` settings.
+struct AllServices {
+    server: Running,
+    gateway: String,
+    admin_port: u16,
+    _db: testkit::TestDb,
+}
+
+impl AllServices {
+    async fn start(extra: &[(&str, &str)]) -> Self {
+        let db = testkit::TestDb::new();
+        let ports: Vec<String> = (0..5).map(|_| free_port().to_string()).collect();
+        let mut env = vec![
+            ("DATABASE_URL", db.url.as_str()),
+            ("GATEWAY_PORT", ports[0].as_str()),
+            ("LOGICORE_GATEWAY__ADMIN_PORT", ports[1].as_str()),
+            ("LOGICORE_USERS__PORT", ports[2].as_str()),
+            ("LOGICORE_INVENTORY__PORT", ports[3].as_str()),
+            ("LOGICORE_ORDERS__PORT", ports[4].as_str()),
+            ("ADMIN_EMAIL", "root@logicore.test"),
+            ("ADMIN_PASSWORD", "Admin-password-1"),
+            ("LOGICORE_MESSAGING__RELAY_POLL_MS", "50"),
+            ("GATEWAY_RATE_LIMIT_MAX_REQUESTS", "100000"),
+        ];
+        env.extend_from_slice(extra);
+        let server = Running(
+            logicore(&env)
+                .stdout(Stdio::null())
+                .arg("all")
+                .spawn()
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let gateway = format!("http://127.0.0.1:{}", ports[0]);
+        let client = testkit::client();
+        testkit::eventually("the gateway to be ready", Duration::from_secs(60), || {
+            let url = format!("{gateway}/readyz");
+            let client = client.clone();
+            async move {
+                client
+                    .get(url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+            }
+        })
+        .await;
+        Self {
+            server,
+            gateway,
+            admin_port: ports[1].parse().unwrap_or_default(),
+            _db: db,
+        }
+    }
+
+    /// A successful JSON call through the gateway.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> Value {
+        let mut request = testkit::client()
+            .request(method.clone(), format!("{}{path}", self.gateway))
+            .json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+        let status = response.status();
+        let body: Value = testkit::json(response).await;
+        assert!(status.is_success(), "{method} {path}: {status} {body}");
+        body
+    }
+
+    async fn token(&self, email: &str, password: &str) -> String {
+        let login = json!({"email": email, "password": password});
+        let tokens = self
+            .call(reqwest::Method::POST, "/api/v1/auth/login", None, login)
+            .await;
+        tokens["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// An order placed through the gateway of `logicore all`, exporting to a real OTLP receiver over
+/// `protocol`, arrives there as one trace with spans of the gateway, orders and inventory, each under
+/// its own `service.name`.
+async fn an_order_reaches_a_real_receiver_as_one_trace(protocol: &str) {
+    let receiver = Receiver::start().await;
+    let port = if protocol == "grpc" {
+        receiver.grpc
+    } else {
+        receiver.http
+    };
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let all = AllServices::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ("OTEL_TRACES_SAMPLER_ARG", "1"),
+        ("LOGICORE_TRACING__BATCH_DELAY_MS", "100"),
+    ])
+    .await;
+    let admin = all.token("root@logicore.test", "Admin-password-1").await;
+    let post = reqwest::Method::POST;
+    let warehouse = all
+        .call(
+            post.clone(),
+            "/api/v1/inventory/warehouses",
+            Some(&admin),
+            json!({"code": "OTLP", "name": "Otlp", "address": "1 Dock Road", "priority": 1}),
+        )
+        .await;
+    all.call(
+        post.clone(),
+        "/api/v1/inventory/products",
+        Some(&admin),
+        json!({"sku": "SPAN-1", "name": "Span"}),
+    )
+    .await;
+    all.call(
+        post.clone(),
+        "/api/v1/inventory/adjustments",
+        Some(&admin),
+        json!({"sku": "SPAN-1", "warehouse_id": warehouse["id"], "delta": 5, "reason": "receipt"}),
+    )
+    .await;
+    let registration =
+        json!({"email": "otlp@logicore.test", "password": "correct-horse-9", "full_name": "Otto"});
+    let customer = all
+        .call(post.clone(), "/api/v1/auth/register", None, registration)
+        .await["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    let response = testkit::client()
+        .post(format!("{}/api/v1/orders", all.gateway))
+        .bearer_auth(&customer)
+        .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+        .json(&json!({
+            "lines": [{"sku": "SPAN-1", "quantity": 1, "unit_price": 100}],
+            "currency": "EUR",
+            "shipping_address": {"name": "Otto", "street": "1 Canal Street", "city": "Amsterdam", "postal_code": "1011AA", "country": "NL"},
+        }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 201);
+    let wanted = ["gateway", "inventory", "orders"];
+    testkit::eventually(
+        "the order's trace to reach the receiver from gateway, orders and inventory",
+        Duration::from_secs(60),
+        || {
+            let services = receiver.services_of(&trace);
+            let complete = wanted.iter().all(|name| services.contains(*name));
+            async move { complete.then_some(()) }
+        },
+    )
+    .await;
+    let mut all = all;
+    all.server.stop_with_sigterm().await;
+}
+
+#[tokio::test]
+async fn an_order_reaches_a_real_otlp_receiver_over_grpc_as_one_trace() {
+    an_order_reaches_a_real_receiver_as_one_trace("grpc").await;
+}
+
+#[tokio::test]
+async fn an_order_reaches_a_real_otlp_receiver_over_http_as_one_trace() {
+    an_order_reaches_a_real_receiver_as_one_trace("http/protobuf").await;
+}
+
+/// A collector that accepts connections and never answers: requests are served all the same, the spans
+/// that do not fit the queue are dropped and counted, and SIGTERM still ends the process promptly.
+#[tokio::test]
+async fn a_collector_that_never_answers_costs_requests_nothing_and_dropped_spans_are_counted() {
+    // Bound and never accepted from: connections complete in the backlog and wait for ever.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let endpoint = format!(
+        "http://{}",
+        silent.local_addr().unwrap_or_else(|e| panic!("{e}"))
+    );
+    let all = AllServices::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("LOGICORE_TRACING__QUEUE_SIZE", "8"),
+        ("LOGICORE_TRACING__MAX_BATCH_SIZE", "4"),
+        ("LOGICORE_TRACING__BATCH_DELAY_MS", "10"),
+        ("LOGICORE_TRACING__EXPORT_TIMEOUT_MS", "1000"),
+    ])
+    .await;
+    let client = testkit::client();
+    for n in 0..100 {
+        let response = client
+            .get(format!("{}/api/v1/inventory/products?limit=1", all.gateway))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request {n}: {e}"));
+        assert_eq!(response.status(), 401, "request {n}");
+    }
+    let metrics = format!("http://127.0.0.1:{}/metrics", all.admin_port);
+    let dropped = testkit::eventually(
+        "dropped spans to be counted",
+        Duration::from_secs(10),
+        || {
+            let client = client.clone();
+            let metrics = metrics.clone();
+            async move {
+                let text = client.get(metrics).send().await.ok()?.text().await.ok()?;
+                let count: f64 = text
+                    .lines()
+                    .find(|line| line.starts_with("trace_spans_dropped_total"))?
+                    .rsplit(' ')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                (count > 0.0).then_some(count)
+            }
+        },
+    )
+    .await;
+    assert!(dropped > 0.0);
+    let mut all = all;
+    all.server.stop_with_sigterm().await;
+}

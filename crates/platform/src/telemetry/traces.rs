@@ -3,7 +3,7 @@
 //!
 //! Finished spans go into a bounded queue ([`ExportQueue`]) that one thread drains in batches. When the
 //! collector is slow or down the queue fills and further spans are dropped and counted
-//! (`logicore_trace_spans_dropped_total`): a request never waits for the collector. The thread runs its own
+//! (`trace_spans_dropped_total`): a request never waits for the collector. The thread runs its own
 //! single-threaded runtime, so the exporters' async clients (tonic for gRPC, reqwest for HTTP/protobuf) work
 //! there, and it is stopped and drained when the [`TracesGuard`] is dropped at the end of the process.
 //!
@@ -563,13 +563,21 @@ fn export_loop(
                 }));
             }
             let spans = std::mem::take(&mut batch);
-            runtime.block_on(export(
+            // Each service's spans get the export timeout; the last export, at shutdown, gets it once
+            // for all of them, so a collector that is down delays the exit by one timeout at most.
+            let exported = export(
                 spans,
                 &mut exporters,
                 &mut resources,
                 &factory,
                 batching.timeout,
-            ));
+            );
+            if closed {
+                let _ = runtime
+                    .block_on(async { tokio::time::timeout(batching.timeout, exported).await });
+            } else {
+                runtime.block_on(exported);
+            }
             deadline = Instant::now() + batching.delay;
         }
         if let Some(done) = flush {
