@@ -129,3 +129,68 @@ async fn a_request_without_trace_context_starts_a_trace_the_upstream_continues()
         );
     }
 }
+
+#[tokio::test]
+async fn each_attempt_on_an_upstream_is_a_client_span_and_a_retry_shows_as_a_resend() {
+    testkit::traces::capture();
+    let failing = FakeUpstream::spawn().await;
+    failing
+        .probe
+        .unavailable
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let healthy = FakeUpstream::spawn().await;
+    let mut config = config(&healthy.url());
+    let users = format!("{},{}", failing.url(), healthy.url());
+    config.upstreams[0] = gateway::Upstream::new("users", &users).unwrap_or_else(|e| panic!("{e}"));
+    config.outlier.consecutive_failures = u32::MAX;
+    let token = bearer(&config.auth, Role::Admin);
+    let direct = spawn_gateway(config).await;
+    // Which instance a request tries first is the balancer's choice: some of these go to the failing one.
+    let mut retried = None;
+    for _ in 0..20 {
+        let trace = trace_id();
+        let sent = format!("00-{trace}-b7ad6b7169203331-01");
+        forwarded(&direct.url(""), &token, &[("traceparent", &sent)]).await;
+        let spans = testkit::traces::spans_of(&trace, Duration::from_secs(10), |spans| {
+            spans.iter().any(|s| s.span_kind == SpanKind::Server)
+        })
+        .await;
+        if spans
+            .iter()
+            .filter(|s| s.span_kind == SpanKind::Client)
+            .count()
+            == 2
+        {
+            retried = Some(spans);
+            break;
+        }
+    }
+    let spans = retried.unwrap_or_else(|| panic!("no request was retried"));
+    let server = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Server)
+        .unwrap_or_else(|| panic!("no server span"));
+    let attempt = |resends: &str| {
+        spans
+            .iter()
+            .find(|s| {
+                s.span_kind == SpanKind::Client
+                    && testkit::traces::attribute(s, "http.request.resend_count").as_deref()
+                        == Some(resends)
+            })
+            .unwrap_or_else(|| panic!("no attempt with {resends} resends"))
+    };
+    let (first, second) = (attempt("0"), attempt("1"));
+    for span in [first, second] {
+        assert_eq!(span.parent_span_id, server.span_context.span_id());
+        assert_eq!(span.name, "upstream users");
+    }
+    assert_eq!(
+        testkit::traces::attribute(first, "http.response.status_code").as_deref(),
+        Some("503")
+    );
+    assert_eq!(
+        testkit::traces::attribute(second, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+}

@@ -999,8 +999,11 @@ async fn an_order_is_one_trace(transport: Transport) {
             && service(s).as_deref() == Some("inventory")
     });
     assert_eq!(reservation.parent_span_id, orders.span_context.span_id());
+    let reserve = find("the reserve step", &|s| {
+        s.name == "reserve" && s.parent_span_id == reservation.span_context.span_id()
+    });
     let sql = find("SQL of the reservation", &|s| {
-        s.parent_span_id == reservation.span_context.span_id() && s.span_kind == SpanKind::Client
+        s.parent_span_id == reserve.span_context.span_id() && s.span_kind == SpanKind::Client
     });
     assert_eq!(
         attribute(sql, "db.system.name").as_deref(),
@@ -1009,7 +1012,10 @@ async fn an_order_is_one_trace(transport: Transport) {
     let confirmed = find("orders' handling of inventory.reserved", &|s| {
         confirmation(s)
     });
-    assert_eq!(confirmed.parent_span_id, reservation.span_context.span_id());
+    assert_eq!(confirmed.parent_span_id, reserve.span_context.span_id());
+    find("the confirm step", &|s| {
+        s.name == "confirm" && s.parent_span_id == confirmed.span_context.span_id()
+    });
     platform.stop().await;
 }
 

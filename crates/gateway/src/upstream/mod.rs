@@ -68,6 +68,20 @@ pub(crate) enum SendError {
     Other(BoxError),
 }
 
+impl SendError {
+    /// A short name of what went wrong, for a span's `error.type`.
+    fn kind(&self) -> &'static str {
+        match self {
+            SendError::Open { .. } => "circuit_open",
+            SendError::Connect(_) => "connect",
+            SendError::Timeout(_) => "timeout",
+            SendError::BodyTooLarge => "body_too_large",
+            SendError::NoInstance => "no_instance",
+            SendError::Other(_) => "transport",
+        }
+    }
+}
+
 /// A request's body as the upstream client gets it.
 pub(crate) enum OutgoingBody {
     /// Empty, or small and read in full: it can be sent again on a retry.
@@ -226,12 +240,16 @@ impl UpstreamClient {
         Fut: Future<Output = Result<R, SendError>>,
     {
         let inner = &*self.0;
-        let permit = inner
-            .breaker
-            .try_acquire()
-            .map_err(|rejected| SendError::Open {
+        let permit = inner.breaker.try_acquire().map_err(|rejected| {
+            let refused = SendError::Open {
                 retry_after: rejected.retry_after,
-            })?;
+            };
+            if let Some(span) = attempt_span(&inner.name, None, 0) {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", refused.kind());
+            }
+            refused
+        })?;
         let mut started = Instant::now();
         let deadline = started + inner.timeout;
         inner.budget.deposit();
@@ -248,23 +266,50 @@ impl UpstreamClient {
             if retries > 0 {
                 started = Instant::now();
             }
-            let result =
-                match tokio::time::timeout_at(deadline.into(), attempt(endpoint.clone())).await {
-                    Ok(result) => result,
-                    Err(_) => Err(SendError::Timeout(inner.timeout)),
-                };
+            let span = attempt_span(&inner.name, Some(endpoint), retries);
+            let call = tokio::time::timeout_at(deadline.into(), attempt(endpoint.clone()));
+            let called = match &span {
+                Some(span) => tracing::Instrument::instrument(call, span.clone()).await,
+                None => call.await,
+            };
+            let result = match called {
+                Ok(result) => result,
+                Err(_) => Err(SendError::Timeout(inner.timeout)),
+            };
+            if let Some(span) = &span {
+                match &result {
+                    Ok(response) => {
+                        span.record("http.response.status_code", response.status().as_u16());
+                        if response.status().is_server_error() {
+                            span.record("otel.status_code", "ERROR");
+                        }
+                    }
+                    Err(error) => {
+                        span.record("otel.status_code", "ERROR");
+                        span.record("error.type", error.kind());
+                    }
+                }
+            }
             inner
                 .attempts
                 .record(status_class(&result), started.elapsed());
             let failed = inner.failures.is_failure(outcome(result.as_ref()));
             if let Some(length) = inner.endpoints.record(&list, index, failed) {
                 inner.metrics.ejected(&inner.name, endpoint.url().as_str());
-                tracing::warn!(
-                    upstream = %inner.name,
-                    endpoint = %endpoint.url(),
-                    ejected_for_ms = length.as_millis() as u64,
-                    "upstream instance ejected after consecutive failures"
-                );
+                // Inside the attempt's span, so the ejection shows in the trace of the request that
+                // caused it.
+                let ejected = || {
+                    tracing::warn!(
+                        upstream = %inner.name,
+                        endpoint = %endpoint.url(),
+                        ejected_for_ms = length.as_millis() as u64,
+                        "upstream instance ejected after consecutive failures"
+                    );
+                };
+                match &span {
+                    Some(span) => span.in_scope(ejected),
+                    None => ejected(),
+                }
             }
             if let Some(reason) = retry_reason(&result).filter(|_| repeatable)
                 && retries < inner.retry.max_retries
@@ -290,6 +335,31 @@ impl UpstreamClient {
         );
         result
     }
+}
+
+/// The client span of one attempt on `endpoint` (none: the breaker refused the call), when the request is
+/// traced: the upstream, the instance, and how many times the request was sent before.
+fn attempt_span(
+    upstream: &str,
+    endpoint: Option<&Endpoint>,
+    resends: u32,
+) -> Option<tracing::Span> {
+    if !platform::telemetry::traces::enabled() || tracing::Span::current().is_none() {
+        return None;
+    }
+    let url = endpoint.map(|endpoint| endpoint.url());
+    Some(tracing::info_span!(
+        "upstream",
+        otel.name = format!("upstream {upstream}"),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        upstream,
+        server.address = url.and_then(|url| url.host_str()).unwrap_or_default(),
+        server.port = url.and_then(|url| url.port_or_known_default()).unwrap_or_default(),
+        http.request.resend_count = resends,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    ))
 }
 
 /// What the retry loop needs to know of an upstream's answer.

@@ -12,6 +12,7 @@
 //! applied is rejected (dead letter); a database failure is retried. The cached availability of the skus
 //! involved goes after the commit.
 
+use platform::telemetry::traces::with_span;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -136,20 +137,25 @@ impl OrderSaga {
     async fn apply(&self, conn: &mut PgConnection, event: &Envelope) -> Result<(), Failure> {
         let outbox = Outbox::caused_by(&self.messaging, event);
         match event.kind() {
-            Some(EventType::OrderCreated) => self.reserve(conn, outbox, decode(event)?).await,
+            Some(EventType::OrderCreated) => {
+                let created = decode(event)?;
+                with_span("reserve", self.reserve(conn, outbox, created)).await
+            }
             Some(EventType::OrderConfirmed) => {
                 let confirmed: OrderConfirmed = decode(event)?;
-                self.commit(conn, outbox, confirmed.order_id).await
+                with_span("confirm", self.commit(conn, outbox, confirmed.order_id)).await
             }
             Some(EventType::OrderCancelled) => {
                 let cancelled: OrderCancelled = decode(event)?;
                 let reason = ReleaseReason::Cancelled;
-                self.release(conn, outbox, cancelled.order_id, reason).await
+                let released = self.release(conn, outbox, cancelled.order_id, reason);
+                with_span("release", released).await
             }
             Some(EventType::OrderExpired) => {
                 let expired: OrderExpired = decode(event)?;
                 let reason = ReleaseReason::Expired;
-                self.release(conn, outbox, expired.order_id, reason).await
+                let released = self.release(conn, outbox, expired.order_id, reason);
+                with_span("release", released).await
             }
             Some(EventType::ShipmentStatusChanged) => {
                 let change: ShipmentStatusChanged = decode(event)?;

@@ -6,6 +6,7 @@ use futures::future::BoxFuture;
 use messaging::events::{InventoryReleased, InventoryReservationFailed, InventoryReserved};
 use messaging::{Envelope, EventPayload, EventType, Handler, Messaging, Outcome};
 use platform::db::Db;
+use platform::telemetry::traces::with_span;
 use sqlx::PgConnection;
 
 use crate::error::OrdersError;
@@ -46,7 +47,11 @@ impl SagaHandler {
                 let Some(data) = decode::<InventoryReserved>(event) else {
                     return Ok(Outcome::Reject("malformed inventory.reserved".into()));
                 };
-                ordering::reserved(&self.db, conn, &recorder, &data).await?;
+                with_span(
+                    "confirm",
+                    ordering::reserved(&self.db, conn, &recorder, &data),
+                )
+                .await?;
             }
             EventType::InventoryReservationFailed => {
                 let Some(data) = decode::<InventoryReservationFailed>(event) else {
@@ -54,21 +59,25 @@ impl SagaHandler {
                         "malformed inventory.reservation_failed".into(),
                     ));
                 };
-                ordering::reservation_failed(&self.db, conn, &recorder, &data).await?;
+                with_span(
+                    "reject",
+                    ordering::reservation_failed(&self.db, conn, &recorder, &data),
+                )
+                .await?;
             }
             EventType::InventoryReleased => {
                 let Some(data) = decode::<InventoryReleased>(event) else {
                     return Ok(Outcome::Reject("malformed inventory.released".into()));
                 };
-                ordering::released(
+                let released = ordering::released(
                     &self.db,
                     conn,
                     &recorder,
                     data.order_id,
                     data.reservation_id,
                     &data.reason,
-                )
-                .await?;
+                );
+                with_span("release", released).await?;
             }
             // Bound by routing key to the three above; anything else is not ours to act on.
             _ => {}

@@ -655,6 +655,17 @@ pub fn current_traceparent() -> Option<String> {
     span_context(&current).map(|span| traceparent(&span))
 }
 
+/// Runs `work` in a span of its own, `name`, under the current one: the original platform's `withSpan`,
+/// for a business step worth seeing in a trace (the saga's `reserve`, `confirm`, `reject`, `release`).
+/// Outside a traced span, or with tracing off, `work` just runs.
+pub async fn with_span<F: Future>(name: &'static str, work: F) -> F::Output {
+    if !enabled() || tracing::Span::current().is_none() {
+        return work.await;
+    }
+    let span = tracing::info_span!("step", otel.name = name, step = name);
+    tracing::Instrument::instrument(work, span).await
+}
+
 /// The context a `traceparent` (of an event, say) continues; empty when there is none or it is malformed.
 pub fn continued(traceparent: Option<&str>) -> Context {
     Carried([traceparent.map(str::to_owned), None, None]).extract()
