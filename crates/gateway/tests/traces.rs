@@ -118,12 +118,17 @@ async fn a_request_without_trace_context_starts_a_trace_the_upstream_continues()
         let parts: Vec<&str> = traceparent.split('-').collect();
         assert_eq!(parts.len(), 4, "{traceparent}");
         assert_eq!((parts[0], parts[3]), ("00", "01"), "{traceparent}");
-        let spans =
-            testkit::traces::spans_of(parts[1], Duration::from_secs(10), |spans| !spans.is_empty())
-                .await;
-        assert_eq!(spans[0].span_context.span_id().to_string(), parts[2]);
+        let spans = testkit::traces::spans_of(parts[1], Duration::from_secs(10), |spans| {
+            spans.iter().any(|s| s.span_kind == SpanKind::Server)
+        })
+        .await;
+        let server = spans
+            .iter()
+            .find(|s| s.span_kind == SpanKind::Server)
+            .unwrap_or_else(|| panic!("no server span"));
+        assert_eq!(server.span_context.span_id().to_string(), parts[2]);
         assert_eq!(
-            spans[0].parent_span_id,
+            server.parent_span_id,
             opentelemetry::trace::SpanId::INVALID,
             "the gateway's span is the root"
         );
