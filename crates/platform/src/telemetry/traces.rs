@@ -1,7 +1,7 @@
 //! Traces over OTLP (what Jaeger ≥ 1.35, Tempo and the OpenTelemetry Collector ingest), built on the
 //! OpenTelemetry SDK and `tracing-opentelemetry`: every `tracing` span of LogiCore can become an OTel span.
 //!
-//! Finished spans go into a bounded queue ([`ExportQueue`]) that one thread drains in batches. When the
+//! Finished spans go into a bounded queue (`ExportQueue`) that one thread drains in batches. When the
 //! collector is slow or down the queue fills and further spans are dropped and counted
 //! (`trace_spans_dropped_total`): a request never waits for the collector. The thread runs its own
 //! single-threaded runtime, so the exporters' async clients (tonic for gRPC, reqwest for HTTP/protobuf) work
