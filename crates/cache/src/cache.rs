@@ -161,13 +161,41 @@ impl Cache {
         }
     }
 
+    /// The cached value of `key`. Inside a traced span this is a client span of its own, `cache get`,
+    /// saying whether it was a hit.
     pub async fn get<T: DeserializeOwned>(&self, key: &Key) -> Option<T> {
-        let value = match self.get_bytes(key).await {
-            Ok(bytes) => bytes.and_then(|b| self.decode(&b)),
-            Err(e) => self.failed("get", &e, None),
+        let span = self.span("cache get");
+        let read = async {
+            match self.get_bytes(key).await {
+                Ok(bytes) => bytes.and_then(|b| self.decode(&b)),
+                Err(e) => self.failed("get", &e, None),
+            }
         };
+        let value = match &span {
+            Some(span) => tracing::Instrument::instrument(read, span.clone()).await,
+            None => read.await,
+        };
+        if let Some(span) = &span {
+            span.record("cache.hit", value.is_some());
+        }
         self.count_read(value.is_some());
         value
+    }
+
+    /// A client span for one cache operation, when the caller's work is traced.
+    fn span(&self, name: &'static str) -> Option<tracing::Span> {
+        if !platform::telemetry::traces::enabled() || tracing::Span::current().is_none() {
+            return None;
+        }
+        let backend = self.backend_name();
+        Some(tracing::info_span!(
+            "cache",
+            otel.name = name,
+            otel.kind = "client",
+            db.system.name = if backend == "redis" { "redis" } else { "memory" },
+            cache.backend = backend,
+            cache.hit = tracing::field::Empty,
+        ))
     }
 
     pub async fn mget<T: DeserializeOwned>(&self, keys: &[Key]) -> Vec<Option<T>> {
