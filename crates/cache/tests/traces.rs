@@ -1,7 +1,6 @@
 //! A cache read inside a traced span is a client span of its own saying whether it hit. A test binary of
 //! its own, since the span exporter is process-wide.
 
-#[allow(dead_code, reason = "the shared suite's helpers; this test needs one of them")]
 mod common;
 
 use std::time::Duration;
