@@ -192,7 +192,11 @@ impl Cache {
             "cache",
             otel.name = name,
             otel.kind = "client",
-            db.system.name = if backend == "redis" { "redis" } else { "memory" },
+            db.system.name = if backend == "redis" {
+                "redis"
+            } else {
+                "memory"
+            },
             cache.backend = backend,
             cache.hit = tracing::field::Empty,
         ))

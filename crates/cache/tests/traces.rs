@@ -18,11 +18,20 @@ async fn a_read_in_a_traced_span_is_a_cache_span_marked_hit_or_miss() {
     let request = tracing::info_span!("request");
     let trace = {
         use opentelemetry::trace::TraceContextExt as _;
-        request.context().span().span_context().trace_id().to_string()
+        request
+            .context()
+            .span()
+            .span_context()
+            .trace_id()
+            .to_string()
     };
     async {
         assert_eq!(cache.get::<String>(&key).await, None);
-        assert!(cache.set(&key, &"Ada".to_owned(), Duration::from_secs(60), &[]).await);
+        assert!(
+            cache
+                .set(&key, &"Ada".to_owned(), Duration::from_secs(60), &[])
+                .await
+        );
         assert_eq!(cache.get::<String>(&key).await.as_deref(), Some("Ada"));
     }
     .instrument(request.clone())

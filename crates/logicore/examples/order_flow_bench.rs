@@ -3,7 +3,8 @@
 //!
 //! `cargo run --release -p logicore --example order_flow_bench [ORDERS] [CONCURRENCY] [SKUS]`
 //! (set `RABBITMQ_URL` for the RabbitMQ transport, the PostgreSQL transport otherwise; set `RATE` to send
-//! that many orders per second instead of keeping `CONCURRENCY` in flight, for latency without a backlog).
+//! that many orders per second instead of keeping `CONCURRENCY` in flight, for latency without a backlog;
+//! set `OTEL_EXPORTER_OTLP_ENDPOINT` and `OTEL_TRACES_SAMPLER_ARG` to export traces while it runs).
 //!
 //! Starts inventory and orders in-process, as `logicore all` runs them, on a fresh database (dropped at
 //! the end; `TEST_DATABASE_URL` names the server), stocks `SKUS` products, then creates `ORDERS` orders of
@@ -54,6 +55,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         env.push(("RABBITMQ_URL", rabbitmq.as_str()));
         env.push(("LOGICORE_MESSAGING__QUEUE_EXPIRES_MS", "60000"));
     }
+    let tracing: Vec<(&str, String)> = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER_ARG"]
+        .into_iter()
+        .filter_map(|name| Some((name, std::env::var(name).ok()?)))
+        .collect();
+    env.extend(tracing.iter().map(|(name, value)| (*name, value.as_str())));
     let settings = testkit::settings_with(&env, &logicore::services::sections());
     let _logs = platform::telemetry::init(
         platform::telemetry::LogOptions {

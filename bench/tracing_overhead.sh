@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# What tracing costs the gateway: requests/s at saturation (wrk, bench/wrk_summary.lua) of three gateways
+# in front of the same static upstream (crates/gateway/examples/static_upstream.rs), alike but for tracing:
+#   off   no OTLP endpoint (nothing exported, no span made for tracing's sake);
+#   1%    exporting to a real OTLP receiver (rotel-agent, gRPC, spans discarded) at sampler ratio 0.01;
+#   100%  the same at ratio 1: every request is a server span and a client span, exported.
+# Requests carry no traceparent, so the gateway decides (parent-based ratio sampling at the root). ROUNDS
+# rounds alternate the three (off, 1 %, 100 %); the report gives each round and the median of each mode's
+# ratio to off. The gateway runs on PROXY_CPUS (the first core) with one worker per core there; wrk, the
+# upstream and the receiver on LOAD_CPUS, as in bench/gateway_vs_nginx.sh.
+#
+# usage: bench/tracing_overhead.sh
+#   DURATION (10s) CONNECTIONS (64) ROUNDS (3) CARGO_TARGET_DIR (/tmp/gw-bench-target) WRK (wrk)
+#   PROXY_CPUS (0) LOAD_CPUS (1-last); ports 9111-9116 and 9211-9213 must be free; rotel (pip install --pre rotel).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/gw-bench-target}
+DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-64}
+WRK=${WRK:-wrk}
+UPSTREAM_PORT=9111 GRPC_PORT=9112 HTTP_PORT=9113
+SECRET=bench-secret-of-at-least-thirty-two-bytes
+WORK=$(mktemp -d)
+PIDS=()
+CORES=$(nproc --all)
+PROXY_CPUS=${PROXY_CPUS:-0}
+LOAD_CPUS=${LOAD_CPUS:-1-$((CORES - 1))}
+ON_PROXY_CPUS=(taskset -c "$PROXY_CPUS")
+ON_LOAD_CPUS=(taskset -c "$LOAD_CPUS")
+PROXY_WORKERS=$("${ON_PROXY_CPUS[@]}" nproc)
+LOAD_THREADS=$("${ON_LOAD_CPUS[@]}" nproc)
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+wait_for() { # url: poll until it answers (any status), at most 10 s
+  for _ in $(seq 100); do
+    curl -s -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "nothing answers at $1" >&2
+  exit 1
+}
+
+echo "== building (release, $CARGO_TARGET_DIR)"
+(cd "$ROOT" && cargo build --release -q -p logicore && cargo build --release -q -p gateway --example static_upstream)
+BIN=$CARGO_TARGET_DIR/release
+ROTEL=$(python3 -c "import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))")
+
+"${ON_LOAD_CPUS[@]}" "$BIN/examples/static_upstream" "127.0.0.1:$UPSTREAM_PORT" & PIDS+=($!)
+"${ON_LOAD_CPUS[@]}" "$ROTEL" start --otlp-grpc-endpoint "127.0.0.1:$GRPC_PORT" \
+  --otlp-http-endpoint "127.0.0.1:$HTTP_PORT" --exporter blackhole > "$WORK/rotel.log" 2>&1 & PIDS+=($!)
+
+declare -A PORT GATEWAY_PID
+gateway() { # mode port [tracing settings…]: the gateway with info logs to a file, admin on port + 100
+  local mode=$1 port=$2; shift 2
+  "${ON_PROXY_CPUS[@]}" env -i PATH="$PATH" HOME="$HOME" LOGICORE_GATEWAY__HTTP_WORKERS="$PROXY_WORKERS" \
+    GATEWAY_PORT="$port" LOGICORE_GATEWAY__ADMIN_PORT="$((port + 100))" \
+    USER_SERVICE_URL="http://127.0.0.1:$UPSTREAM_PORT" JWT_SECRET="$SECRET" LOG_LEVEL=info \
+    GATEWAY_RATE_LIMIT_WINDOW_MS=1000 GATEWAY_RATE_LIMIT_MAX_REQUESTS=1000000000 "$@" \
+    "$BIN/logicore" gateway > "$WORK/$mode.log" 2>&1 &
+  PIDS+=($!)
+  PORT[$mode]=$port
+  GATEWAY_PID[$mode]=$!
+}
+OTLP="OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$GRPC_PORT"
+gateway off 9114
+gateway one-percent 9115 "$OTLP" OTEL_TRACES_SAMPLER_ARG=0.01
+gateway all 9116 "$OTLP" OTEL_TRACES_SAMPLER_ARG=1
+for port in $UPSTREAM_PORT 9114 9115 9116; do wait_for "http://127.0.0.1:$port/health"; done
+
+TOKEN=$(SECRET=$SECRET python3 - <<'PY'
+import base64, hashlib, hmac, json, os, time, uuid
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+now = int(time.time())
+claims = {"sub": str(uuid.uuid4()), "email": "bench@example.com", "role": "admin",
+          "iat": now, "exp": now + 3600, "jti": str(uuid.uuid4()), "iss": "logicore"}
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + b64(json.dumps(claims).encode())
+sig = hmac.new(os.environ["SECRET"].encode(), head.encode(), hashlib.sha256).digest()
+print(head + "." + b64(sig))
+PY
+)
+AUTH="authorization: Bearer $TOKEN"
+PATH_UNDER_TEST=/api/v1/users/me
+
+echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== gateway on CPUs $PROXY_CPUS ($PROXY_WORKERS workers), wrk, upstream and receiver on CPUs $LOAD_CPUS"
+echo "== saturation ($CONNECTIONS connections, $DURATION, $ROUNDS rounds)"
+rps() { # mode: requests/s of one wrk run; any answer but a 2xx or a socket error fails the run
+  "${ON_LOAD_CPUS[@]}" "$WRK" -t "$LOAD_THREADS" -c "$CONNECTIONS" -d "$DURATION" \
+    -s "$ROOT/bench/wrk_summary.lua" -H "$AUTH" "http://127.0.0.1:${PORT[$1]}$PATH_UNDER_TEST" > "$WORK/$1.txt"
+  python3 - "$WORK/$1.txt" "$1" <<'PY'
+import json, sys
+d = json.loads([line for line in open(sys.argv[1]) if line.startswith("{")][-1])
+if d["non_2xx"] or d["socket_errors"] or not d["requests"]:
+    sys.exit(f"{sys.argv[2]}: {d['requests']} requests, {d['non_2xx']} not 2xx, {d['socket_errors']} socket errors")
+print(d["requests"] / (d["duration_us"] / 1e6))
+PY
+}
+LINES=""
+for round in $(seq "$ROUNDS"); do
+  off=$(rps off); one=$(rps one-percent); all=$(rps all)
+  LINES+="$off $one $all"$'\n'
+  printf 'round %s: off %.0f/s, 1%% %.0f/s (%.3f), 100%% %.0f/s (%.3f)\n' "$round" "$off" "$one" \
+    "$(python3 -c "print($one / $off)")" "$all" "$(python3 -c "print($all / $off)")"
+done
+printf '%s' "$LINES" | python3 -c "
+import statistics, sys
+rows = [[float(x) for x in line.split()] for line in sys.stdin if line.strip()]
+off = statistics.median(r[0] for r in rows)
+one = statistics.median(r[1] / r[0] for r in rows)
+every = statistics.median(r[2] / r[0] for r in rows)
+print(f'median: off {off:.0f}/s; 1 % sampling {one:.3f} x off; 100 % sampling {every:.3f} x off')"
+for mode in one-percent all; do
+  metrics=$(curl -s "http://127.0.0.1:$((PORT[$mode] + 100))/metrics")
+  echo "$mode: $(echo "$metrics" | grep -E '^trace_spans_(exported|dropped)_total' | tr '\n' ' ')"
+done
