@@ -199,3 +199,54 @@ async fn each_attempt_on_an_upstream_is_a_client_span_and_a_retry_shows_as_a_res
         Some("200")
     );
 }
+
+#[tokio::test]
+async fn a_sampled_requests_latency_carries_its_trace_as_an_exemplar_for_an_openmetrics_scraper() {
+    testkit::traces::capture();
+    let upstream = FakeUpstream::spawn().await;
+    let config = config(&upstream.url());
+    let token = bearer(&config.auth, Role::Admin);
+    let gateway = spawn_gateway(config).await;
+    let trace = trace_id();
+    let sent = format!("00-{trace}-b7ad6b7169203331-01");
+    forwarded(&gateway.url(""), &token, &[("traceparent", &sent)]).await;
+
+    let scrape = |accept: &'static str| {
+        let url = gateway.admin_url("/metrics");
+        async move {
+            let response = testkit::client()
+                .get(url)
+                .header("accept", accept)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let content_type = response.headers()["content-type"]
+                .to_str()
+                .unwrap_or_default()
+                .to_owned();
+            (content_type, response.text().await.unwrap_or_default())
+        }
+    };
+    let (content_type, text) = scrape("application/openmetrics-text; version=1.0.0").await;
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let exemplar = format!("# {{trace_id=\"{trace}\"}}");
+    assert!(
+        text.lines().any(
+            |line| line.starts_with("http_request_duration_seconds_bucket")
+                && line.contains(&exemplar)
+        ),
+        "no exemplar of {trace} in:\n{text}"
+    );
+    let (content_type, text) = scrape("text/plain").await;
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    assert!(
+        !text.contains("trace_id"),
+        "exemplars in the Prometheus text format"
+    );
+}

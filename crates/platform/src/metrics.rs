@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
@@ -38,6 +39,10 @@ pub fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS.iter().copied())
 }
 
+fn latency_with_exemplars() -> LatencyHistogram {
+    HistogramWithExemplars::new(LATENCY_BUCKETS.iter().copied())
+}
+
 /// The finished registry, shared by the `/metrics` handler.
 #[derive(Clone)]
 pub struct MetricsHandle(Arc<Registry>);
@@ -54,14 +59,58 @@ impl MetricsHandle {
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.0);
         out
     }
+
+    /// The OpenMetrics exposition, with the trace exemplars of the latency histograms.
+    pub fn render_openmetrics(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.0);
+        out
+    }
 }
 
-pub async fn metrics_handler(State(metrics): State<MetricsHandle>) -> Response {
-    let mut response = metrics.render().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+const OPENMETRICS: &str = "application/openmetrics-text";
+
+/// The trace a latency observation was part of: its exemplar in the OpenMetrics exposition.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceExemplar {
+    trace_id: String,
+}
+
+/// A latency histogram whose buckets keep the last sampled trace that fell in them.
+pub type LatencyHistogram = HistogramWithExemplars<TraceExemplar>;
+
+/// Records `elapsed` in `histogram`, with the trace it belongs to (a sampled one) as its exemplar.
+pub fn observe_latency(histogram: &LatencyHistogram, elapsed: Duration, trace_id: Option<String>) {
+    histogram.observe(
+        elapsed.as_secs_f64(),
+        trace_id.map(|trace_id| TraceExemplar { trace_id }),
+        None,
     );
+}
+
+/// `/metrics`: the Prometheus text format, or OpenMetrics (with trace exemplars) for a scraper that asks for
+/// it in `Accept`, as Prometheus does when exemplar storage is on.
+pub async fn metrics_handler(
+    State(metrics): State<MetricsHandle>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.contains(OPENMETRICS));
+    let (body, content_type) = if openmetrics {
+        (
+            metrics.render_openmetrics(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    } else {
+        (metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
+    };
+    let mut response = body.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
@@ -99,7 +148,7 @@ fn method_label(method: &Method) -> MethodLabel {
 #[derive(Clone)]
 pub struct HttpMetrics {
     requests: Family<RequestLabels, Counter>,
-    duration: Family<RouteLabels, Histogram>,
+    duration: Family<RouteLabels, LatencyHistogram>,
     in_flight: Gauge,
     pub(crate) service: &'static str,
 }
@@ -109,8 +158,8 @@ impl HttpMetrics {
     pub fn register(registry: &mut Registry, service: &'static str) -> Self {
         crate::telemetry::traces::register_metrics(registry);
         let requests = Family::<RequestLabels, Counter>::default();
-        let duration = Family::<RouteLabels, Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
+        let duration = Family::<RouteLabels, LatencyHistogram>::new_with_constructor(
+            latency_with_exemplars as fn() -> LatencyHistogram,
         );
         let in_flight = Gauge::default();
         registry.register("http_requests", "HTTP requests handled", requests.clone());
@@ -143,7 +192,7 @@ impl HttpMetrics {
 
     /// The latency histogram and the request counter of one method, route and status, for a caller
     /// that keeps them rather than looking them up by label on every request.
-    pub fn series(&self, method: &Method, route: &str, status: u16) -> (Histogram, Counter) {
+    pub fn series(&self, method: &Method, route: &str, status: u16) -> (LatencyHistogram, Counter) {
         let labels = RouteLabels {
             method: method_label(method),
             route: route.to_owned(),
@@ -161,10 +210,18 @@ impl HttpMetrics {
         (histogram, counter)
     }
 
-    /// Records one finished request: its latency by method and route, and its count by status.
-    pub fn record(&self, method: &Method, route: &str, status: u16, elapsed: Duration) {
+    /// Records one finished request: its latency by method and route (with its trace, when sampled, as the
+    /// exemplar), and its count by status.
+    pub fn record(
+        &self,
+        method: &Method,
+        route: &str,
+        status: u16,
+        elapsed: Duration,
+        trace_id: Option<String>,
+    ) {
         let (latency, requests) = self.series(method, route, status);
-        latency.observe(elapsed.as_secs_f64());
+        observe_latency(&latency, elapsed, trace_id);
         requests.inc();
     }
 }
@@ -195,11 +252,13 @@ where
     let started = Instant::now();
     let response = handle(request).await;
     drop(in_flight);
+    // Inside the request's span (see `http::observe`): its trace, when sampled, is the exemplar.
     metrics.record(
         &method,
         &route,
         response.status().as_u16(),
         started.elapsed(),
+        crate::telemetry::traces::sampled_trace_id(&tracing::Span::current()),
     );
     response
 }

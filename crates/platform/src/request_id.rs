@@ -113,6 +113,11 @@ impl<'a> RequestScope<'a> {
         self
     }
 
+    /// The id of the request's trace when it is sampled: its latency's exemplar.
+    pub fn sampled_trace_id(&self) -> Option<String> {
+        traces::sampled_trace_id(self.span.get()?)
+    }
+
     /// The trace headers the request's own calls send: its span's context, or the caller's headers.
     pub fn propagation(&self) -> &Carried {
         &self.propagate

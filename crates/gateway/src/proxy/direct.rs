@@ -34,11 +34,10 @@ use http_body_util::BodyExt;
 use platform::http::{
     ChunkedScanner, ConnectionHandler, ConnectionLimits, GuardedIo, Prefixed, TimedIo,
 };
-use platform::metrics::HttpMetrics;
+use platform::metrics::{HttpMetrics, LatencyHistogram, observe_latency};
 use platform::request_id::RequestScope;
 use platform::telemetry::traces::Carried;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -90,7 +89,7 @@ struct SeriesKey {
     exact: bool,
     method: Method,
     status: u16,
-    latency: Histogram,
+    latency: LatencyHistogram,
     requests: Counter,
 }
 
@@ -108,6 +107,7 @@ impl DirectRoute {
         method: &Method,
         status: u16,
         elapsed: Duration,
+        trace_id: Option<String>,
     ) {
         let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
         let index = match series
@@ -127,7 +127,7 @@ impl DirectRoute {
                 series.len() - 1
             }
         };
-        series[index].latency.observe(elapsed.as_secs_f64());
+        observe_latency(&series[index].latency, elapsed, trace_id);
         series[index].requests.inc();
     }
 }
@@ -345,6 +345,7 @@ impl Connection {
             &head.method,
             outcome.status,
             latency,
+            scope.sampled_trace_id(),
         );
         scope.finish_after(outcome.status, latency);
         outcome

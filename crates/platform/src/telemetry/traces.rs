@@ -706,6 +706,16 @@ fn leak_name(name: &str) -> Option<&'static str> {
     Some(leaked)
 }
 
+/// The trace id of `span` when spans are exported and its trace is sampled: a latency's exemplar.
+pub fn sampled_trace_id(span: &tracing::Span) -> Option<String> {
+    if !enabled() || span.is_none() {
+        return None;
+    }
+    span_context(span)
+        .filter(SpanContext::is_sampled)
+        .map(|context| context.trace_id().to_string())
+}
+
 /// The span context of a `tracing` span, when tracing is on and the span has one.
 pub fn span_context(span: &tracing::Span) -> Option<SpanContext> {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
