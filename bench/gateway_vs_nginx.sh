@@ -118,17 +118,7 @@ for port in $UPSTREAM_PORT $NGINX_PORT $GATEWAY_PORT $OPEN_GATEWAY_PORT; do
 done
 
 # An HS256 access token as the users service issues it (admin, one hour).
-TOKEN=$(SECRET=$SECRET python3 - <<'PY'
-import base64, hashlib, hmac, json, os, time, uuid
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-now = int(time.time())
-claims = {"sub": str(uuid.uuid4()), "email": "bench@example.com", "role": "admin",
-          "iat": now, "exp": now + 3600, "jti": str(uuid.uuid4()), "iss": "logicore"}
-head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + b64(json.dumps(claims).encode())
-sig = hmac.new(os.environ["SECRET"].encode(), head.encode(), hashlib.sha256).digest()
-print(head + "." + b64(sig))
-PY
-)
+TOKEN=$(SECRET=$SECRET python3 "$ROOT/bench/token.py")
 # Sent on every request to all three (upstream, nginx, gateway), so each proxy receives and forwards the
 # same bytes and the upstream parses the same request; only the gateway checks it.
 AUTH="authorization: Bearer $TOKEN"

@@ -74,17 +74,7 @@ gateway one-percent 9115 "$OTLP" OTEL_TRACES_SAMPLER_ARG=0.01
 gateway all 9116 "$OTLP" OTEL_TRACES_SAMPLER_ARG=1
 for port in $UPSTREAM_PORT 9114 9115 9116; do wait_for "http://127.0.0.1:$port/health"; done
 
-TOKEN=$(SECRET=$SECRET python3 - <<'PY'
-import base64, hashlib, hmac, json, os, time, uuid
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-now = int(time.time())
-claims = {"sub": str(uuid.uuid4()), "email": "bench@example.com", "role": "admin",
-          "iat": now, "exp": now + 3600, "jti": str(uuid.uuid4()), "iss": "logicore"}
-head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + b64(json.dumps(claims).encode())
-sig = hmac.new(os.environ["SECRET"].encode(), head.encode(), hashlib.sha256).digest()
-print(head + "." + b64(sig))
-PY
-)
+TOKEN=$(SECRET=$SECRET python3 "$ROOT/bench/token.py")
 AUTH="authorization: Bearer $TOKEN"
 PATH_UNDER_TEST=/api/v1/users/me
 

@@ -48,6 +48,16 @@ async fn forwarded(base: &str, token: &str, headers: &[(&str, &str)]) -> Value {
     echo["headers"].clone()
 }
 
+/// The gateway's server span among a trace's spans.
+fn server_span(
+    spans: &[opentelemetry_sdk::trace::SpanData],
+) -> &opentelemetry_sdk::trace::SpanData {
+    spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Server)
+        .unwrap_or_else(|| panic!("no server span among {spans:?}"))
+}
+
 fn trace_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
@@ -69,10 +79,7 @@ async fn a_callers_trace_is_continued_on_both_paths_with_the_gateways_span_as_pa
             spans.iter().any(|s| s.span_kind == SpanKind::Server)
         })
         .await;
-        let server = spans
-            .iter()
-            .find(|s| s.span_kind == SpanKind::Server)
-            .unwrap_or_else(|| panic!("no server span"));
+        let server = server_span(&spans);
         assert_eq!(server.parent_span_id.to_string(), caller, "{base}");
         assert_eq!(
             headers["traceparent"],
@@ -122,10 +129,7 @@ async fn a_request_without_trace_context_starts_a_trace_the_upstream_continues()
             spans.iter().any(|s| s.span_kind == SpanKind::Server)
         })
         .await;
-        let server = spans
-            .iter()
-            .find(|s| s.span_kind == SpanKind::Server)
-            .unwrap_or_else(|| panic!("no server span"));
+        let server = server_span(&spans);
         assert_eq!(server.span_context.span_id().to_string(), parts[2]);
         assert_eq!(
             server.parent_span_id,
@@ -171,10 +175,7 @@ async fn each_attempt_on_an_upstream_is_a_client_span_and_a_retry_shows_as_a_res
         }
     }
     let spans = retried.unwrap_or_else(|| panic!("no request was retried"));
-    let server = spans
-        .iter()
-        .find(|s| s.span_kind == SpanKind::Server)
-        .unwrap_or_else(|| panic!("no server span"));
+    let server = server_span(&spans);
     let attempt = |resends: &str| {
         spans
             .iter()

@@ -186,6 +186,22 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Polls the gateway's `/readyz` until it says ready, for at most a minute.
+async fn wait_until_ready(gateway: &str) {
+    let client = testkit::client();
+    testkit::eventually("the gateway to be ready", Duration::from_secs(60), || {
+        let request = client.get(format!("{gateway}/readyz"));
+        async move {
+            request
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+        }
+    })
+    .await;
+}
+
 struct Running(Child);
 
 impl Running {
@@ -298,19 +314,7 @@ async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_
     );
     let client = testkit::client();
     let gateway = format!("http://127.0.0.1:{gateway_port}");
-    testkit::eventually("the gateway to be ready", Duration::from_secs(60), || {
-        let client = client.clone();
-        let url = format!("{gateway}/readyz");
-        async move {
-            client
-                .get(url)
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-        }
-    })
-    .await;
+    wait_until_ready(&gateway).await;
 
     let registered = client
         .post(format!("{gateway}/api/v1/auth/register"))
@@ -554,20 +558,7 @@ impl AllServices {
                 .unwrap_or_else(|e| panic!("{e}")),
         );
         let gateway = format!("http://127.0.0.1:{}", ports[0]);
-        let client = testkit::client();
-        testkit::eventually("the gateway to be ready", Duration::from_secs(60), || {
-            let url = format!("{gateway}/readyz");
-            let client = client.clone();
-            async move {
-                client
-                    .get(url)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-            }
-        })
-        .await;
+        wait_until_ready(&gateway).await;
         Self {
             server,
             gateway,

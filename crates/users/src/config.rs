@@ -9,6 +9,7 @@ use skeleton::Basics;
 #[serde(deny_unknown_fields)]
 pub struct UsersSettings {
     pub port: u16,
+    /// At least 1024, as every listener's body limit (checked with the rest by key name).
     pub max_body_bytes: usize,
     pub preferences_max_bytes: usize,
     /// A first admin created at start-up when no admin exists yet.
@@ -25,11 +26,6 @@ impl Section for UsersSettings {
     ];
 
     fn validate(&self, check: &mut dyn FnMut(bool, &str, &str)) {
-        check(
-            self.max_body_bytes >= 1024,
-            "max_body_bytes",
-            "must be at least 1024",
-        );
         check(
             self.admin_email.is_empty() == self.admin_password.is_empty(),
             "admin_password",

@@ -141,11 +141,6 @@ impl GatewaySettings {
             "gateway.readiness_cache_ms",
             "must be between 0 and 60000",
         );
-        check(
-            gw.max_body_bytes >= 1024,
-            "gateway.max_body_bytes",
-            "must be at least 1024",
-        );
         for (name, url) in &gw.upstreams {
             let key = format!("gateway.upstreams.{name}");
             // A comma-separated list names several instances of one service (the gateway balances

@@ -1,4 +1,4 @@
-//! Rules that hold for every key of a kind, whatever section it is in: ports, timeouts, percentages and
+//! Rules that hold for every key of a kind, whatever section it is in: ports, timeouts, percentages, body limits and
 //! listener ports that must not clash. They run on the merged tree by key name, so a port or timeout added
 //! to any section later is covered without a line here.
 
@@ -29,6 +29,11 @@ fn is_percent(key: &str) -> bool {
     last_segment(key).ends_with("_percent")
 }
 
+/// A listener's body limit (`gateway.max_body_bytes`, `<service>.max_body_bytes`).
+fn is_body_limit(key: &str) -> bool {
+    last_segment(key) == "max_body_bytes"
+}
+
 /// The range rule an integer at `key` breaks, if any. Every number LogiCore reads is unsigned.
 fn number_rule(key: &str, value: i64) -> Option<&'static str> {
     if is_port(key) {
@@ -37,6 +42,9 @@ fn number_rule(key: &str, value: i64) -> Option<&'static str> {
         (value <= 0).then_some("must be positive")
     } else if is_percent(key) {
         (!(0..=100).contains(&value)).then_some("must be between 0 and 100")
+    } else if is_body_limit(key) {
+        // Below a kilobyte even an ordinary JSON request would be refused.
+        (value < 1024).then_some("must be at least 1024")
     } else {
         (value < 0).then_some("must not be negative")
     }
@@ -99,5 +107,10 @@ mod tests {
         );
         assert_eq!(number_rule("users.port", 65_535), None);
         assert_eq!(number_rule("a.pool_max", -1), Some("must not be negative"));
+        assert_eq!(
+            number_rule("depot.max_body_bytes", 1023),
+            Some("must be at least 1024")
+        );
+        assert_eq!(number_rule("gateway.max_body_bytes", 1024), None);
     }
 }
