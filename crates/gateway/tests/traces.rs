@@ -91,6 +91,11 @@ async fn a_callers_trace_is_continued_on_both_paths_with_the_gateways_span_as_pa
             testkit::traces::attribute(server, "http.response.status_code").as_deref(),
             Some("200")
         );
+        assert_eq!(
+            testkit::traces::attribute(server, "client.address").as_deref(),
+            Some("127.0.0.1"),
+            "{base}"
+        );
     }
 }
 

@@ -90,7 +90,12 @@ impl<'a> RequestScope<'a> {
     /// not sample the trace out, the request span is made now as an OpenTelemetry server span under the
     /// caller's context, and what is sent on continues that span; otherwise the caller's trace headers
     /// are sent on as they came.
-    pub fn traced(mut self, service: &'static str, carried: Carried) -> Self {
+    pub fn traced(
+        mut self,
+        service: &'static str,
+        carried: Carried,
+        client: Option<std::net::IpAddr>,
+    ) -> Self {
         if !traces::enabled() || carried.sampled_out() {
             self.propagate = carried;
             return self;
@@ -106,7 +111,11 @@ impl<'a> RequestScope<'a> {
             http.request.method = self.method.as_str(),
             http.route = &*self.route,
             http.response.status_code = tracing::field::Empty,
+            client.address = tracing::field::Empty,
         );
+        if let Some(client) = client {
+            span.record("client.address", tracing::field::display(client));
+        }
         let _ = span.set_parent(traces::enter(carried.extract(), service));
         self.propagate = Carried::inject(&span.context());
         let _ = self.span.set(span);
@@ -252,8 +261,12 @@ where
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_bytes())),
     );
-    let scope =
-        RequestScope::begin(id, request.method(), route.to_owned()).traced(service, carried);
+    let client = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|axum::extract::ConnectInfo(peer)| peer.ip());
+    let scope = RequestScope::begin(id, request.method(), route.to_owned())
+        .traced(service, carried, client);
     request
         .extensions_mut()
         .insert(Propagation(scope.propagation().clone()));

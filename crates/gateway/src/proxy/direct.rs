@@ -332,7 +332,11 @@ impl Connection {
                     Some((name, &self.buf[h.value.clone()]))
                 }),
         );
-        let scope = RequestScope::begin(id, &head.method, label).traced(crate::NAME, carried);
+        let scope = RequestScope::begin(id, &head.method, label).traced(
+            crate::NAME,
+            carried,
+            Some(self.peer.ip()),
+        );
         let in_flight = shared.metrics.in_flight();
         let outcome = scope
             .run(self.respond(&route.target, head, &scope, close))
