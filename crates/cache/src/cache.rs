@@ -184,7 +184,7 @@ impl Cache {
 
     /// A client span for one cache operation, when the caller's work is traced.
     fn span(&self, name: &'static str) -> Option<tracing::Span> {
-        if !platform::telemetry::traces::enabled() || tracing::Span::current().is_none() {
+        if !platform::telemetry::traces::in_traced_span() {
             return None;
         }
         let backend = self.backend_name();

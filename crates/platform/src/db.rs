@@ -247,7 +247,7 @@ impl Db {
     /// recorded).
     pub async fn timed<F: Future>(&self, name: &'static str, fut: F) -> F::Output {
         let started = Instant::now();
-        let output = if crate::telemetry::traces::enabled() && !tracing::Span::current().is_none() {
+        let output = if crate::telemetry::traces::in_traced_span() {
             let (namespace, summary) = name.split_once('.').unwrap_or(("", name));
             let span = tracing::info_span!(
                 "db",

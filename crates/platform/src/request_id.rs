@@ -9,6 +9,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
 use tracing::{Instrument, Span};
+use opentelemetry::trace::TraceContextExt as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use uuid::Uuid;
 
@@ -96,10 +97,34 @@ impl<'a> RequestScope<'a> {
         carried: Carried,
         client: Option<std::net::IpAddr>,
     ) -> Self {
-        if !traces::enabled() || carried.sampled_out() {
+        if !traces::enabled() {
             self.propagate = carried;
             return self;
         }
+        let parent = carried.extract();
+        let caller = parent.span().span_context().clone();
+        if !traces::sampled_at_entry(&caller) {
+            // No span: what is sent on says "not sampled", in the caller's trace when there is one.
+            self.propagate = if caller.is_valid() && !caller.is_sampled() {
+                carried
+            } else {
+                let trace = caller.is_valid().then(|| caller.trace_id());
+                carried.with_traceparent(traces::unsampled_traceparent(trace))
+            };
+            return self;
+        }
+        // Sampled here although the caller was not (a sampler that is not parent-based): the span says so.
+        let parent = if caller.is_valid() && !caller.is_sampled() {
+            parent.with_remote_span_context(opentelemetry::trace::SpanContext::new(
+                caller.trace_id(),
+                caller.span_id(),
+                opentelemetry::trace::TraceFlags::SAMPLED,
+                true,
+                caller.trace_state().clone(),
+            ))
+        } else {
+            parent
+        };
         let span = tracing::info_span!(
             "request",
             otel.name = format!("{} {}", self.method, self.route),
@@ -116,7 +141,7 @@ impl<'a> RequestScope<'a> {
         if let Some(client) = client {
             span.record("client.address", tracing::field::display(client));
         }
-        let _ = span.set_parent(traces::enter(carried.extract(), service));
+        let _ = span.set_parent(traces::enter(parent, service));
         self.propagate = Carried::inject(&span.context());
         let _ = self.span.set(span);
         self
@@ -140,7 +165,9 @@ impl<'a> RequestScope<'a> {
         self.span.get_or_init(|| {
             // Plain `&str` fields are recorded as strings; `%` would send each through the formatting
             // machinery.
+            // Never an OpenTelemetry span (a traced request made its span in `traced`).
             tracing::info_span!(
+                target: traces::LOG_ONLY_TARGET,
                 "request",
                 request_id = self.id.as_str(),
                 method = self.method.as_str(),

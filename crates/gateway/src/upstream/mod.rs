@@ -344,7 +344,7 @@ fn attempt_span(
     endpoint: Option<&Endpoint>,
     resends: u32,
 ) -> Option<tracing::Span> {
-    if !platform::telemetry::traces::enabled() || tracing::Span::current().is_none() {
+    if !platform::telemetry::traces::in_traced_span() {
         return None;
     }
     let url = endpoint.map(|endpoint| endpoint.url());

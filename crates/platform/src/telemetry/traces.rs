@@ -39,9 +39,31 @@ struct ServiceName(&'static str);
 /// The span attribute the export thread groups spans by; removed before export.
 pub const SERVICE_ATTRIBUTE: &str = "logicore.service";
 
+/// The target of spans made only to carry fields onto log lines (a request that is not traced): never
+/// OpenTelemetry spans.
+pub const LOG_ONLY_TARGET: &str = "logicore::log_only";
+
 /// Targets whose spans are never exported: the exporters' own HTTP/2 and gRPC machinery, which would
-/// otherwise trace its own exports.
-pub const UNTRACED_TARGETS: &[&str] = &["h2", "hyper", "hyper_util", "tonic", "tower", "reqwest"];
+/// otherwise trace its own exports, and log-only spans.
+pub const UNTRACED_TARGETS: &[&str] = &[
+    "h2",
+    "hyper",
+    "hyper_util",
+    "tonic",
+    "tower",
+    "reqwest",
+    LOG_ONLY_TARGET,
+];
+
+/// Whether the current span is a sampled OpenTelemetry span: only then are spans made below it (a query,
+/// a cache read, an upstream attempt, a step), so work that is not traced pays for none.
+pub fn in_traced_span() -> bool {
+    if !enabled() {
+        return false;
+    }
+    let current = tracing::Span::current();
+    !current.is_none() && span_context(&current).is_some_and(|context| context.is_sampled())
+}
 
 struct Counters {
     dropped: Counter,
@@ -162,13 +184,10 @@ impl Carried {
         carried
     }
 
-    /// Whether the caller's `traceparent` says it did not sample the trace: a parent-based sampler
-    /// will not sample it either, so no span need be made.
-    pub fn sampled_out(&self) -> bool {
-        let cx = self.extract();
-        let span = cx.span();
-        let context = span.span_context();
-        context.is_valid() && !context.is_sampled()
+    /// These headers with `traceparent` replaced.
+    pub fn with_traceparent(mut self, traceparent: String) -> Self {
+        self.0[0] = Some(traceparent);
+        self
     }
 }
 
@@ -230,7 +249,7 @@ pub(super) fn provider(
         SdkTracerProvider::builder()
             .with_span_processor(ServiceStamp)
             .with_span_processor(queue)
-            .with_sampler(sampler(&settings.sampler, settings.sampler_arg))
+            .with_sampler(sampler(settings))
             .build(),
     ))
 }
@@ -244,7 +263,7 @@ pub fn test_provider<E: SpanExporter + 'static>(
     SdkTracerProvider::builder()
         .with_span_processor(ServiceStamp)
         .with_simple_exporter(exporter)
-        .with_sampler(sampler(&settings.sampler, settings.sampler_arg))
+        .with_sampler(sampler(settings))
         .build()
 }
 
@@ -269,15 +288,58 @@ pub const SAMPLERS: &[&str] = &[
     "always_off",
 ];
 
-fn sampler(name: &str, ratio: f64) -> Sampler {
-    match name {
-        "always_on" => Sampler::AlwaysOn,
-        "always_off" => Sampler::AlwaysOff,
-        "traceidratio" => Sampler::TraceIdRatioBased(ratio),
-        "parentbased_always_on" => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
-        "parentbased_always_off" => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
-        _ => Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio))),
+/// The SDK's sampler: a span follows its parent, and a span without one is sampled. Where work enters
+/// LogiCore ([`Decision::at_entry`]) the configured sampler has already decided, and a request it sampled
+/// out makes no span at all (not even a non-recording one: that is what keeps 1 % sampling cheap).
+/// Spans are made only under such an entry span, or under an event's recorded parent.
+fn sampler(settings: &TracingSettings) -> Sampler {
+    let _ = ENTRY_SAMPLER.set(EntrySampler {
+        parent_based: settings.sampler.starts_with("parentbased_"),
+        ratio: match settings.sampler.as_str() {
+            "always_on" | "parentbased_always_on" => 1.0,
+            "always_off" | "parentbased_always_off" => 0.0,
+            _ => settings.sampler_arg,
+        },
+    });
+    Sampler::ParentBased(Box::new(Sampler::AlwaysOn))
+}
+
+/// The configured sampler, applied where work enters LogiCore.
+#[derive(Debug, Clone, Copy)]
+struct EntrySampler {
+    /// A caller's decision is followed (`parentbased_*`).
+    parent_based: bool,
+    /// The share of the traces decided here that is sampled.
+    ratio: f64,
+}
+
+static ENTRY_SAMPLER: std::sync::OnceLock<EntrySampler> = std::sync::OnceLock::new();
+
+/// Whether the work a caller's context (`parent`, possibly invalid: none) asks for is traced.
+pub fn sampled_at_entry(parent: &SpanContext) -> bool {
+    ENTRY_SAMPLER
+        .get()
+        .is_some_and(|sampler| sampler.samples(parent, rand::random::<f64>()))
+}
+
+impl EntrySampler {
+    /// The decision for work with the caller's context `parent`, given a uniform draw in [0, 1).
+    fn samples(&self, parent: &SpanContext, draw: f64) -> bool {
+        if self.parent_based && parent.is_valid() {
+            return parent.is_sampled();
+        }
+        draw < self.ratio
     }
+}
+
+/// A new trace context that says "not sampled", for work that is not traced but whose calls must carry
+/// the decision on (so nothing downstream starts a trace of its own for it).
+pub fn unsampled_traceparent(trace: Option<opentelemetry::trace::TraceId>) -> String {
+    let trace = trace
+        .filter(|trace| *trace != opentelemetry::trace::TraceId::INVALID)
+        .unwrap_or_else(|| opentelemetry::trace::TraceId::from_bytes(rand::random()));
+    let span = opentelemetry::trace::SpanId::from_bytes(rand::random());
+    format!("00-{trace}-{span}-00")
 }
 
 /// `OTEL_RESOURCE_ATTRIBUTES` syntax: `key=value` pairs separated by commas, values percent-encoded.
@@ -645,21 +707,17 @@ async fn export(
 /// The `traceparent` of the current span, when spans are exported and there is one: what an event
 /// written now carries, so its consumers continue the trace.
 pub fn current_traceparent() -> Option<String> {
-    if !enabled() {
+    if !in_traced_span() {
         return None;
     }
-    let current = tracing::Span::current();
-    if current.is_none() {
-        return None;
-    }
-    span_context(&current).map(|span| traceparent(&span))
+    span_context(&tracing::Span::current()).map(|span| traceparent(&span))
 }
 
 /// Runs `work` in a span of its own, `name`, under the current one: the original platform's `withSpan`,
 /// for a business step worth seeing in a trace (the saga's `reserve`, `confirm`, `reject`, `release`).
 /// Outside a traced span, or with tracing off, `work` just runs.
 pub async fn with_span<F: Future>(name: &'static str, work: F) -> F::Output {
-    if !enabled() || tracing::Span::current().is_none() {
+    if !in_traced_span() {
         return work.await;
     }
     let span = tracing::info_span!("step", otel.name = name, step = name);
@@ -739,6 +797,55 @@ mod tests {
         );
         assert!(parse_resource_attributes("team").is_err());
         assert!(parse_resource_attributes("=x").is_err());
+    }
+
+    #[test]
+    fn the_entry_sampler_follows_a_callers_decision_only_when_parent_based() {
+        let caller = |flags| {
+            SpanContext::new(
+                opentelemetry::trace::TraceId::from_bytes([1; 16]),
+                opentelemetry::trace::SpanId::from_bytes([2; 8]),
+                flags,
+                true,
+                Default::default(),
+            )
+        };
+        let sampled = caller(opentelemetry::trace::TraceFlags::SAMPLED);
+        let unsampled = caller(opentelemetry::trace::TraceFlags::default());
+        let none = SpanContext::empty_context();
+        let parent_based = EntrySampler {
+            parent_based: true,
+            ratio: 0.01,
+        };
+        assert!(parent_based.samples(&sampled, 0.99));
+        assert!(!parent_based.samples(&unsampled, 0.0));
+        assert!(parent_based.samples(&none, 0.005));
+        assert!(!parent_based.samples(&none, 0.02));
+        let ratio = EntrySampler {
+            parent_based: false,
+            ratio: 0.5,
+        };
+        assert!(ratio.samples(&unsampled, 0.1));
+        assert!(!ratio.samples(&sampled, 0.9));
+        let never = EntrySampler {
+            parent_based: false,
+            ratio: 0.0,
+        };
+        assert!(!never.samples(&none, 0.0));
+    }
+
+    #[test]
+    fn an_unsampled_traceparent_keeps_the_callers_trace_and_says_not_sampled() {
+        let trace = opentelemetry::trace::TraceId::from_bytes([7; 16]);
+        let kept = unsampled_traceparent(Some(trace));
+        assert!(kept.starts_with(&format!("00-{trace}-")), "{kept}");
+        assert!(kept.ends_with("-00"), "{kept}");
+        let fresh = unsampled_traceparent(None);
+        let parts: Vec<&str> = fresh.split('-').collect();
+        assert_eq!(parts.len(), 4);
+        assert_eq!((parts[1].len(), parts[2].len(), parts[3]), (32, 16, "00"));
+        let continued = continued(Some(&fresh));
+        assert!(continued.span().span_context().is_valid(), "{fresh}");
     }
 
     #[test]
