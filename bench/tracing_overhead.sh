@@ -6,7 +6,8 @@
 #   100%  the same at ratio 1: every request is a server span and a client span, exported.
 # Requests carry no traceparent, so the gateway decides (parent-based ratio sampling at the root). ROUNDS
 # rounds alternate the three (off, 1 %, 100 %); the report gives each round and the median of each mode's
-# ratio to off. The gateway runs on PROXY_CPUS (the first core) with one worker per core there; wrk, the
+# ratio to off. After each traced run the script waits for that gateway's export queue to drain, so the
+# next run does not share the cores with a backlog of exports. The gateway runs on PROXY_CPUS (the first core) with one worker per core there; wrk, the
 # upstream and the receiver on LOAD_CPUS, as in bench/gateway_vs_nginx.sh.
 #
 # usage: bench/tracing_overhead.sh
@@ -92,9 +93,23 @@ if d["non_2xx"] or d["socket_errors"] or not d["requests"]:
 print(d["requests"] / (d["duration_us"] / 1e6))
 PY
 }
+exported() { # mode: spans the gateway has exported so far
+  curl -s "http://127.0.0.1:$((PORT[$1] + 100))/metrics" |
+    awk '/^trace_spans_exported_total/ { print $2 }' | head -n1
+}
+settled() { # mode: waits (at most 20 s) until the gateway's export queue has drained, so its export thread
+  # and the receiver are idle before the next run measures another gateway
+  local before after
+  for _ in $(seq 40); do
+    before=$(exported "$1"); sleep 0.5; after=$(exported "$1")
+    [ "$before" = "$after" ] && return 0
+  done
+}
 LINES=""
 for round in $(seq "$ROUNDS"); do
-  off=$(rps off); one=$(rps one-percent); all=$(rps all)
+  off=$(rps off)
+  one=$(rps one-percent); settled one-percent
+  all=$(rps all); settled all
   LINES+="$off $one $all"$'\n'
   printf 'round %s: off %.0f/s, 1%% %.0f/s (%.3f), 100%% %.0f/s (%.3f)\n' "$round" "$off" "$one" \
     "$(python3 -c "print($one / $off)")" "$all" "$(python3 -c "print($all / $off)")"

@@ -101,7 +101,12 @@ impl<'a> RequestScope<'a> {
             self.propagate = carried;
             return self;
         }
-        let parent = carried.extract();
+        // Most requests come without trace headers: nothing to parse then.
+        let parent = if carried.is_empty() {
+            opentelemetry::Context::new()
+        } else {
+            carried.extract()
+        };
         let caller = parent.span().span_context().clone();
         if !traces::sampled_at_entry(&caller) {
             // No span: what is sent on says "not sampled", in the caller's trace when there is one.

@@ -112,8 +112,9 @@ impl<W> JsonLayer<W> {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         use opentelemetry::trace::TraceContextExt as _;
-        let dispatch = self.trace_ids.as_ref()?.get()?.upgrade()?;
+        // Outside a span (most lines of requests that are not traced) there is nothing to look up.
         let span = ctx.event_span(event)?;
+        let dispatch = self.trace_ids.as_ref()?.get()?.upgrade()?;
         let cx = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)?;
         let span = cx.span();
         let context = span.span_context();
