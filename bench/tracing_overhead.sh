@@ -82,15 +82,28 @@ PATH_UNDER_TEST=/api/v1/users/me
 echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== gateway on CPUs $PROXY_CPUS ($PROXY_WORKERS workers), wrk, upstream and receiver on CPUs $LOAD_CPUS"
 echo "== saturation ($CONNECTIONS connections, $DURATION, $ROUNDS rounds)"
-rps() { # mode: requests/s of one wrk run; any answer but a 2xx or a socket error fails the run
+# CPU ticks (user + system, all threads) of a process.
+ticks() {
+  local total=0 task
+  for task in /proc/"$1"/task/*; do
+    read -r -a stat < "$task/stat"
+    total=$((total + stat[13] + stat[14]))
+  done
+  echo "$total"
+}
+run() { # mode: "requests/s µs-of-gateway-CPU-per-request" of one wrk run; any answer but a 2xx or a
+  # socket error fails the run
+  local before after
+  before=$(ticks "${GATEWAY_PID[$1]}")
   "${ON_LOAD_CPUS[@]}" "$WRK" -t "$LOAD_THREADS" -c "$CONNECTIONS" -d "$DURATION" \
     -s "$ROOT/bench/wrk_summary.lua" -H "$AUTH" "http://127.0.0.1:${PORT[$1]}$PATH_UNDER_TEST" > "$WORK/$1.txt"
-  python3 - "$WORK/$1.txt" "$1" <<'PY'
+  after=$(ticks "${GATEWAY_PID[$1]}")
+  python3 - "$WORK/$1.txt" "$1" "$((after - before))" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 d = json.loads([line for line in open(sys.argv[1]) if line.startswith("{")][-1])
 if d["non_2xx"] or d["socket_errors"] or not d["requests"]:
     sys.exit(f"{sys.argv[2]}: {d['requests']} requests, {d['non_2xx']} not 2xx, {d['socket_errors']} socket errors")
-print(d["requests"] / (d["duration_us"] / 1e6))
+print(d["requests"] / (d["duration_us"] / 1e6), int(sys.argv[3]) / int(sys.argv[4]) * 1e6 / d["requests"])
 PY
 }
 exported() { # mode: spans the gateway has exported so far
@@ -107,20 +120,21 @@ settled() { # mode: waits (at most 20 s) until the gateway's export queue has dr
 }
 LINES=""
 for round in $(seq "$ROUNDS"); do
-  off=$(rps off)
-  one=$(rps one-percent); settled one-percent
-  all=$(rps all); settled all
-  LINES+="$off $one $all"$'\n'
-  printf 'round %s: off %.0f/s, 1%% %.0f/s (%.3f), 100%% %.0f/s (%.3f)\n' "$round" "$off" "$one" \
-    "$(python3 -c "print($one / $off)")" "$all" "$(python3 -c "print($all / $off)")"
+  read -r off off_cpu < <(run off)
+  read -r one one_cpu < <(run one-percent); settled one-percent
+  read -r all all_cpu < <(run all); settled all
+  LINES+="$off $one $all $off_cpu $one_cpu $all_cpu"$'\n'
+  printf 'round %s: off %.0f/s (%.1f µs CPU/request), 1%% %.0f/s (%.1f µs), 100%% %.0f/s (%.1f µs)\n' \
+    "$round" "$off" "$off_cpu" "$one" "$one_cpu" "$all" "$all_cpu"
 done
 printf '%s' "$LINES" | python3 -c "
 import statistics, sys
 rows = [[float(x) for x in line.split()] for line in sys.stdin if line.strip()]
-off = statistics.median(r[0] for r in rows)
-one = statistics.median(r[1] / r[0] for r in rows)
-every = statistics.median(r[2] / r[0] for r in rows)
-print(f'median: off {off:.0f}/s; 1 % sampling {one:.3f} x off; 100 % sampling {every:.3f} x off')"
+med = lambda i: statistics.median(r[i] for r in rows)
+ratio = lambda i: statistics.median(r[i] / r[0] for r in rows)
+print(f'median requests/s: off {med(0):.0f}, 1 % {med(1):.0f} ({ratio(1):.3f} x off per round), 100 % {med(2):.0f} ({ratio(2):.3f} x off)')
+print(f'median gateway CPU per request: off {med(3):.1f} us, 1 % {med(4):.1f} us, 100 % {med(5):.1f} us;'
+      f' off/1 % = {med(3) / med(4):.3f}, off/100 % = {med(3) / med(5):.3f} (the throughput ratio a CPU-bound gateway gets)')"
 for mode in one-percent all; do
   metrics=$(curl -s "http://127.0.0.1:$((PORT[$mode] + 100))/metrics")
   echo "$mode: $(echo "$metrics" | grep -E '^trace_spans_(exported|dropped)_total' | tr '\n' ' ')"
