@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use platform::config::{ConfigError, Section, Settings};
+use platform::config::{ConfigError, Section, Settings, check_sweeper};
 use serde::Deserialize;
 use skeleton::Basics;
 
@@ -42,16 +42,7 @@ impl Section for OrdersSettings {
             "pending_ttl_secs",
             "must be at least 1",
         );
-        check(
-            self.sweeper_interval_ms >= 10,
-            "sweeper_interval_ms",
-            "must be at least 10",
-        );
-        check(
-            (1..=10_000).contains(&self.sweeper_batch),
-            "sweeper_batch",
-            "must be between 1 and 10000",
-        );
+        check_sweeper(check, self.sweeper_interval_ms, self.sweeper_batch);
         check(
             self.idempotency_ttl_secs >= 60,
             "idempotency_ttl_secs",

@@ -23,7 +23,7 @@ pub use env::{ENV_ALIASES, EnvAlias};
 pub use gateway::*;
 pub use http::HttpSettings;
 pub use mask::{mask_value, masked_url};
-pub use section::{Section, SectionSpec};
+pub use section::{Section, SectionSpec, check_sweeper};
 pub use settings::*;
 pub use tree::Source;
 

@@ -22,6 +22,21 @@ pub trait Section: DeserializeOwned {
     fn validate(&self, check: &mut dyn FnMut(bool, &str, &str));
 }
 
+/// The rules of a section's sweeper (a job that works through due rows in batches): `sweeper_interval_ms`
+/// at least 10, `sweeper_batch` between 1 and 10000, for [`Section::validate`].
+pub fn check_sweeper(check: &mut dyn FnMut(bool, &str, &str), interval_ms: u64, batch: u32) {
+    check(
+        interval_ms >= 10,
+        "sweeper_interval_ms",
+        "must be at least 10",
+    );
+    check(
+        (1..=10_000).contains(&batch),
+        "sweeper_batch",
+        "must be between 1 and 10000",
+    );
+}
+
 /// A dotted key and the rule its value breaks.
 pub(super) type Broken = (String, String);
 
