@@ -999,6 +999,13 @@ async fn an_order_is_one_trace(transport: Transport) {
             && service(s).as_deref() == Some("inventory")
     });
     assert_eq!(reservation.parent_span_id, orders.span_context.span_id());
+    let settled = find("the settlement of order.created", &|s| {
+        s.name == "settle order.created" && s.parent_span_id == reservation.span_context.span_id()
+    });
+    assert_eq!(
+        attribute(settled, "messaging.operation.name").as_deref(),
+        Some("ack")
+    );
     let reserve = find("the reserve step", &|s| {
         s.name == "reserve" && s.parent_span_id == reservation.span_context.span_id()
     });

@@ -49,8 +49,15 @@ async fn apply_chunk(context: &Context, chunk: Vec<(Envelope, Delivery)>) {
     let (envelopes, deliveries): (Vec<Envelope>, Vec<Delivery>) = chunk.into_iter().unzip();
     let attempts: Vec<u32> = deliveries.iter().map(|d| d.attempt).collect();
     let acks: Vec<Option<TxAck>> = deliveries.iter().map(|d| d.settle.tx_ack()).collect();
+    // Each traced event's span covers its handling, the commit and its settlement.
+    let spans: Vec<Option<tracing::Span>> = envelopes
+        .iter()
+        .zip(&attempts)
+        .map(|(envelope, attempt)| process_span(context, envelope, *attempt))
+        .collect();
     let mut results: Vec<Applied> = Vec::with_capacity(envelopes.len());
-    let committed = run_transaction(context, &envelopes, &attempts, &acks, &mut results).await;
+    let committed =
+        run_transaction(context, &envelopes, &attempts, &acks, &spans, &mut results).await;
     if let Err(error) = committed {
         // Nothing of the chunk is committed: every event that looked applied has to be tried again.
         let reason = format!("database error: {error}");
@@ -72,15 +79,32 @@ async fn apply_chunk(context: &Context, chunk: Vec<(Envelope, Delivery)>) {
     }
     let labels = Metrics::group(&context.group);
     let elapsed = started.elapsed().as_secs_f64();
-    for (((envelope, delivery), result), ack) in
-        envelopes.iter().zip(deliveries).zip(results).zip(acks)
+    for ((((envelope, delivery), result), ack), span) in envelopes
+        .iter()
+        .zip(deliveries)
+        .zip(results)
+        .zip(acks)
+        .zip(spans)
     {
         context
             .metrics
             .handler_duration
             .get_or_create(&labels)
             .observe(elapsed);
-        settle(context, &labels, envelope, delivery, result, ack.is_some()).await;
+        let settled = settle(context, &labels, envelope, delivery, result, ack.is_some());
+        match span {
+            Some(span) => {
+                let settling = tracing::info_span!(
+                    parent: &span,
+                    "settle",
+                    otel.name = format!("settle {}", envelope.event_type),
+                    messaging.operation.type = "settle",
+                    messaging.operation.name = tracing::field::Empty,
+                );
+                settled.instrument(settling).await;
+            }
+            None => settled.await,
+        }
     }
 }
 
@@ -90,17 +114,26 @@ async fn run_transaction(
     envelopes: &[Envelope],
     attempts: &[u32],
     acks: &[Option<TxAck>],
+    spans: &[Option<tracing::Span>],
     results: &mut Vec<Applied>,
 ) -> Result<(), sqlx::Error> {
     let mut connection = context.db.acquire().await?;
     let mut tx = connection.begin().await?;
     // A lone event needs no savepoint: its decline rolls back the whole transaction.
     let savepoints = envelopes.len() > 1;
-    for ((envelope, attempt), ack) in envelopes.iter().zip(attempts).zip(acks) {
+    for (((envelope, attempt), ack), span) in envelopes.iter().zip(attempts).zip(acks).zip(spans) {
         if savepoints {
             sqlx::query("SAVEPOINT event").execute(&mut *tx).await?;
         }
-        let result = apply_one(context, &mut tx, envelope, *attempt, ack.as_ref()).await;
+        let result = apply_one(
+            context,
+            &mut tx,
+            envelope,
+            *attempt,
+            ack.as_ref(),
+            span.as_ref(),
+        )
+        .await;
         if savepoints {
             let end = if result.is_ok() {
                 "RELEASE SAVEPOINT event"
@@ -126,6 +159,7 @@ async fn apply_one(
     envelope: &Envelope,
     attempt: u32,
     ack: Option<&TxAck>,
+    span: Option<&tracing::Span>,
 ) -> Applied {
     let fresh = sqlx::query(
         "INSERT INTO inbox (consumer_group, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -144,7 +178,7 @@ async fn apply_one(
     }
     // A panicking handler is a failed attempt, not a dead consumer lane.
     let handled = AssertUnwindSafe(context.handler.handle(tx, envelope, attempt)).catch_unwind();
-    let outcome = match process_span(context, envelope, attempt) {
+    let outcome = match span {
         Some(span) => {
             let outcome = handled.instrument(span.clone()).await;
             if !matches!(outcome, Ok(Outcome::Success)) {
@@ -213,6 +247,7 @@ async fn settle(
                 &metrics.duplicates
             };
             counter.get_or_create(labels).inc();
+            tracing::Span::current().record("messaging.operation.name", "ack");
             if acked_in_tx {
                 delivery.settle.acked_in_tx();
                 Ok(())
@@ -223,6 +258,7 @@ async fn settle(
         Err(Declined::Reject(reason)) => {
             tracing::warn!(group, event_id = %envelope.id, event_type = %envelope.event_type, reason, "event rejected");
             metrics.dead_lettered.get_or_create(labels).inc();
+            tracing::Span::current().record("messaging.operation.name", "dead_letter");
             delivery.settle.dead_letter(reason).await
         }
         Err(declined) => {
@@ -233,10 +269,12 @@ async fn settle(
             if attempt >= context.options.max_attempts {
                 tracing::warn!(group, event_id = %envelope.id, attempt, reason, "attempts exhausted; dead-lettering");
                 metrics.dead_lettered.get_or_create(labels).inc();
+                tracing::Span::current().record("messaging.operation.name", "dead_letter");
                 delivery.settle.dead_letter(reason).await
             } else {
                 tracing::info!(group, event_id = %envelope.id, attempt, reason, "event will be retried");
                 metrics.retried.get_or_create(labels).inc();
+                tracing::Span::current().record("messaging.operation.name", "retry");
                 delivery
                     .settle
                     .retry(context.options.retry_delay, reason)
