@@ -1016,6 +1016,18 @@ async fn an_order_is_one_trace(transport: Transport) {
         attribute(sql, "db.system.name").as_deref(),
         Some("postgresql")
     );
+    let statements: Vec<String> = spans
+        .iter()
+        .filter(|s| s.parent_span_id == reserve.span_context.span_id())
+        .flat_map(|s| s.events.iter())
+        .flat_map(|event| event.attributes.iter())
+        .filter(|kv| kv.key.as_str() == "db.statement" || kv.key.as_str() == "summary")
+        .map(|kv| kv.value.to_string())
+        .collect();
+    assert!(
+        statements.iter().any(|text| text.contains("$1")),
+        "no statement with its parameters among {statements:?}"
+    );
     let confirmed = find("orders' handling of inventory.reserved", &|s| {
         confirmation(s)
     });
@@ -1023,6 +1035,20 @@ async fn an_order_is_one_trace(transport: Transport) {
     find("the confirm step", &|s| {
         s.name == "confirm" && s.parent_span_id == confirmed.span_context.span_id()
     });
+    // No span or span event carries what the customer sent: statements are recorded with `$n`, never
+    // with values.
+    for span in &spans {
+        let events = span.events.iter().flat_map(|event| event.attributes.iter());
+        for kv in span.attributes.iter().chain(events) {
+            let value = kv.value.to_string();
+            assert!(
+                !value.contains("TRACE-1") && !value.contains("Canal Street"),
+                "{}: {} = {value}",
+                span.name,
+                kv.key
+            );
+        }
+    }
     platform.stop().await;
 }
 

@@ -243,8 +243,8 @@ impl Db {
 
     /// Runs `fut`, recording its latency under `name` and logging it when slower than the threshold.
     /// Inside a traced span it is a client span of its own (`db.system.name = postgresql`, the query's
-    /// name as `db.query.summary`; the statement text, whose values are all bind parameters, is not
-    /// recorded).
+    /// name as `db.query.summary`), and sqlx's report of the statement (its text with `$n` for every value,
+    /// the rows it touched) becomes that span's event.
     pub async fn timed<F: Future>(&self, name: &'static str, fut: F) -> F::Output {
         let started = Instant::now();
         let output = if crate::telemetry::traces::in_traced_span() {

@@ -117,8 +117,12 @@ pub fn init(
     };
     // With traces, the log level filters the log lines only: spans are traced at `info` whatever the
     // log level, except the exporters' own machinery.
+    // sqlx reports each statement (its text, with `$n` for every value, and the rows it touched) as a
+    // `trace` event when it completes: inside a traced query's span it becomes that span's event, so the
+    // statement is in the trace without being a log line.
     let traced = Targets::new()
         .with_default(tracing::Level::INFO)
+        .with_target(traces::SQL_STATEMENTS_TARGET, LevelFilter::TRACE)
         .with_targets(
             traces::UNTRACED_TARGETS
                 .iter()

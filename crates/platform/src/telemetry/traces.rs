@@ -39,6 +39,10 @@ struct ServiceName(&'static str);
 /// The span attribute the export thread groups spans by; removed before export.
 pub const SERVICE_ATTRIBUTE: &str = "logicore.service";
 
+/// The target of sqlx's event for each statement it ran (`summary`, `db.statement`, rows affected and
+/// returned): an event of the query's span when the query is traced.
+pub const SQL_STATEMENTS_TARGET: &str = "sqlx::query";
+
 /// The target of spans made only to carry fields onto log lines (a request that is not traced): never
 /// OpenTelemetry spans.
 pub const LOG_ONLY_TARGET: &str = "logicore::log_only";
