@@ -32,7 +32,7 @@ pub fn current() -> Option<String> {
 pub struct RequestId(pub String);
 
 /// The trace headers a request's own calls send (its span's context, or its caller's headers), as a
-/// request extension for the proxy.
+/// request extension for the proxy; absent when spans are not exported (the headers pass untouched).
 #[derive(Debug, Clone)]
 pub struct Propagation(pub Carried);
 
@@ -287,21 +287,24 @@ where
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| request.uri().path(), MatchedPath::as_str);
-    let carried = Carried::from_pairs(
+    let mut scope = RequestScope::begin(id, request.method(), route.to_owned());
+    // Without tracing the trace headers are left where they are: nothing reads or rewrites them.
+    if traces::enabled() {
+        let carried = Carried::from_pairs(
+            request
+                .headers()
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_bytes())),
+        );
+        let client = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|axum::extract::ConnectInfo(peer)| peer.ip());
+        scope = scope.traced(service, carried, client);
         request
-            .headers()
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_bytes())),
-    );
-    let client = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|axum::extract::ConnectInfo(peer)| peer.ip());
-    let scope = RequestScope::begin(id, request.method(), route.to_owned())
-        .traced(service, carried, client);
-    request
-        .extensions_mut()
-        .insert(Propagation(scope.propagation().clone()));
+            .extensions_mut()
+            .insert(Propagation(scope.propagation().clone()));
+    }
     let mut response = scope.run_in_span(handle(request)).await;
     response.headers_mut().insert(REQUEST_ID_HEADER, header);
     scope.finish(response.status().as_u16());

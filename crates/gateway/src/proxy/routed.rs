@@ -74,10 +74,10 @@ async fn forward(target: &Target, request: Request) -> Result<Response, ProxyErr
     {
         parts.headers.insert(REQUEST_ID_HEADER, value);
     }
-    for name in platform::telemetry::traces::HEADERS {
-        parts.headers.remove(name);
-    }
     if let Some(Propagation(trace)) = propagation {
+        for name in platform::telemetry::traces::HEADERS {
+            parts.headers.remove(name);
+        }
         for (name, value) in trace.headers() {
             if let Ok(value) = HeaderValue::from_str(value) {
                 parts.headers.insert(name, value);

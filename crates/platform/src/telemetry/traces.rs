@@ -733,11 +733,6 @@ pub fn continued(traceparent: Option<&str>) -> Context {
     Carried([traceparent.map(str::to_owned), None, None]).extract()
 }
 
-/// A service name as a `&'static str` ([`enter`] takes one), for names known only at run time (a
-/// consumer group's service); `None` past a few dozen distinct names.
-pub fn intern(name: &str) -> Option<&'static str> {
-    leak_name(name)
-}
 
 /// The service a span was stamped with, removing the stamp.
 fn take_service(span: &mut SpanData) -> Option<&'static str> {
@@ -747,14 +742,14 @@ fn take_service(span: &mut SpanData) -> Option<&'static str> {
         .position(|kv| kv.key.as_str() == SERVICE_ATTRIBUTE)?;
     let stamp = span.attributes.swap_remove(index);
     match stamp.value {
-        opentelemetry::Value::String(name) => leak_name(name.as_str()),
+        opentelemetry::Value::String(name) => intern(name.as_str()),
         _ => None,
     }
 }
 
-/// Service names are a handful of `&'static str`s; the stamp holds one, so it is found again rather
-/// than allocated.
-fn leak_name(name: &str) -> Option<&'static str> {
+/// A service name as a `&'static str` ([`enter`] takes one), for names known only at run time (a
+/// consumer group's service, a span's stamp): each distinct name is kept once; `None` past a few dozen.
+pub fn intern(name: &str) -> Option<&'static str> {
     static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
     let mut names = NAMES.lock().ok()?;
     if let Some(known) = names.iter().find(|known| **known == name) {
