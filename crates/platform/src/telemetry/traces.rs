@@ -733,7 +733,6 @@ pub fn continued(traceparent: Option<&str>) -> Context {
     Carried([traceparent.map(str::to_owned), None, None]).extract()
 }
 
-
 /// The service a span was stamped with, removing the stamp.
 fn take_service(span: &mut SpanData) -> Option<&'static str> {
     let index = span
