@@ -1,5 +1,6 @@
 //! The admin listener (like Envoy's admin port, `gateway.admin_port`): `/metrics`, the detailed `/readyz`
-//! (upstream URLs, instances, breaker state), `/health`, and `/admin/*` for admins only. None of it is on
+//! (upstream URLs, instances, breaker state), `/health`, and `/admin/*` for admins only: the breakers
+//! (`/admin/circuit-breakers`) and the upstreams' instances with where they come from (`/admin/upstreams`). None of it is on
 //! the public port, which keeps `/health` and a `/readyz` that says only ready or not.
 //!
 //! Every `/admin/*` route, and any unknown path under it, is behind the admin check here in code rather than
@@ -14,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use platform::Problem;
 use platform::auth::Role;
+use platform::discovery::Snapshot;
 use platform::health::{Readiness, health_handler, readyz_handler};
 use platform::metrics::{MetricsHandle, metrics_handler};
 use serde_json::{Value, json};
@@ -31,6 +33,7 @@ pub(crate) struct AdminState {
 pub(crate) fn router(state: AdminState, readiness: Readiness, metrics: MetricsHandle) -> Router {
     let admin_only = Router::new()
         .route("/admin/circuit-breakers", get(circuit_breakers))
+        .route("/admin/upstreams", get(upstreams))
         .route("/admin", any(platform::http::not_found))
         .route("/admin/{*rest}", any(platform::http::not_found))
         .route_layer(middleware::from_fn_with_state(
@@ -94,4 +97,36 @@ async fn circuit_breakers(State(state): State<AdminState>) -> Response {
         })
         .collect();
     Json(json!({ "data": data })).into_response()
+}
+
+/// `GET /admin/upstreams`: each upstream's discovery source and the instances it currently gives.
+async fn upstreams(State(state): State<AdminState>) -> Response {
+    let data: Vec<Value> = state
+        .upstreams
+        .iter()
+        .map(|upstream| {
+            json!({
+                "upstream": upstream.name(),
+                "discovery": discovery_report(&upstream.source()),
+                "endpoints": upstream.endpoint_report(),
+            })
+        })
+        .collect();
+    Json(json!({ "data": data })).into_response()
+}
+
+/// Where an upstream's instances come from and how current they are: `stale` while the registry cannot
+/// be read and the last known instances stay in use.
+pub(crate) fn discovery_report(snapshot: &Snapshot) -> Value {
+    json!({
+        "source": snapshot.source,
+        "known": snapshot.known,
+        "stale": snapshot.is_stale(),
+        "error": snapshot.error,
+        "endpoints": snapshot.endpoints.iter().map(url::Url::as_str).collect::<Vec<_>>(),
+        "changed_at": snapshot.changed_at.map(|at| {
+            chrono::DateTime::<chrono::Utc>::from(at)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        }),
+    })
 }

@@ -5,13 +5,13 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use platform::breaker::{BreakerConfig, FailureKinds};
-use platform::config::{AuthSettings, RbacRule, Settings};
+use platform::config::{AuthSettings, DiscoverySettings, RbacRule, Settings};
 use platform::http::ConnectionLimits;
 use platform::revocation::RevocationOptions;
 
 use crate::error::GatewayError;
 use crate::ratelimit::RateLimitConfig;
-use crate::upstream::{OutlierConfig, RetryConfig, Upstream};
+use crate::upstream::{Balancing, OutlierConfig, RetryConfig, Upstream};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -23,7 +23,13 @@ pub struct Config {
     /// The revoked tokens the access check consults, and how the gateway keeps them current (pushes through
     /// Redis, and polls of the users service's `/internal/revocations`).
     pub revocation: RevocationOptions,
+    /// The upstreams as configured: the instances themselves with the `static` backend, the names to
+    /// resolve with `dns`; with `etcd` and `consul` the registry gives the instances.
     pub upstreams: Vec<Upstream>,
+    /// Where the upstreams' instances come from (`[discovery]`).
+    pub discovery: DiscoverySettings,
+    /// How an upstream's instance is picked.
+    pub load_balancing: Balancing,
     /// Deadline for an upstream's response head; past it the caller gets 504.
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
@@ -78,6 +84,13 @@ impl Config {
             auth: settings.auth.clone(),
             revocation: RevocationOptions::from_settings(settings),
             upstreams,
+            discovery: settings.discovery.clone(),
+            load_balancing: Balancing::from_name(&gateway.load_balancing).ok_or_else(|| {
+                GatewayError::config(
+                    "gateway.load_balancing",
+                    "must be least_outstanding or round_robin",
+                )
+            })?,
             request_timeout: Duration::from_millis(gateway.request_timeout_ms),
             max_body_bytes: gateway.max_body_bytes,
             pool_idle_per_host: gateway.upstream_pool_idle_per_host,

@@ -31,6 +31,7 @@ use axum::Router;
 use axum::routing::get;
 use platform::auth::JwtKeys;
 use platform::breaker::{BreakerMetrics, CircuitBreaker};
+use platform::discovery::{Discovery, DiscoveryMetrics, Snapshot};
 use platform::health::{Check, Readiness, health_handler, readyz_status_handler};
 use platform::http::with_request_layers;
 use platform::metrics::{HttpMetrics, MetricsHandle};
@@ -40,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 pub use error::GatewayError;
 pub use ratelimit::{FailMode, LimitRule, RateLimitBackend, RateLimitConfig};
-pub use upstream::{OutlierConfig, RetryConfig, Upstream};
+pub use upstream::{Balancing, OutlierConfig, RetryConfig, Upstream};
 
 use compression::CompressionLayer;
 use policy::Policy;
@@ -73,6 +74,10 @@ struct Assembled {
     public: Router,
     direct: DirectPath,
     admin: Router,
+    /// The registry the upstreams' instances come from.
+    discovery: Discovery,
+    /// Each upstream with its configured URLs, in route-table order.
+    upstreams: Vec<(UpstreamClient, Vec<url::Url>)>,
 }
 
 async fn assemble(
@@ -88,15 +93,25 @@ async fn assemble(
     let http_metrics = HttpMetrics::register(&mut registry, NAME);
     let upstream_metrics = UpstreamMetrics::register(&mut registry);
     let breaker_metrics = BreakerMetrics::register(&mut registry);
+    let discovery =
+        Discovery::from_settings(&config.discovery, DiscoveryMetrics::register(&mut registry))
+            .map_err(|e| GatewayError::config("discovery.backend", &e.to_string()))?;
+    // With `static` the configured lists are the instances from the start; a registry's come with its
+    // first answer.
+    let configured_instances = discovery.backend() == "static";
     let limiter = ratelimit::Limiter::build(&config.rate_limit, &mut registry).await?;
     // A little under the readiness deadline, so a slow upstream is reported by its own check (with
     // its URL) rather than cut off by the outer timeout.
     let check_timeout = config.readiness_timeout.mul_f64(0.9);
 
     let mut upstreams = HashMap::new();
+    let mut followed = Vec::new();
     let mut checks: Vec<Box<dyn Check>> = Vec::new();
     for upstream in &config.upstreams {
-        if upstream.endpoints.is_empty() {
+        if upstream.endpoints.is_empty()
+            && discovery.backend() != "etcd"
+            && discovery.backend() != "consul"
+        {
             return Err(GatewayError::config(
                 &format!("gateway.upstreams.{}", upstream.name),
                 "names no instance",
@@ -116,12 +131,25 @@ async fn assemble(
                 failures: config.breaker_failures,
                 retry: config.retry.clone(),
                 outlier: config.outlier.clone(),
+                balancing: config.load_balancing,
                 pool: PoolShape {
                     workers: config.http_workers.get(),
                     max_idle: config.pool_idle_per_host,
                 },
+                initial: Snapshot {
+                    source: discovery.backend(),
+                    endpoints: if configured_instances {
+                        upstream.endpoints.clone()
+                    } else {
+                        Vec::new()
+                    },
+                    known: configured_instances,
+                    error: None,
+                    changed_at: None,
+                },
             },
         );
+        followed.push((handle.clone(), upstream.endpoints.clone()));
         checks.push(Box::new(UpstreamCheck::new(
             handle.clone(),
             check_timeout,
@@ -177,6 +205,8 @@ async fn assemble(
         public,
         direct,
         admin,
+        discovery,
+        upstreams: followed,
     })
 }
 
@@ -189,21 +219,34 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
-    let Assembled { direct, admin, .. } = assemble(&config, specs).await?;
-    let users = config
-        .upstreams
-        .iter()
-        .filter(|upstream| upstream.name == "users")
-        .flat_map(|upstream| upstream.endpoints.clone())
-        .collect();
-    // A listener that fails stops the other one and the revocation feed too, rather than leaving half a
-    // gateway up; the caller's token is left alone.
+    let Assembled {
+        direct,
+        admin,
+        discovery,
+        upstreams,
+        ..
+    } = assemble(&config, specs).await?;
+    // A listener that fails stops the other one, the revocation feed and the discovery watches too, rather
+    // than leaving half a gateway up; the caller's token is left alone.
     let stop = shutdown.child_token();
-    let feed = platform::revocation::spawn_feed(
+    let users = upstreams
+        .iter()
+        .find(|(upstream, _)| upstream.name() == "users")
+        .map(|(upstream, _)| upstream.clone());
+    let mut feed = platform::revocation::spawn_feed(
         &config.revocation,
-        platform::revocation::UsersFeed::new(users),
+        platform::revocation::UsersFeed::new(move || {
+            users.as_ref().map_or_else(Vec::new, |users| {
+                users.endpoints().iter().map(|e| e.url().clone()).collect()
+            })
+        }),
         stop.clone(),
     );
+    if discovery.backend() != "static" {
+        for (upstream, configured) in upstreams {
+            feed.extend(follow(&discovery, upstream, &configured, &stop));
+        }
+    }
     let public = async {
         let result = platform::http::serve_dedicated_with(
             listeners.public,
@@ -234,4 +277,25 @@ pub async fn run(
     public?;
     admin?;
     Ok(())
+}
+
+/// Keeps `upstream`'s instances in step with the registry until `stop`: the watch, and the task applying
+/// each change to the upstream's set.
+fn follow(
+    discovery: &Discovery,
+    upstream: UpstreamClient,
+    configured: &[url::Url],
+    stop: &CancellationToken,
+) -> [tokio::task::JoinHandle<()>; 2] {
+    let (mut snapshots, watch) = discovery.watch(upstream.name(), configured, stop.clone());
+    let apply = tokio::spawn(async move {
+        loop {
+            let snapshot = snapshots.borrow_and_update().clone();
+            upstream.apply(snapshot);
+            if snapshots.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    [watch, apply]
 }

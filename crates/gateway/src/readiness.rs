@@ -1,6 +1,7 @@
 //! `/readyz` checks: one per upstream, asking each instance's `/health` and showing the instances'
-//! balancing state and the service's breaker. An upstream is ready when at least one instance is: the
-//! gateway can serve its routes.
+//! balancing state, where they come from (service discovery, flagged stale while the registry cannot be
+//! read) and the service's breaker. An upstream is ready when at least one instance is: the gateway can
+//! serve its routes.
 //!
 //! Probe results are reused for `gateway.readiness_cache_ms`, and callers arriving while a probe is under
 //! way wait for it rather than start their own: however often `/readyz` is asked (it is public), each
@@ -110,11 +111,19 @@ impl Check for UpstreamCheck {
                     Value::Object(details)
                 })
                 .collect();
+            let source = self.upstream.source();
             let mut report = if up > 0 {
                 CheckReport::up()
+            } else if !source.known {
+                CheckReport::down(format!("{} has not given its instances yet", source.source))
+            } else if probes.is_empty() {
+                CheckReport::down(format!("{} lists no instance", source.source))
             } else {
                 CheckReport::down("no instance answers its health check")
             };
+            report
+                .details
+                .insert("discovery".into(), crate::admin::discovery_report(&source));
             report.details.insert(
                 "instances_up".into(),
                 json!(format!("{up}/{}", probes.len())),

@@ -8,6 +8,7 @@ pub mod config;
 pub mod created;
 pub mod currency;
 pub mod db;
+pub mod discovery;
 pub mod extract;
 pub mod health;
 pub mod http;

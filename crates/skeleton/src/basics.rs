@@ -4,7 +4,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use platform::config::{
-    AuthSettings, DatabaseSettings, MessagingSettings, RedisSettings, Settings,
+    AuthSettings, DatabaseSettings, DiscoverySettings, MessagingSettings, RedisSettings, Settings,
 };
 use platform::http::ConnectionLimits;
 use platform::revocation::RevocationOptions;
@@ -38,6 +38,13 @@ pub struct Basics {
     /// What each connection to the service may do (`[http]`).
     pub connection_limits: ConnectionLimits,
     pub readiness_timeout: Duration,
+    /// Where the service registers once ready (`[discovery]`).
+    pub discovery: DiscoverySettings,
+    /// The address registered for others to call (`service.advertise_address`, else `service.host`);
+    /// `None` when that is a wildcard.
+    pub advertise_address: Option<String>,
+    /// The build's version (`service.version`), registered with the instance.
+    pub version: String,
 }
 
 impl Basics {
@@ -56,6 +63,9 @@ impl Basics {
             http_workers: NonZeroUsize::new(settings.service.http_workers),
             connection_limits: ConnectionLimits::from_settings(&settings.http),
             readiness_timeout: READINESS_TIMEOUT,
+            discovery: settings.discovery.clone(),
+            advertise_address: platform::discovery::advertised_address(settings),
+            version: settings.service.version.clone(),
         }
     }
 }

@@ -9,6 +9,8 @@ pub enum StartError {
     Messaging(#[from] messaging::MessagingError),
     #[error("the cache could not start")]
     Cache(#[from] cache::CacheError),
+    #[error("the service registry could not be set up")]
+    Discovery(#[from] platform::discovery::DiscoveryError),
     #[error("serving HTTP failed")]
     Serve(#[source] std::io::Error),
     /// A service's own start-up step failed (e.g. creating the bootstrap admin).

@@ -1,7 +1,8 @@
 //! The lifecycle every LogiCore service shares, written once: open the database and run the service's
 //! migrations, start the event backbone and the cache, build readiness and the platform's HTTP layers, serve
 //! (on the shared runtime or dedicated workers), run the background workers (the revocation feed, the outbox
-//! relay, the service's consumers and jobs) under one supervisor, and close in order on shutdown.
+//! relay, the service's consumers and jobs) under one supervisor, register with service discovery once ready,
+//! and on shutdown deregister first, then drain and close in order.
 //!
 //! A service implements [`Service`]: it names itself, says whether it uses the cache, hands over its
 //! migrations, builds its API router from the opened [`Handles`] and lists its [`Worker`]s. It writes no
@@ -22,7 +23,9 @@ use std::time::Duration;
 use cache::Cache;
 use futures::future::BoxFuture;
 use messaging::{Consumer, Messaging};
+use platform::backoff::Backoff;
 use platform::db::Db;
+use platform::discovery::{Discovery, DiscoveryMetrics, Instance};
 use platform::health::{Check, PostgresCheck, Readiness};
 use platform::http::{PlatformLayers, with_platform_layers};
 use platform::metrics::{HttpMetrics, MetricsHandle};
@@ -153,6 +156,10 @@ pub struct App<S> {
     pub db: Db,
     pub messaging: Messaging,
     pub cache: Cache,
+    /// What `/readyz` reports; registration waits for it to say ready.
+    pub readiness: Readiness,
+    /// The registry the instance registers with (`discovery.backend`).
+    pub discovery: Discovery,
     service: Arc<S>,
 }
 
@@ -162,9 +169,11 @@ impl<S: Service> App<S> {
     pub async fn build(service: S) -> Result<Self, StartError> {
         let mut registry = platform::metrics::registry(S::NAME);
         let http_metrics = HttpMetrics::register(&mut registry, S::NAME);
+        let discovery_metrics = DiscoveryMetrics::register(&mut registry);
         let handles = Handles::open(&service, &mut registry).await?;
         let api = service.api(&handles).await?;
         let basics = service.basics();
+        let discovery = Discovery::from_settings(&basics.discovery, discovery_metrics)?;
         let mut checks: Vec<Box<dyn Check>> = vec![Box::new(PostgresCheck(handles.db.clone()))];
         if S::USES_CACHE {
             // Not required: without the cache requests go to the database, so readiness is `degraded`.
@@ -173,12 +182,13 @@ impl<S: Service> App<S> {
         // Not required either: with the transport down, changes still commit their events to the outbox for
         // later; the check shows the transport state and the outbox lag.
         checks.push(Box::new(handles.messaging.readiness_check()));
+        let readiness = Readiness::new(checks, basics.readiness_timeout);
         let router = with_platform_layers(
             api,
             PlatformLayers {
                 http_metrics,
                 metrics: MetricsHandle::new(registry),
-                readiness: Readiness::new(checks, basics.readiness_timeout),
+                readiness: readiness.clone(),
                 max_body_bytes: basics.max_body_bytes,
             },
         );
@@ -192,6 +202,8 @@ impl<S: Service> App<S> {
             db,
             messaging,
             cache,
+            readiness,
+            discovery,
             service: Arc::new(service),
         })
     }
@@ -232,6 +244,10 @@ impl<S: Service> App<S> {
 /// Serves `service` on `listener` with its background running, until `shutdown` fires; then lets in-flight
 /// requests finish within the grace period, stops the background and closes the transport and the pool.
 ///
+/// Once `/readyz` says ready, the instance registers with service discovery; when `shutdown` fires it
+/// deregisters first and keeps serving for `discovery.deregister_delay_ms`, so callers have dropped it
+/// before it stops accepting.
+///
 /// Serving does not wait for the consumers' subscriptions: with the broker down, requests still commit their
 /// events to the outbox and `/readyz` shows messaging degraded.
 pub async fn run<S: Service>(
@@ -239,23 +255,40 @@ pub async fn run<S: Service>(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
+    let port = listener.local_addr().map_err(StartError::Serve)?.port();
     let app = Arc::new(App::build(service).await?);
     let background = tokio::spawn({
         let (app, token) = (app.clone(), shutdown.clone());
         async move { futures::future::join_all(app.spawn_background(token).await).await }
     });
     let basics = app.service.basics();
+    let serving = CancellationToken::new();
+    let announced = tokio::spawn(announce(
+        app.discovery.clone(),
+        basics
+            .advertise_address
+            .as_deref()
+            .map(|address| Instance::new(S::NAME, address, port, &basics.version)),
+        app.readiness.clone(),
+        Duration::from_millis(basics.discovery.deregister_delay_ms),
+        shutdown.clone(),
+        serving.clone(),
+    ));
     let served = platform::http::serve_on(
         listener,
         app.router.clone(),
-        shutdown.clone(),
+        serving.clone(),
         basics.shutdown_grace,
         basics.http_workers,
         basics.connection_limits,
     )
     .await;
-    // The server can also stop by failing; make sure the background stops with it.
+    // The server can also stop by failing; make sure the registration and the background stop with it.
+    serving.cancel();
     shutdown.cancel();
+    if let Err(error) = announced.await {
+        tracing::warn!(service = S::NAME, error = %error, "the registration task ended abnormally");
+    }
     match background.await {
         Ok(tasks) => {
             for error in tasks.into_iter().filter_map(Result::err) {
@@ -268,4 +301,97 @@ pub async fn run<S: Service>(
     }
     app.handles().close().await;
     served.map_err(StartError::Serve)
+}
+
+/// The instance's life in the registry: registered once `/readyz` says ready (retried while the registry
+/// is unreachable), deregistered when `shutdown` fires; then, after the deregistration delay, `serving` is
+/// cancelled and the listener drains. Without a registering backend `serving` follows `shutdown` at once.
+async fn announce(
+    discovery: Discovery,
+    instance: Option<Instance>,
+    readiness: Readiness,
+    deregister_delay: Duration,
+    shutdown: CancellationToken,
+    serving: CancellationToken,
+) {
+    let registered = match instance {
+        Some(instance) if discovery.registers() => {
+            register_when_ready(&discovery, &instance, &readiness, &shutdown)
+                .await
+                .then_some(instance)
+        }
+        _ => None,
+    };
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = serving.cancelled() => {}
+    }
+    if let Some(instance) = registered {
+        match discovery.deregister(&instance).await {
+            Ok(()) => {
+                tracing::info!(instance = %instance.id, backend = discovery.backend(), "deregistered")
+            }
+            Err(error) => tracing::warn!(
+                instance = %instance.id,
+                backend = discovery.backend(),
+                error = %error,
+                "deregistering failed; the registry drops the instance when its health check or lease runs out"
+            ),
+        }
+        if !serving.is_cancelled() {
+            tokio::select! {
+                () = tokio::time::sleep(deregister_delay) => {}
+                () = serving.cancelled() => {}
+            }
+        }
+    }
+    serving.cancel();
+}
+
+/// Waits for readiness, then registers; `false` when `shutdown` came first.
+async fn register_when_ready(
+    discovery: &Discovery,
+    instance: &Instance,
+    readiness: &Readiness,
+    shutdown: &CancellationToken,
+) -> bool {
+    // Readiness is asked often at first (a service is usually ready within a second of serving), the
+    // registry less and less often while it stays unreachable.
+    let mut not_ready = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+    let mut unreachable = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    let mut warned = false;
+    loop {
+        let wait = if readiness.report().await.0 {
+            match discovery.register(instance).await {
+                Ok(()) => {
+                    tracing::info!(
+                        instance = %instance.id,
+                        address = %instance.address,
+                        port = instance.port,
+                        backend = discovery.backend(),
+                        "registered"
+                    );
+                    return true;
+                }
+                Err(error) => {
+                    if !warned {
+                        tracing::warn!(
+                            instance = %instance.id,
+                            backend = discovery.backend(),
+                            error = %error,
+                            "cannot register yet; retrying"
+                        );
+                        warned = true;
+                    }
+                    unreachable.next_delay()
+                }
+            }
+        } else {
+            not_ready.next_delay()
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
 }

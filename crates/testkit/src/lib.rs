@@ -6,6 +6,7 @@ mod cut;
 
 pub mod limits;
 pub mod raw;
+pub mod registries;
 pub mod traces;
 
 use std::collections::HashMap;

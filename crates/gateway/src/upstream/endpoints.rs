@@ -1,18 +1,19 @@
-//! The instances of one upstream service: least-outstanding-requests balancing and passive health
-//! (outlier ejection, after Envoy's `consecutive_5xx`).
+//! The instances of one upstream service: balancing (least outstanding requests by default, round-robin on
+//! request) and passive health (outlier ejection, after Envoy's `consecutive_5xx`).
 //!
-//! Least-outstanding rather than round-robin: a slow or overloaded instance piles up in-flight requests
-//! and is then picked less, which round-robin cannot see; the count is local and free. Ties (the common
-//! case at low load) are broken by a rotating start, so equal instances share the load round-robin.
+//! Least-outstanding by default: a slow or overloaded instance piles up in-flight requests and is then
+//! picked less, which round-robin cannot see; the count is local and free. Ties (the common case at low
+//! load) are broken by a rotating start, so equal instances share the load round-robin.
 //!
-//! The set lives in an [`ArcSwap`], so service discovery can later replace it with
-//! [`Endpoints::replace`] while requests in flight keep the list they started with.
+//! The set lives in an [`ArcSwap`], so service discovery replaces it ([`Endpoints::apply`]) while requests
+//! in flight keep the list they started with and finish on the instance they were sent to.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
+use platform::discovery::Snapshot;
 use serde_json::{Value, json};
 use url::Url;
 
@@ -39,6 +40,25 @@ impl Default for OutlierConfig {
             base_ejection: Duration::from_secs(30),
             max_ejection: Duration::from_secs(300),
             max_ejection_percent: 100,
+        }
+    }
+}
+
+/// How an instance is picked among the healthy ones not tried yet (`gateway.load_balancing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balancing {
+    /// The fewest requests in flight; ties in turn.
+    LeastOutstanding,
+    /// Each in turn.
+    RoundRobin,
+}
+
+impl Balancing {
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "least_outstanding" => Some(Self::LeastOutstanding),
+            "round_robin" => Some(Self::RoundRobin),
+            _ => None,
         }
     }
 }
@@ -126,6 +146,9 @@ pub(crate) type EndpointList = Arc<Vec<Arc<Endpoint>>>;
 /// The current instances of one upstream and how they are doing.
 pub(crate) struct Endpoints {
     list: ArcSwap<Vec<Arc<Endpoint>>>,
+    /// Where the list comes from and how current it is (service discovery).
+    source: ArcSwap<Snapshot>,
+    balancing: Balancing,
     pool: PoolShape,
     outlier: OutlierConfig,
     epoch: Instant,
@@ -136,13 +159,23 @@ pub(crate) struct Endpoints {
 }
 
 impl Endpoints {
-    pub(crate) fn new(urls: Vec<Url>, outlier: OutlierConfig, pool: PoolShape) -> Self {
+    /// The set `snapshot` gives (the configured list, or none yet for a registry still to be read).
+    pub(crate) fn new(
+        snapshot: Snapshot,
+        balancing: Balancing,
+        outlier: OutlierConfig,
+        pool: PoolShape,
+    ) -> Self {
         Self {
             list: ArcSwap::from_pointee(
-                urls.into_iter()
-                    .map(|u| Arc::new(Endpoint::new(u, pool)))
+                snapshot
+                    .endpoints
+                    .iter()
+                    .map(|u| Arc::new(Endpoint::new(u.clone(), pool)))
                     .collect(),
             ),
+            source: ArcSwap::from_pointee(snapshot),
+            balancing,
             pool,
             outlier,
             epoch: Instant::now(),
@@ -156,16 +189,27 @@ impl Endpoints {
         self.list.load_full()
     }
 
-    /// Swaps in a new set of instances (the seam for service discovery). Instances that stay keep their
-    /// counters and ejection state.
-    #[allow(
-        dead_code,
-        reason = "the seam for service discovery; only tests call it until then"
-    )]
-    pub(crate) fn replace(&self, urls: Vec<Url>) {
+    /// Where the set comes from, as last told.
+    pub(crate) fn source(&self) -> Arc<Snapshot> {
+        self.source.load_full()
+    }
+
+    /// Takes in what service discovery says now: a new set of instances when it changed. Instances that
+    /// stay keep their counters, ejection state and pooled connections; a removed one is dropped once the
+    /// requests still on it finish.
+    pub(crate) fn apply(&self, snapshot: Snapshot) {
+        let changed = self.source.load().endpoints != snapshot.endpoints;
+        if changed {
+            self.replace(&snapshot.endpoints);
+        }
+        self.source.store(Arc::new(snapshot));
+    }
+
+    fn replace(&self, urls: &[Url]) {
         let old = self.list.load_full();
         let list = urls
-            .into_iter()
+            .iter()
+            .cloned()
             .map(|url| {
                 old.iter()
                     .find(|e| e.url == url)
@@ -206,7 +250,11 @@ impl Endpoints {
                 (true, false) => 2,
                 (true, true) => 3,
             };
-            let key = (rank, endpoint.outstanding.load(Ordering::Relaxed));
+            let load = match self.balancing {
+                Balancing::LeastOutstanding => endpoint.outstanding.load(Ordering::Relaxed),
+                Balancing::RoundRobin => 0,
+            };
+            let key = (rank, load);
             if best.is_none_or(|(best_key, _)| key < best_key) {
                 best = Some((key, index));
             }
@@ -310,12 +358,27 @@ pub(crate) fn bit(index: usize) -> u64 {
 mod tests {
     use super::*;
 
+    fn snapshot(urls: Vec<Url>) -> Snapshot {
+        Snapshot {
+            source: "static",
+            endpoints: urls,
+            known: true,
+            error: None,
+            changed_at: None,
+        }
+    }
+
     fn endpoints(count: usize, outlier: OutlierConfig) -> Endpoints {
+        balanced(count, outlier, Balancing::LeastOutstanding)
+    }
+
+    fn balanced(count: usize, outlier: OutlierConfig, balancing: Balancing) -> Endpoints {
         let urls = (0..count)
             .map(|i| Url::parse(&format!("http://127.0.0.1:{}", 4000 + i)).unwrap())
             .collect();
         Endpoints::new(
-            urls,
+            snapshot(urls),
+            balancing,
             outlier,
             PoolShape {
                 workers: 1,
@@ -422,9 +485,25 @@ mod tests {
         let list = set.current();
         let _in_flight = list[1].start();
         let kept = list[1].url.clone();
-        set.replace(vec![kept, Url::parse("http://127.0.0.1:5000").unwrap()]);
+        set.apply(snapshot(vec![
+            kept,
+            Url::parse("http://127.0.0.1:5000").unwrap(),
+        ]));
         let report = set.report();
         assert_eq!(report[0]["outstanding"], 1);
         assert_eq!(report[1]["url"], "http://127.0.0.1:5000/");
+        // The removed instance lives on in the list its requests started with.
+        assert_eq!(list[0].url.as_str(), "http://127.0.0.1:4000/");
+        assert_eq!(set.current().len(), 2);
+    }
+
+    #[test]
+    fn round_robin_ignores_requests_in_flight() {
+        let set = balanced(2, outlier(5), Balancing::RoundRobin);
+        let list = set.current();
+        let _busy = list[0].start();
+        let mut picks: Vec<usize> = (0..4).filter_map(|_| set.pick(&list, 0)).collect();
+        picks.sort_unstable();
+        assert_eq!(picks, vec![0, 0, 1, 1]);
     }
 }

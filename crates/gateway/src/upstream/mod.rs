@@ -27,6 +27,7 @@ use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, Method, Response, StatusCode};
 use bytes::Bytes;
 use platform::breaker::{CallOutcome, CircuitBreaker, FailureKinds};
+use platform::discovery::Snapshot;
 use serde_json::Value;
 
 use body::TrackedBody;
@@ -38,7 +39,7 @@ use crate::headers::{Kind, classify};
 use crate::wire::{push_header, push_length};
 
 pub use definition::Upstream;
-pub use endpoints::OutlierConfig;
+pub use endpoints::{Balancing, OutlierConfig};
 use metrics::AttemptSeries;
 pub(crate) use metrics::UpstreamMetrics;
 pub use retry::RetryConfig;
@@ -122,7 +123,10 @@ pub(crate) struct ClientParts {
     pub(crate) failures: FailureKinds,
     pub(crate) retry: RetryConfig,
     pub(crate) outlier: OutlierConfig,
+    pub(crate) balancing: Balancing,
     pub(crate) pool: PoolShape,
+    /// The instances to start with: the configured list, or none yet when a registry gives them.
+    pub(crate) initial: Snapshot,
 }
 
 impl UpstreamClient {
@@ -132,7 +136,7 @@ impl UpstreamClient {
         let attempts = parts.metrics.attempts(&upstream.name);
         Self(Arc::new(Inner {
             name: upstream.name,
-            endpoints: Endpoints::new(upstream.endpoints, parts.outlier, parts.pool),
+            endpoints: Endpoints::new(parts.initial, parts.balancing, parts.outlier, parts.pool),
             timeout,
             attempts,
             metrics: parts.metrics,
@@ -154,6 +158,16 @@ impl UpstreamClient {
     /// The instances as they are now.
     pub(crate) fn endpoints(&self) -> EndpointList {
         self.0.endpoints.current()
+    }
+
+    /// Takes in service discovery's current set of instances.
+    pub(crate) fn apply(&self, snapshot: Snapshot) {
+        self.0.endpoints.apply(snapshot);
+    }
+
+    /// Where the instances come from and whether that is current, for `/readyz` and the admin view.
+    pub(crate) fn source(&self) -> Arc<Snapshot> {
+        self.0.endpoints.source()
     }
 
     /// Each instance's state, outstanding requests and ejection, for `/readyz` and the admin view.

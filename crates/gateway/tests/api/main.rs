@@ -3,6 +3,7 @@
 mod balancing;
 mod breaker;
 mod connections;
+mod discovery;
 mod edge;
 mod errors;
 mod helpers;

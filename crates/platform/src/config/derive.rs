@@ -15,6 +15,29 @@ pub(super) fn apply(
 ) {
     upstreams(tree, origin, services);
     redis_enabled(tree, origin);
+    consul_selected(tree, origin);
+}
+
+/// Naming a Consul agent (`CONSUL_HOST`) means registering with it, as the original deployment did; an
+/// explicit `discovery.backend` wins.
+fn consul_selected(tree: &mut toml::Table, origin: &mut BTreeMap<String, Source>) {
+    if origin.contains_key("discovery.backend") || !origin.contains_key("discovery.consul_host") {
+        return;
+    }
+    let named = tree::get(tree, "discovery.consul_host")
+        .and_then(toml::Value::as_str)
+        .is_some_and(|host| !host.trim().is_empty());
+    if named {
+        tree::set(
+            tree,
+            "discovery.backend",
+            toml::Value::String("consul".to_owned()),
+        );
+        origin.insert(
+            "discovery.backend".to_owned(),
+            Source::Derived("discovery.consul_host being set".to_owned()),
+        );
+    }
 }
 
 /// `gateway.upstreams.<service>` defaults to the service's own listen address, so moving

@@ -26,6 +26,8 @@ pub struct GatewaySettings {
     /// is not passed on to the services.
     pub readiness_cache_ms: u64,
     /// `METHOD[,METHOD] /path` patterns reachable without a token.
+    /// `least_outstanding` or `round_robin`: how an upstream's instance is picked.
+    pub load_balancing: String,
     pub public_routes: Vec<String>,
     pub cors_allowed_origins: Vec<String>,
     /// Each service's base URL by the name the gateway's route table uses, or a comma-separated list of them

@@ -65,6 +65,8 @@ pub struct ServiceSettings {
     pub version: String,
     /// Address every service binds to.
     pub host: String,
+    /// The address registered with service discovery; empty: `host`, when that is not a wildcard.
+    pub advertise_address: String,
     /// `PORT`: overrides the port of the one service a single-service command runs.
     pub port: Option<u16>,
     pub shutdown_grace_ms: u64,
@@ -220,9 +222,25 @@ impl MessagingSettings {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DiscoverySettings {
+    /// `static`, `dns`, `etcd` or `consul` ([`crate::discovery`]).
+    pub backend: String,
+    /// Comma-separated `http://` URLs of the etcd cluster.
+    pub etcd_endpoints: String,
+    pub etcd_prefix: String,
+    pub etcd_lease_ttl_s: u64,
     pub consul_host: String,
     pub consul_port: u16,
+    pub consul_token: Secret,
+    pub consul_check_interval_ms: u64,
+    pub consul_deregister_critical_after_s: u64,
+    /// `host:port` or an IP of the DNS server; empty: the system's resolver.
+    pub dns_server: String,
+    pub refresh_interval_ms: u64,
+    pub deregister_delay_ms: u64,
 }
+
+/// The registry backends `discovery.backend` may name.
+pub const DISCOVERY_BACKENDS: &[&str] = &["static", "dns", "etcd", "consul"];
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -488,6 +506,7 @@ impl Settings {
             "messaging.queue_expires_ms",
             "must be 0 (never) or between 1000 and 4294967295",
         );
+        self.validate_discovery(&mut check);
         let tracing = &self.tracing;
         check(
             tracing.otlp_endpoint.is_empty()
@@ -536,6 +555,108 @@ impl Settings {
         issues.extend(self.http.issues("http"));
         issues.extend(self.gateway.http.override_issues(&self.http));
         issues
+    }
+}
+
+impl Settings {
+    fn validate_discovery(&self, check: &mut impl FnMut(bool, &str, &str)) {
+        let discovery = &self.discovery;
+        check(
+            DISCOVERY_BACKENDS.contains(&discovery.backend.as_str()),
+            "discovery.backend",
+            "must be static, dns, etcd or consul",
+        );
+        if discovery.backend == "etcd" {
+            check(
+                discovery.etcd_endpoints.split(',').all(|endpoint| {
+                    url::Url::parse(endpoint.trim())
+                        .is_ok_and(|u| u.scheme() == "http" && u.host().is_some())
+                }),
+                "discovery.etcd_endpoints",
+                "must be a comma-separated list of http:// URLs with a host",
+            );
+        }
+        check(
+            discovery.etcd_prefix.starts_with('/')
+                && discovery.etcd_prefix.ends_with('/')
+                && !discovery.etcd_prefix.chars().any(char::is_control),
+            "discovery.etcd_prefix",
+            "must start and end with /",
+        );
+        // etcd rounds a shorter lease up to its minimum (1.5 election timeouts, 2 s by default).
+        check(
+            (2..=300).contains(&discovery.etcd_lease_ttl_s),
+            "discovery.etcd_lease_ttl_s",
+            "must be between 2 and 300",
+        );
+        if discovery.backend == "consul" {
+            check(
+                !discovery.consul_host.trim().is_empty(),
+                "discovery.consul_host",
+                "must name the Consul agent (CONSUL_HOST) when discovery.backend is consul",
+            );
+        }
+        check(
+            (100..=600_000).contains(&discovery.consul_check_interval_ms),
+            "discovery.consul_check_interval_ms",
+            "must be between 100 and 600000",
+        );
+        check(
+            (60..=86_400).contains(&discovery.consul_deregister_critical_after_s),
+            "discovery.consul_deregister_critical_after_s",
+            "must be between 60 (Consul's minimum) and 86400",
+        );
+        check(
+            discovery.dns_server.is_empty()
+                || crate::discovery::dns::server_address(&discovery.dns_server).is_some(),
+            "discovery.dns_server",
+            "must be an IP address or IP:port",
+        );
+        check(
+            (100..=600_000).contains(&discovery.refresh_interval_ms),
+            "discovery.refresh_interval_ms",
+            "must be between 100 and 600000",
+        );
+        check(
+            discovery.deregister_delay_ms <= 600_000,
+            "discovery.deregister_delay_ms",
+            "must be at most 600000",
+        );
+        let advertise = &self.service.advertise_address;
+        check(
+            advertise.is_empty()
+                || advertise
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| !ip.is_unspecified())
+                || (advertise.len() <= 253
+                    && advertise.split('.').all(|label| {
+                        !label.is_empty()
+                            && label.len() <= 63
+                            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    })),
+            "service.advertise_address",
+            "must be an IP address others can reach or a host name",
+        );
+        let registers = matches!(discovery.backend.as_str(), "etcd" | "consul");
+        check(
+            !registers
+                || !advertise.is_empty()
+                || self
+                    .service
+                    .host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| !ip.is_unspecified()),
+            "service.advertise_address",
+            "must be set when service.host is a wildcard: it is the address registered for others to call",
+        );
+        check(
+            matches!(
+                self.gateway.load_balancing.as_str(),
+                "least_outstanding" | "round_robin"
+            ),
+            "gateway.load_balancing",
+            "must be least_outstanding or round_robin",
+        );
     }
 }
 

@@ -62,21 +62,22 @@ impl Source for TableFeed {
 /// instance per poll, the next one after a failure.
 pub struct UsersFeed {
     client: reqwest::Client,
-    endpoints: Vec<Url>,
+    /// The users service's instances as they are now (service discovery may change them).
+    endpoints: Box<dyn Fn() -> Vec<Url> + Send + Sync>,
     next: usize,
     watermark: Option<i64>,
 }
 
 impl UsersFeed {
-    /// `endpoints` are the users service instances' base URLs.
-    pub fn new(endpoints: Vec<Url>) -> Self {
+    /// `endpoints` gives the users service instances' base URLs at the time of each poll.
+    pub fn new(endpoints: impl Fn() -> Vec<Url> + Send + Sync + 'static) -> Self {
         Self {
             client: reqwest::Client::builder()
                 .no_proxy()
                 .timeout(FETCH_TIMEOUT)
                 .build()
                 .unwrap_or_default(),
-            endpoints,
+            endpoints: Box::new(endpoints),
             next: 0,
             watermark: None,
         }
@@ -89,8 +90,9 @@ impl Source for UsersFeed {
     }
 
     async fn fetch(&mut self) -> Result<Vec<Revocation>, String> {
-        let Some(base) = self.endpoints.get(self.next % self.endpoints.len().max(1)) else {
-            return Err("no users service instance is configured".into());
+        let endpoints = (self.endpoints)();
+        let Some(base) = endpoints.get(self.next % endpoints.len().max(1)) else {
+            return Err("no users service instance is known".into());
         };
         let mut url = base
             .join("internal/revocations")
