@@ -95,7 +95,7 @@ async fn assemble(
     let breaker_metrics = BreakerMetrics::register(&mut registry);
     let discovery =
         Discovery::from_settings(&config.discovery, DiscoveryMetrics::register(&mut registry))
-            .map_err(|e| GatewayError::config("discovery.backend", &e.to_string()))?;
+            .map_err(|e| GatewayError::config("discovery.backend", e.to_string()))?;
     // With `static` the configured lists are the instances from the start; a registry's come with its
     // first answer.
     let configured_instances = discovery.backend() == "static";

@@ -39,7 +39,8 @@ struct Platform {
 
 impl Platform {
     async fn start(transport: Transport) -> Self {
-        Self::start_with(transport, &[], true).await
+        // Boxed: starting every service is a future too large for the stack of each test that awaits it.
+        Box::pin(Self::start_with(transport, &[], true)).await
     }
 
     /// Starts every service and the gateway; `extra` settings apply to all of them. With
@@ -789,14 +790,14 @@ async fn rejection_and_cancellation_over_rabbitmq() {
 /// order, so no stock stays held for the dead order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_order_expires_and_inventory_catches_up_without_holding_stock() {
-    let mut platform = Platform::start_with(
+    let mut platform = Box::pin(Platform::start_with(
         Transport::Postgres,
         &[
             ("LOGICORE_ORDERS__PENDING_TTL_SECS", "1"),
             ("LOGICORE_ORDERS__SWEEPER_INTERVAL_MS", "100"),
         ],
         false,
-    )
+    ))
     .await;
     let admin = platform.admin().await;
     let hub = platform.warehouse(&admin, "HUB", 1).await;

@@ -209,12 +209,11 @@ impl Endpoints {
         let old = self.list.load_full();
         let list = urls
             .iter()
-            .cloned()
             .map(|url| {
                 old.iter()
-                    .find(|e| e.url == url)
+                    .find(|e| e.url == *url)
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(Endpoint::new(url, self.pool)))
+                    .unwrap_or_else(|| Arc::new(Endpoint::new(url.clone(), self.pool)))
             })
             .collect();
         self.list.store(Arc::new(list));

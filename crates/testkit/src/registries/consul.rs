@@ -128,7 +128,7 @@ impl Service {
         if let Some(check) = &self.check {
             checks.push(json!({
                 "Node": NODE, "CheckID": format!("service:{}", self.id),
-                "Name": format!("Service '{}' check", self.name), "Status": check.status.as_str(),
+                "Name": check.name, "Status": check.status.as_str(),
                 "Notes": "", "Output": "", "ServiceID": self.id, "ServiceName": self.name,
                 "ServiceTags": self.tags, "Type": "http",
             }));
@@ -149,6 +149,7 @@ impl Service {
 }
 
 struct Check {
+    name: String,
     status: Status,
     /// When the current critical spell began.
     critical_since: Option<Instant>,
@@ -230,22 +231,21 @@ struct Definition {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct CheckDefinition {
+    name: Option<String>,
     #[serde(rename = "HTTP")]
     http: Option<String>,
     interval: Option<String>,
     timeout: Option<String>,
     deregister_critical_service_after: Option<String>,
-    /// The status before the first check result; Consul's default is critical.
-    status: Option<String>,
 }
 
 #[derive(Clone)]
 struct HttpCheck {
+    name: Option<String>,
     url: String,
     interval: Duration,
     timeout: Duration,
     deregister_after: Option<Duration>,
-    initial: Status,
 }
 
 impl CheckDefinition {
@@ -269,20 +269,12 @@ impl CheckDefinition {
                     .into(),
             );
         };
-        let initial = match self.status.as_deref() {
-            None | Some("") => Status::Critical,
-            Some(status) => Status::parse(status).ok_or_else(|| {
-                format!(
-                    "Invalid check: Status must be passing, warning or critical, not {status:?}"
-                )
-            })?,
-        };
         Ok(HttpCheck {
+            name: self.name.filter(|name| !name.is_empty()),
             url,
             interval,
             timeout: timeout.unwrap_or(DEFAULT_CHECK_TIMEOUT),
             deregister_after,
-            initial,
         })
     }
 }
@@ -345,7 +337,7 @@ impl FakeConsul {
         self.address.port()
     }
 
-    /// Every register body received (after the ACL check), in order, including refused ones.
+    /// Every register body received (after the ACL check), in order, including ones refused as invalid.
     pub fn registrations(&self) -> Vec<Value> {
         self.shared.lock().registrations.clone()
     }
@@ -483,10 +475,9 @@ async fn register(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let mut state = shared.lock();
     let previous = state.services.remove(&id);
     let check = check.map(|spec| {
-        // Consul keeps the status of a re-registered check; a new check starts critical unless its
-        // definition gives a status.
+        // Consul keeps the status of a re-registered check; a new check starts critical.
         let prior = previous.as_ref().and_then(|service| service.check.as_ref());
-        let status = prior.map_or(spec.initial, |check| check.status);
+        let status = prior.map_or(Status::Critical, |check| check.status);
         let overridden = prior.is_some_and(|check| check.overridden);
         state.next_generation += 1;
         let generation = state.next_generation;
@@ -500,6 +491,10 @@ async fn register(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
             AbortOnDrop(task.abort_handle())
         });
         Check {
+            name: spec
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("Service '{name}' check")),
             status,
             critical_since: (status == Status::Critical).then(Instant::now),
             deregister_after: spec.deregister_after,
@@ -841,6 +836,7 @@ mod tests {
         assert_eq!(entry["Checks"][1]["CheckID"], "service:orders-1");
         assert_eq!(entry["Checks"][1]["ServiceID"], "orders-1");
         assert_eq!(entry["Checks"][1]["ServiceName"], "orders");
+        assert_eq!(entry["Checks"][1]["Name"], "Service 'orders' check");
         assert_eq!(status_of(entry), "critical");
         assert!(health(&consul, "?passing").await.1.is_empty());
 
@@ -895,7 +891,7 @@ mod tests {
             &consul,
             json!({
                 "Name": "orders", "ID": "orders-1",
-                "Check": {"HTTP": target.url("/health"), "Interval": "20ms"},
+                "Check": {"Name": "orders /health", "HTTP": target.url("/health"), "Interval": "20ms"},
             }),
         )
         .await;
@@ -907,7 +903,9 @@ mod tests {
         consul.set_status("orders-1", "critical");
         // Several check intervals: the passing endpoint no longer counts.
         tokio::time::sleep(Duration::from_millis(150)).await;
-        assert_eq!(status_of(&health(&consul, "").await.1[0]), "critical");
+        let entry = &health(&consul, "").await.1[0];
+        assert_eq!(status_of(entry), "critical");
+        assert_eq!(entry["Checks"][1]["Name"], "orders /health");
         consul.set_status("orders-1", "passing");
         assert_eq!(health(&consul, "?passing").await.1.len(), 1);
     }
