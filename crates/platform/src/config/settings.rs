@@ -625,15 +625,17 @@ impl Settings {
         let advertise = &self.service.advertise_address;
         check(
             advertise.is_empty()
-                || advertise
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| !ip.is_unspecified())
-                || (advertise.len() <= 253
-                    && advertise.split('.').all(|label| {
-                        !label.is_empty()
-                            && label.len() <= 63
-                            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                    })),
+                || match advertise.parse::<std::net::IpAddr>() {
+                    Ok(ip) => !ip.is_unspecified(),
+                    Err(_) => {
+                        advertise.len() <= 253
+                            && advertise.split('.').all(|label| {
+                                !label.is_empty()
+                                    && label.len() <= 63
+                                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                            })
+                    }
+                },
             "service.advertise_address",
             "must be an IP address others can reach or a host name",
         );

@@ -135,6 +135,7 @@ fn every_seed_variable_name_sets_its_key() {
         ("SERVICE_NAME", "edge"),
         ("SERVICE_VERSION", "2.0.0"),
         ("SERVICE_HOST", "0.0.0.0"),
+        ("SERVICE_ADVERTISE_ADDRESS", "10.0.0.5"),
         ("PORT", "7000"),
         ("DB_HOST", "db.internal"),
         ("DB_PORT", "6543"),
@@ -192,6 +193,8 @@ fn every_seed_variable_name_sets_its_key() {
     );
     assert_eq!(s.discovery.consul_host, "consul.internal");
     assert_eq!(s.discovery.consul_port, 8501);
+    assert_eq!(s.discovery.backend, "consul");
+    assert_eq!(s.service.advertise_address, "10.0.0.5");
     assert_eq!(s.tracing.otlp_endpoint, "http://jaeger:4318");
     assert_eq!(s.log.level, "warn");
     assert_eq!(
@@ -768,4 +771,76 @@ fn a_section_named_like_one_of_the_platforms_is_refused() {
         panic!("a section shadowed the platform's");
     };
     assert_eq!(error.issues[0].key, "database");
+}
+
+#[test]
+fn naming_a_consul_agent_selects_consul_unless_a_backend_is_named() {
+    let loaded = load_ok(&sources(&[("CONSUL_HOST", "consul.internal")]));
+    assert_eq!(loaded.settings.discovery.backend, "consul");
+    assert_eq!(
+        loaded.source_of("discovery.backend"),
+        Some(Source::Derived("discovery.consul_host being set".into()))
+    );
+    let named = load_ok(&sources(&[
+        ("CONSUL_HOST", "consul.internal"),
+        ("DISCOVERY_BACKEND", "dns"),
+    ]));
+    assert_eq!(named.settings.discovery.backend, "dns");
+    let token = load_ok(&sources(&[("CONSUL_HTTP_TOKEN", "acl-secret")]));
+    assert_eq!(token.settings.discovery.consul_token.expose(), "acl-secret");
+    assert!(!token.render().contains("acl-secret"));
+}
+
+#[test]
+fn a_registering_backend_needs_an_address_others_can_call() {
+    let wildcard = issues(&sources(&[
+        ("DISCOVERY_BACKEND", "etcd"),
+        ("SERVICE_HOST", "0.0.0.0"),
+    ]));
+    assert!(
+        wildcard
+            .iter()
+            .any(|i| i.key == "service.advertise_address" && i.rule.contains("wildcard")),
+        "{wildcard:?}"
+    );
+    load_ok(&sources(&[
+        ("DISCOVERY_BACKEND", "etcd"),
+        ("SERVICE_HOST", "0.0.0.0"),
+        ("SERVICE_ADVERTISE_ADDRESS", "10.1.2.3"),
+    ]));
+    // DNS and static register nothing, so a wildcard bind is fine with them.
+    load_ok(&sources(&[("SERVICE_HOST", "0.0.0.0")]));
+}
+
+#[test]
+fn bad_discovery_settings_are_each_named() {
+    let found = issues(&sources(&[
+        ("DISCOVERY_BACKEND", "zookeeper"),
+        ("SERVICE_ADVERTISE_ADDRESS", "0.0.0.0"),
+        ("LOGICORE_DISCOVERY__ETCD_LEASE_TTL_S", "1"),
+        ("LOGICORE_DISCOVERY__DNS_SERVER", "dns.internal"),
+        ("LOGICORE_GATEWAY__LOAD_BALANCING", "random"),
+    ]));
+    for key in [
+        "discovery.backend",
+        "service.advertise_address",
+        "discovery.etcd_lease_ttl_s",
+        "discovery.dns_server",
+        "gateway.load_balancing",
+    ] {
+        assert!(found.iter().any(|i| i.key == key), "{key}: {found:?}");
+    }
+    let etcd = issues(&sources(&[
+        ("DISCOVERY_BACKEND", "etcd"),
+        ("ETCD_ENDPOINTS", "http://etcd-0:2379,etcd-1:2379"),
+    ]));
+    assert!(
+        etcd.iter().any(|i| i.key == "discovery.etcd_endpoints"),
+        "{etcd:?}"
+    );
+    let consul = issues(&sources(&[("DISCOVERY_BACKEND", "consul")]));
+    assert!(
+        consul.iter().any(|i| i.key == "discovery.consul_host"),
+        "{consul:?}"
+    );
 }
