@@ -13,23 +13,9 @@ use testkit::registries::etcd::EtcdServer;
 use testkit::registries::free_port;
 use tokio_util::sync::CancellationToken;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_logicore");
+mod support;
 
-/// The binary with only the given environment (plus PATH), so the developer's shell cannot leak in.
-fn logicore(env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(BINARY);
-    command.env_clear();
-    if let Ok(path) = std::env::var("PATH") {
-        command.env("PATH", path);
-    }
-    command.env("LOGICORE_ENV", "test");
-    command.env("LOG_LEVEL", "warn");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.stdout(Stdio::null());
-    command
-}
+use support::logicore;
 
 /// A child process, killed when dropped.
 struct Process(Child);
@@ -66,6 +52,7 @@ impl UsersInstance {
         let port = free_port();
         let process = Process(
             logicore(env)
+                .stdout(Stdio::null())
                 .env("PORT", port.to_string())
                 .arg("users")
                 .spawn()
@@ -262,6 +249,7 @@ async fn the_gateway_follows_users_instances_registered_in_a_real_etcd() {
     ]);
     let _gateway = Process(
         logicore(&gateway_env)
+            .stdout(Stdio::null())
             .arg("gateway")
             .spawn()
             .unwrap_or_else(|e| panic!("{e}")),

@@ -23,7 +23,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use url::Url;
 
-use super::{DiscoveryError, Follower, Instance, Registry};
+use super::{DiscoveryError, Follower, Registry};
 use crate::config::DiscoverySettings;
 
 /// The shortest wait between two reads of the same records.
@@ -81,18 +81,6 @@ impl DnsRegistry {
 impl Registry for DnsRegistry {
     fn backend(&self) -> &'static str {
         "dns"
-    }
-
-    fn registers(&self) -> bool {
-        false
-    }
-
-    fn register<'a>(&'a self, _: &'a Instance) -> BoxFuture<'a, Result<(), DiscoveryError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn deregister<'a>(&'a self, _: &'a Instance) -> BoxFuture<'a, Result<(), DiscoveryError>> {
-        Box::pin(async { Ok(()) })
     }
 
     fn follow(&self, _: &str, configured: &[Url]) -> Box<dyn Follower> {

@@ -125,18 +125,27 @@ pub trait Registry: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     /// Whether instances register themselves with it (etcd, Consul); with `static` and `dns` someone else
-    /// publishes them and [`Registry::register`] does nothing.
-    fn registers(&self) -> bool;
+    /// publishes them and registering does nothing.
+    fn registers(&self) -> bool {
+        false
+    }
 
     /// Adds `instance` to the registry and keeps it there (a lease kept alive, a health check) until
     /// [`Registry::deregister`].
-    fn register<'a>(&'a self, instance: &'a Instance) -> BoxFuture<'a, Result<(), DiscoveryError>>;
+    fn register<'a>(
+        &'a self,
+        _instance: &'a Instance,
+    ) -> BoxFuture<'a, Result<(), DiscoveryError>> {
+        Box::pin(async { Ok(()) })
+    }
 
     /// Removes `instance` at once, so callers stop sending to it before it stops accepting.
     fn deregister<'a>(
         &'a self,
-        instance: &'a Instance,
-    ) -> BoxFuture<'a, Result<(), DiscoveryError>>;
+        _instance: &'a Instance,
+    ) -> BoxFuture<'a, Result<(), DiscoveryError>> {
+        Box::pin(async { Ok(()) })
+    }
 
     /// A reader of `service`'s endpoints; `configured` is the upstream's configured URL list, which the
     /// `static` and `dns` backends read their names from.
@@ -433,18 +442,6 @@ struct StaticRegistry;
 impl Registry for StaticRegistry {
     fn backend(&self) -> &'static str {
         "static"
-    }
-
-    fn registers(&self) -> bool {
-        false
-    }
-
-    fn register<'a>(&'a self, _: &'a Instance) -> BoxFuture<'a, Result<(), DiscoveryError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn deregister<'a>(&'a self, _: &'a Instance) -> BoxFuture<'a, Result<(), DiscoveryError>> {
-        Box::pin(async { Ok(()) })
     }
 
     fn follow(&self, _: &str, configured: &[Url]) -> Box<dyn Follower> {
