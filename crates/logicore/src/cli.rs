@@ -35,6 +35,12 @@ pub enum Command {
     /// Inspect the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Ask an HTTP URL and exit 0 when it answers 2xx within 2 s, 1 otherwise: the health check of a
+    /// container image that has no shell or curl. Reads no configuration.
+    Probe {
+        /// The URL to ask, e.g. http://127.0.0.1:8080/health.
+        url: String,
+    },
     /// Run any other service of the binary's list alone, by its name (`logicore orders`): a service
     /// without commands of its own needs no variant here.
     #[command(external_subcommand)]

@@ -31,6 +31,10 @@ impl From<anyhow::Error> for Failure {
 }
 
 pub fn execute(cli: Cli) -> Result<(), Failure> {
+    // A health probe runs beside a service that already loaded its configuration; it needs none of it.
+    if let Command::Probe { url } = &cli.command {
+        return probe(url).map_err(Failure::Other);
+    }
     let loaded = platform::config::load(
         &ConfigSources::from_process(cli.config),
         &services::sections(),
@@ -186,7 +190,7 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
         Command::Events(EventsCommand::DeadLetters(command)) => {
             crate::events::dead_letters(&settings, command).await
         }
-        Command::Config(_) => Ok(()),
+        Command::Config(_) | Command::Probe { .. } => Ok(()),
     }
 }
 
@@ -324,3 +328,30 @@ fn read_password() -> anyhow::Result<String> {
     );
     Ok(password)
 }
+
+/// `logicore probe URL`: a GET answered 2xx within [`PROBE_TIMEOUT`].
+fn probe(url: &str) -> anyhow::Result<()> {
+    let url = url::Url::parse(url).with_context(|| format!("{url:?} is not a URL"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let status = runtime.block_on(async {
+        reqwest::Client::builder()
+            .no_proxy()
+            .timeout(PROBE_TIMEOUT)
+            .build()?
+            .get(url.clone())
+            .send()
+            .await
+            .map(|response| response.status())
+    });
+    match status {
+        Ok(status) if status.is_success() => Ok(()),
+        Ok(status) => anyhow::bail!("{url} answered {status}"),
+        Err(error) => anyhow::bail!("{url} did not answer: {error}"),
+    }
+}
+
+/// How long a probe waits: a container runtime's own check timeout is usually longer.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);

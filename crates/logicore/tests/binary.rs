@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 mod support;
 
-use support::logicore;
+use support::{logicore, promtool_accepts};
 
 fn run(command: &mut Command) -> Output {
     command
@@ -217,29 +217,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn promtool_accepts(metrics: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("promtool must be installed (Debian package prometheus): {e}"));
-    child
-        .stdin
-        .take()
-        .map(|mut stdin| stdin.write_all(metrics.as_bytes()))
-        .transpose()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let output = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        output.status.success(),
-        "promtool rejected the metrics: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 #[tokio::test]
@@ -728,4 +705,27 @@ async fn a_collector_that_never_answers_costs_requests_nothing_and_dropped_spans
     assert!(dropped > 0.0);
     let mut all = all;
     all.server.stop_with_sigterm().await;
+}
+
+#[tokio::test]
+async fn probe_exits_0_for_a_2xx_and_1_otherwise_without_reading_configuration() {
+    let up = testkit::TestServer::spawn(
+        axum::Router::new().route("/health", axum::routing::get(|| async { "ok" })),
+    )
+    .await;
+    // An invalid configuration in the environment does not matter to a probe.
+    let health = up.url("/health");
+    let probed = run(logicore(&[("DB_POOL_MAX", "0")]).args(["probe", &health]));
+    assert_eq!(probed.status.code(), Some(0), "{probed:?}");
+    let missing = run(logicore(&[]).args(["probe", &up.url("/nowhere")]));
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("404"),
+        "{missing:?}"
+    );
+    let closed = format!("http://127.0.0.1:{}/health", free_port());
+    let refused = run(logicore(&[]).args(["probe", &closed]));
+    assert_eq!(refused.status.code(), Some(1));
+    let nonsense = run(logicore(&[]).args(["probe", "not a url"]));
+    assert_eq!(nonsense.status.code(), Some(1));
 }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 mod support;
 
-use support::logicore;
+use support::{logicore, promtool_accepts};
 
 /// A child process, killed when dropped.
 struct Process(Child);
@@ -364,6 +364,24 @@ async fn the_gateway_follows_users_instances_registered_in_a_real_etcd() {
     )
     .await;
     load.assert_no_failures("while etcd was down");
+    let metrics = testkit::client()
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    for family in ["discovery_endpoints{", "discovery_stale{"] {
+        assert!(
+            metrics.lines().any(|line| line.starts_with(family)
+                && line.contains(r#"backend="etcd""#)
+                && line.contains(r#"upstream="users""#)
+                && line.ends_with(" 1")),
+            "{family} of users is not 1: {metrics}"
+        );
+    }
+    promtool_accepts(&metrics);
     let sent = load.stop().await;
     eprintln!(
         "etcd discovery: SIGKILL to removal {removal:?}; ready to first request {joining:?}; \

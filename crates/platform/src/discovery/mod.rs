@@ -191,19 +191,21 @@ struct OperationLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ServiceLabels {
+struct WatchLabels {
     backend: &'static str,
-    service: String,
+    /// The watched service (the gateway's upstream). Not `service`: every metric of a process already has
+    /// that label, naming the process's own service.
+    upstream: String,
 }
 
 /// Registrations, watch updates and errors, and each watched service's endpoint count and staleness.
 #[derive(Clone)]
 pub struct DiscoveryMetrics {
     operations: Family<OperationLabels, Counter>,
-    updates: Family<ServiceLabels, Counter>,
-    errors: Family<ServiceLabels, Counter>,
-    endpoints: Family<ServiceLabels, Gauge>,
-    stale: Family<ServiceLabels, Gauge>,
+    updates: Family<WatchLabels, Counter>,
+    errors: Family<WatchLabels, Counter>,
+    endpoints: Family<WatchLabels, Gauge>,
+    stale: Family<WatchLabels, Gauge>,
 }
 
 impl DiscoveryMetrics {
@@ -348,9 +350,9 @@ impl Discovery {
             changed_at: None,
         });
         let follower = self.registry.follow(service, configured);
-        let labels = ServiceLabels {
+        let labels = WatchLabels {
             backend,
-            service: service.to_owned(),
+            upstream: service.to_owned(),
         };
         let task = tokio::spawn(follow(
             follower,
@@ -369,7 +371,7 @@ async fn follow(
     mut follower: Box<dyn Follower>,
     sender: watch::Sender<Snapshot>,
     metrics: DiscoveryMetrics,
-    labels: ServiceLabels,
+    labels: WatchLabels,
     mut backoff: Backoff,
     shutdown: CancellationToken,
 ) {
@@ -403,7 +405,7 @@ async fn follow(
                         .get_or_create(&labels)
                         .set(snapshot.endpoints.len() as i64);
                     tracing::info!(
-                        service = %labels.service,
+                        upstream = %labels.upstream,
                         backend = labels.backend,
                         endpoints = ?snapshot.endpoints.iter().map(Url::as_str).collect::<Vec<_>>(),
                         "service endpoints changed"
@@ -421,7 +423,7 @@ async fn follow(
                 });
                 if first {
                     tracing::warn!(
-                        service = %labels.service,
+                        upstream = %labels.upstream,
                         backend = labels.backend,
                         error = %message,
                         "cannot read the service's endpoints; keeping the last known ones"
@@ -508,9 +510,9 @@ mod tests {
         });
         let mut registry = MetricsRegistry::default();
         let metrics = DiscoveryMetrics::register(&mut registry);
-        let labels = ServiceLabels {
+        let labels = WatchLabels {
             backend: "test",
-            service: "users".into(),
+            upstream: "users".into(),
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(follow(
