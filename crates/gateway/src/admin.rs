@@ -12,12 +12,14 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use platform::Problem;
 use platform::auth::Role;
+use platform::config::{ReloadOutcome, Reloader};
 use platform::discovery::Snapshot;
 use platform::health::{Readiness, health_handler, readyz_handler};
 use platform::metrics::{MetricsHandle, metrics_handler};
+use platform::problem::FieldError;
 use serde_json::{Value, json};
 
 use crate::policy::Policy;
@@ -27,6 +29,8 @@ use crate::upstream::UpstreamClient;
 pub(crate) struct AdminState {
     pub(crate) policy: Policy,
     pub(crate) upstreams: Vec<UpstreamClient>,
+    /// The process's configuration and its reloads, when it reloads.
+    pub(crate) reloader: Option<Reloader>,
 }
 
 /// The admin listener's routes, before the request layers.
@@ -34,6 +38,8 @@ pub(crate) fn router(state: AdminState, readiness: Readiness, metrics: MetricsHa
     let admin_only = Router::new()
         .route("/admin/circuit-breakers", get(circuit_breakers))
         .route("/admin/upstreams", get(upstreams))
+        .route("/admin/config", get(config))
+        .route("/admin/config/reload", post(reload))
         .route("/admin", any(platform::http::not_found))
         .route("/admin/{*rest}", any(platform::http::not_found))
         .route_layer(middleware::from_fn_with_state(
@@ -129,4 +135,71 @@ pub(crate) fn discovery_report(snapshot: &Snapshot) -> Value {
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
         }),
     })
+}
+
+/// `GET /admin/config`: the configuration in force (secrets masked, each value's source and whether it
+/// reloads), its hash, the changes waiting for a restart and the last reload.
+async fn config(State(state): State<AdminState>) -> Response {
+    match &state.reloader {
+        Some(reloader) => Json(reloader.report()).into_response(),
+        None => not_reloadable(),
+    }
+}
+
+/// `POST /admin/config/reload`: loads the configuration again now. 200 with what changed (nothing, when
+/// only keys that need a restart did); 422 `CONFIG_INVALID` with every bad key when it is invalid, the
+/// configuration in force staying.
+async fn reload(State(state): State<AdminState>) -> Response {
+    let Some(reloader) = &state.reloader else {
+        return not_reloadable();
+    };
+    match reloader.reload("admin").await {
+        ReloadOutcome::Applied {
+            applied,
+            restart_required,
+        } => Json(json!({
+            "result": "applied",
+            "applied": applied,
+            "restart_required": restart_required,
+        }))
+        .into_response(),
+        ReloadOutcome::Unchanged { restart_required } => Json(json!({
+            "result": "unchanged",
+            "applied": [],
+            "restart_required": restart_required,
+        }))
+        .into_response(),
+        ReloadOutcome::Rejected(error) => {
+            let mut problem = Problem::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "CONFIG_INVALID",
+                "the configuration is invalid; the one in force stays",
+            );
+            problem.errors = error
+                .issues
+                .iter()
+                .map(|issue| {
+                    FieldError::new(
+                        issue.key.clone(),
+                        "INVALID_CONFIG",
+                        format!(
+                            "{} (value {}, from {})",
+                            issue.rule, issue.value, issue.source
+                        ),
+                    )
+                })
+                .collect();
+            problem.into_response()
+        }
+    }
+}
+
+/// A gateway started without a reloader (embedded in a test) has no configuration to show or reload.
+fn not_reloadable() -> Response {
+    platform::Problem::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "this gateway was started without a reloadable configuration",
+    )
+    .into_response()
 }

@@ -26,17 +26,21 @@ mod upstream;
 mod wire;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::get;
 use platform::auth::JwtKeys;
 use platform::breaker::{BreakerMetrics, CircuitBreaker};
+use platform::config::Reloader;
 use platform::discovery::{Discovery, DiscoveryMetrics, Snapshot};
 use platform::health::{Check, Readiness, health_handler, readyz_status_handler};
 use platform::http::with_request_layers;
 use platform::metrics::{HttpMetrics, MetricsHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 pub use config::Config;
 pub use error::GatewayError;
@@ -59,7 +63,8 @@ pub async fn build(
     config: &Config,
     specs: Vec<utoipa::openapi::OpenApi>,
 ) -> Result<Router, GatewayError> {
-    Ok(assemble(config, specs).await?.public)
+    let lasting = Lasting::new(config, specs, None).await?;
+    Ok(lasting.generation(config)?.public)
 }
 
 /// Where the gateway listens: the public port and the admin listener.
@@ -68,66 +73,100 @@ pub struct Listeners {
     pub admin: TcpListener,
 }
 
-/// The public router (the router path), the direct path in front of it that hands it what it does not
-/// forward itself, and the admin listener's router.
-struct Assembled {
-    public: Router,
-    direct: DirectPath,
-    admin: Router,
-    /// The registry the upstreams' instances come from.
+/// What outlives a configuration reload: the metrics, the discovery watches, each upstream's client (its
+/// breaker, instances and their pooled connections) and the rate limiter's buckets.
+struct Lasting {
+    specs: Vec<utoipa::openapi::OpenApi>,
+    metrics: MetricsHandle,
+    http_metrics: HttpMetrics,
+    upstream_metrics: UpstreamMetrics,
+    breaker_metrics: BreakerMetrics,
     discovery: Discovery,
-    /// Each upstream with its configured URLs, in route-table order.
-    upstreams: Vec<(UpstreamClient, Vec<url::Url>)>,
+    limiter: ratelimit::Limiter,
+    /// Each upstream's client and the settings it was made with, by name; the discovery watches apply
+    /// their changes to whichever client is current.
+    upstreams: Mutex<HashMap<String, (ClientSettings, UpstreamClient)>>,
+    reloader: Option<Reloader>,
 }
 
-async fn assemble(
-    config: &Config,
-    specs: Vec<utoipa::openapi::OpenApi>,
-) -> Result<Assembled, GatewayError> {
-    let keys = JwtKeys::with_revocations(&config.auth, config.revocation.set.clone());
-    let policy = Policy::compile(keys, &config.public_routes, &config.rbac)?;
-    let cors = headers::cors_layer(&config.cors_allowed_origins)?;
-    let spec = openapi::merged(specs)?;
+/// What an upstream client is made with besides its instances: a client is kept across a reload while
+/// these stay the same (its breaker state, instances and connections with it).
+#[derive(Debug, Clone, PartialEq)]
+struct ClientSettings {
+    timeout: std::time::Duration,
+    breaker: platform::breaker::BreakerConfig,
+    failures: platform::breaker::FailureKinds,
+    retry: RetryConfig,
+    outlier: OutlierConfig,
+    balancing: Balancing,
+    pool: PoolShape,
+}
 
-    let mut registry = platform::metrics::registry(NAME);
-    let http_metrics = HttpMetrics::register(&mut registry, NAME);
-    let upstream_metrics = UpstreamMetrics::register(&mut registry);
-    let breaker_metrics = BreakerMetrics::register(&mut registry);
-    let discovery =
-        Discovery::from_settings(&config.discovery, DiscoveryMetrics::register(&mut registry))
-            .map_err(|e| GatewayError::config("discovery.backend", e.to_string()))?;
-    // With `static` the configured lists are the instances from the start; a registry's come with its
-    // first answer.
-    let configured_instances = discovery.backend() == "static";
-    let limiter = ratelimit::Limiter::build(&config.rate_limit, &mut registry).await?;
-    // A little under the readiness deadline, so a slow upstream is reported by its own check (with
-    // its URL) rather than cut off by the outer timeout.
-    let check_timeout = config.readiness_timeout.mul_f64(0.9);
+/// The routers and routes of one configuration: what a reload replaces as a whole.
+struct Generation {
+    public: Router,
+    admin: Router,
+    routes: Vec<(routes::Route, proxy::Target)>,
+    cors: bool,
+}
 
-    let mut upstreams = HashMap::new();
-    let mut followed = Vec::new();
-    let mut checks: Vec<Box<dyn Check>> = Vec::new();
-    for upstream in &config.upstreams {
-        if upstream.endpoints.is_empty()
-            && discovery.backend() != "etcd"
-            && discovery.backend() != "consul"
-        {
-            return Err(GatewayError::config(
-                &format!("gateway.upstreams.{}", upstream.name),
-                "names no instance",
-            ));
-        }
-        let breaker = CircuitBreaker::new(
-            upstream.name.clone(),
-            config.circuit_breaker.clone(),
-            Some(breaker_metrics.clone()),
-        );
-        let handle = UpstreamClient::new(
-            upstream.clone(),
-            ClientParts {
+impl Lasting {
+    async fn new(
+        config: &Config,
+        specs: Vec<utoipa::openapi::OpenApi>,
+        reloader: Option<Reloader>,
+    ) -> Result<Self, GatewayError> {
+        let mut registry = platform::metrics::registry(NAME);
+        let http_metrics = HttpMetrics::register(&mut registry, NAME);
+        let upstream_metrics = UpstreamMetrics::register(&mut registry);
+        let breaker_metrics = BreakerMetrics::register(&mut registry);
+        let discovery =
+            Discovery::from_settings(&config.discovery, DiscoveryMetrics::register(&mut registry))
+                .map_err(|e| GatewayError::config("discovery.backend", e.to_string()))?;
+        let limiter = ratelimit::Limiter::build(&config.rate_limit, &mut registry).await?;
+        Ok(Self {
+            specs,
+            metrics: MetricsHandle::new(registry),
+            http_metrics,
+            upstream_metrics,
+            breaker_metrics,
+            discovery,
+            limiter,
+            upstreams: Mutex::new(HashMap::new()),
+            reloader,
+        })
+    }
+
+    fn upstreams(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (ClientSettings, UpstreamClient)>> {
+        self.upstreams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current client of the upstream `name`.
+    fn upstream(&self, name: &str) -> Option<UpstreamClient> {
+        self.upstreams().get(name).map(|(_, client)| client.clone())
+    }
+
+    /// Each configured upstream's client, in `config`'s order: the running one when its settings are
+    /// unchanged (given the configured instances, with the `static` backend), else a new one that starts
+    /// from the instances the running one knew.
+    fn clients(&self, config: &Config) -> Result<Vec<UpstreamClient>, GatewayError> {
+        let configured_instances = self.discovery.backend() == "static";
+        let mut upstreams = self.upstreams();
+        let mut clients = Vec::with_capacity(config.upstreams.len());
+        for upstream in &config.upstreams {
+            if upstream.endpoints.is_empty() && !self.discovery.registers() {
+                return Err(GatewayError::config(
+                    &format!("gateway.upstreams.{}", upstream.name),
+                    "names no instance",
+                ));
+            }
+            let settings = ClientSettings {
                 timeout: config.request_timeout,
-                metrics: upstream_metrics.clone(),
-                breaker,
+                breaker: config.circuit_breaker.clone(),
                 failures: config.breaker_failures,
                 retry: config.retry.clone(),
                 outlier: config.outlier.clone(),
@@ -136,78 +175,135 @@ async fn assemble(
                     workers: config.http_workers.get(),
                     max_idle: config.pool_idle_per_host,
                 },
-                initial: Snapshot {
-                    source: discovery.backend(),
-                    endpoints: if configured_instances {
-                        upstream.endpoints.clone()
-                    } else {
-                        Vec::new()
-                    },
-                    known: configured_instances,
-                    error: None,
-                    changed_at: None,
+            };
+            let configured = Snapshot {
+                source: self.discovery.backend(),
+                endpoints: upstream.endpoints.clone(),
+                known: true,
+                error: None,
+                changed_at: None,
+            };
+            let running = upstreams.get(&upstream.name);
+            if let Some((same, client)) = running
+                && *same == settings
+            {
+                if configured_instances {
+                    client.apply(configured);
+                }
+                clients.push(client.clone());
+                continue;
+            }
+            let initial = match running {
+                _ if configured_instances => configured,
+                Some((_, client)) => (*client.source()).clone(),
+                None => Snapshot {
+                    endpoints: Vec::new(),
+                    known: false,
+                    ..configured
                 },
-            },
-        );
-        followed.push((handle.clone(), upstream.endpoints.clone()));
-        checks.push(Box::new(UpstreamCheck::new(
-            handle.clone(),
-            check_timeout,
-            config.readiness_cache,
-        )));
-        upstreams.insert(upstream.name.clone(), handle);
+            };
+            let breaker = CircuitBreaker::new(
+                upstream.name.clone(),
+                settings.breaker.clone(),
+                Some(self.breaker_metrics.clone()),
+            );
+            let client = UpstreamClient::new(
+                upstream.clone(),
+                ClientParts {
+                    timeout: settings.timeout,
+                    metrics: self.upstream_metrics.clone(),
+                    breaker,
+                    failures: settings.failures,
+                    retry: settings.retry.clone(),
+                    outlier: settings.outlier.clone(),
+                    balancing: settings.balancing,
+                    pool: settings.pool,
+                    initial,
+                },
+            );
+            upstreams.insert(upstream.name.clone(), (settings, client.clone()));
+            clients.push(client);
+        }
+        Ok(clients)
     }
 
-    let admin = admin::AdminState {
-        policy: policy.clone(),
-        upstreams: config
-            .upstreams
+    /// The routers and routes of `config`, on the lasting state.
+    fn generation(&self, config: &Config) -> Result<Generation, GatewayError> {
+        let keys = JwtKeys::with_revocations(&config.auth, config.revocation.set.clone());
+        let policy = Policy::compile(keys, &config.public_routes, &config.rbac)?;
+        let cors = headers::cors_layer(&config.cors_allowed_origins)?;
+        let spec = openapi::merged(self.specs.clone())?;
+        let limiter = self.limiter.with_rules(&config.rate_limit)?;
+        // A little under the readiness deadline, so a slow upstream is reported by its own check (with
+        // its URL) rather than cut off by the outer timeout.
+        let check_timeout = config.readiness_timeout.mul_f64(0.9);
+        let clients = self.clients(config)?;
+        let checks: Vec<Box<dyn Check>> = clients
             .iter()
-            .filter_map(|u| upstreams.get(&u.name).cloned())
-            .collect(),
-    };
-    let targets = proxy::targets(
-        routes::ROUTE_TABLE,
-        &upstreams,
-        &policy,
-        &limiter,
-        config.max_body_bytes,
-    )?;
-    let readiness = Readiness::new(checks, config.readiness_timeout);
-    let mut app = proxy::routed::api_router(&targets)
-        .merge(openapi::docs_router(spec))
-        .route("/health", get(health_handler))
-        .route(
-            "/readyz",
-            get(readyz_status_handler).with_state(readiness.clone()),
-        );
-    let cors_configured = cors.is_some();
-    if let Some(cors) = cors {
-        app = app.layer(cors);
-    }
-    let public = with_request_layers(app, http_metrics.clone(), config.max_body_bytes)
-        .layer(CompressionLayer)
+            .map(|client| {
+                Box::new(UpstreamCheck::new(
+                    client.clone(),
+                    check_timeout,
+                    config.readiness_cache,
+                )) as Box<dyn Check>
+            })
+            .collect();
+        let by_name: HashMap<String, UpstreamClient> = clients
+            .iter()
+            .map(|client| (client.name().to_owned(), client.clone()))
+            .collect();
+        let routes = proxy::targets(
+            routes::ROUTE_TABLE,
+            &by_name,
+            &policy,
+            &limiter,
+            config.max_body_bytes,
+        )?;
+        let readiness = Readiness::new(checks, config.readiness_timeout);
+        let mut app = proxy::routed::api_router(&routes)
+            .merge(openapi::docs_router(spec))
+            .route("/health", get(health_handler))
+            .route(
+                "/readyz",
+                get(readyz_status_handler).with_state(readiness.clone()),
+            );
+        let cors_configured = cors.is_some();
+        if let Some(cors) = cors {
+            app = app.layer(cors);
+        }
+        let public = with_request_layers(app, self.http_metrics.clone(), config.max_body_bytes)
+            .layer(CompressionLayer)
+            .layer(headers::SecurityHeadersLayer);
+        let admin = with_request_layers(
+            admin::router(
+                admin::AdminState {
+                    policy,
+                    upstreams: clients,
+                    reloader: self.reloader.clone(),
+                },
+                readiness,
+                self.metrics.clone(),
+            ),
+            self.http_metrics.clone(),
+            config.max_body_bytes,
+        )
         .layer(headers::SecurityHeadersLayer);
-    let admin = with_request_layers(
-        admin::router(admin, readiness, MetricsHandle::new(registry)),
-        http_metrics.clone(),
-        config.max_body_bytes,
-    )
-    .layer(headers::SecurityHeadersLayer);
-    let direct = DirectPath::new(
-        targets,
-        public.clone(),
-        http_metrics,
-        cors_configured,
-        config.connection_limits,
-    );
-    Ok(Assembled {
-        public,
-        direct,
-        admin,
-        discovery,
-        upstreams: followed,
-    })
+        Ok(Generation {
+            public,
+            admin,
+            routes,
+            cors: cors_configured,
+        })
+    }
+}
+
+/// A router that hands each request to whichever router `current` holds at that moment, so connections
+/// opened before a reload see the new configuration from their next request on.
+fn switching(current: Arc<ArcSwap<Router>>) -> Router {
+    Router::new().fallback_service(tower::service_fn(move |request: axum::extract::Request| {
+        let router = current.load_full();
+        async move { (*router).clone().oneshot(request).await }
+    }))
 }
 
 /// Builds the gateway, keeps its revocation set current, and serves it until `shutdown` fires: the public
@@ -219,38 +315,64 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
-    let Assembled {
-        direct,
-        admin,
-        discovery,
-        upstreams,
-        ..
-    } = assemble(&config, specs).await?;
-    // A listener that fails stops the other one, the revocation feed and the discovery watches too, rather
-    // than leaving half a gateway up; the caller's token is left alone.
+    run_with(config, specs, listeners, shutdown, None).await
+}
+
+/// [`run`], taking in every configuration `reloader` applies: the routes, rules, limits, upstreams and
+/// timeouts of each reload replace the running ones at once, between two requests, while breakers,
+/// instances, pooled connections and the limiter's buckets of unchanged rules carry on. The admin
+/// listener serves `GET /admin/config` and `POST /admin/config/reload` from it.
+pub async fn run_with(
+    config: Config,
+    specs: Vec<utoipa::openapi::OpenApi>,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    reloader: Option<Reloader>,
+) -> Result<(), GatewayError> {
+    let lasting = Arc::new(Lasting::new(&config, specs, reloader.clone()).await?);
+    let first = lasting.generation(&config)?;
+    let public = Arc::new(ArcSwap::from_pointee(first.public));
+    let admin = Arc::new(ArcSwap::from_pointee(first.admin));
+    let direct = DirectPath::new(
+        first.routes,
+        switching(public.clone()),
+        lasting.http_metrics.clone(),
+        first.cors,
+        config.connection_limits,
+    );
+    // A listener that fails stops the other one, the revocation feed, the discovery watches and the
+    // reloads too, rather than leaving half a gateway up; the caller's token is left alone.
     let stop = shutdown.child_token();
-    let users = upstreams
-        .iter()
-        .find(|(upstream, _)| upstream.name() == "users")
-        .map(|(upstream, _)| upstream.clone());
-    let mut feed = platform::revocation::spawn_feed(
+    let mut tasks = platform::revocation::spawn_feed(
         &config.revocation,
-        platform::revocation::UsersFeed::new(move || {
-            users.as_ref().map_or_else(Vec::new, |users| {
-                users.endpoints().iter().map(|e| e.url().clone()).collect()
-            })
+        platform::revocation::UsersFeed::new({
+            let lasting = lasting.clone();
+            move || {
+                lasting.upstream("users").map_or_else(Vec::new, |users| {
+                    users.endpoints().iter().map(|e| e.url().clone()).collect()
+                })
+            }
         }),
         stop.clone(),
     );
-    if discovery.backend() != "static" {
-        for (upstream, configured) in upstreams {
-            feed.extend(follow(&discovery, upstream, &configured, &stop));
+    if lasting.discovery.backend() != "static" {
+        for upstream in &config.upstreams {
+            tasks.extend(follow(&lasting, &upstream.name, &upstream.endpoints, &stop));
         }
     }
-    let public = async {
+    if let Some(reloader) = reloader {
+        tasks.push(tokio::spawn(apply_reloads(
+            reloader,
+            lasting.clone(),
+            [public.clone(), admin.clone()],
+            direct.clone(),
+            stop.clone(),
+        )));
+    }
+    let public_served = async {
         let result = platform::http::serve_dedicated_with(
             listeners.public,
-            std::sync::Arc::new(direct),
+            Arc::new(direct),
             stop.clone(),
             config.shutdown_grace,
             config.http_workers,
@@ -260,10 +382,10 @@ pub async fn run(
         stop.cancel();
         result
     };
-    let admin = async {
+    let admin_served = async {
         let result = platform::http::serve(
             listeners.admin,
-            admin,
+            switching(admin.clone()),
             stop.clone(),
             config.shutdown_grace,
             config.connection_limits,
@@ -272,26 +394,64 @@ pub async fn run(
         stop.cancel();
         result
     };
-    let (public, admin) = tokio::join!(public, admin);
-    futures::future::join_all(feed).await;
-    public?;
-    admin?;
+    let (public_served, admin_served) = tokio::join!(public_served, admin_served);
+    futures::future::join_all(tasks).await;
+    public_served?;
+    admin_served?;
     Ok(())
 }
 
-/// Keeps `upstream`'s instances in step with the registry until `stop`: the watch, and the task applying
-/// each change to the upstream's set.
+/// Puts each configuration the reloader applies in force: a new generation of routers and routes,
+/// swapped in whole. One the gateway cannot build leaves the running one in place.
+async fn apply_reloads(
+    reloader: Reloader,
+    lasting: Arc<Lasting>,
+    [public, admin]: [Arc<ArcSwap<Router>>; 2],
+    direct: DirectPath,
+    stop: CancellationToken,
+) {
+    let mut settings = reloader.subscribe();
+    settings.borrow_and_update();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = settings.changed() => if changed.is_err() { return },
+        }
+        let current = settings.borrow_and_update().clone();
+        let built = Config::from_settings(&current).and_then(|config| lasting.generation(&config));
+        match built {
+            Ok(generation) => {
+                direct.replace(generation.routes, generation.cors);
+                public.store(Arc::new(generation.public));
+                admin.store(Arc::new(generation.admin));
+                tracing::info!("the gateway runs on the reloaded configuration");
+            }
+            Err(error) => tracing::error!(
+                %error,
+                "the gateway cannot use the reloaded configuration; it keeps the previous one"
+            ),
+        }
+    }
+}
+
+/// Keeps the upstream `name`'s instances in step with the registry until `stop`: the watch, and the task
+/// applying each change to whichever client the upstream has then (a reload may have replaced it).
 fn follow(
-    discovery: &Discovery,
-    upstream: UpstreamClient,
+    lasting: &Arc<Lasting>,
+    name: &str,
     configured: &[url::Url],
     stop: &CancellationToken,
 ) -> [tokio::task::JoinHandle<()>; 2] {
-    let (mut snapshots, watch) = discovery.watch(upstream.name(), configured, stop.clone());
+    let (mut snapshots, watch) = lasting.discovery.watch(name, configured, stop.clone());
+    let lasting = lasting.clone();
+    let name = name.to_owned();
     let apply = tokio::spawn(async move {
         loop {
             let snapshot = snapshots.borrow_and_update().clone();
-            upstream.apply(snapshot);
+            // Under the clients' lock, so a reload replacing the client cannot miss this change.
+            if let Some((_, client)) = lasting.upstreams().get(&name) {
+                client.apply(snapshot);
+            }
             if snapshots.changed().await.is_err() {
                 return;
             }

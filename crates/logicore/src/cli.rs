@@ -127,4 +127,11 @@ pub enum ConfigCommand {
     Show,
     /// Validate the configuration and exit: 0 when valid, 2 with every problem listed otherwise.
     Check,
+    /// Print what reloading FILE would change in the configuration in force (the environment and
+    /// --config/LOGICORE_CONFIG), and which of it a running process applies or needs a restart for; 2 when
+    /// FILE is invalid.
+    Diff {
+        /// The configuration file a running process would reload.
+        file: PathBuf,
+    },
 }

@@ -4,7 +4,9 @@ use std::io::Read;
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use platform::config::{ConfigError, ConfigIssue, ConfigSources, LoadedConfig, Settings};
+use platform::config::{
+    Change, ConfigError, ConfigIssue, ConfigSources, LoadedConfig, Reloader, Settings,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -36,7 +38,7 @@ pub fn execute(cli: Cli) -> Result<(), Failure> {
         return probe(url).map_err(Failure::Other);
     }
     let loaded = platform::config::load(
-        &ConfigSources::from_process(cli.config),
+        &ConfigSources::from_process(cli.config.clone()),
         &services::sections(),
     )
     .map_err(Failure::Config)?;
@@ -48,6 +50,18 @@ pub fn execute(cli: Cli) -> Result<(), Failure> {
             print!("{}", loaded.render());
             Ok(())
         }
+        Command::Config(ConfigCommand::Diff { file }) => {
+            let candidate = platform::config::load(
+                &ConfigSources::from_process(Some(file)),
+                &services::sections(),
+            )
+            .map_err(Failure::Config)?;
+            print!(
+                "{}",
+                diff_report(&platform::config::diff(&loaded, &candidate))
+            );
+            Ok(())
+        }
         Command::Config(ConfigCommand::Check) => {
             println!(
                 "configuration is valid ({} environment)",
@@ -55,9 +69,16 @@ pub fn execute(cli: Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
-        command => runtime()?
-            .block_on(serve(command, loaded))
-            .map_err(Failure::Other),
+        command => {
+            let reloader = Reloader::new(
+                loaded,
+                ConfigSources::from_process(cli.config),
+                services::sections(),
+            );
+            runtime()?
+                .block_on(serve(command, reloader))
+                .map_err(Failure::Other)
+        }
     }
 }
 
@@ -94,14 +115,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
-    let settings = loaded.settings;
-    let log_level = match command {
-        Command::Gateway if !settings.gateway.log_level.is_empty() => {
-            settings.gateway.log_level.clone()
-        }
-        _ => settings.log.level.clone(),
-    };
+async fn serve(command: Command, reloader: Reloader) -> anyhow::Result<()> {
+    let settings = reloader.current().settings.clone();
+    let gateway_alone = matches!(command, Command::Gateway);
+    let log_level = effective_log_level(&settings, gateway_alone);
     let console = match command {
         Command::All | Command::Gateway | Command::Users(UsersCommand { action: None }) => {
             Console::Stdout
@@ -138,13 +155,24 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
         },
     )
     .context("cannot start logging")?;
+    // The configuration is reloaded on SIGHUP and when its file changes, for as long as the command runs.
+    let stop_reloads = CancellationToken::new();
+    let _stop_reloads = stop_reloads.clone().drop_guard();
+    reloader.spawn_triggers(stop_reloads.clone());
+    tokio::spawn(follow_log_level(
+        reloader.subscribe(),
+        log_level.clone(),
+        gateway_alone,
+        _log_guard.level_setter(),
+        stop_reloads,
+    ));
     if settings.auth.jwt_secret.expose() == platform::config::DEVELOPMENT_JWT_SECRET {
         tracing::warn!(
             "using the development JWT secret; set GATEWAY_JWT_SECRET before exposing this instance"
         );
     }
     match command {
-        Command::All => run_all(&settings).await,
+        Command::All => run_all(&settings, reloader).await,
         Command::Gateway => {
             let mut config = gateway::Config::from_settings(&settings)?;
             config.port = settings.service.port.unwrap_or(config.port);
@@ -153,7 +181,14 @@ async fn serve(command: Command, loaded: LoadedConfig) -> anyhow::Result<()> {
                 admin: bind(&config.host, config.admin_port).await?,
             };
             let shutdown = platform::http::shutdown_signal();
-            gateway::run(config, services::specs(), listeners, shutdown).await?;
+            gateway::run_with(
+                config,
+                services::specs(),
+                listeners,
+                shutdown,
+                Some(reloader),
+            )
+            .await?;
             Ok(())
         }
         Command::Users(users_command) => match users_command.action {
@@ -209,7 +244,7 @@ async fn serve_alone(name: &str, settings: &Settings) -> anyhow::Result<()> {
 
 /// Every service and the gateway in one process: one shutdown signal stops them all, and if one fails the
 /// others are stopped too. Every port is bound before anything starts, so a taken port fails fast.
-async fn run_all(settings: &Settings) -> anyhow::Result<()> {
+async fn run_all(settings: &Settings, reloader: Reloader) -> anyhow::Result<()> {
     let shutdown = platform::http::shutdown_signal();
     let mut configured: Vec<(&Entry, Box<dyn Launchable>)> = Vec::with_capacity(SERVICES.len());
     for entry in SERVICES {
@@ -255,9 +290,15 @@ async fn run_all(settings: &Settings) -> anyhow::Result<()> {
     }
     let token = shutdown.clone();
     tasks.spawn(supervised("gateway", shutdown.clone(), async move {
-        gateway::run(gateway_config, services::specs(), gateway_listeners, token)
-            .await
-            .map_err(anyhow::Error::from)
+        gateway::run_with(
+            gateway_config,
+            services::specs(),
+            gateway_listeners,
+            token,
+            Some(reloader),
+        )
+        .await
+        .map_err(anyhow::Error::from)
     }));
     let mut first_error = None;
     while let Some(outcome) = tasks.join_next().await {
@@ -355,3 +396,60 @@ fn probe(url: &str) -> anyhow::Result<()> {
 
 /// How long a probe waits: a container runtime's own check timeout is usually longer.
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The log level a command runs at: the gateway alone may have its own.
+fn effective_log_level(settings: &Settings, gateway_alone: bool) -> String {
+    if gateway_alone && !settings.gateway.log_level.is_empty() {
+        settings.gateway.log_level.clone()
+    } else {
+        settings.log.level.clone()
+    }
+}
+
+/// Puts the log level of each reloaded configuration in force.
+async fn follow_log_level(
+    mut reloads: tokio::sync::watch::Receiver<std::sync::Arc<Settings>>,
+    mut level: String,
+    gateway_alone: bool,
+    set_level: platform::telemetry::LevelSetter,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = reloads.changed() => if changed.is_err() { return },
+        }
+        let reloaded = effective_log_level(&reloads.borrow_and_update(), gateway_alone);
+        if reloaded == level {
+            continue;
+        }
+        match set_level.set(&reloaded) {
+            Ok(()) => tracing::info!(from = %level, to = %reloaded, "log level changed"),
+            Err(error) => tracing::error!(%error, "the reloaded log level cannot be used"),
+        }
+        level = reloaded;
+    }
+}
+
+/// `config diff`'s report: one line per changed key.
+fn diff_report(changes: &[Change]) -> String {
+    if changes.is_empty() {
+        return "no changes\n".to_owned();
+    }
+    let mut out = String::new();
+    for change in changes {
+        out.push_str(&format!(
+            "{}: {} -> {}  # {}; {}\n",
+            change.key,
+            change.old.as_deref().unwrap_or("(unset)"),
+            change.new.as_deref().unwrap_or("(unset)"),
+            change.source,
+            if change.reloadable {
+                "applied by a reload"
+            } else {
+                "restart required"
+            }
+        ));
+    }
+    out
+}

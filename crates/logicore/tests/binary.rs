@@ -707,7 +707,8 @@ async fn a_collector_that_never_answers_costs_requests_nothing_and_dropped_spans
     all.server.stop_with_sigterm().await;
 }
 
-#[tokio::test]
+// Multi-threaded: the probe runs as a blocking child process while the server it asks answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_exits_0_for_a_2xx_and_1_otherwise_without_reading_configuration() {
     let up = testkit::TestServer::spawn(
         axum::Router::new().route("/health", axum::routing::get(|| async { "ok" })),

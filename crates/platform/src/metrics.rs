@@ -154,9 +154,11 @@ pub struct HttpMetrics {
 }
 
 impl HttpMetrics {
-    /// The HTTP metrics of `service`, and the process's trace export counters beside them.
+    /// The HTTP metrics of `service`, and the process's trace export counters and configuration reload
+    /// metrics beside them.
     pub fn register(registry: &mut Registry, service: &'static str) -> Self {
         crate::telemetry::traces::register_metrics(registry);
+        crate::config::register_reload_metrics(registry);
         let requests = Family::<RequestLabels, Counter>::default();
         let duration = Family::<RouteLabels, LatencyHistogram>::new_with_constructor(
             latency_with_exemplars as fn() -> LatencyHistogram,

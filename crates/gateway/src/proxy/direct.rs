@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, header};
@@ -59,9 +60,10 @@ use crate::wire::{self, Framing, RawHeader, RequestHead, RequestParse, push_head
 /// Read size.
 const READ_BUFFER: usize = 8 * 1024;
 
-/// The direct path's routes and what it hands the rest to; cheap to clone.
+/// The direct path's routes and what it hands the rest to; cheap to clone. A reload replaces the routes
+/// ([`DirectPath::replace`]); each request reads the ones in force when its head arrived.
 #[derive(Clone)]
-pub(crate) struct DirectPath(Arc<Shared>);
+pub(crate) struct DirectPath(Arc<ArcSwap<Shared>>);
 
 struct Shared {
     routes: Vec<DirectRoute>,
@@ -140,24 +142,41 @@ impl DirectPath {
         cors: bool,
         limits: ConnectionLimits,
     ) -> Self {
-        let routes = routes
-            .into_iter()
-            .map(|(route, target)| DirectRoute {
-                prefix: route.prefix,
-                rest: route.rest_template(),
-                target,
-                series: Mutex::new(Vec::new()),
-            })
-            .collect();
-        Self(Arc::new(Shared {
-            routes,
+        Self(Arc::new(ArcSwap::from_pointee(Shared {
+            routes: direct_routes(routes),
             router,
             metrics,
             cors,
             security_headers: security_header_lines(),
             limits,
-        }))
+        })))
     }
+
+    /// Puts a reloaded configuration's routes in force for every request from now on, connections
+    /// already open included.
+    pub(crate) fn replace(&self, routes: Vec<(Route, Target)>, cors: bool) {
+        let running = self.0.load();
+        self.0.store(Arc::new(Shared {
+            routes: direct_routes(routes),
+            router: running.router.clone(),
+            metrics: running.metrics.clone(),
+            cors,
+            security_headers: running.security_headers.clone(),
+            limits: running.limits,
+        }));
+    }
+}
+
+fn direct_routes(routes: Vec<(Route, Target)>) -> Vec<DirectRoute> {
+    routes
+        .into_iter()
+        .map(|(route, target)| DirectRoute {
+            prefix: route.prefix,
+            rest: route.rest_template(),
+            target,
+            series: Mutex::new(Vec::new()),
+        })
+        .collect()
 }
 
 impl ConnectionHandler for DirectPath {
@@ -167,10 +186,12 @@ impl ConnectionHandler for DirectPath {
         peer: SocketAddr,
         shutdown: CancellationToken,
     ) -> BoxFuture<'static, ()> {
+        let shared = self.0.load_full();
         let connection = Connection {
-            stream: TimedIo::new(stream, self.0.limits.write_timeout),
+            stream: TimedIo::new(stream, shared.limits.write_timeout),
             head_started: Some(tokio::time::Instant::now()),
-            shared: self.0.clone(),
+            current: self.0.clone(),
+            shared,
             peer,
             peer_ip: peer.ip().to_string(),
             buf: BytesMut::with_capacity(READ_BUFFER),
@@ -184,6 +205,9 @@ impl ConnectionHandler for DirectPath {
 
 /// One client connection on the direct path, with buffers reused by each of its requests.
 struct Connection {
+    /// The routes in force, read again for each request.
+    current: Arc<ArcSwap<Shared>>,
+    /// Those the request being served was admitted under.
     shared: Arc<Shared>,
     stream: TimedIo<TcpStream>,
     /// When the head being read began (the accept, for the first); `None` between requests.
@@ -219,6 +243,7 @@ impl Connection {
                 Some(_) => return self.hand_over(shutdown).await,
                 None => return,
             };
+            self.shared = self.current.load_full();
             let Some((index, exact)) = self.shared.route_for(&self.buf[head.path.clone()]) else {
                 return self.hand_over(shutdown).await;
             };

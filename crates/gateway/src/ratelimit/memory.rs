@@ -72,6 +72,7 @@ mod tests {
         let store = MemoryStore::new();
         let key = BucketKey {
             rule: 0,
+            id: 7,
             client: Client::Unknown,
         };
         // 50 per hour: nothing refills during the test.

@@ -12,6 +12,7 @@ mod redis;
 
 use std::borrow::Cow;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -35,11 +36,15 @@ use memory::MemoryStore;
 use redis::RedisStore;
 
 struct CompiledRule {
+    /// Stable across reloads while the rule is unchanged, so its buckets carry on; a changed rule starts
+    /// afresh.
+    id: u64,
     pattern: Option<RoutePattern>,
     role: Option<Role>,
     quota: Quota,
 }
 
+/// The buckets; shared by the limiters of successive configurations.
 enum Store {
     Memory(MemoryStore),
     Redis(Box<RedisStore>, FailMode),
@@ -58,7 +63,7 @@ pub(crate) struct Limiter(Arc<Inner>);
 struct Inner {
     /// Overrides in order, then the default rule last (it matches everything).
     rules: Vec<CompiledRule>,
-    store: Store,
+    store: Arc<Store>,
     /// The series of `gateway_rate_limit_decisions`, looked up once here rather than by label on every
     /// request.
     allowed: Counter,
@@ -72,27 +77,7 @@ impl Limiter {
         config: &RateLimitConfig,
         registry: &mut Registry,
     ) -> Result<Self, GatewayError> {
-        let mut rules = Vec::with_capacity(config.overrides.len() + 1);
-        for rule in config.overrides.iter().chain([&config.default]) {
-            let pattern = match &rule.route {
-                Some(text) => Some(RoutePattern::parse(text).map_err(|reason| {
-                    GatewayError::config(
-                        "gateway.rate_limit.overrides",
-                        format!("{text:?}: {reason}"),
-                    )
-                })?),
-                None => None,
-            };
-            rules.push(CompiledRule {
-                pattern,
-                role: rule.role,
-                quota: Quota::new(
-                    rule.window.as_micros() as u64,
-                    rule.max_requests,
-                    rule.burst,
-                ),
-            });
-        }
+        let rules = compile(config)?;
         let store = match &config.backend {
             RateLimitBackend::Memory => Store::Memory(MemoryStore::new()),
             RateLimitBackend::Redis {
@@ -121,13 +106,65 @@ impl Limiter {
         };
         Ok(Self(Arc::new(Inner {
             rules,
-            store,
+            store: Arc::new(store),
             allowed: series("allowed"),
             limited: series("limited"),
             fail_open: series("fail_open"),
             fail_closed: series("fail_closed"),
         })))
     }
+}
+
+impl Limiter {
+    /// The limiter of a reloaded configuration: `config`'s rules on this one's buckets and counters. The
+    /// backend is read at start only.
+    pub(crate) fn with_rules(&self, config: &RateLimitConfig) -> Result<Self, GatewayError> {
+        let inner = &*self.0;
+        Ok(Self(Arc::new(Inner {
+            rules: compile(config)?,
+            store: inner.store.clone(),
+            allowed: inner.allowed.clone(),
+            limited: inner.limited.clone(),
+            fail_open: inner.fail_open.clone(),
+            fail_closed: inner.fail_closed.clone(),
+        })))
+    }
+}
+
+/// The overrides in order, then the default rule.
+fn compile(config: &RateLimitConfig) -> Result<Vec<CompiledRule>, GatewayError> {
+    let mut rules = Vec::with_capacity(config.overrides.len() + 1);
+    for rule in config.overrides.iter().chain([&config.default]) {
+        let pattern = match &rule.route {
+            Some(text) => Some(RoutePattern::parse(text).map_err(|reason| {
+                GatewayError::config(
+                    "gateway.rate_limit.overrides",
+                    format!("{text:?}: {reason}"),
+                )
+            })?),
+            None => None,
+        };
+        let mut id = std::hash::DefaultHasher::new();
+        (
+            &rule.route,
+            rule.role.map(|role| role.to_string()),
+            rule.window,
+            rule.max_requests,
+            rule.burst,
+        )
+            .hash(&mut id);
+        rules.push(CompiledRule {
+            id: id.finish(),
+            pattern,
+            role: rule.role,
+            quota: Quota::new(
+                rule.window.as_micros() as u64,
+                rule.max_requests,
+                rule.burst,
+            ),
+        });
+    }
+    Ok(rules)
 }
 
 /// Who a limit is counted for: the user when the access policy verified a token, else the peer IP.
@@ -149,17 +186,34 @@ impl fmt::Display for Client {
 }
 
 /// One bucket per rule and client, so a tight per-route limit does not use up the general one. A
-/// value rather than a formatted string, so the in-memory store hashes 24 bytes and allocates nothing
-/// per request; Redis gets the string form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// value rather than a formatted string, so the in-memory store hashes a few bytes and allocates nothing
+/// per request; Redis gets the string form. A bucket is the rule's stable id and the client; `rule` only
+/// finds the rule in the configuration the request was admitted under.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct BucketKey {
     rule: usize,
+    id: u64,
     client: Client,
+}
+
+impl PartialEq for BucketKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.client == other.client
+    }
+}
+
+impl Eq for BucketKey {}
+
+impl Hash for BucketKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+        self.client.hash(state);
+    }
 }
 
 impl fmt::Display for BucketKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.rule, self.client)
+        write!(f, "{:016x}:{}", self.id, self.client)
     }
 }
 
@@ -229,7 +283,11 @@ pub(crate) fn bucket_for(
                 .as_ref()
                 .is_none_or(|p| p.matches(method, segments))
     })?;
-    Some(BucketKey { rule, client })
+    Some(BucketKey {
+        rule,
+        id: limiter.0.rules[rule].id,
+        client,
+    })
 }
 
 /// The limiter in front of every proxied route, after the access policy (so [`bucket`] sees the
@@ -242,7 +300,7 @@ pub(crate) async fn admit(
         return Ok(Admission::Unlimited);
     };
     let rule = &limiter.0.rules[key.rule];
-    let verdict = match &limiter.0.store {
+    let verdict = match &*limiter.0.store {
         Store::Memory(store) => store.check(key, rule.quota),
         Store::Redis(store, fail_mode) => match store.check(&key.to_string(), rule.quota).await {
             Ok(verdict) => verdict,

@@ -65,7 +65,7 @@ impl Balancing {
 
 /// How each instance keeps idle connections: a list per dedicated worker (and one shared), each at most
 /// this long.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PoolShape {
     pub(crate) workers: usize,
     pub(crate) max_idle: usize,

@@ -13,5 +13,6 @@ mod paths;
 mod policy;
 mod proxy;
 mod ratelimit;
+mod reload;
 mod retries;
 mod wire;

@@ -10,6 +10,7 @@ mod env;
 mod gateway;
 mod http;
 mod mask;
+mod reload;
 mod rules;
 mod section;
 mod settings;
@@ -23,6 +24,8 @@ pub use env::{ENV_ALIASES, EnvAlias};
 pub use gateway::*;
 pub use http::HttpSettings;
 pub use mask::{mask_value, masked_url};
+pub(crate) use reload::register_metrics as register_reload_metrics;
+pub use reload::{Change, ReloadOutcome, Reloader, diff, is_reloadable};
 pub use section::{Section, SectionSpec, check_sweeper};
 pub use settings::*;
 pub use tree::Source;
@@ -169,7 +172,20 @@ pub fn load(
         .chain(sections.iter().flat_map(|section| section.env_aliases));
     env::apply(&mut tree, &mut origin, &sources.env, aliases, &mut issues);
     derive::apply(&mut tree, &mut origin, sections);
+    finish(tree, origin, &defaults, sections, issues)
+}
 
+/// The merged tree made into checked, typed settings: unknown sections, the rules by key name, every
+/// section typed and validated, and the rules that tie sections together. `issues` holds what merging
+/// found already.
+fn finish(
+    mut tree: toml::Table,
+    origin: BTreeMap<String, Source>,
+    defaults: &toml::Table,
+    sections: &[SectionSpec],
+    mut issues: Vec<ConfigIssue>,
+) -> Result<LoadedConfig, ConfigError> {
+    let defaults = defaults.clone();
     unknown_sections(&mut tree, &defaults, &origin, &mut issues);
     for (key, rule) in rules::numbers(&tree) {
         issues.push(issue_at(&tree, &origin, key.clone(), rule));

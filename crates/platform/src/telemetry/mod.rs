@@ -31,6 +31,32 @@ use writer::{BatchWriter, WriterThread};
 pub struct LogGuard {
     _traces: Option<TracesGuard>,
     _writers: Vec<WriterThread>,
+    level: LevelHandle,
+}
+
+/// The log filter in force, swappable while the process runs (a configuration reload).
+type LevelHandle = tracing_subscriber::reload::Handle<EnvFilter, Registry>;
+
+impl LogGuard {
+    /// What changes the log level later, while the guard is held.
+    pub fn level_setter(&self) -> LevelSetter {
+        LevelSetter(self.level.clone())
+    }
+}
+
+/// Replaces the log level for every log line from then on (a reloaded `log.level`).
+#[derive(Clone)]
+pub struct LevelSetter(LevelHandle);
+
+impl LevelSetter {
+    /// `level` is an `EnvFilter` directive, as `log.level`.
+    pub fn set(&self, level: &str) -> Result<(), TelemetryError> {
+        let filter = EnvFilter::try_new(level)
+            .map_err(|e| TelemetryError::Level(level.into(), e.to_string()))?;
+        self.0
+            .reload(filter)
+            .map_err(|e| TelemetryError::Level(level.into(), e.to_string()))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +108,7 @@ pub fn init(
     } = logs;
     let filter = EnvFilter::try_new(level)
         .map_err(|e| TelemetryError::Level(level.into(), e.to_string()))?;
+    let (filter, level) = tracing_subscriber::reload::Layer::new(filter);
     let (stdout, stdout_thread) = match console {
         Console::Stdout => BatchWriter::spawn(std::io::stdout(), "log-stdout"),
         Console::Stderr => BatchWriter::spawn(std::io::stderr(), "log-stderr"),
@@ -113,6 +140,7 @@ pub fn init(
         return Ok(LogGuard {
             _traces: None,
             _writers: writers,
+            level,
         });
     };
     // With traces, the log level filters the log lines only: spans are traced at `info` whatever the
@@ -160,6 +188,7 @@ pub fn init(
     Ok(LogGuard {
         _traces: Some(TracesGuard::new(provider)),
         _writers: writers,
+        level,
     })
 }
 
