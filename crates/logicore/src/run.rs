@@ -159,7 +159,7 @@ async fn serve(command: Command, reloader: Reloader) -> anyhow::Result<()> {
     let stop_reloads = CancellationToken::new();
     let _stop_reloads = stop_reloads.clone().drop_guard();
     reloader.spawn_triggers(stop_reloads.clone());
-    tokio::spawn(follow_log_level(
+    tokio::spawn(follow_reloads(
         reloader.subscribe(),
         log_level.clone(),
         gateway_alone,
@@ -406,8 +406,8 @@ fn effective_log_level(settings: &Settings, gateway_alone: bool) -> String {
     }
 }
 
-/// Puts the log level of each reloaded configuration in force.
-async fn follow_log_level(
+/// Puts the log level and the trace sampling of each reloaded configuration in force.
+async fn follow_reloads(
     mut reloads: tokio::sync::watch::Receiver<std::sync::Arc<Settings>>,
     mut level: String,
     gateway_alone: bool,
@@ -419,7 +419,9 @@ async fn follow_log_level(
             () = stop.cancelled() => return,
             changed = reloads.changed() => if changed.is_err() { return },
         }
-        let reloaded = effective_log_level(&reloads.borrow_and_update(), gateway_alone);
+        let settings = reloads.borrow_and_update().clone();
+        platform::telemetry::traces::reconfigure_sampling(&settings.tracing);
+        let reloaded = effective_log_level(&settings, gateway_alone);
         if reloaded == level {
             continue;
         }

@@ -55,6 +55,8 @@ const RELOADABLE: &[&str] = &[
     "gateway.load_balancing",
     "gateway.readiness_timeout_ms",
     "gateway.readiness_cache_ms",
+    "tracing.sampler",
+    "tracing.sampler_arg",
 ];
 
 /// Whether a running process applies a change of `key` (a dotted leaf key).
@@ -511,4 +513,141 @@ fn watch_directory(
     })?;
     watcher.watch(&directory, notify::RecursiveMode::NonRecursive)?;
     Ok((watcher, receiver))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn sources(file: &std::path::Path, env: &[(&str, &str)]) -> ConfigSources {
+        let mut env: HashMap<String, String> = env
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        env.insert("LOGICORE_ENV".into(), "test".into());
+        ConfigSources {
+            file: Some(file.to_path_buf()),
+            config_dir: PathBuf::from("/nonexistent"),
+            env,
+        }
+    }
+
+    fn temp_file(contents: &str) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("logicore-reload-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    fn reloader(file: &std::path::Path, env: &[(&str, &str)]) -> Reloader {
+        let sources = sources(file, env);
+        let loaded = super::super::load(&sources, &[]).unwrap();
+        Reloader::new(loaded, sources, Vec::new())
+    }
+
+    #[test]
+    fn limits_rules_and_levels_reload_and_connections_do_not() {
+        for key in [
+            "log.level",
+            "gateway.rate_limit.max_requests",
+            "gateway.rate_limit.overrides",
+            "gateway.circuit_breaker.timeout_ms",
+            "gateway.rbac",
+            "gateway.upstreams.users",
+            "tracing.sampler_arg",
+        ] {
+            assert!(is_reloadable(key), "{key}");
+        }
+        for key in [
+            "gateway.port",
+            "gateway.rate_limit.backend",
+            "database.url",
+            "messaging.transport",
+            "discovery.backend",
+            "auth.jwt_secret",
+            "gateway.circuit_breakerx",
+            "tracing.otlp_endpoint",
+        ] {
+            assert!(!is_reloadable(key), "{key}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reload_applies_what_it_can_holds_back_the_rest_and_rejects_an_invalid_file() {
+        let file = temp_file("[log]\nlevel = \"info\"\n");
+        let reloader = reloader(&file, &[("DB_PASSWORD", "hunter2-secret")]);
+        let mut settings = reloader.subscribe();
+        settings.borrow_and_update();
+
+        assert!(matches!(
+            reloader.reload("test").await,
+            ReloadOutcome::Unchanged { ref restart_required } if restart_required.is_empty()
+        ));
+
+        std::fs::write(&file, "[log]\nlevel = \"debug\"\n[gateway]\nport = 9999\n").unwrap();
+        let ReloadOutcome::Applied {
+            applied,
+            restart_required,
+        } = reloader.reload("test").await
+        else {
+            panic!("not applied");
+        };
+        assert_eq!(applied.len(), 1);
+        assert_eq!(applied[0].key, "log.level");
+        assert_eq!(applied[0].old.as_deref(), Some("\"info\""));
+        assert_eq!(applied[0].new.as_deref(), Some("\"debug\""));
+        assert_eq!(restart_required.len(), 1);
+        assert_eq!(restart_required[0].key, "gateway.port");
+        assert!(settings.has_changed().unwrap());
+        let current = settings.borrow_and_update().clone();
+        assert_eq!(current.log.level, "debug");
+        assert_eq!(current.gateway.port, 8080, "the running port stays");
+        let report = reloader.report();
+        assert_eq!(report["restart_pending"], true);
+        assert!(
+            !report.to_string().contains("hunter2"),
+            "a secret leaked: {report}"
+        );
+
+        std::fs::write(
+            &file,
+            "[log]\nlevel = \"loud\"\n[gateway.retry]\nmax_attempts = \"x\"\n",
+        )
+        .unwrap();
+        let ReloadOutcome::Rejected(error) = reloader.reload("test").await else {
+            panic!("not rejected");
+        };
+        let keys: Vec<&str> = error.issues.iter().map(|i| i.key.as_str()).collect();
+        assert!(
+            keys.contains(&"log.level") && keys.contains(&"gateway.retry.max_attempts"),
+            "{keys:?}"
+        );
+        assert!(
+            !settings.has_changed().unwrap(),
+            "a rejected file reached the subscribers"
+        );
+        assert_eq!(reloader.current().settings.log.level, "debug");
+        let _ = std::fs::remove_file(&file);
+    }
+
+    #[test]
+    fn a_diff_masks_secrets_and_names_where_the_new_value_comes_from() {
+        let file = temp_file("[database]\npassword = \"old-secret\"\n");
+        let current = super::super::load(&sources(&file, &[]), &[]).unwrap();
+        std::fs::write(
+            &file,
+            "[database]\npassword = \"new-secret\"\npool_max = 20\n",
+        )
+        .unwrap();
+        let candidate = super::super::load(&sources(&file, &[]), &[]).unwrap();
+        let changes = diff(&current, &candidate);
+        let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["database.password", "database.pool_max"]);
+        assert!(!format!("{changes:?}").contains("secret"), "{changes:?}");
+        assert!(changes[1].source.starts_with("file "), "{:?}", changes[1]);
+        assert!(changes.iter().all(|c| !c.reloadable));
+        let _ = std::fs::remove_file(&file);
+    }
 }

@@ -12,6 +12,7 @@
 //! below inherits it, and the export thread sends each service's spans with that service's resource.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{LazyLock, Mutex};
 use std::thread::JoinHandle;
@@ -297,15 +298,30 @@ pub const SAMPLERS: &[&str] = &[
 /// out makes no span at all (not even a non-recording one: that is what keeps 1 % sampling cheap).
 /// Spans are made only under such an entry span, or under an event's recorded parent.
 fn sampler(settings: &TracingSettings) -> Sampler {
-    let _ = ENTRY_SAMPLER.set(EntrySampler {
-        parent_based: settings.sampler.starts_with("parentbased_"),
-        ratio: match settings.sampler.as_str() {
-            "always_on" | "parentbased_always_on" => 1.0,
-            "always_off" | "parentbased_always_off" => 0.0,
-            _ => settings.sampler_arg,
-        },
-    });
+    store_entry_sampler(settings);
+    ENTRY_SAMPLER_SET.store(true, Ordering::Release);
     Sampler::ParentBased(Box::new(Sampler::AlwaysOn))
+}
+
+/// Puts a reloaded `tracing.sampler` and `tracing.sampler_arg` in force for the work entering from now
+/// on. Does nothing when the process does not trace (no collector at start).
+pub fn reconfigure_sampling(settings: &TracingSettings) {
+    if ENTRY_SAMPLER_SET.load(Ordering::Acquire) {
+        store_entry_sampler(settings);
+    }
+}
+
+fn store_entry_sampler(settings: &TracingSettings) {
+    let ratio = match settings.sampler.as_str() {
+        "always_on" | "parentbased_always_on" => 1.0,
+        "always_off" | "parentbased_always_off" => 0.0,
+        _ => settings.sampler_arg,
+    };
+    ENTRY_PARENT_BASED.store(
+        settings.sampler.starts_with("parentbased_"),
+        Ordering::Relaxed,
+    );
+    ENTRY_RATIO_BITS.store(ratio.to_bits(), Ordering::Relaxed);
 }
 
 /// The configured sampler, applied where work enters LogiCore.
@@ -317,13 +333,22 @@ struct EntrySampler {
     ratio: f64,
 }
 
-static ENTRY_SAMPLER: std::sync::OnceLock<EntrySampler> = std::sync::OnceLock::new();
+/// The entry sampler, in atomics so a reload can change it while every request reads it: whether one is
+/// configured (tracing on), and its two values.
+static ENTRY_SAMPLER_SET: AtomicBool = AtomicBool::new(false);
+static ENTRY_PARENT_BASED: AtomicBool = AtomicBool::new(false);
+static ENTRY_RATIO_BITS: AtomicU64 = AtomicU64::new(0);
 
 /// Whether the work a caller's context (`parent`, possibly invalid: none) asks for is traced.
 pub fn sampled_at_entry(parent: &SpanContext) -> bool {
-    ENTRY_SAMPLER
-        .get()
-        .is_some_and(|sampler| sampler.samples(parent, rand::random::<f64>()))
+    if !ENTRY_SAMPLER_SET.load(Ordering::Acquire) {
+        return false;
+    }
+    EntrySampler {
+        parent_based: ENTRY_PARENT_BASED.load(Ordering::Relaxed),
+        ratio: f64::from_bits(ENTRY_RATIO_BITS.load(Ordering::Relaxed)),
+    }
+    .samples(parent, rand::random::<f64>())
 }
 
 impl EntrySampler {

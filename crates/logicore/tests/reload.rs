@@ -1,0 +1,177 @@
+//! Configuration reload through the real executable: `SIGHUP` re-reads the per-environment file (which is
+//! not watched) and the new log level is in force at once; `config diff` says what a reload would do.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+mod support;
+
+use support::{logicore, promtool_accepts};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A directory of its own, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("logicore-reload-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(path.join("config")).unwrap_or_else(|e| panic!("{e}"));
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_environment_file_and_the_new_log_level_is_in_force() {
+    let dir = TempDir::new();
+    let environment_file = dir.0.join("config").join("test.toml");
+    std::fs::write(&environment_file, "[log]\nlevel = \"warn\"\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = free_port().to_string();
+    let admin_port = free_port().to_string();
+    let mut command = logicore(&[
+        ("GATEWAY_PORT", port.as_str()),
+        ("LOGICORE_GATEWAY__ADMIN_PORT", admin_port.as_str()),
+    ]);
+    // The level must come from the file: a variable would win over it.
+    command.env_remove("LOG_LEVEL");
+    let mut child = command
+        .current_dir(&dir.0)
+        .arg("gateway")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    if let Some(stdout) = child.stdout.take() {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+    }
+    let gateway = Running(child);
+    let client = testkit::client();
+    let health = format!("http://127.0.0.1:{port}/health");
+    let send = |id: &'static str| client.get(&health).header("x-request-id", id).send();
+    testkit::eventually("the gateway to answer", Duration::from_secs(60), || {
+        let request = send("before-reload");
+        async move { request.await.ok().filter(|r| r.status().is_success()) }
+    })
+    .await;
+    let logged = |needle: &str| {
+        lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|line| line.contains(needle))
+    };
+    assert!(!logged("before-reload"), "a request was logged at warn");
+
+    std::fs::write(&environment_file, "[log]\nlevel = \"info\"\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let hangup = Command::new("kill")
+        .args(["-HUP", &gateway.0.id().to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(hangup.success());
+    testkit::eventually(
+        "the new level to be in force",
+        Duration::from_secs(5),
+        || std::future::ready(logged("log level changed").then_some(())),
+    )
+    .await;
+    send("after-reload").await.unwrap_or_else(|e| panic!("{e}"));
+    testkit::eventually(
+        "the request to be logged at info",
+        Duration::from_secs(5),
+        || std::future::ready(logged("after-reload").then_some(())),
+    )
+    .await;
+    let metrics = client
+        .get(format!("http://127.0.0.1:{admin_port}/metrics"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    let applied = metrics.lines().any(|line| {
+        line.starts_with("config_reloads_total{")
+            && line.contains(r#"result="applied""#)
+            && line.ends_with(" 1")
+    });
+    assert!(applied, "{metrics}");
+    assert!(metrics.contains("config_info{"), "{metrics}");
+    promtool_accepts(&metrics);
+}
+
+#[test]
+fn config_diff_says_what_a_reload_would_apply_and_what_waits_for_a_restart() {
+    let dir = TempDir::new();
+    let file = dir.0.join("next.toml");
+    std::fs::write(
+        &file,
+        "[gateway]\nport = 9000\nrequest_timeout_ms = 4000\n\n[database]\npassword = \"s3cret-value\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let output = logicore(&[])
+        .args(["config", "diff"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with("database.password: \"\" (unset) -> \"********\"  # file "),
+        "{stdout}"
+    );
+    assert!(lines[0].ends_with("; restart required"), "{stdout}");
+    assert!(
+        lines[1].starts_with("gateway.port: 8080 -> 9000  # file "),
+        "{stdout}"
+    );
+    assert!(lines[1].ends_with("; restart required"), "{stdout}");
+    assert!(
+        lines[2].starts_with("gateway.request_timeout_ms: 30000 -> 4000"),
+        "{stdout}"
+    );
+    assert!(lines[2].ends_with("; applied by a reload"), "{stdout}");
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+
+    std::fs::write(&file, "[gateway]\nport = \"eighty\"\n").unwrap_or_else(|e| panic!("{e}"));
+    let invalid = logicore(&[])
+        .args(["config", "diff"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(invalid.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&invalid.stderr).contains("gateway.port"),
+        "{invalid:?}"
+    );
+}
