@@ -175,3 +175,44 @@ fn config_diff_says_what_a_reload_would_apply_and_what_waits_for_a_restart() {
         "{invalid:?}"
     );
 }
+
+/// docs/configuration.md lists every key, each under the heading that says whether it reloads, as the
+/// reloader decides it.
+#[test]
+fn the_configuration_docs_mark_every_key_as_the_reloader_treats_it() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (reloaded, restart) = doc
+        .split_once("## Read at start")
+        .unwrap_or_else(|| panic!("no restart section"));
+    let listed = |part: &str, key: &str| part.contains(&format!("- `{key}`\n"));
+    let shown = logicore(&[])
+        .args(["config", "show"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    let keys: Vec<&str> = shown
+        .lines()
+        .filter_map(|line| line.split_once(" = ").map(|(key, _)| key))
+        .filter(|key| *key != "environment")
+        .collect();
+    assert!(keys.len() > 100, "{shown}");
+    for key in keys {
+        let reloads = platform::config::is_reloadable(key);
+        assert!(
+            listed(if reloads { reloaded } else { restart }, key),
+            "{key} is not listed as {}",
+            if reloads {
+                "reloaded"
+            } else {
+                "needing a restart"
+            }
+        );
+        assert!(
+            !listed(if reloads { restart } else { reloaded }, key),
+            "{key} is listed under both"
+        );
+    }
+}
