@@ -110,6 +110,38 @@ async fn sighup_reloads_the_environment_file_and_the_new_log_level_is_in_force()
         || std::future::ready(logged("after-reload").then_some(())),
     )
     .await;
+    // An invalid file: rejected, every bad key named in the log, the level in force kept.
+    std::fs::write(
+        &environment_file,
+        "[log]\nlevel = \"loud\"\n[gateway.rate_limit]\nmax_requests = -1\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let hangup = Command::new("kill")
+        .args(["-HUP", &gateway.0.id().to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(hangup.success());
+    for key in ["log.level", "gateway.rate_limit.max_requests"] {
+        let line = format!("\"key\":\"{key}\"");
+        testkit::eventually(
+            &format!("the rejection of {key} to be logged"),
+            Duration::from_secs(5),
+            || {
+                let found = lines
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .any(|l| l.contains("configuration reload rejected") && l.contains(&line));
+                std::future::ready(found.then_some(()))
+            },
+        )
+        .await;
+    }
+    send("still-info").await.unwrap_or_else(|e| panic!("{e}"));
+    testkit::eventually("info to stay in force", Duration::from_secs(5), || {
+        std::future::ready(logged("still-info").then_some(()))
+    })
+    .await;
     let metrics = client
         .get(format!("http://127.0.0.1:{admin_port}/metrics"))
         .send()

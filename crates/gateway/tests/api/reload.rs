@@ -376,6 +376,13 @@ async fn an_invalid_file_changes_nothing_and_a_restart_only_key_waits_for_a_rest
         answer["restart_required"][0]["key"], "gateway.port",
         "{answer}"
     );
+    // The limit's rule did not change, so its bucket carried over the reload: still spent.
+    let after = client
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(after.status(), 429, "the bucket was reset by the reload");
     let report = testkit::json(
         client
             .get(format!("{}/admin/config", gateway.admin))
