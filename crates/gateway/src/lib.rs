@@ -297,6 +297,22 @@ impl Lasting {
     }
 }
 
+/// Whether `config` would build, checked without building anything: what a reload must pass before it is
+/// applied, so the gateway never has to refuse a configuration the reloader already put in force.
+fn buildable(config: &Config) -> Result<(), GatewayError> {
+    let keys = JwtKeys::with_revocations(&config.auth, config.revocation.set.clone());
+    Policy::compile(keys, &config.public_routes, &config.rbac)?;
+    headers::cors_layer(&config.cors_allowed_origins)?;
+    ratelimit::check(&config.rate_limit)?;
+    proxy::check_routing(
+        routes::ROUTE_TABLE,
+        config
+            .upstreams
+            .iter()
+            .map(|upstream| upstream.name.as_str()),
+    )
+}
+
 /// A router that hands each request to whichever router `current` holds at that moment, so connections
 /// opened before a reload see the new configuration from their next request on.
 fn switching(current: Arc<ArcSwap<Router>>) -> Router {
@@ -361,6 +377,14 @@ pub async fn run_with(
         }
     }
     if let Some(reloader) = reloader {
+        reloader.add_check(|settings| {
+            Config::from_settings(settings)
+                .and_then(|config| buildable(&config))
+                .map_err(|error| match error {
+                    GatewayError::Config { key, reason } => (key, reason),
+                    other => ("gateway".to_owned(), other.to_string()),
+                })
+        });
         tasks.push(tokio::spawn(apply_reloads(
             reloader,
             lasting.clone(),

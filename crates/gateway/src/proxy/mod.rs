@@ -39,8 +39,7 @@ pub(crate) struct Target {
     pub(crate) max_body_bytes: usize,
 }
 
-/// Each row of the table with the state of its proxied route. Fails on a duplicated prefix, an upstream
-/// without a URL, or a URL no route uses (a misspelt upstream name would otherwise go unnoticed).
+/// Each row of the table with the state of its proxied route. Fails as [`check_routing`] does.
 pub(crate) fn targets(
     table: &[Route],
     upstreams: &HashMap<String, UpstreamClient>,
@@ -48,7 +47,31 @@ pub(crate) fn targets(
     limiter: &Limiter,
     max_body_bytes: usize,
 ) -> Result<Vec<(Route, Target)>, GatewayError> {
-    let mut targets = Vec::with_capacity(table.len());
+    check_routing(table, upstreams.keys().map(String::as_str))?;
+    Ok(table
+        .iter()
+        .filter_map(|route| {
+            let upstream = upstreams.get(route.upstream)?;
+            Some((
+                *route,
+                Target {
+                    policy: policy.clone(),
+                    limiter: limiter.clone(),
+                    upstream: upstream.clone(),
+                    max_body_bytes,
+                },
+            ))
+        })
+        .collect())
+}
+
+/// Whether the route table and the configured upstreams agree: no duplicated prefix, no route to an
+/// upstream without a URL, no URL that no route uses (a misspelt upstream name would otherwise go
+/// unnoticed).
+pub(crate) fn check_routing<'a>(
+    table: &[Route],
+    upstreams: impl Iterator<Item = &'a str> + Clone,
+) -> Result<(), GatewayError> {
     for (index, route) in table.iter().enumerate() {
         // axum panics on a route registered twice; a duplicated row is a configuration error instead.
         if table[..index].iter().any(|r| r.prefix == route.prefix) {
@@ -57,35 +80,27 @@ pub(crate) fn targets(
                 format!("{} is listed twice", route.prefix),
             ));
         }
-        let upstream = upstreams.get(route.upstream).ok_or_else(|| {
-            GatewayError::config(
+        if !upstreams.clone().any(|name| name == route.upstream) {
+            return Err(GatewayError::config(
                 "gateway.upstreams",
                 format!(
                     "{} is routed to upstream {:?}, which has no URL",
                     route.prefix, route.upstream
                 ),
-            )
-        })?;
-        let target = Target {
-            policy: policy.clone(),
-            limiter: limiter.clone(),
-            upstream: upstream.clone(),
-            max_body_bytes,
-        };
-        targets.push((*route, target));
+            ));
+        }
     }
-    let mut unrouted: Vec<&String> = upstreams
-        .keys()
-        .filter(|name| !table.iter().any(|route| route.upstream == name.as_str()))
+    let mut unrouted: Vec<&str> = upstreams
+        .filter(|name| !table.iter().any(|route| route.upstream == *name))
         .collect();
-    unrouted.sort();
+    unrouted.sort_unstable();
     if let Some(name) = unrouted.first() {
         return Err(GatewayError::config(
             &format!("gateway.upstreams.{name}"),
             "no route of the gateway's route table goes to this upstream",
         ));
     }
-    Ok(targets)
+    Ok(())
 }
 
 /// What the caller is told when the upstream gave no response.

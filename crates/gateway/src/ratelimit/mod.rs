@@ -131,6 +131,11 @@ impl Limiter {
     }
 }
 
+/// Whether `config`'s rules compile (their route patterns).
+pub(crate) fn check(config: &RateLimitConfig) -> Result<(), GatewayError> {
+    compile(config).map(drop)
+}
+
 /// The overrides in order, then the default rule.
 fn compile(config: &RateLimitConfig) -> Result<Vec<CompiledRule>, GatewayError> {
     let mut rules = Vec::with_capacity(config.overrides.len() + 1);

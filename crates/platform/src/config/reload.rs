@@ -268,7 +268,13 @@ struct Inner {
     /// One reload at a time: two triggers at once must not interleave.
     running: tokio::sync::Mutex<()>,
     sender: watch::Sender<Arc<Settings>>,
+    /// What each part of the process checks a configuration for beyond the loader's rules, before it is
+    /// applied (see [`Reloader::add_check`]).
+    checks: Mutex<Vec<Check>>,
 }
+
+/// A part's own check of a configuration: `Err((key, rule))` refuses it.
+type Check = Box<dyn Fn(&Settings) -> Result<(), (String, String)> + Send + Sync>;
 
 struct State {
     current: Arc<LoadedConfig>,
@@ -298,6 +304,7 @@ impl Reloader {
             }),
             running: tokio::sync::Mutex::new(()),
             sender,
+            checks: Mutex::new(Vec::new()),
         }))
     }
 
@@ -319,6 +326,39 @@ impl Reloader {
         self.state().current.clone()
     }
 
+    /// Adds a check every reloaded configuration must pass before it is applied, for a part of the process
+    /// whose own rules go beyond the loader's (the gateway's route table against its upstreams, say).
+    pub fn add_check(
+        &self,
+        check: impl Fn(&Settings) -> Result<(), (String, String)> + Send + Sync + 'static,
+    ) {
+        self.0
+            .checks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::new(check));
+    }
+
+    /// Every added check's objection to `settings`, as configuration issues.
+    fn objections(&self, settings: &Settings) -> Result<(), ConfigError> {
+        let checks = self.0.checks.lock().unwrap_or_else(PoisonError::into_inner);
+        let issues: Vec<super::ConfigIssue> = checks
+            .iter()
+            .filter_map(|check| check(settings).err())
+            .map(|(key, rule)| super::ConfigIssue {
+                key,
+                rule,
+                value: String::new(),
+                source: "the reloaded configuration".to_owned(),
+            })
+            .collect();
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { issues })
+        }
+    }
+
     /// The settings in force now and after every applied reload.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Settings>> {
         self.0.sender.subscribe()
@@ -331,6 +371,7 @@ impl Reloader {
         let current = self.current();
         let outcome = match super::load(&self.0.sources, &self.0.sections)
             .and_then(|candidate| plan(&current, candidate, &self.0.sections))
+            .and_then(|plan| self.objections(&plan.applied.settings).map(|()| plan))
         {
             Err(error) => {
                 for issue in &error.issues {
