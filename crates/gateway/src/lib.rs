@@ -9,6 +9,10 @@
 //! are on the admin listener (`admin`, `gateway.admin_port`).
 //!
 //! The gateway knows no service crate: the binary hands it each service's OpenAPI document.
+//!
+//! A configuration reload ([`run_with`]) builds a new generation of routes, rules, limits and routers on
+//! the lasting state (metrics, discovery watches, upstream clients, the limiter's buckets) and swaps it in
+//! whole; every request, on a connection old or new, runs on the generation in force when it arrived.
 
 mod admin;
 mod compression;
