@@ -90,19 +90,8 @@ impl UsersInstance {
 
     /// Requests for `/api/v1/users/me` it has answered, from its own metrics.
     async fn served(&self) -> u64 {
-        let metrics = testkit::client()
-            .get(format!("http://127.0.0.1:{}/metrics", self.port))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .text()
-            .await
-            .unwrap_or_default();
-        metrics
-            .lines()
-            .filter(|line| line.starts_with("http_requests_total{") && line.contains("users/me"))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
+        let page = testkit::metrics(&format!("http://127.0.0.1:{}/metrics", self.port)).await;
+        testkit::metric_sum(&page, "http_requests_total", "users/me") as u64
     }
 }
 
@@ -364,14 +353,7 @@ async fn the_gateway_follows_users_instances_registered_in_a_real_etcd() {
     )
     .await;
     load.assert_no_failures("while etcd was down");
-    let metrics = testkit::client()
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
+    let metrics = testkit::metrics(&format!("{admin}/metrics")).await;
     for family in ["discovery_endpoints{", "discovery_stale{"] {
         assert!(
             metrics.lines().any(|line| line.starts_with(family)

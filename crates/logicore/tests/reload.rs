@@ -17,23 +17,6 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A directory of its own, removed when dropped.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let path = std::env::temp_dir().join(format!("logicore-reload-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(path.join("config")).unwrap_or_else(|e| panic!("{e}"));
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 struct Running(Child);
 
 impl Drop for Running {
@@ -45,8 +28,9 @@ impl Drop for Running {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_environment_file_and_the_new_log_level_is_in_force() {
-    let dir = TempDir::new();
-    let environment_file = dir.0.join("config").join("test.toml");
+    let dir = testkit::TempDir::new("logicore-reload");
+    std::fs::create_dir_all(dir.path().join("config")).unwrap_or_else(|e| panic!("{e}"));
+    let environment_file = dir.path().join("config").join("test.toml");
     std::fs::write(&environment_file, "[log]\nlevel = \"warn\"\n")
         .unwrap_or_else(|e| panic!("{e}"));
     let port = free_port().to_string();
@@ -58,7 +42,7 @@ async fn sighup_reloads_the_environment_file_and_the_new_log_level_is_in_force()
     // The level must come from the file: a variable would win over it.
     command.env_remove("LOG_LEVEL");
     let mut child = command
-        .current_dir(&dir.0)
+        .current_dir(dir.path())
         .arg("gateway")
         .stdout(Stdio::piped())
         .spawn()
@@ -142,14 +126,7 @@ async fn sighup_reloads_the_environment_file_and_the_new_log_level_is_in_force()
         std::future::ready(logged("still-info").then_some(()))
     })
     .await;
-    let metrics = client
-        .get(format!("http://127.0.0.1:{admin_port}/metrics"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
+    let metrics = testkit::metrics(&format!("http://127.0.0.1:{admin_port}/metrics")).await;
     let applied = metrics.lines().any(|line| {
         line.starts_with("config_reloads_total{")
             && line.contains(r#"result="applied""#)
@@ -162,8 +139,8 @@ async fn sighup_reloads_the_environment_file_and_the_new_log_level_is_in_force()
 
 #[test]
 fn config_diff_says_what_a_reload_would_apply_and_what_waits_for_a_restart() {
-    let dir = TempDir::new();
-    let file = dir.0.join("next.toml");
+    let dir = testkit::TempDir::new("logicore-reload");
+    let file = dir.path().join("next.toml");
     std::fs::write(
         &file,
         "[gateway]\nport = 9000\nrequest_timeout_ms = 4000\n\n[database]\npassword = \"s3cret-value\"\n",

@@ -262,3 +262,42 @@ pub async fn json(response: reqwest::Response) -> serde_json::Value {
     serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {text}"))
 }
+
+/// A directory of its own under the system's temp dir, removed with everything in it when dropped.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        Self(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The text of the `/metrics` page at `url`; empty when it cannot be read.
+pub async fn metrics(url: &str) -> String {
+    match client().get(url).send().await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The sum of the samples of `family` in a metrics page whose labels include `label` (`name="value"`).
+pub fn metric_sum(page: &str, family: &str, label: &str) -> f64 {
+    let start = format!("{family}{{");
+    page.lines()
+        .filter(|line| line.starts_with(&start) && line.contains(label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

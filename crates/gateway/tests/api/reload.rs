@@ -16,23 +16,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{FakeUpstream, bearer};
 
-/// A directory of its own, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let path = std::env::temp_dir().join(format!("logicore-reload-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("{e}"));
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The gateway's file: every upstream, a generous rate limit unless `extra` sets its own section.
 fn config_file(users: &str, other: &str, extra: &str) -> String {
     format!(
@@ -171,28 +154,12 @@ async fn first_answer(statuses: &Statuses, since: Instant, status: u16) -> Insta
     .await
 }
 
-/// The sum of `family`'s samples whose labels include `label`.
-async fn metric(admin: &str, family: &str, label: &str) -> f64 {
-    let text = testkit::client()
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
-    text.lines()
-        .filter(|line| line.starts_with(&format!("{family}{{")) && line.contains(label))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewrites_under_load_take_effect_within_a_second_and_no_request_fails() {
     let first = FakeUpstream::spawn().await;
     let second = FakeUpstream::spawn().await;
-    let dir = TempDir::new();
-    let file = dir.0.join("logicore.toml");
+    let dir = testkit::TempDir::new("logicore-reload");
+    let file = dir.path().join("logicore.toml");
     save(&file, &config_file(&first.url(), &first.url(), GENEROUS));
     let gateway = Reloading::start(&file).await;
     let settings = gateway.reloader.current().settings.clone();
@@ -276,13 +243,11 @@ async fn rewrites_under_load_take_effect_within_a_second_and_no_request_fails() 
     assert!(statuses.len() > 1000, "only {} requests", statuses.len());
     // The reload metrics are the process's, which other tests here reload too: at least these three.
     assert!(
-        metric(
-            &gateway.admin,
+        testkit::metric_sum(
+            &testkit::metrics(&format!("{}/metrics", gateway.admin)).await,
             "config_reloads_total",
-            r#"result="applied""#
-        )
-        .await
-            >= 3.0
+            r#"result="applied""#,
+        ) >= 3.0
     );
 
     // A non-admin may not read or reload the configuration.
@@ -306,8 +271,8 @@ async fn rewrites_under_load_take_effect_within_a_second_and_no_request_fails() 
 #[tokio::test]
 async fn an_invalid_file_changes_nothing_and_a_restart_only_key_waits_for_a_restart() {
     let upstream = FakeUpstream::spawn().await;
-    let dir = TempDir::new();
-    let file = dir.0.join("logicore.toml");
+    let dir = testkit::TempDir::new("logicore-reload");
+    let file = dir.path().join("logicore.toml");
     let valid = config_file(
         &upstream.url(),
         &upstream.url(),
@@ -347,13 +312,11 @@ async fn an_invalid_file_changes_nothing_and_a_restart_only_key_waits_for_a_rest
         assert!(fields.contains(&key), "{key} not named: {problem}");
     }
     assert!(
-        metric(
-            &gateway.admin,
+        testkit::metric_sum(
+            &testkit::metrics(&format!("{}/metrics", gateway.admin)).await,
             "config_reloads_total",
-            r#"result="rejected""#
-        )
-        .await
-            >= 1.0
+            r#"result="rejected""#,
+        ) >= 1.0
     );
     // Valid to the loader, but no route goes to a `billing` upstream: the gateway's own check refuses it
     // before anything is applied.
@@ -440,23 +403,23 @@ async fn an_invalid_file_changes_nothing_and_a_restart_only_key_waits_for_a_rest
 #[tokio::test]
 async fn a_configmap_swapped_through_its_data_symlink_is_reloaded() {
     let upstream = FakeUpstream::spawn().await;
-    let dir = TempDir::new();
+    let dir = testkit::TempDir::new("logicore-reload");
     // What the kubelet makes: ..data -> a timestamped directory; the file is a symlink through ..data.
     let publish = |version: &str, contents: &str| {
-        let versioned = dir.0.join(format!("..{version}"));
+        let versioned = dir.path().join(format!("..{version}"));
         std::fs::create_dir_all(&versioned).unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(versioned.join("logicore.toml"), contents).unwrap_or_else(|e| panic!("{e}"));
-        let staging = dir.0.join("..data_tmp");
+        let staging = dir.path().join("..data_tmp");
         let _ = std::fs::remove_file(&staging);
         std::os::unix::fs::symlink(format!("..{version}"), &staging)
             .unwrap_or_else(|e| panic!("{e}"));
-        std::fs::rename(&staging, dir.0.join("..data")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::rename(&staging, dir.path().join("..data")).unwrap_or_else(|e| panic!("{e}"));
     };
     publish(
         "v1",
         &config_file(&upstream.url(), &upstream.url(), GENEROUS),
     );
-    let file = dir.0.join("logicore.toml");
+    let file = dir.path().join("logicore.toml");
     std::os::unix::fs::symlink("..data/logicore.toml", &file).unwrap_or_else(|e| panic!("{e}"));
     let gateway = Reloading::start(&file).await;
 

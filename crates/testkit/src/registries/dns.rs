@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::process::{Child, Command};
 
-use super::{TempDir, free_port, kill_now, log_tail};
+use super::{free_port, kill_now, log_tail};
+use crate::TempDir;
 
 const BINARY: &str = "/usr/sbin/dnsmasq";
 const START_DEADLINE: Duration = Duration::from_secs(10);

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
-use super::{TempDir, free_port, kill_now, log_tail};
+use super::{free_port, kill_now, log_tail};
+use crate::TempDir;
 
 const BINARY: &str = "/usr/bin/etcd";
 /// A single member elects itself within a second; the rest is slack for a loaded CI machine.
