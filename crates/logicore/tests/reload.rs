@@ -19,6 +19,16 @@ fn free_port() -> u16 {
 
 struct Running(Child);
 
+impl Running {
+    fn hang_up(&self) {
+        let sent = Command::new("kill")
+            .args(["-HUP", &self.0.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(sent.success());
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -76,11 +86,7 @@ async fn sighup_reloads_the_environment_file_and_the_new_log_level_is_in_force()
 
     std::fs::write(&environment_file, "[log]\nlevel = \"info\"\n")
         .unwrap_or_else(|e| panic!("{e}"));
-    let hangup = Command::new("kill")
-        .args(["-HUP", &gateway.0.id().to_string()])
-        .status()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(hangup.success());
+    gateway.hang_up();
     testkit::eventually(
         "the new level to be in force",
         Duration::from_secs(5),
@@ -100,11 +106,7 @@ async fn sighup_reloads_the_environment_file_and_the_new_log_level_is_in_force()
         "[log]\nlevel = \"loud\"\n[gateway.rate_limit]\nmax_requests = -1\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let hangup = Command::new("kill")
-        .args(["-HUP", &gateway.0.id().to_string()])
-        .status()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(hangup.success());
+    gateway.hang_up();
     for key in ["log.level", "gateway.rate_limit.max_requests"] {
         let line = format!("\"key\":\"{key}\"");
         testkit::eventually(

@@ -57,20 +57,13 @@ impl Reloading {
             public: testkit::bind().await,
             admin: testkit::bind().await,
         };
-        let public = format!(
-            "http://{}",
-            listeners
-                .public
-                .local_addr()
-                .unwrap_or_else(|e| panic!("{e}"))
-        );
-        let admin = format!(
-            "http://{}",
-            listeners
-                .admin
-                .local_addr()
-                .unwrap_or_else(|e| panic!("{e}"))
-        );
+        let url = |listener: &tokio::net::TcpListener| {
+            format!(
+                "http://{}",
+                listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+            )
+        };
+        let (public, admin) = (url(&listeners.public), url(&listeners.admin));
         let shutdown = CancellationToken::new();
         reloader.spawn_triggers(shutdown.clone());
         let task = tokio::spawn({
