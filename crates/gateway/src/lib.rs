@@ -36,7 +36,7 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::get;
 use platform::auth::JwtKeys;
-use platform::breaker::{BreakerMetrics, CircuitBreaker};
+use platform::breaker::BreakerMetrics;
 use platform::config::Reloader;
 use platform::discovery::{Discovery, DiscoveryMetrics, Snapshot};
 use platform::health::{Check, Readiness, health_handler, readyz_status_handler};
@@ -55,7 +55,7 @@ use compression::CompressionLayer;
 use policy::Policy;
 use proxy::direct::DirectPath;
 use readiness::UpstreamCheck;
-use upstream::{ClientParts, PoolShape, UpstreamClient, UpstreamMetrics};
+use upstream::{ClientParts, ClientSettings, PoolShape, UpstreamClient, UpstreamMetrics};
 
 /// The gateway's name: its metrics prefix and its spans' `service.name`.
 pub const NAME: &str = "gateway";
@@ -91,19 +91,6 @@ struct Lasting {
     /// their changes to whichever client is current.
     upstreams: Mutex<HashMap<String, (ClientSettings, UpstreamClient)>>,
     reloader: Option<Reloader>,
-}
-
-/// What an upstream client is made with besides its instances: a client is kept across a reload while
-/// these stay the same (its breaker state, instances and connections with it).
-#[derive(Debug, Clone, PartialEq)]
-struct ClientSettings {
-    timeout: std::time::Duration,
-    breaker: platform::breaker::BreakerConfig,
-    failures: platform::breaker::FailureKinds,
-    retry: RetryConfig,
-    outlier: OutlierConfig,
-    balancing: Balancing,
-    pool: PoolShape,
 }
 
 /// The routers and routes of one configuration: what a reload replaces as a whole.
@@ -206,22 +193,12 @@ impl Lasting {
                     ..configured
                 },
             };
-            let breaker = CircuitBreaker::new(
-                upstream.name.clone(),
-                settings.breaker.clone(),
-                Some(self.breaker_metrics.clone()),
-            );
             let client = UpstreamClient::new(
                 upstream.clone(),
                 ClientParts {
-                    timeout: settings.timeout,
+                    settings: settings.clone(),
                     metrics: self.upstream_metrics.clone(),
-                    breaker,
-                    failures: settings.failures,
-                    retry: settings.retry.clone(),
-                    outlier: settings.outlier.clone(),
-                    balancing: settings.balancing,
-                    pool: settings.pool,
+                    breaker_metrics: self.breaker_metrics.clone(),
                     initial,
                 },
             );

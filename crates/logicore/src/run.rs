@@ -119,14 +119,11 @@ async fn serve(command: Command, reloader: Reloader) -> anyhow::Result<()> {
     let settings = reloader.current().settings.clone();
     let gateway_alone = matches!(command, Command::Gateway);
     let log_level = effective_log_level(&settings, gateway_alone);
-    let console = match command {
-        Command::All | Command::Gateway | Command::Users(UsersCommand { action: None }) => {
-            Console::Stdout
-        }
-        Command::Inventory(InventoryCommand { action: None }) | Command::Service(_) => {
-            Console::Stdout
-        }
-        _ => Console::Stderr,
+    let serving = serves(&command);
+    let console = if serving {
+        Console::Stdout
+    } else {
+        Console::Stderr
     };
     // The `service.name` of spans no service claims; a service's own spans carry its name.
     let process = match &command {
@@ -155,17 +152,20 @@ async fn serve(command: Command, reloader: Reloader) -> anyhow::Result<()> {
         },
     )
     .context("cannot start logging")?;
-    // The configuration is reloaded on SIGHUP and when its file changes, for as long as the command runs.
+    // A server reloads its configuration on SIGHUP and when its file changes, for as long as it runs; a
+    // one-off command has nothing to reload.
     let stop_reloads = CancellationToken::new();
     let _stop_reloads = stop_reloads.clone().drop_guard();
-    reloader.spawn_triggers(stop_reloads.clone());
-    tokio::spawn(follow_reloads(
-        reloader.subscribe(),
-        log_level.clone(),
-        gateway_alone,
-        _log_guard.level_setter(),
-        stop_reloads,
-    ));
+    if serving {
+        reloader.spawn_triggers(stop_reloads.clone());
+        tokio::spawn(follow_reloads(
+            reloader.subscribe(),
+            log_level.clone(),
+            gateway_alone,
+            _log_guard.level_setter(),
+            stop_reloads,
+        ));
+    }
     if settings.auth.jwt_secret.expose() == platform::config::DEVELOPMENT_JWT_SECRET {
         tracing::warn!(
             "using the development JWT secret; set GATEWAY_JWT_SECRET before exposing this instance"
@@ -396,6 +396,19 @@ fn probe(url: &str) -> anyhow::Result<()> {
 
 /// How long a probe waits: a container runtime's own check timeout is usually longer.
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether `command` serves until a signal (and so logs to stdout and reloads its configuration), rather
+/// than doing one thing and exiting.
+fn serves(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::All
+            | Command::Gateway
+            | Command::Users(UsersCommand { action: None })
+            | Command::Inventory(InventoryCommand { action: None })
+            | Command::Service(_)
+    )
+}
 
 /// The log level a command runs at: the gateway alone may have its own.
 fn effective_log_level(settings: &Settings, gateway_alone: bool) -> String {

@@ -26,7 +26,7 @@ use axum::body::Body;
 use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, Method, Response, StatusCode};
 use bytes::Bytes;
-use platform::breaker::{CallOutcome, CircuitBreaker, FailureKinds};
+use platform::breaker::{BreakerConfig, BreakerMetrics, CallOutcome, CircuitBreaker, FailureKinds};
 use platform::discovery::Snapshot;
 use serde_json::Value;
 
@@ -115,35 +115,55 @@ struct Inner {
     budget: RetryBudget,
 }
 
-/// The parts of an upstream client besides the upstream itself.
-pub(crate) struct ClientParts {
+/// What an upstream client is made with besides its instances: a client is kept across a reload while
+/// these stay the same (its breaker state, instances and connections with it).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ClientSettings {
+    /// Deadline for the response head (capped by the breaker's call timeout).
     pub(crate) timeout: Duration,
-    pub(crate) metrics: UpstreamMetrics,
-    pub(crate) breaker: CircuitBreaker,
+    pub(crate) breaker: BreakerConfig,
     pub(crate) failures: FailureKinds,
     pub(crate) retry: RetryConfig,
     pub(crate) outlier: OutlierConfig,
     pub(crate) balancing: Balancing,
     pub(crate) pool: PoolShape,
+}
+
+/// The parts of an upstream client besides the upstream itself.
+pub(crate) struct ClientParts {
+    pub(crate) settings: ClientSettings,
+    pub(crate) metrics: UpstreamMetrics,
+    pub(crate) breaker_metrics: BreakerMetrics,
     /// The instances to start with: the configured list, or none yet when a registry gives them.
     pub(crate) initial: Snapshot,
 }
 
 impl UpstreamClient {
     pub(crate) fn new(upstream: Upstream, parts: ClientParts) -> Self {
+        let ClientParts {
+            settings,
+            metrics,
+            breaker_metrics,
+            initial,
+        } = parts;
         // The breaker's call timeout is the deadline when it is the shorter one.
-        let timeout = parts.timeout.min(parts.breaker.config().timeout);
-        let attempts = parts.metrics.attempts(&upstream.name);
+        let timeout = settings.timeout.min(settings.breaker.timeout);
+        let attempts = metrics.attempts(&upstream.name);
+        let breaker = CircuitBreaker::new(
+            upstream.name.clone(),
+            settings.breaker,
+            Some(breaker_metrics),
+        );
         Self(Arc::new(Inner {
             name: upstream.name,
-            endpoints: Endpoints::new(parts.initial, parts.balancing, parts.outlier, parts.pool),
+            endpoints: Endpoints::new(initial, settings.balancing, settings.outlier, settings.pool),
             timeout,
             attempts,
-            metrics: parts.metrics,
-            breaker: parts.breaker,
-            failures: parts.failures,
-            budget: RetryBudget::new(&parts.retry),
-            retry: parts.retry,
+            metrics,
+            breaker,
+            failures: settings.failures,
+            budget: RetryBudget::new(&settings.retry),
+            retry: settings.retry,
         }))
     }
 

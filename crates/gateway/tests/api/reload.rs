@@ -168,15 +168,9 @@ async fn rewrites_under_load_take_effect_within_a_second_and_no_request_fails() 
     first_answer(&statuses, Instant::now() - Duration::from_secs(1), 200).await;
 
     // A second instance of users.
+    let both = format!("{},{}", first.url(), second.url());
     let written = Instant::now();
-    save(
-        &file,
-        &config_file(
-            &format!("{},{}", first.url(), second.url()),
-            &first.url(),
-            GENEROUS,
-        ),
-    );
+    save(&file, &config_file(&both, &first.url(), GENEROUS));
     let before = second.hits();
     let reached = testkit::eventually(
         "the new instance to get requests",
@@ -191,7 +185,7 @@ async fn rewrites_under_load_take_effect_within_a_second_and_no_request_fails() 
     save(
         &file,
         &config_file(
-            &format!("{},{}", first.url(), second.url()),
+            &both,
             &first.url(),
             &format!(
                 "{GENEROUS}\n[[gateway.rbac]]\nroute = \"GET /api/v1/users/me\"\nroles = [\"admin\"]\n"
@@ -205,7 +199,7 @@ async fn rewrites_under_load_take_effect_within_a_second_and_no_request_fails() 
     save(
         &file,
         &config_file(
-            &format!("{},{}", first.url(), second.url()),
+            &both,
             &first.url(),
             "[gateway.rate_limit]\nmax_requests = 5\nwindow_ms = 60000\n",
         ),

@@ -144,7 +144,6 @@ impl Registry for ConsulRegistry {
                     Method::PUT,
                     self.agent.url(&["v1", "agent", "service", "register"])?,
                 )
-                .timeout(super::REGISTRY_CALL_TIMEOUT)
                 .json(&body)
                 .send()
                 .await
@@ -169,7 +168,6 @@ impl Registry for ConsulRegistry {
                     self.agent
                         .url(&["v1", "agent", "service", "deregister", &instance.id])?,
                 )
-                .timeout(super::REGISTRY_CALL_TIMEOUT)
                 .send()
                 .await
                 .map_err(unreachable)?;
