@@ -1,10 +1,12 @@
 //! Helpers for integration tests: a fresh database per test (so tests run in parallel), real servers on
 //! random ports, settings built without touching the process environment, polling with a deadline, and
-//! a TCP proxy that stages an outage of a shared server ([`Cut`]).
+//! a TCP proxy that stages an outage of a shared server ([`Cut`]), and a real OpenID provider
+//! ([`oidc::OidcProvider`]).
 
 mod cut;
 
 pub mod limits;
+pub mod oidc;
 pub mod raw;
 pub mod registries;
 pub mod traces;
