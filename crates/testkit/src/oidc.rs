@@ -6,6 +6,7 @@
 //! resource indicator and that carry the client's roles both nested (`realm_access.roles`, as Keycloak does) and
 //! flat (`groups`). Needs `node` on `PATH` and `npm ci --prefix crates/testkit/oidc`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -216,7 +217,10 @@ impl OidcProvider {
             .env("ROTATE", if rotate { "1" } else { "0" })
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(log)
+            .stderr(
+                log.try_clone()
+                    .unwrap_or_else(|e| panic!("cannot duplicate the provider's log handle: {e}")),
+            )
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| {
@@ -224,7 +228,6 @@ impl OidcProvider {
             });
         let stdout = child.stdout.take().expect("stdout is piped");
         self.child = Some(child);
-        // The script prints nothing after READY, so the pipe can be dropped with the reader.
         let mut lines = BufReader::new(stdout).lines();
         let ready = tokio::time::timeout(READY_DEADLINE, async {
             while let Ok(Some(line)) = lines.next_line().await {
@@ -232,6 +235,8 @@ impl OidcProvider {
                     return serde_json::from_str::<Ready>(json)
                         .map_err(|e| format!("unreadable READY line ({e}): {line}"));
                 }
+                // Startup notices belong in the log, whose tail explains a failed start.
+                let _ = writeln!(&log, "{line}");
             }
             Err("the provider exited before it was ready".to_owned())
         })
@@ -239,6 +244,11 @@ impl OidcProvider {
         .unwrap_or_else(|_| Err(format!("not ready after {READY_DEADLINE:?}")));
         match ready {
             Ok(ready) => {
+                // oidc-provider prints notices on stdout, e.g. when the first request with an Origin header makes it
+                // call a default it wants changed; they explain odd answers, so they join its warnings in the log.
+                let mut rest = lines.into_inner();
+                let mut log = tokio::fs::File::from_std(log);
+                tokio::spawn(async move { tokio::io::copy_buf(&mut rest, &mut log).await });
                 assert_eq!(ready.issuer, self.issuer(), "the provider's issuer");
                 self.kids = ready.kids;
                 Ok(())
