@@ -60,7 +60,7 @@ async fn require_admin(State(policy): State<Policy>, request: Request, next: Nex
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let claims = match policy.verify(authorization) {
+    let claims = match policy.verify(authorization).await {
         Ok(claims) => claims,
         Err(problem) => return crate::policy::problem_response(problem),
     };

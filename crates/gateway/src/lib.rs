@@ -20,7 +20,6 @@ mod config;
 mod error;
 mod headers;
 mod openapi;
-mod pattern;
 mod policy;
 mod proxy;
 mod ratelimit;
@@ -35,7 +34,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::get;
-use platform::auth::JwtKeys;
+use platform::auth::{JwtKeys, UsersLocation, Verifiers};
 use platform::breaker::BreakerMetrics;
 use platform::config::Reloader;
 use platform::discovery::{Discovery, DiscoveryMetrics, Snapshot};
@@ -89,7 +88,10 @@ struct Lasting {
     limiter: ratelimit::Limiter,
     /// Each upstream's client and the settings it was made with, by name; the discovery watches apply
     /// their changes to whichever client is current.
-    upstreams: Mutex<HashMap<String, (ClientSettings, UpstreamClient)>>,
+    upstreams: Arc<Mutex<HashMap<String, (ClientSettings, UpstreamClient)>>>,
+    /// Token verification, with LogiCore's public keys fetched from the users upstream and cached across
+    /// reloads (`auth.*` takes a restart).
+    keys: JwtKeys,
     reloader: Option<Reloader>,
 }
 
@@ -115,6 +117,26 @@ impl Lasting {
             Discovery::from_settings(&config.discovery, DiscoveryMetrics::register(&mut registry))
                 .map_err(|e| GatewayError::config("discovery.backend", e.to_string()))?;
         let limiter = ratelimit::Limiter::build(&config.rate_limit, &mut registry).await?;
+        let upstreams: Arc<Mutex<HashMap<String, (ClientSettings, UpstreamClient)>>> =
+            Arc::default();
+        let users = {
+            let upstreams = upstreams.clone();
+            UsersLocation::dynamic(move || {
+                let upstreams = upstreams.lock().unwrap_or_else(PoisonError::into_inner);
+                upstreams.get("users").map_or_else(Vec::new, |(_, users)| {
+                    users
+                        .endpoints()
+                        .iter()
+                        .map(|e| e.url().to_string())
+                        .collect()
+                })
+            })
+        };
+        let keys = JwtKeys::with_verifiers(
+            &config.auth,
+            config.revocation.set.clone(),
+            Verifiers::remote(users),
+        );
         Ok(Self {
             specs,
             metrics: MetricsHandle::new(registry),
@@ -123,7 +145,8 @@ impl Lasting {
             breaker_metrics,
             discovery,
             limiter,
-            upstreams: Mutex::new(HashMap::new()),
+            upstreams,
+            keys,
             reloader,
         })
     }
@@ -210,8 +233,7 @@ impl Lasting {
 
     /// The routers and routes of `config`, on the lasting state.
     fn generation(&self, config: &Config) -> Result<Generation, GatewayError> {
-        let keys = JwtKeys::with_revocations(&config.auth, config.revocation.set.clone());
-        let policy = Policy::compile(keys, &config.public_routes, &config.rbac)?;
+        let policy = Policy::compile(self.keys.clone(), &config.public_routes, &config.rbac)?;
         let cors = headers::cors_layer(&config.cors_allowed_origins)?;
         let spec = openapi::merged(self.specs.clone())?;
         let limiter = self.limiter.with_rules(&config.rate_limit)?;

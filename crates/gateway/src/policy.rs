@@ -13,7 +13,7 @@ use platform::auth::{AuthUser, Claims, JwtKeys, Role};
 use platform::config::RbacRule;
 
 use crate::error::GatewayError;
-use crate::pattern::RoutePattern;
+use platform::route_pattern::RoutePattern;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Roles {
@@ -86,13 +86,13 @@ impl Policy {
     }
 
     /// Checks a bearer token alone, for the gateway's own routes that fix their roles in code.
-    pub(crate) fn verify(&self, authorization: Option<&str>) -> Result<Claims, Problem> {
-        self.0.keys.verify_bearer(authorization)
+    pub(crate) async fn verify(&self, authorization: Option<&str>) -> Result<Claims, Problem> {
+        self.0.keys.verify_bearer(authorization).await
     }
 
     /// Public routes first, then the token (401), then the first matching rule (403).
-    /// `segments` is the request path as [`crate::pattern::request_segments`] gives it.
-    pub(crate) fn decide(
+    /// `segments` is the request path as [`platform::route_pattern::request_segments`] gives it.
+    pub(crate) async fn decide(
         &self,
         method: &Method,
         segments: &[Cow<'_, str>],
@@ -109,7 +109,12 @@ impl Policy {
         if self.0.public.iter().any(|p| p.matches(method, segments)) {
             return Ok(Decision::Public);
         }
-        let claims = self.0.keys.verify_bearer(authorization)?;
+        // A machine client's token must also have a scope that opens the route.
+        let claims = self
+            .0
+            .keys
+            .verify_request(authorization, method, segments)
+            .await?;
         let Some(rule) = self
             .0
             .rules
@@ -159,8 +164,8 @@ fn compile_rule(rule: &RbacRule) -> Result<Rule, GatewayError> {
 
 /// The access check in front of every proxied route: lets the request on with the caller's claims in its
 /// extensions, or gives the refusal to answer instead. Refusals never reach the upstream. `segments` is
-/// the request's path as [`crate::pattern::request_segments`] gives it.
-pub(crate) fn admit(
+/// the request's path as [`platform::route_pattern::request_segments`] gives it.
+pub(crate) async fn admit(
     policy: &Policy,
     request: &mut Request,
     segments: &[Cow<'_, str>],
@@ -169,7 +174,7 @@ pub(crate) fn admit(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match check(policy, request.method(), segments, authorization) {
+    match check(policy, request.method(), segments, authorization).await {
         Ok(Some(claims)) => {
             request.extensions_mut().insert(AuthUser(claims));
             Ok(())
@@ -230,13 +235,13 @@ pub(crate) fn problem_response(problem: Problem) -> Response {
 
 /// [`admit`] for a request that is not an `http::Request`: the caller's verified claims (`None` on a
 /// public route), or why it is refused.
-pub(crate) fn check(
+pub(crate) async fn check(
     policy: &Policy,
     method: &Method,
     segments: &[Cow<'_, str>],
     authorization: Option<&str>,
 ) -> Result<Option<Claims>, Refusal> {
-    match policy.decide(method, segments, authorization) {
+    match policy.decide(method, segments, authorization).await {
         Ok(Decision::Public) => Ok(None),
         Ok(Decision::Allowed(claims)) => Ok(Some(claims)),
         Ok(Decision::Denied {
@@ -255,18 +260,11 @@ pub(crate) fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pattern::request_segments;
-    use platform::config::{AuthSettings, Secret};
+    use platform::config::AuthSettings;
+    use platform::route_pattern::request_segments;
 
     fn auth() -> AuthSettings {
-        AuthSettings {
-            jwt_secret: Secret::new("0123456789abcdef0123456789abcdef"),
-            issuer: "logicore".into(),
-            access_ttl_secs: 900,
-            refresh_ttl_secs: 86_400,
-            revocation_poll_ms: 250,
-            revocation_resync_ms: 5_000,
-        }
+        AuthSettings::defaults_with_secret("0123456789abcdef0123456789abcdef")
     }
 
     fn rule(route: &str, roles: &[&str]) -> RbacRule {
@@ -299,8 +297,8 @@ mod tests {
         assert!(Policy::compile(JwtKeys::new(&auth()), &["BREW /coffee".into()], &[]).is_err());
     }
 
-    #[test]
-    fn the_first_matching_rule_decides() {
+    #[tokio::test]
+    async fn the_first_matching_rule_decides() {
         let policy = Policy::compile(
             JwtKeys::new(&auth()),
             &[],
@@ -311,29 +309,35 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let customer = bearer(Role::Customer);
-        let me = policy.decide(
-            &Method::GET,
-            &request_segments("/api/v1/users/me"),
-            Some(&customer),
-        );
+        let me = policy
+            .decide(
+                &Method::GET,
+                &request_segments("/api/v1/users/me"),
+                Some(&customer),
+            )
+            .await;
         assert!(matches!(me, Ok(Decision::Allowed(_))), "{me:?}");
-        let other = policy.decide(
-            &Method::GET,
-            &request_segments("/api/v1/users/42"),
-            Some(&customer),
-        );
+        let other = policy
+            .decide(
+                &Method::GET,
+                &request_segments("/api/v1/users/42"),
+                Some(&customer),
+            )
+            .await;
         assert!(matches!(other, Ok(Decision::Denied { .. })), "{other:?}");
     }
 
-    #[test]
-    fn dot_segments_are_refused_before_any_rule_is_consulted() {
+    #[tokio::test]
+    async fn dot_segments_are_refused_before_any_rule_is_consulted() {
         let policy = Policy::compile(JwtKeys::new(&auth()), &["GET /public/*".into()], &[])
             .unwrap_or_else(|e| panic!("{e}"));
-        let decision = policy.decide(
-            &Method::GET,
-            &request_segments("/public/../api/v1/users"),
-            None,
-        );
+        let decision = policy
+            .decide(
+                &Method::GET,
+                &request_segments("/public/../api/v1/users"),
+                None,
+            )
+            .await;
         assert!(matches!(decision, Err(p) if p.status == 400));
     }
 }

@@ -26,6 +26,20 @@ pub(crate) const ROUTE_TABLE: &[Route] = &[
         upstream: "users",
     },
     Route {
+        prefix: "/api/v1/clients",
+        upstream: "users",
+    },
+    // LogiCore as an OAuth2 authorization server and OpenID provider: the token endpoint, the discovery
+    // document and the JWKS live at the roots OAuth clients look for.
+    Route {
+        prefix: "/oauth",
+        upstream: "users",
+    },
+    Route {
+        prefix: "/.well-known",
+        upstream: "users",
+    },
+    Route {
         prefix: "/api/v1/inventory",
         upstream: "inventory",
     },
@@ -48,9 +62,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_prefix_is_a_distinct_api_path_without_a_trailing_slash() {
+    fn every_prefix_is_a_distinct_api_or_oauth_path_without_a_trailing_slash() {
         for (index, route) in ROUTE_TABLE.iter().enumerate() {
-            assert!(route.prefix.starts_with("/api/"), "{route:?}");
+            assert!(
+                ["/api/", "/oauth", "/.well-known"]
+                    .iter()
+                    .any(|root| route.prefix.starts_with(root)),
+                "{route:?}"
+            );
             assert!(!route.prefix.ends_with('/'), "{route:?}");
             assert!(
                 !ROUTE_TABLE[..index]

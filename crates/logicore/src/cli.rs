@@ -66,6 +66,10 @@ pub enum UsersAction {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Add the next signing key (kept in the database): published at once, signing after
+    /// auth.key_publish_lead_secs, so no verifier meets it unknown; prints its kid. The old key stays
+    /// published until its last token has expired.
+    RotateKey,
 }
 
 #[derive(Debug, Args)]

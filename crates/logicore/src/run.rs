@@ -203,6 +203,15 @@ async fn serve(command: Command, reloader: Reloader) -> anyhow::Result<()> {
                 println!("{}", admin_summary(&outcome));
                 Ok(())
             }
+            Some(UsersAction::RotateKey) => {
+                let config = users::Config::from_settings(&settings)?;
+                let kid = users::rotate_signing_key(&config).await?;
+                println!(
+                    "signing key {kid} added: published now, signing in {} s",
+                    settings.auth.key_publish_lead_secs
+                );
+                Ok(())
+            }
         },
         Command::Inventory(inventory_command) => match inventory_command.action {
             None => serve_alone(inventory::NAME, &settings).await,

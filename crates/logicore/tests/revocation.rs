@@ -336,15 +336,17 @@ async fn deactivation_demotion_and_logout_bite_everywhere_within_a_second(wiring
 
 #[tokio::test]
 async fn in_one_process_revocations_bite_at_the_gateway_and_in_every_service_within_a_second() {
-    deactivation_demotion_and_logout_bite_everywhere_within_a_second(Wiring::OneProcess).await;
+    Box::pin(deactivation_demotion_and_logout_bite_everywhere_within_a_second(Wiring::OneProcess))
+        .await;
 }
 
 #[tokio::test]
 async fn with_redis_revocations_are_pushed_to_every_process_within_a_second() {
-    deactivation_demotion_and_logout_bite_everywhere_within_a_second(Wiring::Redis).await;
+    Box::pin(deactivation_demotion_and_logout_bite_everywhere_within_a_second(Wiring::Redis)).await;
 }
 
 #[tokio::test]
 async fn without_redis_separate_processes_poll_revocations_within_a_second() {
-    deactivation_demotion_and_logout_bite_everywhere_within_a_second(Wiring::Polling).await;
+    Box::pin(deactivation_demotion_and_logout_bite_everywhere_within_a_second(Wiring::Polling))
+        .await;
 }

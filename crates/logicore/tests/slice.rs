@@ -103,7 +103,7 @@ impl Platform {
 #[tokio::test]
 async fn an_admin_stocks_two_warehouses_and_reserves_through_the_gateway_with_a_ledger_that_explains_on_hand()
  {
-    let platform = Platform::start().await;
+    let platform = Box::pin(Platform::start()).await;
     let admin = platform.login("admin@slice.test", "Admin-password-1").await;
     let token = Some(admin.as_str());
 
@@ -215,7 +215,7 @@ async fn an_admin_stocks_two_warehouses_and_reserves_through_the_gateway_with_a_
 
 #[tokio::test]
 async fn a_customer_may_read_products_but_not_adjust_stock_through_the_gateway() {
-    let platform = Platform::start().await;
+    let platform = Box::pin(Platform::start()).await;
     let (status, _) = platform
         .post(
             "/api/v1/auth/register",

@@ -43,6 +43,9 @@ pub enum UsersError {
     PasswordHash(#[from] argon2::password_hash::Error),
     #[error("access token could not be signed")]
     Token(#[from] platform::auth::TokenError),
+    /// The signing keys are missing, unreadable or could not be made.
+    #[error("signing keys: {0}")]
+    Signing(String),
     #[error("a blocking task failed")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -120,6 +123,7 @@ impl UsersError {
             | UsersError::Event(_)
             | UsersError::PasswordHash(_)
             | UsersError::Token(_)
+            | UsersError::Signing(_)
             | UsersError::Task(_) => Problem::internal(),
         }
     }

@@ -8,20 +8,26 @@
 
 mod cached;
 mod changes;
+mod clients;
 mod config;
 mod consumers;
 mod domain;
 mod error;
 mod events;
 mod http;
+mod identities;
 mod models;
 mod passwords;
 mod repo;
 mod revoke;
 mod sessions;
+mod signing;
 mod state;
 mod tokens;
 
+use std::sync::OnceLock;
+
+use platform::auth::JwtKeys;
 use skeleton::{Basics, Handles, Launch, Service, StartError, Worker};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -29,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::consumers::profile_eviction::{self, ProfileEviction};
 use crate::revoke::Revoker;
+use crate::signing::Signer;
 
 pub use config::{Config, UsersSettings};
 pub use consumers::profile_eviction::GROUP as PROFILE_CACHE_GROUP;
@@ -46,11 +53,16 @@ static MIGRATOR: Migrator = sqlx::migrate!();
 /// The users service as the skeleton runs it.
 pub struct Users {
     config: Config,
+    /// Made when the API starts (it needs the database); its reload job runs with the workers.
+    signer: OnceLock<Signer>,
 }
 
 impl Users {
     pub fn new(config: Config) -> Self {
-        Self { config }
+        Self {
+            config,
+            signer: OnceLock::new(),
+        }
     }
 }
 
@@ -89,7 +101,15 @@ impl Service for Users {
 
     /// Also creates the bootstrap admin (`users.admin_email`) when no admin exists yet.
     async fn api(&self, handles: &Handles) -> Result<axum::Router, StartError> {
-        let state = state::Handles::new(handles, &self.config);
+        let auth = &self.config.basics.auth;
+        let issuing = JwtKeys::with_revocations(auth, self.config.basics.revocation.set.clone());
+        // Boxed: loading keys is a one-off at start, and inline it would grow every future that starts
+        // the service (`logicore all`'s among them) past the large-future bound.
+        let signer = Box::pin(Signer::start(auth, issuing, &handles.db))
+            .await
+            .map_err(StartError::service)?;
+        let state = state::Handles::new(handles, &self.config, signer.clone());
+        let _ = self.signer.set(signer);
         bootstrap_admin(&self.config, &state)
             .await
             .map_err(StartError::service)?;
@@ -97,13 +117,20 @@ impl Service for Users {
     }
 
     /// The consumer of `user.*` events that drops stale cached profiles.
-    fn workers(&self, handles: &Handles, _shutdown: &CancellationToken) -> Vec<Worker> {
+    fn workers(&self, handles: &Handles, shutdown: &CancellationToken) -> Vec<Worker> {
         let eviction = ProfileEviction::new(handles.cache.clone());
-        vec![Worker::Consumer(handles.messaging.consumer(
+        let mut workers = vec![Worker::Consumer(handles.messaging.consumer(
             profile_eviction::GROUP,
             &profile_eviction::PATTERNS,
             eviction,
-        ))]
+        ))];
+        if let Some(signer) = self.signer.get() {
+            workers.push(Worker::job(
+                "signing-keys",
+                signer.clone().keep_current(shutdown.clone()),
+            ));
+        }
+        workers
     }
 }
 
@@ -125,6 +152,10 @@ pub fn router(state: AppState) -> axum::Router {
             "/internal/revocations",
             axum::routing::get(http::internal::revocations),
         )
+        .route(
+            platform::auth::external::IDENTITIES_PATH,
+            axum::routing::post(http::internal::identities),
+        )
         .with_state(state)
 }
 
@@ -143,12 +174,12 @@ pub async fn run(
     skeleton::run(Users::new(config), listener, shutdown).await
 }
 
-/// Why `logicore users create-admin` failed.
+/// Why `logicore users create-admin` or `rotate-key` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateAdminError {
     #[error("cannot open the users database")]
     Open(#[from] StartError),
-    #[error("the admin could not be created")]
+    #[error("the users command failed")]
     Create(#[from] UsersError),
 }
 
@@ -176,6 +207,15 @@ pub async fn create_admin(
         password,
     )
     .await;
+    handles.close().await;
+    Ok(result?)
+}
+
+/// Adds the next signing key (`logicore users rotate-key`); returns its kid.
+pub async fn rotate_signing_key(config: &Config) -> Result<String, CreateAdminError> {
+    let mut registry = platform::metrics::registry(NAME);
+    let handles = Handles::open(&Users::new(config.clone()), &mut registry).await?;
+    let result = signing::rotate(&handles.db, &config.basics.auth).await;
     handles.close().await;
     Ok(result?)
 }

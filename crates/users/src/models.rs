@@ -113,4 +113,8 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: u64,
+    /// An OpenID Connect ID token (a JWT signed like the access token, `aud` `logicore`) describing the
+    /// user; absent when tokens are signed with HS256.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }

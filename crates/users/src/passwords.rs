@@ -12,6 +12,10 @@ use crate::error::UsersError;
 /// have accounts.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$5Ms3gdOhKNy6QJC5bmRhtg$1WFyKb3nHJhLXH0xp+zUTq6nU8yb1ECWxWZOHv2iRkY";
 
+/// The stored hash of accounts that cannot sign in with a password (external users): nobody knows its
+/// password.
+pub const UNUSABLE_HASH: &str = DUMMY_HASH;
+
 /// Hashes a password into a PHC string with a fresh random salt.
 pub async fn hash(password: &Password) -> Result<String, UsersError> {
     let password = password.clone();

@@ -75,13 +75,17 @@ fn token_response(
     user: User,
     refresh: RefreshToken,
 ) -> Result<TokenResponse, UsersError> {
-    let (access_token, _) = state.keys.issue(user.id, &user.email, user.role)?;
+    let access_token = state.signer.access_token(user.id, &user.email, user.role)?;
+    let id_token = state
+        .signer
+        .id_token(user.id, &user.email, &user.full_name, user.role)?;
     Ok(TokenResponse {
         user: user.into(),
         access_token,
         refresh_token: refresh.token,
         token_type: "Bearer",
-        expires_in: state.keys.access_ttl().as_secs(),
+        expires_in: state.signer.access_ttl().as_secs(),
+        id_token,
     })
 }
 

@@ -49,13 +49,13 @@ use crate::headers::{
     Kind, RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET, dropped_from_response,
     security_header_lines,
 };
-use crate::pattern::request_segments;
 use crate::policy;
 use crate::ratelimit::{self, Admission};
 use crate::routes::Route;
 use crate::upstream::connections::{self as client, UpstreamResponse};
 use crate::upstream::{Endpoint, InFlight, SendError, may_repeat_with};
 use crate::wire::{self, Framing, RawHeader, RequestHead, RequestParse, push_header, push_length};
+use platform::route_pattern::request_segments;
 
 /// Read size.
 const READ_BUFFER: usize = 8 * 1024;
@@ -402,8 +402,9 @@ impl Connection {
         let authorization = self
             .header(Kind::Authorization)
             .and_then(|v| std::str::from_utf8(v).ok());
-        let checked =
-            policy::check(&target.policy, &head.method, &segments, authorization).map(|claims| {
+        let checked = policy::check(&target.policy, &head.method, &segments, authorization)
+            .await
+            .map(|claims| {
                 let key = ratelimit::bucket_for(
                     &target.limiter,
                     claims.as_ref(),

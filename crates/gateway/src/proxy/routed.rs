@@ -19,11 +19,11 @@ use platform::request_id::{Propagation, REQUEST_ID_HEADER, RequestId};
 use super::{Target, proxy_error};
 use crate::error::ProxyError;
 use crate::headers::{set_forwarded, strip_hop_by_hop, strip_replaced};
-use crate::pattern::request_segments;
 use crate::policy;
 use crate::ratelimit;
 use crate::routes::Route;
 use crate::upstream::{Outgoing, OutgoingBody, may_repeat};
+use platform::route_pattern::request_segments;
 
 /// Every proxied route's handler: the access policy, then the rate limiter, then the upstream. One
 /// handler rather than a middleware for each step, because every axum `from_fn` layer boxes and clones
@@ -33,7 +33,7 @@ pub(crate) async fn handle(State(target): State<Target>, mut request: Request) -
     // copy) so the segments can borrow it while the policy adds the caller to the request.
     let uri = request.uri().clone();
     let segments = request_segments(uri.path());
-    if let Err(refusal) = policy::admit(&target.policy, &mut request, &segments) {
+    if let Err(refusal) = policy::admit(&target.policy, &mut request, &segments).await {
         return refusal;
     }
     let bucket = ratelimit::bucket(&target.limiter, &request, &segments);

@@ -30,9 +30,9 @@ pub use config::{FailMode, LimitRule, RateLimitBackend, RateLimitConfig};
 
 use crate::error::GatewayError;
 use crate::headers::{RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET};
-use crate::pattern::RoutePattern;
 use gcra::{Quota, Verdict};
 use memory::MemoryStore;
+use platform::route_pattern::RoutePattern;
 use redis::RedisStore;
 
 struct CompiledRule {
@@ -251,7 +251,7 @@ impl Admission {
 
 /// The bucket a request is counted in: the first rule that matches it, and its client. `None` when no
 /// rule does (the default rule matches everything, so only without any rule at all). `segments` is the
-/// request's path as [`crate::pattern::request_segments`] gives it.
+/// request's path as [`platform::route_pattern::request_segments`] gives it.
 pub(crate) fn bucket(
     limiter: &Limiter,
     request: &Request,

@@ -354,6 +354,7 @@ impl Stack {
             exp: now - 3600,
             jti: uuid::Uuid::now_v7(),
             iss: self.auth.issuer.clone(),
+            scope: None,
         };
         let key = jsonwebtoken::EncodingKey::from_secret(self.auth.jwt_secret.expose().as_bytes());
         let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key)

@@ -14,6 +14,8 @@ pub(super) fn apply(
     services: &[SectionSpec],
 ) {
     upstreams(tree, origin, services);
+    users_url(tree, origin);
+    hs256_in_production(tree, origin);
     redis_enabled(tree, origin);
     consul_selected(tree, origin);
 }
@@ -73,6 +75,45 @@ fn upstreams(
             Source::Derived(format!("service.host and {port_key}")),
         );
     }
+}
+
+/// `auth.users_url` follows the users service's listen address, as the gateway's upstreams do.
+fn users_url(tree: &mut toml::Table, origin: &mut BTreeMap<String, Source>) {
+    if origin.contains_key("auth.users_url") {
+        return;
+    }
+    let Some(host) = tree::get(tree, "service.host")
+        .and_then(toml::Value::as_str)
+        .and_then(reachable_host)
+    else {
+        return;
+    };
+    let Some(port) = tree::get(tree, "users.port").and_then(toml::Value::as_integer) else {
+        return;
+    };
+    tree::set(
+        tree,
+        "auth.users_url",
+        toml::Value::String(format!("http://{host}:{port}")),
+    );
+    origin.insert(
+        "auth.users_url".to_owned(),
+        Source::Derived("service.host and users.port".to_owned()),
+    );
+}
+
+/// HS256 tokens (a secret every verifier could also sign with) are accepted in production only when asked for.
+fn hs256_in_production(tree: &mut toml::Table, origin: &mut BTreeMap<String, Source>) {
+    let production =
+        tree::get(tree, "environment").and_then(toml::Value::as_str) == Some("production");
+    if !production || origin.contains_key("auth.accept_hs256") {
+        return;
+    }
+    tree::set(tree, "auth.accept_hs256", toml::Value::Boolean(false));
+    origin.insert(
+        "auth.accept_hs256".to_owned(),
+        Source::Derived("environment being production".to_owned()),
+    );
 }
 
 /// The host a local client reaches a listener bound to `bind` at: a wildcard bind is reached on loopback.

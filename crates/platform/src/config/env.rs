@@ -187,6 +187,14 @@ fn typed(default: Option<&toml::Value>, key: &str, raw: &str) -> Result<toml::Va
             .parse::<f64>()
             .map(toml::Value::Float)
             .map_err(|_| "must be a number".to_owned()),
+        // A JSON array sets a list of tables (`LOGICORE_AUTH__ISSUERS='[{"issuer": …}]'`), which a comma list cannot.
+        Some(toml::Value::Array(_)) if raw.starts_with('[') => {
+            serde_json::from_str::<serde_json::Value>(raw)
+                .map_err(|e| format!("must be a JSON array: {e}"))
+                .and_then(|json| {
+                    toml::Value::try_from(json).map_err(|e| format!("must be a JSON array: {e}"))
+                })
+        }
         Some(toml::Value::Array(_)) => Ok(toml::Value::Array(
             raw.split(',')
                 .map(str::trim)

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -126,6 +127,78 @@ pub struct AuthSettings {
     /// With Redis, which pushes revocations at once: how often every process reads them again anyway,
     /// so a push missed during a Redis outage is caught up.
     pub revocation_resync_ms: u64,
+    /// What the users service signs access tokens with: `ES256` or `RS256` (a private key only it holds;
+    /// everyone else verifies with the public half from its JWKS), or `HS256` (the shared `jwt_secret`).
+    pub signing_algorithm: SigningAlgorithm,
+    /// Whether tokens signed with `jwt_secret` (HS256) are accepted: on in development, off in production
+    /// unless set.
+    pub accept_hs256: bool,
+    /// A directory of PEM private keys named `<kid>.pem` (a mounted Kubernetes Secret); empty: keys are
+    /// generated and kept in the users database.
+    pub signing_key_dir: String,
+    /// With `signing_key_dir`: the kid that signs; the directory's other keys are only published.
+    pub signing_key_id: String,
+    /// The users service's base URL, where the services fetch LogiCore's public keys
+    /// (`/.well-known/jwks.json`) and register external identities; follows `users.port` unless set.
+    pub users_url: String,
+    /// A JWKS is fetched again after this long (in the background; known keys keep working meanwhile).
+    pub jwks_cache_ttl_secs: u64,
+    /// A token with an unknown `kid` makes at most one JWKS fetch per this interval, however many arrive.
+    pub jwks_refresh_cooldown_ms: u64,
+    /// How long a rotated-in key is published before it signs, so every verifier has it by then.
+    pub key_publish_lead_secs: u64,
+    /// Lifetime of the tokens `POST /oauth/token` gives machine clients.
+    pub client_token_ttl_secs: u64,
+    /// Identity providers whose access tokens are accepted (`[[auth.issuers]]`).
+    pub issuers: Vec<ExternalIssuerSettings>,
+}
+
+impl AuthSettings {
+    /// `[auth]` as `defaults.toml` has it, with `jwt_secret` (for tools and tests that need no loader).
+    pub fn defaults_with_secret(jwt_secret: &str) -> Self {
+        let mut auth: Self = toml::from_str::<toml::Table>(super::DEFAULTS)
+            .ok()
+            .and_then(|table| table.get("auth").cloned())
+            .and_then(|auth| auth.try_into().ok())
+            .unwrap_or_else(|| unreachable!("defaults.toml has a valid [auth] section"));
+        auth.jwt_secret = Secret::new(jwt_secret);
+        auth
+    }
+}
+
+/// The algorithm LogiCore's own tokens are signed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SigningAlgorithm {
+    ES256,
+    RS256,
+    HS256,
+}
+
+/// One trusted OpenID provider.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalIssuerSettings {
+    /// Its `iss`, exactly; its discovery document is `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// The `aud` values accepted (one must match).
+    pub audiences: Vec<String>,
+    /// Dotted path of the claim holding the caller's role names: `roles`, `groups`, `realm_access.roles`.
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+    /// The provider's role names mapped to LogiCore's; unmapped names are ignored. Empty: names that are
+    /// LogiCore roles count as themselves.
+    #[serde(default)]
+    pub role_map: BTreeMap<String, String>,
+    /// The role of a caller none of whose names map; empty: such a caller is refused.
+    #[serde(default)]
+    pub default_role: String,
+    /// The JWKS address, when the provider publishes no discovery document.
+    #[serde(default)]
+    pub jwks_url: String,
+}
+
+fn default_roles_claim() -> String {
+    "roles".to_owned()
 }
 
 /// The development default of `auth.jwt_secret`; refused in production.
@@ -343,12 +416,18 @@ impl Settings {
         );
 
         let auth = &self.auth;
+        let uses_secret = auth.accept_hs256 || auth.signing_algorithm == SigningAlgorithm::HS256;
         check(
-            !auth.jwt_secret.is_empty(),
+            !uses_secret || !auth.jwt_secret.is_empty(),
             "auth.jwt_secret",
-            "must not be empty",
+            "must not be empty while HS256 tokens are signed or accepted",
         );
-        if self.is_production() {
+        check(
+            auth.signing_algorithm != SigningAlgorithm::HS256 || auth.accept_hs256,
+            "auth.accept_hs256",
+            "must be true when auth.signing_algorithm is HS256",
+        );
+        if self.is_production() && uses_secret {
             check(
                 auth.jwt_secret.expose() != DEVELOPMENT_JWT_SECRET,
                 "auth.jwt_secret",
@@ -381,6 +460,70 @@ impl Settings {
             "auth.revocation_resync_ms",
             "must be between 100 and 60000",
         );
+        check(
+            auth.signing_key_id.is_empty() || !auth.signing_key_dir.is_empty(),
+            "auth.signing_key_id",
+            "needs auth.signing_key_dir",
+        );
+        check(
+            auth.users_url.starts_with("http://") || auth.users_url.starts_with("https://"),
+            "auth.users_url",
+            "must be an http:// or https:// URL",
+        );
+        check(
+            (1..=86_400).contains(&auth.jwks_cache_ttl_secs),
+            "auth.jwks_cache_ttl_secs",
+            "must be between 1 and 86400",
+        );
+        check(
+            (10..=600_000).contains(&auth.jwks_refresh_cooldown_ms),
+            "auth.jwks_refresh_cooldown_ms",
+            "must be between 10 and 600000",
+        );
+        check(
+            auth.key_publish_lead_secs <= 86_400,
+            "auth.key_publish_lead_secs",
+            "must be at most 86400",
+        );
+        check(
+            (10..=auth.access_ttl_secs).contains(&auth.client_token_ttl_secs),
+            "auth.client_token_ttl_secs",
+            "must be between 10 and auth.access_ttl_secs",
+        );
+        for (index, issuer) in auth.issuers.iter().enumerate() {
+            let key = |name: &str| format!("auth.issuers[{index}].{name}");
+            check(
+                (issuer.issuer.starts_with("https://") || issuer.issuer.starts_with("http://"))
+                    && issuer.issuer != auth.issuer,
+                &key("issuer"),
+                "must be an http(s) URL other than auth.issuer",
+            );
+            check(
+                !issuer.audiences.is_empty() && issuer.audiences.iter().all(|a| !a.is_empty()),
+                &key("audiences"),
+                "must name at least one audience",
+            );
+            check(
+                !issuer.roles_claim.is_empty()
+                    && issuer.roles_claim.split('.').all(|part| !part.is_empty()),
+                &key("roles_claim"),
+                "must be a dotted claim path such as realm_access.roles",
+            );
+            check(
+                issuer
+                    .role_map
+                    .values()
+                    .all(|role| crate::auth::Role::from_str(role).is_ok()),
+                &key("role_map"),
+                "every value must be a LogiCore role (admin, manager, dispatcher, driver, customer)",
+            );
+            check(
+                issuer.default_role.is_empty()
+                    || crate::auth::Role::from_str(&issuer.default_role).is_ok(),
+                &key("default_role"),
+                "must be empty or a LogiCore role",
+            );
+        }
 
         self.gateway.validate(&mut check);
         // The service must answer (503 after waiting for a connection) before the gateway gives up on it;

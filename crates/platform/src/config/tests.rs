@@ -318,8 +318,17 @@ fn a_missing_config_file_is_an_error() {
 }
 
 #[test]
-fn production_refuses_the_development_or_a_short_jwt_secret() {
-    let found = issues(&sources(&[("LOGICORE_ENV", "production")]));
+fn production_needs_no_secret_but_refuses_the_development_or_a_short_one_once_hs256_is_on() {
+    let production = load(&sources(&[("LOGICORE_ENV", "production")]), SECTIONS)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !production.settings.auth.accept_hs256,
+        "HS256 is off in production unless asked for"
+    );
+    let found = issues(&sources(&[
+        ("LOGICORE_ENV", "production"),
+        ("LOGICORE_AUTH__ACCEPT_HS256", "true"),
+    ]));
     assert!(
         found
             .iter()
@@ -327,6 +336,7 @@ fn production_refuses_the_development_or_a_short_jwt_secret() {
     );
     let found = issues(&sources(&[
         ("LOGICORE_ENV", "production"),
+        ("LOGICORE_AUTH__ACCEPT_HS256", "true"),
         ("JWT_SECRET", "short"),
     ]));
     let issue = found
@@ -340,9 +350,39 @@ fn production_refuses_the_development_or_a_short_jwt_secret() {
     );
     let ok = sources(&[
         ("LOGICORE_ENV", "production"),
+        ("LOGICORE_AUTH__ACCEPT_HS256", "true"),
         ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
     ]);
     assert!(load(&ok, SECTIONS).is_ok());
+    let hs256_signing_needs_acceptance = issues(&sources(&[
+        ("LOGICORE_ENV", "production"),
+        ("LOGICORE_AUTH__SIGNING_ALGORITHM", "HS256"),
+        ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+    ]));
+    assert!(
+        hs256_signing_needs_acceptance
+            .iter()
+            .any(|i| i.key == "auth.accept_hs256")
+    );
+}
+
+#[test]
+fn external_issuers_come_from_a_json_environment_variable_and_are_checked() {
+    let issuers = r#"[{"issuer": "https://idp.example/realms/x", "audiences": ["logicore"],
+        "roles_claim": "realm_access.roles", "role_map": {"wh": "manager"}}]"#;
+    let settings = load(&sources(&[("LOGICORE_AUTH__ISSUERS", issuers)]), SECTIONS)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(settings.settings.auth.issuers.len(), 1);
+    assert_eq!(settings.settings.auth.issuers[0].roles_claim, "realm_access.roles");
+    let bad = r#"[{"issuer": "idp", "audiences": [], "role_map": {"wh": "wizard"}}]"#;
+    let found = issues(&sources(&[("LOGICORE_AUTH__ISSUERS", bad)]));
+    for key in [
+        "auth.issuers[0].issuer",
+        "auth.issuers[0].audiences",
+        "auth.issuers[0].role_map",
+    ] {
+        assert!(found.iter().any(|i| i.key == key), "{key}: {found:?}");
+    }
 }
 
 #[test]

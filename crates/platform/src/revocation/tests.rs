@@ -5,19 +5,12 @@ use uuid::Uuid;
 
 use super::*;
 use crate::auth::{JwtKeys, Role, TokenError, now_secs};
-use crate::config::{AuthSettings, Secret};
+use crate::config::AuthSettings;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
 fn settings() -> AuthSettings {
-    AuthSettings {
-        jwt_secret: Secret::new(SECRET),
-        issuer: "logicore".into(),
-        access_ttl_secs: 900,
-        refresh_ttl_secs: 86_400,
-        revocation_poll_ms: 250,
-        revocation_resync_ms: 5_000,
-    }
+    AuthSettings::defaults_with_secret(SECRET)
 }
 
 fn claims(user: Uuid, iat: i64) -> Claims {
@@ -29,6 +22,7 @@ fn claims(user: Uuid, iat: i64) -> Claims {
         exp: iat + 900,
         jti: Uuid::now_v7(),
         iss: "logicore".into(),
+        scope: None,
     }
 }
 
@@ -117,28 +111,34 @@ fn revocations_travel_as_tagged_json() {
     );
 }
 
-#[test]
-fn a_verified_and_cached_token_is_refused_once_revoked() {
+#[tokio::test]
+async fn a_verified_and_cached_token_is_refused_once_revoked() {
     let keys = JwtKeys::new(&settings());
     let (token, claims) = keys
         .issue(Uuid::now_v7(), "a@b.c", Role::Manager)
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(keys.verify(&token).is_ok());
-    assert!(keys.verify(&token).is_ok(), "second check, from the cache");
+    assert!(keys.verify(&token).await.is_ok());
+    assert!(
+        keys.verify(&token).await.is_ok(),
+        "second check, from the cache"
+    );
 
     keys.revocations()
         .apply([Revocation::user(claims.sub, Duration::from_secs(900))]);
-    assert!(matches!(keys.verify(&token), Err(TokenError::Revoked)));
+    assert!(matches!(
+        keys.verify(&token).await,
+        Err(TokenError::Revoked)
+    ));
 
     let (fresh, fresh_claims) = keys
         .issue(claims.sub, "a@b.c", Role::Customer)
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(fresh_claims.iat > claims.iat);
-    assert_eq!(keys.verify(&fresh).ok(), Some(fresh_claims));
+    assert_eq!(keys.verify(&fresh).await.ok(), Some(fresh_claims));
 }
 
-#[test]
-fn a_logged_out_token_is_refused_and_the_other_sessions_are_not() {
+#[tokio::test]
+async fn a_logged_out_token_is_refused_and_the_other_sessions_are_not() {
     let keys = JwtKeys::new(&settings());
     let user = Uuid::now_v7();
     let (phone, phone_claims) = keys
@@ -147,32 +147,36 @@ fn a_logged_out_token_is_refused_and_the_other_sessions_are_not() {
     let (laptop, _) = keys
         .issue(user, "a@b.c", Role::Driver)
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(keys.verify(&phone).is_ok());
+    assert!(keys.verify(&phone).await.is_ok());
     keys.revocations().apply([Revocation::token(&phone_claims)]);
-    assert!(matches!(keys.verify(&phone), Err(TokenError::Revoked)));
-    assert!(keys.verify(&laptop).is_ok());
+    assert!(matches!(
+        keys.verify(&phone).await,
+        Err(TokenError::Revoked)
+    ));
+    assert!(keys.verify(&laptop).await.is_ok());
 }
 
-#[test]
-fn tokens_issued_or_valid_only_in_the_future_beyond_the_leeway_are_refused() {
+#[tokio::test]
+async fn tokens_issued_or_valid_only_in_the_future_beyond_the_leeway_are_refused() {
     let keys = JwtKeys::new(&settings());
     let now = now_secs();
     let future_iat = sign(&payload(now + 60, None));
     assert!(matches!(
-        keys.verify(&future_iat),
+        keys.verify(&future_iat).await,
         Err(TokenError::NotYetValid)
     ));
     let future_nbf = sign(&payload(now, Some(("nbf", now + 60))));
     assert!(matches!(
-        keys.verify(&future_nbf),
+        keys.verify(&future_nbf).await,
         Err(TokenError::NotYetValid)
     ));
 
     let within_leeway = sign(&payload(now + 2, Some(("nbf", now + 2))));
-    assert!(keys.verify(&within_leeway).is_ok());
+    assert!(keys.verify(&within_leeway).await.is_ok());
 
     let problem = keys
         .verify_bearer(Some(&format!("Bearer {future_iat}")))
+        .await
         .err()
         .unwrap_or_else(|| panic!("accepted"));
     assert_eq!(

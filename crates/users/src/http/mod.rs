@@ -4,8 +4,10 @@
 
 pub mod admin;
 pub mod auth;
+pub mod clients;
 pub mod internal;
 pub mod me;
+pub mod oauth;
 
 use platform::openapi::BearerAuth;
 use platform::pagination::Page;
@@ -34,6 +36,8 @@ pub(crate) const USERS: &str = "/api/v1/users";
         (name = "auth", description = "Sign-up, sign-in and token refresh"),
         (name = "profile", description = "The signed-in user's own account"),
         (name = "users", description = "Account administration"),
+        (name = "clients", description = "OAuth2 machine clients (client credentials)"),
+        (name = "oauth", description = "LogiCore as an OAuth2 authorization server and OpenID provider"),
     )
 )]
 struct ApiDoc;
@@ -53,6 +57,12 @@ pub fn api() -> OpenApiRouter<AppState> {
             admin::update_user,
             admin::deactivate_user
         ))
+        .routes(routes!(clients::create_client, clients::list_clients))
+        .routes(routes!(clients::get_client, clients::revoke_client))
+        .routes(routes!(clients::rotate_secret))
+        .routes(routes!(oauth::token))
+        .routes(routes!(oauth::jwks))
+        .routes(routes!(oauth::openid_configuration))
 }
 
 #[cfg(test)]
@@ -74,6 +84,14 @@ mod tests {
         ("get", "/api/v1/users/{id}"),
         ("patch", "/api/v1/users/{id}"),
         ("delete", "/api/v1/users/{id}"),
+        ("post", "/api/v1/clients"),
+        ("get", "/api/v1/clients"),
+        ("get", "/api/v1/clients/{id}"),
+        ("delete", "/api/v1/clients/{id}"),
+        ("post", "/api/v1/clients/{id}/secret"),
+        ("post", "/oauth/token"),
+        ("get", "/.well-known/jwks.json"),
+        ("get", "/.well-known/openid-configuration"),
     ];
 
     fn operation<'a>(

@@ -1,4 +1,5 @@
-//! `METHOD[,METHOD] /path` patterns of `gateway.public_routes` and `gateway.rbac`, compiled once at start.
+//! `METHOD[,METHOD] /path` patterns: the gateway's `gateway.public_routes` and `gateway.rbac`, and the routes
+//! an OAuth2 scope opens ([`crate::auth::scopes`]), compiled once at start.
 //!
 //! Grammar (also documented in platform's `defaults.toml`): methods are a comma list or `*` for any; a
 //! path segment `{name}` matches exactly one segment; a trailing `/*` matches the rest of the path or
@@ -34,7 +35,7 @@ enum Segment {
 
 /// One compiled pattern; `text` is kept for logs.
 #[derive(Debug, Clone)]
-pub(crate) struct RoutePattern {
+pub struct RoutePattern {
     text: String,
     methods: Methods,
     segments: Vec<Segment>,
@@ -42,7 +43,7 @@ pub(crate) struct RoutePattern {
 }
 
 impl RoutePattern {
-    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, String> {
         let (methods, path) = text
             .split_once(' ')
             .ok_or_else(|| "must be `METHOD[,METHOD] /path`".to_owned())?;
@@ -73,12 +74,12 @@ impl RoutePattern {
         })
     }
 
-    pub(crate) fn text(&self) -> &str {
+    pub fn text(&self) -> &str {
         &self.text
     }
 
     /// Whether the request matches; `path` is the output of [`request_segments`].
-    pub(crate) fn matches(&self, method: &Method, path: &[Cow<'_, str>]) -> bool {
+    pub fn matches(&self, method: &Method, path: &[Cow<'_, str>]) -> bool {
         let method_ok = match &self.methods {
             Methods::Any => true,
             Methods::Only(list) => list
@@ -136,7 +137,7 @@ fn parse_segment(part: &str) -> Result<Segment, String> {
 
 /// The request path as matched against patterns: percent-decoded segments with empty ones dropped, so
 /// `/api//v1/%75sers/` is judged as `/api/v1/users` rather than slipping past a rule by spelling.
-pub(crate) fn request_segments(path: &str) -> Vec<Cow<'_, str>> {
+pub fn request_segments(path: &str) -> Vec<Cow<'_, str>> {
     // Sized for the usual API path, so collecting does not grow the vector twice.
     let mut segments = Vec::with_capacity(8);
     segments.extend(
