@@ -159,8 +159,12 @@ fn config_show_masks_secrets_and_says_where_values_came_from() {
 }
 
 #[test]
-fn production_refuses_to_start_with_the_development_jwt_secret() {
-    let output = run(logicore(&[("LOGICORE_ENV", "production")]).arg("gateway"));
+fn production_refuses_to_start_with_the_development_jwt_secret_once_hs256_is_accepted() {
+    let output = run(logicore(&[
+        ("LOGICORE_ENV", "production"),
+        ("LOGICORE_AUTH__ACCEPT_HS256", "true"),
+    ])
+    .arg("gateway"));
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("auth.jwt_secret"));
 }

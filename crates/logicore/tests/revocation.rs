@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use testkit::{TestDb, TestServer};
-use tokio_util::sync::CancellationToken;
 
 /// How fast a revocation must bite everywhere.
 const DEADLINE: Duration = Duration::from_secs(1);
@@ -34,27 +33,6 @@ struct Platform {
     _db: TestDb,
 }
 
-async fn serve<F, E>(
-    run: impl FnOnce(tokio::net::TcpListener, CancellationToken) -> F,
-) -> TestServer
-where
-    F: Future<Output = Result<(), E>> + Send + 'static,
-    E: std::fmt::Display,
-{
-    let listener = testkit::bind().await;
-    let address = listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("local_addr: {e}"));
-    let shutdown = CancellationToken::new();
-    let served = run(listener, shutdown.clone());
-    let handle = tokio::spawn(async move {
-        if let Err(error) = served.await {
-            panic!("a service failed: {error}");
-        }
-    });
-    TestServer::from_parts(address, shutdown, handle)
-}
-
 impl Platform {
     async fn start(wiring: Wiring) -> Self {
         let db = TestDb::new();
@@ -80,21 +58,26 @@ impl Platform {
         users::create_admin(&users_config, ADMIN_EMAIL, Some(PASSWORD))
             .await
             .unwrap_or_else(|e| panic!("admin: {e}"));
-        let mut inventory_config =
-            inventory::Config::from_settings(&base).unwrap_or_else(|e| panic!("{e}"));
-        let mut orders_config =
-            orders::Config::from_settings(&base).unwrap_or_else(|e| panic!("{e}"));
-        if matches!(wiring, Wiring::OneProcess) {
-            let set = &users_config.basics.revocation.set;
-            inventory_config.basics.revocation =
-                inventory_config.basics.revocation.fed_by_users_service(set);
-            orders_config.basics.revocation =
-                orders_config.basics.revocation.fed_by_users_service(set);
-        }
         let users_set = users_config.basics.revocation.set.clone();
-        let users = serve(|l, s| users::run(users_config, l, s)).await;
-        let inventory = serve(|l, s| inventory::run(inventory_config, l, s)).await;
-        let orders = serve(|l, s| orders::run(orders_config, l, s)).await;
+        let users = testkit::serve(|l, s| users::run(users_config, l, s)).await;
+        // The other services fetch LogiCore's public signing keys from this users service.
+        let with_users = settings(&[("LOGICORE_AUTH__USERS_URL", users.url(""))]);
+        let mut inventory_config =
+            inventory::Config::from_settings(&with_users).unwrap_or_else(|e| panic!("{e}"));
+        let mut orders_config =
+            orders::Config::from_settings(&with_users).unwrap_or_else(|e| panic!("{e}"));
+        if matches!(wiring, Wiring::OneProcess) {
+            inventory_config.basics.revocation = inventory_config
+                .basics
+                .revocation
+                .fed_by_users_service(&users_set);
+            orders_config.basics.revocation = orders_config
+                .basics
+                .revocation
+                .fed_by_users_service(&users_set);
+        }
+        let inventory = testkit::serve(|l, s| inventory::run(inventory_config, l, s)).await;
+        let orders = testkit::serve(|l, s| orders::run(orders_config, l, s)).await;
 
         let gateway_settings = settings(&[
             ("USER_SERVICE_URL", users.url("")),
@@ -109,7 +92,7 @@ impl Platform {
         }
         let specs = vec![users::openapi(), inventory::openapi(), orders::openapi()];
         let admin = testkit::bind().await;
-        let gateway = serve(|public, s| {
+        let gateway = testkit::serve(|public, s| {
             gateway::run(
                 gateway_config,
                 specs,

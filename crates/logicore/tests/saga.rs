@@ -82,6 +82,10 @@ impl Platform {
                 .unwrap_or_else(|e| panic!("users: {e}"));
         background.extend(users_app.spawn_background(shutdown.clone()).await);
         let users = TestServer::spawn(users_app.router.clone()).await;
+        let users_url = users.url("");
+        // The other services fetch LogiCore's public signing keys from this users service.
+        env.push(("LOGICORE_AUTH__USERS_URL", users_url.as_str()));
+        let base = testkit::settings_with(&env, &logicore::services::sections());
 
         let inventory_app = inventory::build(
             &inventory::Config::from_settings(&base).unwrap_or_else(|e| panic!("{e}")),
@@ -111,7 +115,6 @@ impl Platform {
         background.extend(orders_app.spawn_background(shutdown.clone()).await);
         let orders = TestServer::spawn(orders_app.router.clone()).await;
 
-        let users_url = users.url("");
         let inventory_url = inventory.url("");
         let orders_url = orders.url("");
         let mut gateway_env = env.clone();

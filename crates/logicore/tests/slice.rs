@@ -26,6 +26,15 @@ impl Platform {
                 .await
                 .unwrap_or_else(|e| panic!("users: {e}"));
         let users = TestServer::spawn(users_app.router).await;
+        let users_url = users.url("");
+        // The other services fetch LogiCore's public signing keys from this users service.
+        let base = testkit::settings_with(
+            &[
+                ("DATABASE_URL", &db.url),
+                ("LOGICORE_AUTH__USERS_URL", &users_url),
+            ],
+            &logicore::services::sections(),
+        );
         let inventory_app = inventory::build(
             &inventory::Config::from_settings(&base).unwrap_or_else(|e| panic!("{e}")),
         )
@@ -33,7 +42,6 @@ impl Platform {
         .unwrap_or_else(|e| panic!("inventory: {e}"));
         let inventory = TestServer::spawn(inventory_app.router).await;
 
-        let users_url = users.url("");
         let inventory_url = inventory.url("");
         let settings = testkit::settings_with(
             &[

@@ -189,6 +189,27 @@ impl Drop for TestServer {
     }
 }
 
+/// Serves a service's `run` (`users::run` and the like) on a fresh loopback listener until the returned
+/// server is stopped; a service that fails panics the test with its error.
+pub async fn serve<F, E>(run: impl FnOnce(TcpListener, CancellationToken) -> F) -> TestServer
+where
+    F: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    let listener = bind().await;
+    let address = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("local_addr: {e}"));
+    let shutdown = CancellationToken::new();
+    let served = run(listener, shutdown.clone());
+    let handle = tokio::spawn(async move {
+        if let Err(error) = served.await {
+            panic!("a service failed: {error}");
+        }
+    });
+    TestServer::from_parts(address, shutdown, handle)
+}
+
 /// A listener on 127.0.0.1 with a port picked by the OS.
 pub async fn bind() -> TcpListener {
     TcpListener::bind("127.0.0.1:0")

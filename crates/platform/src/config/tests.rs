@@ -373,7 +373,10 @@ fn external_issuers_come_from_a_json_environment_variable_and_are_checked() {
     let settings = load(&sources(&[("LOGICORE_AUTH__ISSUERS", issuers)]), SECTIONS)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(settings.settings.auth.issuers.len(), 1);
-    assert_eq!(settings.settings.auth.issuers[0].roles_claim, "realm_access.roles");
+    assert_eq!(
+        settings.settings.auth.issuers[0].roles_claim,
+        "realm_access.roles"
+    );
     let bad = r#"[{"issuer": "idp", "audiences": [], "role_map": {"wh": "wizard"}}]"#;
     let found = issues(&sources(&[("LOGICORE_AUTH__ISSUERS", bad)]));
     for key in [
