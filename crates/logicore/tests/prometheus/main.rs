@@ -21,7 +21,7 @@ use support::promtool_accepts;
 
 use platform::Platform;
 use queries::{EXPECTED_EMPTY, dashboard_expressions, recording_rules};
-use server::{Api, start_prometheus};
+use server::{Api, require_prometheus, start_prometheus};
 
 /// How long the whole check may take once both servers are up: scrapes and rule evaluations are 1 s apart.
 const DEADLINE: Duration = Duration::from_secs(45);
@@ -70,6 +70,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_every_listener_and_every_rule_and_dashboard_query_has_data() {
+    require_prometheus();
     let run_started = Instant::now();
     let platform = Platform::start().await;
     let dir = testkit::TempDir::new("logicore-prometheus");

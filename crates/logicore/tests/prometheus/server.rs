@@ -8,14 +8,18 @@ use serde_json::{Value, json};
 
 use crate::{Killed, free_port, repository};
 
-/// Prometheus on a free loopback port with its own storage, scraping `targets` (job → host:port) every
-/// second and evaluating rules.yml every second.
-pub fn start_prometheus(dir: &Path, targets: &BTreeMap<&str, String>) -> (Killed, String) {
+/// Fails the test at once, saying what to install, when there is no `prometheus` to run.
+pub fn require_prometheus() {
     let version = Command::new("prometheus").arg("--version").output();
     assert!(
         version.as_ref().is_ok_and(|o| o.status.success()),
         "the `prometheus` server is needed (Debian package prometheus, which .ci/run installs): {version:?}"
     );
+}
+
+/// Prometheus on a free loopback port with its own storage, scraping `targets` (job → host:port) every
+/// second and evaluating rules.yml every second.
+pub fn start_prometheus(dir: &Path, targets: &BTreeMap<&str, String>) -> (Killed, String) {
     let rules = repository().join("deploy/prometheus/rules.yml");
     // JSON is YAML: the configuration needs no YAML writer.
     let config = json!({
