@@ -12,8 +12,8 @@ Every metric is one LogiCore serves (deploy/check/metrics.tsv lists them with wh
 them). Every LogiCore series carries a `service` label (gateway, users, inventory, orders) set by the
 process itself; `job` and `instance` come from Prometheus (`logicore-<service>` jobs).
 
-The business dashboard of issue 21 is not here: its metrics (orders created/confirmed/…, reservations by
-warehouse, …) do not exist yet.
+The business dashboard reads the orders and inventory services' own metrics (orders_*, inventory_*), counted
+where the change happens and only once it committed; see docs/observability.md ("Business metrics").
 """
 
 from __future__ import annotations
@@ -413,8 +413,68 @@ def database_cache() -> Board:
     return b
 
 
+def business() -> Board:
+    b = Board("logicore-business", "LogiCore / Business",
+              "Orders and what becomes of them, the saga's confirmation latency, reservations and shortages, "
+              "stock below reorder point by warehouse, imports, shipments and deliveries.", ["business"])
+    # Every series here is counted by one service (orders_* by orders, inventory_* by inventory), each replica
+    # its own share: sums add the replicas up. The low-stock gauge is read from the shared database by every
+    # inventory replica, so it is `max`, not `sum`. Rates are shown per minute.
+    per_min = "[$__rate_interval])) * 60"
+    outcomes = 'to=~"confirmed|rejected|cancelled|expired"'
+    b.row("Orders")
+    b.stat("Orders created", "Orders placed over the dashboard's time range.",
+           "sum(increase(orders_created_total[$__range]))", "orders", "short", [], width=6)
+    b.stat("Rejected share", "Rejected / (confirmed + rejected) over the time range: orders inventory could not "
+           "cover.", 'sum(increase(orders_status_changes_total{to="rejected"}[$__range]))'
+           ' / sum(increase(orders_status_changes_total{to=~"confirmed|rejected"}[$__range]))',
+           "rejected", "percentunit", [(0.05, "orange"), (0.2, "red")], width=6)
+    b.stat("Expired share", "Expired / created over the time range: orders the saga answered too late (or never).",
+           'sum(increase(orders_status_changes_total{to="expired"}[$__range]))'
+           " / sum(increase(orders_created_total[$__range]))",
+           "expired", "percentunit", [(0.01, "orange"), (0.05, "red")], width=6)
+    b.stat("Confirmation p99", "Create → confirmed latency over the last 5 minutes.",
+           "histogram_quantile(0.99, sum by (le) (rate(orders_confirmation_duration_seconds_bucket[5m])))",
+           "p99", "s", [(5, "orange"), (60, "red")], width=6)
+    b.timeseries("Orders created and their outcomes", "Created, and the statuses the saga, customers, staff and "
+                 "the expiry sweeper moved them to.",
+                 [(f"sum(rate(orders_created_total{per_min}", "created"),
+                  (f"sum by (to) (rate(orders_status_changes_total{{{outcomes}}}{per_min}", "{{to}}")],
+                 "opm")
+    b.timeseries("Create → confirmed latency", "From the order's creation to its confirmation: the saga's round "
+                 "trip through the broker and inventory.",
+                 [(quantile(0.5, "orders_confirmation_duration_seconds", "service", 'service="orders"'), "p50"),
+                  (quantile(0.9, "orders_confirmation_duration_seconds", "service", 'service="orders"'), "p90"),
+                  (quantile(0.99, "orders_confirmation_duration_seconds", "service", 'service="orders"'), "p99")], "s")
+
+    b.row("Stock")
+    b.timeseries("Reservations", "Reservations made, and refused for lack of stock (from the saga and the API).",
+                 [(f"sum by (outcome) (rate(inventory_reservations_total{per_min}", "{{outcome}}")], "opm", width=8)
+    b.timeseries("Reserved units by warehouse", "Units the new reservations hold, by the warehouse holding them "
+                 "(ids: GET /api/v1/inventory/warehouses).",
+                 [(f"sum by (warehouse_id) (rate(inventory_reserved_units_total{per_min}", "{{warehouse_id}}")],
+                 "opm", width=8)
+    b.timeseries("Short lines", "Order lines stock could not cover. Short across every active warehouse, so "
+                 "they carry no warehouse.",
+                 [(f"sum(rate(inventory_reservation_short_lines_total{per_min}", "short lines")], "opm", width=8)
+    b.timeseries("Stock below reorder point", "Products at or below their reorder point, per warehouse, as read "
+                 "from the database (inventory.stock_gauge_interval_ms).",
+                 [("max by (warehouse_id) (inventory_stock_below_reorder_point)", "{{warehouse_id}}")],
+                 "short", width=12)
+    b.timeseries("Import rows", "CSV import rows applied, and rejected with a row error.",
+                 [(f"sum by (result) (rate(inventory_import_rows_total{per_min}", "{{result}}")], "opm", width=12)
+
+    b.row("Shipments and deliveries")
+    b.timeseries("Shipments by status", "Shipments created (pending) and the statuses they moved to.",
+                 [(f"sum by (to) (rate(orders_shipment_status_changes_total{per_min}", "{{to}}")], "opm")
+    b.timeseries("Deliveries with and without proof", "Delivered shipments, by whether a proof of delivery "
+                 "was on record.",
+                 [(f"sum by (proof) (rate(orders_deliveries_total{per_min}", "{{proof}} proof")], "opm")
+    return b
+
+
 BOARDS = {"overview.json": overview, "gateway.json": gateway, "events.json": events,
-          "database-cache.json": database_cache}
+          "database-cache.json": database_cache, "business.json": business}
 
 
 def render() -> dict[str, str]:

@@ -25,6 +25,8 @@ pub struct InventorySettings {
     pub sweeper_interval_ms: u64,
     /// Expired reservations released per sweeper transaction.
     pub sweeper_batch: u32,
+    /// How often the `inventory_stock_below_reorder_point` gauge is read from the database.
+    pub stock_gauge_interval_ms: u64,
 }
 
 impl Section for InventorySettings {
@@ -49,6 +51,11 @@ impl Section for InventorySettings {
             "must be at least 1 and at most inventory.reservation_max_ttl_secs",
         );
         check_sweeper(check, self.sweeper_interval_ms, self.sweeper_batch);
+        check(
+            self.stock_gauge_interval_ms >= 100,
+            "stock_gauge_interval_ms",
+            "must be at least 100",
+        );
     }
 }
 
@@ -69,6 +76,8 @@ pub struct Config {
     pub sweeper_interval: Duration,
     /// Expired reservations released per sweeper transaction.
     pub sweeper_batch: u32,
+    /// How often the low-stock gauge is read from the database.
+    pub stock_gauge_interval: Duration,
 }
 
 impl Config {
@@ -82,6 +91,7 @@ impl Config {
             reservation_max_ttl: Duration::from_secs(inventory.reservation_max_ttl_secs),
             sweeper_interval: Duration::from_millis(inventory.sweeper_interval_ms),
             sweeper_batch: inventory.sweeper_batch,
+            stock_gauge_interval: Duration::from_millis(inventory.stock_gauge_interval_ms),
         })
     }
 }

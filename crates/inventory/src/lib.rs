@@ -15,6 +15,7 @@ pub mod events;
 mod http;
 pub mod import;
 mod jobs;
+pub mod metrics;
 pub mod models;
 pub mod repo;
 pub mod reservations;
@@ -23,6 +24,8 @@ pub mod state;
 use std::path::Path;
 
 use consumers::order_saga;
+use metrics::InventoryMetrics;
+use prometheus_client::registry::Registry;
 use skeleton::{Basics, Handles, Launch, Service, StartError, Worker};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -48,11 +51,15 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// The inventory service as the skeleton runs it.
 pub struct Inventory {
     config: Config,
+    metrics: InventoryMetrics,
 }
 
 impl Inventory {
     pub fn new(config: Config) -> Self {
-        Self { config }
+        Self {
+            config,
+            metrics: InventoryMetrics::default(),
+        }
     }
 }
 
@@ -87,10 +94,16 @@ impl Service for Inventory {
     }
 
     async fn api(&self, handles: &Handles) -> Result<axum::Router, StartError> {
-        Ok(router(state::Handles::new(handles, &self.config)))
+        let state = state::Handles::new(handles, &self.config, self.metrics.clone());
+        Ok(router(state))
     }
 
-    /// The expiry sweeper and the `inventory.order-saga` consumer.
+    /// Reservations, shortages, import rows and stock below reorder point.
+    fn register_metrics(&self, registry: &mut Registry) {
+        self.metrics.register(registry);
+    }
+
+    /// The expiry sweeper, the low-stock gauge's refresh and the `inventory.order-saga` consumer.
     fn workers(&self, handles: &Handles, shutdown: &CancellationToken) -> Vec<Worker> {
         let Handles {
             db,
@@ -108,9 +121,28 @@ impl Service for Inventory {
                 move || jobs::expire_reservations::round(handles.clone(), batch)
             },
         );
-        let saga = order_saga::OrderSaga::new(db, cache, messaging.clone(), config.reservation_ttl);
+        let gauge = Worker::every(
+            "low stock gauge refresh",
+            config.stock_gauge_interval,
+            shutdown.clone(),
+            {
+                let (db, metrics) = (db.clone(), self.metrics.clone());
+                move || {
+                    let (db, metrics) = (db.clone(), metrics.clone());
+                    async move { metrics::refresh_low_stock(&db, &metrics).await }
+                }
+            },
+        );
+        let saga = order_saga::OrderSaga::new(
+            db,
+            cache,
+            messaging.clone(),
+            self.metrics.clone(),
+            config.reservation_ttl,
+        );
         vec![
             sweeper,
+            gauge,
             Worker::Consumer(messaging.consumer(order_saga::GROUP, &order_saga::PATTERNS, saga)),
         ]
     }
@@ -178,6 +210,8 @@ pub async fn import_csv_file(
         &handles.db,
         &handles.cache,
         &handles.messaging,
+        // A one-off command that nothing scrapes: the running service counts its own imports.
+        &InventoryMetrics::default(),
         input,
         config.import_batch_rows,
         None,

@@ -9,6 +9,7 @@ use platform::db::Db;
 use platform::state::{HoldsKeys, Shared};
 
 use crate::config::Config;
+use crate::metrics::InventoryMetrics;
 
 /// What every handler shares; cheap to clone.
 pub type AppState = Shared<Handles>;
@@ -21,10 +22,16 @@ pub struct Handles {
     pub messaging: Messaging,
     pub keys: JwtKeys,
     pub config: Arc<Config>,
+    /// Reservations, shortages and import rows, counted once their change committed.
+    pub metrics: InventoryMetrics,
 }
 
 impl Handles {
-    pub fn new(handles: &skeleton::Handles, config: &Config) -> AppState {
+    pub fn new(
+        handles: &skeleton::Handles,
+        config: &Config,
+        metrics: InventoryMetrics,
+    ) -> AppState {
         let basics = &config.basics;
         Shared::new(Handles {
             db: handles.db.clone(),
@@ -32,6 +39,7 @@ impl Handles {
             messaging: handles.messaging.clone(),
             keys: JwtKeys::with_revocations(&basics.auth, basics.revocation.set.clone()),
             config: Arc::new(config.clone()),
+            metrics,
         })
     }
 }

@@ -11,30 +11,41 @@ use uuid::Uuid;
 
 use crate::domain::{OrderStatus, ShipmentStatus};
 use crate::error::OrdersError;
+use crate::metrics::{Fact, Tally};
 use crate::models::ShipmentRow;
 
 /// Records events for one change: tied to the HTTP request being handled, or caused by the event being
-/// handled.
+/// handled. Also notes in the transaction's tally what the business metrics count, which its runner counts
+/// once the change committed: every status change passes through here, so none is missed.
 pub struct Recorder<'a> {
     messaging: &'a Messaging,
     cause: Option<&'a Envelope>,
+    tally: Tally,
 }
 
 impl<'a> Recorder<'a> {
     /// For a change made by a request (its request id, when a UUID, becomes the correlation id).
-    pub fn for_request(messaging: &'a Messaging) -> Self {
+    pub fn for_request(messaging: &'a Messaging, tally: Tally) -> Self {
         Self {
             messaging,
             cause: None,
+            tally,
         }
     }
 
     /// For a change made while handling `cause` (same correlation, `cause` as causation).
-    pub fn caused_by(messaging: &'a Messaging, cause: &'a Envelope) -> Self {
+    pub fn caused_by(messaging: &'a Messaging, cause: &'a Envelope, tally: Tally) -> Self {
         Self {
             messaging,
             cause: Some(cause),
+            tally,
         }
+    }
+
+    /// Notes something the business metrics count that is not a status change (those are noted by
+    /// [`Self::order_status`] and [`Self::shipment_status`]).
+    pub fn note(&self, fact: Fact) {
+        self.tally.note(fact);
     }
 
     pub async fn record<P: EventPayload>(
@@ -71,7 +82,9 @@ impl<'a> Recorder<'a> {
             from: from.as_str().to_owned(),
             to: to.as_str().to_owned(),
         };
-        self.record(conn, order_id, &payload).await
+        self.record(conn, order_id, &payload).await?;
+        self.note(Fact::OrderStatus(to));
+        Ok(())
     }
 
     /// `shipment.status_changed` with what the shipment carries, so inventory can act on it alone.
@@ -98,6 +111,8 @@ impl<'a> Recorder<'a> {
                 })
                 .collect(),
         };
-        self.record(conn, shipment.order_id, &payload).await
+        self.record(conn, shipment.order_id, &payload).await?;
+        self.note(Fact::ShipmentStatus(to));
+        Ok(())
     }
 }

@@ -13,14 +13,17 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::OrdersError;
+use crate::metrics::{OrderMetrics, Tally};
 use crate::state::AppState;
 
 /// The effect of a request: runs in the transaction and answers with a status and a JSON body. It may run
 /// more than once (after a serialization failure the whole transaction is rerun), so it owns its inputs.
+/// What it notes in the tally (through its `Recorder`) is counted once the transaction committed.
 pub trait Effect: Send + Sync + 'static {
     fn apply<'c>(
         &self,
         db: Db,
+        tally: Tally,
         conn: &'c mut PgConnection,
     ) -> TxFuture<'c, (StatusCode, serde_json::Value), OrdersError>;
 }
@@ -29,6 +32,7 @@ impl<F> Effect for F
 where
     F: for<'c> Fn(
             Db,
+            Tally,
             &'c mut PgConnection,
         ) -> TxFuture<'c, (StatusCode, serde_json::Value), OrdersError>
         + Send
@@ -38,9 +42,10 @@ where
     fn apply<'c>(
         &self,
         db: Db,
+        tally: Tally,
         conn: &'c mut PgConnection,
     ) -> TxFuture<'c, (StatusCode, serde_json::Value), OrdersError> {
-        self(db, conn)
+        self(db, tally, conn)
     }
 }
 
@@ -50,6 +55,7 @@ pub fn effect<F>(body: F) -> Arc<dyn Effect>
 where
     F: for<'c> Fn(
             Db,
+            Tally,
             &'c mut PgConnection,
         ) -> TxFuture<'c, (StatusCode, serde_json::Value), OrdersError>
         + Send
@@ -122,11 +128,13 @@ pub fn run(
 ) -> impl Future<Output = Result<Answer, OrdersError>> + Send + 'static {
     // Owned handles only: rustc cannot prove a future holding `&AppState` across the higher-ranked
     // transaction body `Send` for every lifetime, which axum handlers need.
-    run_owned(state.db.clone(), state.idempotency, caller, key, effect)
+    let (db, metrics) = (state.db.clone(), state.metrics.clone());
+    run_owned(db, metrics, state.idempotency, caller, key, effect)
 }
 
 async fn run_owned(
     db: Db,
+    metrics: OrderMetrics,
     policy: Idempotency,
     caller: Uuid,
     key: Option<IdempotencyRequest>,
@@ -134,6 +142,8 @@ async fn run_owned(
 ) -> Result<Answer, OrdersError> {
     let subject = caller.to_string();
     let handle = db.clone();
+    let tally = Tally::default();
+    let noted = tally.clone();
     // `Db::transaction` reruns the body on serialization failures and deadlocks, like every other
     // transaction. Boxed as a `Send` future here, where its borrow of `db` is a known lifetime: left
     // inside this future's state, rustc asks `Send` of that borrow for every lifetime and fails.
@@ -146,11 +156,17 @@ async fn run_owned(
                 effect.clone(),
                 key.clone(),
                 subject.clone(),
+                noted.clone(),
                 conn,
             )
         }),
     ));
-    transaction.await
+    let answer = transaction.await?;
+    // Committed. A replay changed nothing, and its effect did not run: nothing to count.
+    if let Answer::Fresh(..) = answer {
+        metrics.count(tally.take());
+    }
+    Ok(answer)
 }
 
 /// One run of the transaction body: claim the key (or replay), apply, store the response. It owns its
@@ -161,15 +177,18 @@ fn attempt<'c>(
     effect: Arc<dyn Effect>,
     key: Option<IdempotencyRequest>,
     subject: String,
+    tally: Tally,
     conn: &'c mut PgConnection,
 ) -> TxFuture<'c, Answer, OrdersError> {
     Box::pin(async move {
+        // A rerun after a serialization failure: the earlier run rolled back, so do its notes.
+        tally.restart();
         if let Some(key) = &key
             && let Begin::Replay(stored) = policy.begin(conn, &subject, key).await?
         {
             return Ok(Answer::Replayed(stored));
         }
-        let (status, body) = effect.apply(db, conn).await?;
+        let (status, body) = effect.apply(db, tally, conn).await?;
         if let Some(key) = &key {
             policy.complete(conn, &subject, key, status, &body).await?;
         }

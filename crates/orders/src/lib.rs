@@ -13,6 +13,7 @@ mod events;
 mod http;
 mod idempotent;
 mod jobs;
+mod metrics;
 pub mod models;
 mod ordering;
 mod repo;
@@ -20,6 +21,8 @@ mod shipping;
 mod state;
 
 use consumers::order_saga;
+use metrics::OrderMetrics;
+use prometheus_client::registry::Registry;
 use skeleton::{Basics, Handles, Launch, Service, StartError, Worker};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -39,11 +42,15 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// The orders service as the skeleton runs it.
 pub struct Orders {
     config: Config,
+    metrics: OrderMetrics,
 }
 
 impl Orders {
     pub fn new(config: Config) -> Self {
-        Self { config }
+        Self {
+            config,
+            metrics: OrderMetrics::default(),
+        }
     }
 }
 
@@ -82,7 +89,13 @@ impl Service for Orders {
         platform::idempotency::migrate(&handles.db)
             .await
             .map_err(platform::db::DbError::Query)?;
-        Ok(router(state::Handles::new(handles, &self.config)))
+        let state = state::Handles::new(handles, &self.config, self.metrics.clone());
+        Ok(router(state))
+    }
+
+    /// Orders created, statuses reached, confirmation latency, shipments and deliveries.
+    fn register_metrics(&self, registry: &mut Registry) {
+        self.metrics.register(registry);
     }
 
     /// The `orders.saga` consumer and the expiry sweeper of lapsed pending orders.
@@ -94,11 +107,11 @@ impl Service for Orders {
             self.config.sweeper_interval,
             shutdown.clone(),
             {
-                let handles = handles.clone();
-                move || jobs::expire_pending_orders::round(handles.clone(), batch)
+                let (handles, metrics) = (handles.clone(), self.metrics.clone());
+                move || jobs::expire_pending_orders::round(handles.clone(), metrics.clone(), batch)
             },
         );
-        let saga = order_saga::SagaHandler::new(db, messaging.clone());
+        let saga = order_saga::SagaHandler::new(db, messaging.clone(), self.metrics.clone());
         vec![
             Worker::Consumer(messaging.consumer(order_saga::GROUP, &order_saga::PATTERNS, saga)),
             sweeper,

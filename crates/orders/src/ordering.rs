@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::domain::{self, OrderStatus, ShipmentStatus};
 use crate::error::OrdersError;
 use crate::events::Recorder;
+use crate::metrics::Fact;
 use crate::models::OrderView;
 use crate::repo::orders::{self, Happened, NewOrder, Progress};
 use crate::repo::shipments;
@@ -53,6 +54,7 @@ pub async fn create(
         currency: view.currency.clone(),
     };
     recorder.record(conn, view.id, &payload).await?;
+    recorder.note(Fact::OrderCreated);
     Ok(view)
 }
 
@@ -213,7 +215,13 @@ pub async fn reserved(
         order_id: order.id,
         reservation_id: Some(event.reservation_id),
     };
-    recorder.record(conn, order.id, &payload).await
+    recorder.record(conn, order.id, &payload).await?;
+    // Measured here rather than from the event's time: this is when the customer's order became confirmed.
+    let waited = (chrono::Utc::now() - order.created_at)
+        .to_std()
+        .unwrap_or_default();
+    recorder.note(Fact::OrderConfirmedAfter(waited));
+    Ok(())
 }
 
 /// `inventory.reservation_failed`: a pending order is rejected, its timeline naming every short line.

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::domain::{IncidentReason, ProofKind, ShipmentStatus};
 use crate::error::OrdersError;
 use crate::events::Recorder;
+use crate::metrics::Fact;
 use crate::models::{Location, ShipmentRow, ShipmentView, TrackingEventView};
 use crate::ordering;
 use crate::repo::orders::{self, Happened, Progress};
@@ -124,6 +125,7 @@ pub async fn create(
             .collect(),
     };
     recorder.record(conn, order.id, &payload).await?;
+    recorder.note(Fact::ShipmentCreated);
     shipments::load(db, conn, shipment.id)
         .await?
         .ok_or(OrdersError::NotFound("shipment"))
@@ -334,6 +336,9 @@ pub async fn track(
     };
     if request.status == ShipmentStatus::Delivered {
         let proof = shipments::proof(db, conn, shipment.id).await?;
+        recorder.note(Fact::Delivered {
+            proof: proof.is_some(),
+        });
         let payload = ShipmentDelivered {
             shipment_id: shipment.id,
             order_id: shipment.order_id,

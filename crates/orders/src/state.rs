@@ -10,6 +10,7 @@ use platform::state::{HoldsKeys, Shared};
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::metrics::OrderMetrics;
 
 /// What every handler shares; cheap to clone.
 pub type AppState = Shared<Handles>;
@@ -21,10 +22,12 @@ pub struct Handles {
     pub keys: JwtKeys,
     pub idempotency: Idempotency,
     pub config: Arc<Config>,
+    /// Counts what the committed changes did (orders created, statuses reached, …).
+    pub metrics: OrderMetrics,
 }
 
 impl Handles {
-    pub fn new(handles: &skeleton::Handles, config: &Config) -> AppState {
+    pub fn new(handles: &skeleton::Handles, config: &Config, metrics: OrderMetrics) -> AppState {
         let basics = &config.basics;
         Shared::new(Handles {
             db: handles.db.clone(),
@@ -32,6 +35,7 @@ impl Handles {
             keys: JwtKeys::with_revocations(&basics.auth, basics.revocation.set.clone()),
             idempotency: Idempotency::new(config.idempotency_ttl),
             config: Arc::new(config.clone()),
+            metrics,
         })
     }
 }

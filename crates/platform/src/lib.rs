@@ -23,6 +23,7 @@ pub mod request_id;
 pub mod revocation;
 pub mod route_pattern;
 pub mod state;
+pub mod tally;
 pub mod telemetry;
 
 pub use problem::{FieldError, Problem};

@@ -63,6 +63,10 @@ pub trait Service: Send + Sync + 'static {
 
     /// The service's consumers and jobs, bound to `shutdown`. Called each time the background starts.
     fn workers(&self, handles: &Handles, shutdown: &CancellationToken) -> Vec<Worker>;
+
+    /// Registers the service's own metrics (its business metrics) beside the platform's, before the
+    /// handles open; the service keeps the handles to them for its routes and workers.
+    fn register_metrics(&self, _registry: &mut Registry) {}
 }
 
 /// The connections a service runs on, opened by the skeleton. Cheap to clone.
@@ -170,6 +174,7 @@ impl<S: Service> App<S> {
         let mut registry = platform::metrics::registry(S::NAME);
         let http_metrics = HttpMetrics::register(&mut registry, S::NAME);
         let discovery_metrics = DiscoveryMetrics::register(&mut registry);
+        service.register_metrics(&mut registry);
         let handles = Handles::open(&service, &mut registry).await?;
         let api = service.api(&handles).await?;
         let basics = service.basics();

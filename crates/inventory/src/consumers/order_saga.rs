@@ -24,6 +24,7 @@ use messaging::events::{
 };
 use messaging::{Envelope, EventPayload, EventType, Handler, Messaging, Outcome};
 use platform::db::Db;
+use platform::tally::{ByEvent, Tally};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -31,6 +32,7 @@ use crate::caching;
 use crate::domain::{QUANTITY_MAX, ReleaseReason, ReservationStatus};
 use crate::error::{InventoryError, ShortLine};
 use crate::events::Outbox;
+use crate::metrics::{Fact, InventoryMetrics};
 use crate::repo::products;
 use crate::repo::returns::{self, Return};
 use crate::reservations::reserve::{self, Attempt, Claim};
@@ -50,16 +52,27 @@ pub struct OrderSaga {
     db: Db,
     cache: Cache,
     messaging: Messaging,
+    metrics: InventoryMetrics,
+    /// What each applied event noted, counted by `after_commit` once its transaction committed.
+    waiting: ByEvent<Fact>,
     /// How long a reservation made for an order holds unless committed.
     ttl: Duration,
 }
 
 impl OrderSaga {
-    pub fn new(db: Db, cache: Cache, messaging: Messaging, ttl: Duration) -> Self {
+    pub fn new(
+        db: Db,
+        cache: Cache,
+        messaging: Messaging,
+        metrics: InventoryMetrics,
+        ttl: Duration,
+    ) -> Self {
         Self {
             db,
             cache,
             messaging,
+            metrics,
+            waiting: ByEvent::default(),
             ttl,
         }
     }
@@ -114,8 +127,12 @@ impl Handler for OrderSaga {
         _attempt: u32,
     ) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            match self.apply(conn, event).await {
-                Ok(()) => Outcome::Success,
+            let tally = Tally::default();
+            match self.apply(conn, event, &tally).await {
+                Ok(()) => {
+                    self.waiting.keep(event.id, tally.take());
+                    Outcome::Success
+                }
                 Err(Failure::Reject(reason)) => Outcome::Reject(reason),
                 Err(Failure::Retry(reason)) => Outcome::RetryLater(reason),
             }
@@ -129,17 +146,23 @@ impl Handler for OrderSaga {
     }
 
     fn after_commit<'a>(&'a self, event: &'a Envelope) -> BoxFuture<'a, ()> {
+        self.metrics.count(self.waiting.committed(event.id));
         Box::pin(self.invalidate(event))
     }
 }
 
 impl OrderSaga {
-    async fn apply(&self, conn: &mut PgConnection, event: &Envelope) -> Result<(), Failure> {
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &Envelope,
+        tally: &Tally<Fact>,
+    ) -> Result<(), Failure> {
         let outbox = Outbox::caused_by(&self.messaging, event);
         match event.kind() {
             Some(EventType::OrderCreated) => {
                 let created = decode(event)?;
-                with_span("reserve", self.reserve(conn, outbox, created)).await
+                with_span("reserve", self.reserve(conn, outbox, created, tally)).await
             }
             Some(EventType::OrderConfirmed) => {
                 let confirmed: OrderConfirmed = decode(event)?;
@@ -177,6 +200,7 @@ impl OrderSaga {
         conn: &mut PgConnection,
         outbox: Outbox<'_>,
         order: OrderCreated,
+        tally: &Tally<Fact>,
     ) -> Result<(), Failure> {
         if order.lines.is_empty() {
             return Err(Failure::Reject("an order.created without lines".into()));
@@ -224,7 +248,11 @@ impl OrderSaga {
                 wanted,
             };
             match reserve::reserve_in(&self.db, conn, outbox, &claim).await? {
-                Attempt::Created(_) | Attempt::Exists => return Ok(()),
+                Attempt::Created(reservation) => {
+                    tally.note(Fact::Reserved(reservation));
+                    return Ok(());
+                }
+                Attempt::Exists => return Ok(()),
                 Attempt::Short(lines) => shortages = lines,
             }
         }
@@ -241,6 +269,7 @@ impl OrderSaga {
                 .collect(),
         };
         outbox.publish(conn, order.order_id, &failed).await?;
+        tally.note(Fact::Short(failed.shortages.len()));
         Ok(())
     }
 

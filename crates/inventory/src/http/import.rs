@@ -54,6 +54,7 @@ pub async fn import_csv(
         &state.db,
         &state.cache,
         &state.messaging,
+        &state.metrics,
         input,
         state.config.import_batch_rows,
         Some(caller.id()),

@@ -113,8 +113,14 @@ pub async fn create(
         ttl,
         actor: Some(caller.id()),
     };
-    let (reservation, created) =
-        reserve::reserve(&state.db, &state.cache, &state.messaging, &request).await?;
+    let (reservation, created) = reserve::reserve(
+        &state.db,
+        &state.cache,
+        &state.messaging,
+        &state.metrics,
+        &request,
+    )
+    .await?;
     let location = created::location("/api/v1/inventory/reservations", reservation.id);
     if created {
         return Ok(Created {

@@ -37,6 +37,7 @@ use uuid::Uuid;
 use crate::caching;
 use crate::domain::{self, Sku, WarehouseCode};
 use crate::error::InventoryError;
+use crate::metrics::InventoryMetrics;
 
 pub use reader::{CountingReader, too_large};
 
@@ -99,6 +100,7 @@ pub async fn import<R: AsyncRead + Send>(
     db: &Db,
     cache: &Cache,
     messaging: &Messaging,
+    metrics: &InventoryMetrics,
     input: R,
     batch_rows: usize,
     actor: Option<Uuid>,
@@ -134,15 +136,35 @@ pub async fn import<R: AsyncRead + Send>(
         match parse_row(&record, line, &columns) {
             Ok(row) => pending.push(row),
             Err(errors) => {
+                // Rejected without reaching the database: no transaction to wait for.
+                metrics.import_rows(0, 1);
                 report.rows_failed += 1;
                 errors.into_iter().for_each(|e| report.reject(e));
             }
         }
         if pending.len() >= batch_rows {
-            apply(db, cache, messaging, &mut pending, &mut report, actor).await?;
+            apply(
+                db,
+                cache,
+                messaging,
+                metrics,
+                &mut pending,
+                &mut report,
+                actor,
+            )
+            .await?;
         }
     }
-    apply(db, cache, messaging, &mut pending, &mut report, actor).await?;
+    apply(
+        db,
+        cache,
+        messaging,
+        metrics,
+        &mut pending,
+        &mut report,
+        actor,
+    )
+    .await?;
     report.errors.sort_by_key(|e| e.line);
     tracing::info!(
         import_id = %report.id,
@@ -158,6 +180,7 @@ async fn apply(
     db: &Db,
     cache: &Cache,
     messaging: &Messaging,
+    metrics: &InventoryMetrics,
     pending: &mut Vec<Row>,
     report: &mut ImportReport,
     actor: Option<Uuid>,
@@ -167,6 +190,8 @@ async fn apply(
     }
     let rows = std::sync::Arc::new(std::mem::take(pending));
     let outcome = batch::apply(db, messaging, rows, report.id, actor).await?;
+    // The batch committed.
+    metrics.import_rows(outcome.applied, outcome.errors.len() as u64);
     if outcome.applied > 0 {
         caching::bulk_import_applied(cache).await;
     }

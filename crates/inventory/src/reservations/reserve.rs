@@ -15,6 +15,7 @@ use crate::caching;
 use crate::domain::Sku;
 use crate::error::{InventoryError, ShortLine};
 use crate::events::Outbox;
+use crate::metrics::InventoryMetrics;
 use crate::models::{Product, Reservation, ReservationHead, ReservationLine, reservation_columns};
 use crate::repo::locks::{self, LockedStock};
 use crate::repo::products::{self, ProductKey};
@@ -35,11 +36,12 @@ pub type Reserved = (Reservation, bool);
 /// Reserves every line or nothing, recording `inventory.reserved` with the reservation. Idempotent on
 /// `order_id`: a second call returns the first reservation, whatever its state. 409 `INSUFFICIENT_STOCK`
 /// lists every line stock cannot cover. The cached availability of the reserved products goes after the
-/// commit.
+/// commit, and the reservation (or the refusal) is counted then.
 pub async fn reserve(
     db: &Db,
     cache: &Cache,
     messaging: &Messaging,
+    metrics: &InventoryMetrics,
     request: &ReserveRequest,
 ) -> Result<Reserved, InventoryError> {
     if let Some(existing) = find_by_order(db, request.order_id).await? {
@@ -53,8 +55,14 @@ pub async fn reserve(
         actor: request.actor,
         wanted,
     });
-    match transaction(db, (claim, messaging.clone()), reserve_body).await? {
+    let attempt = transaction(db, (claim, messaging.clone()), reserve_body).await;
+    // The transaction has ended: a shortage rolled it back and is the final answer.
+    if let Err(InventoryError::InsufficientStock(lines)) = &attempt {
+        metrics.short(lines.len());
+    }
+    match attempt? {
         Some(reservation) => {
+            metrics.reserved(&reservation);
             caching::reservation_changed(cache, &reservation).await;
             Ok((reservation, true))
         }

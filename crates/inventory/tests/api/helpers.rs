@@ -177,6 +177,22 @@ impl TestApp {
         .await
     }
 
+    /// The sum of the series of `family` whose labels include `label` on the service's `/metrics` now.
+    pub async fn metric(&self, family: &str, label: &str) -> f64 {
+        let page = testkit::metrics(&self.server.url("/metrics")).await;
+        testkit::metric_sum(&page, family, label)
+    }
+
+    /// Waits until [`Self::metric`] is `expected`: what a background task counts (after its commit, or at
+    /// its next round) shows a moment after the change itself.
+    pub async fn metric_reaches(&self, family: &str, label: &str, expected: f64) {
+        let what = format!("{family}{{{label}}} to be {expected}");
+        testkit::eventually(&what, std::time::Duration::from_secs(20), || async {
+            (self.metric(family, label).await == expected).then_some(())
+        })
+        .await;
+    }
+
     /// Availability of a product as `(on_hand, reserved, available)` totals.
     pub async fn totals(&self, product: Uuid) -> (i64, i64, i64) {
         let path = format!("/api/v1/inventory/products/{product}/availability");

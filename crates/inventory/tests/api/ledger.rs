@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use inventory::domain::{Reason, Sku};
+use inventory::metrics::InventoryMetrics;
 use inventory::repo::products::{self, ProductKey};
 use inventory::repo::stock::{self, Adjustment, Transfer};
 use inventory::{Consumption, InventoryError, ReserveRequest};
@@ -75,6 +76,8 @@ async fn run_sequence(app: &TestApp, warehouses: &[Uuid], case: usize, ops: Vec<
     let db = &app.db;
     let cache = &app.cache;
     let messaging = &app.messaging;
+    // Nothing scrapes these: the sequence checks the ledger, not the metrics.
+    let metrics = InventoryMetrics::default();
     let skus = [format!("A-{case}"), format!("B-{case}")];
     for sku in &skus {
         app.product(sku, json!({"reorder_point": 3})).await;
@@ -128,7 +131,7 @@ async fn run_sequence(app: &TestApp, warehouses: &[Uuid], case: usize, ops: Vec<
                     actor: None,
                 };
                 if let Some((reservation, _)) =
-                    expected(inventory::reserve(db, cache, messaging, &request).await)
+                    expected(inventory::reserve(db, cache, messaging, &metrics, &request).await)
                 {
                     reservations.push(reservation.id);
                 }

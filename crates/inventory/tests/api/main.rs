@@ -11,6 +11,7 @@ mod helpers;
 mod import;
 mod ledger;
 mod location;
+mod metrics;
 mod operations;
 mod products;
 mod reservations;

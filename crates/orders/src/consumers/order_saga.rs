@@ -6,11 +6,13 @@ use futures::future::BoxFuture;
 use messaging::events::{InventoryReleased, InventoryReservationFailed, InventoryReserved};
 use messaging::{Envelope, EventPayload, EventType, Handler, Messaging, Outcome};
 use platform::db::Db;
+use platform::tally::ByEvent;
 use platform::telemetry::traces::with_span;
 use sqlx::PgConnection;
 
 use crate::error::OrdersError;
 use crate::events::Recorder;
+use crate::metrics::{Fact, OrderMetrics, Tally};
 use crate::ordering;
 
 pub const GROUP: &str = "orders.saga";
@@ -23,19 +25,28 @@ pub const PATTERNS: [&str; 3] = [
 pub struct SagaHandler {
     db: Db,
     messaging: Messaging,
+    metrics: OrderMetrics,
+    /// What each applied event noted, counted by `after_commit` once its transaction committed.
+    waiting: ByEvent<Fact>,
 }
 
 impl SagaHandler {
-    pub fn new(db: Db, messaging: Messaging) -> Self {
-        Self { db, messaging }
+    pub fn new(db: Db, messaging: Messaging, metrics: OrderMetrics) -> Self {
+        Self {
+            db,
+            messaging,
+            metrics,
+            waiting: ByEvent::default(),
+        }
     }
 
     async fn apply(
         &self,
         conn: &mut PgConnection,
         event: &Envelope,
+        tally: Tally,
     ) -> Result<Outcome, OrdersError> {
-        let recorder = Recorder::caused_by(&self.messaging, event);
+        let recorder = Recorder::caused_by(&self.messaging, event, tally);
         let Some(kind) = event.kind() else {
             return Ok(Outcome::Reject(format!(
                 "unknown event type {}",
@@ -103,8 +114,14 @@ impl Handler for SagaHandler {
         _attempt: u32,
     ) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            match self.apply(tx, event).await {
-                Ok(outcome) => outcome,
+            let tally = Tally::default();
+            match self.apply(tx, event, tally.clone()).await {
+                Ok(outcome) => {
+                    if let Outcome::Success = outcome {
+                        self.waiting.keep(event.id, tally.take());
+                    }
+                    outcome
+                }
                 // The machine refusing a move the saga asked for is permanent: retrying changes nothing.
                 Err(error @ OrdersError::InvalidTransition { .. }) => {
                     Outcome::Reject(error.to_string())
@@ -112,5 +129,10 @@ impl Handler for SagaHandler {
                 Err(error) => Outcome::RetryLater(error.to_string()),
             }
         })
+    }
+
+    fn after_commit<'a>(&'a self, event: &'a Envelope) -> BoxFuture<'a, ()> {
+        self.metrics.count(self.waiting.committed(event.id));
+        Box::pin(async {})
     }
 }

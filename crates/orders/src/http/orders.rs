@@ -216,7 +216,7 @@ pub async fn create(
     let caller = Caller::of(&user);
     let order = new_order(&state, caller, &body)?;
     let messaging = state.messaging.clone();
-    let run = effect(move |db, conn| {
+    let run = effect(move |db, tally, conn| {
         // A rerun after a serialization failure must not reuse the first attempt's id.
         let order = NewOrder {
             id: Uuid::now_v7(),
@@ -224,7 +224,7 @@ pub async fn create(
         };
         let messaging = messaging.clone();
         Box::pin(async move {
-            let recorder = Recorder::for_request(&messaging);
+            let recorder = Recorder::for_request(&messaging, tally);
             let view = ordering::create(&db, conn, &recorder, &order).await?;
             Ok((StatusCode::CREATED, serde_json::to_value(view)?))
         })
@@ -335,7 +335,7 @@ pub async fn cancel(
         .unwrap_or_else(|| "no reason given".into());
     check(errors)?;
     let messaging = state.messaging.clone();
-    let run = effect(move |db, conn| {
+    let run = effect(move |db, tally, conn| {
         let (messaging, headers, reason) = (messaging.clone(), headers.clone(), reason.clone());
         Box::pin(async move {
             let order = orders::load(&db, conn, id, true)
@@ -343,7 +343,7 @@ pub async fn cancel(
                 .filter(|o| !matches!(caller, Caller::Customer(me) if o.customer_id != me))
                 .ok_or(OrdersError::NotFound("order"))?;
             check_if_match(&headers, order.version)?;
-            let recorder = Recorder::for_request(&messaging);
+            let recorder = Recorder::for_request(&messaging, tally);
             ordering::cancel(&db, conn, &recorder, &order, &reason, Some(caller.id())).await?;
             let view = orders::load(&db, conn, id, false)
                 .await?

@@ -170,10 +170,10 @@ pub async fn create(
         actor: caller.id(),
     };
     let messaging = state.messaging.clone();
-    let run = effect(move |db, conn| {
+    let run = effect(move |db, tally, conn| {
         let (messaging, request) = (messaging.clone(), request.clone());
         Box::pin(async move {
-            let recorder = Recorder::for_request(&messaging);
+            let recorder = Recorder::for_request(&messaging, tally);
             let shipment = shipping::create(&db, conn, &recorder, &request).await?;
             Ok((StatusCode::CREATED, serde_json::to_value(shipment)?))
         })
@@ -290,12 +290,12 @@ pub async fn assign(
     let caller = Caller::of(&user);
     let driver = body.driver_id;
     let messaging = state.messaging.clone();
-    let run = effect(move |db, conn| {
+    let run = effect(move |db, tally, conn| {
         let (messaging, headers) = (messaging.clone(), headers.clone());
         Box::pin(async move {
             let shipment = shipping::lock(&db, conn, id, caller).await?;
             check_if_match(&headers, shipment.version)?;
-            let recorder = Recorder::for_request(&messaging);
+            let recorder = Recorder::for_request(&messaging, tally);
             let view =
                 shipping::assign(&db, conn, &recorder, &shipment, driver, caller.id()).await?;
             Ok((StatusCode::OK, serde_json::to_value(view)?))
@@ -329,12 +329,12 @@ pub async fn cancel(
         .map(|r| text(r, "reason", 500, &mut errors));
     check(errors)?;
     let messaging = state.messaging.clone();
-    let run = effect(move |db, conn| {
+    let run = effect(move |db, tally, conn| {
         let (messaging, headers, reason) = (messaging.clone(), headers.clone(), reason.clone());
         Box::pin(async move {
             let shipment = shipping::lock(&db, conn, id, caller).await?;
             check_if_match(&headers, shipment.version)?;
-            let recorder = Recorder::for_request(&messaging);
+            let recorder = Recorder::for_request(&messaging, tally);
             let view =
                 shipping::cancel(&db, conn, &recorder, &shipment, reason, caller.id()).await?;
             Ok((StatusCode::OK, serde_json::to_value(view)?))
@@ -465,12 +465,12 @@ pub async fn add_tracking_event(
     let caller = Caller::of(&user);
     let request = tracking_request(&body, caller.id())?;
     let messaging = state.messaging.clone();
-    let run = effect(move |db, conn| {
+    let run = effect(move |db, tally, conn| {
         let (messaging, headers, request) = (messaging.clone(), headers.clone(), request.clone());
         Box::pin(async move {
             let shipment = shipping::lock(&db, conn, id, caller).await?;
             check_if_match(&headers, shipment.version)?;
-            let recorder = Recorder::for_request(&messaging);
+            let recorder = Recorder::for_request(&messaging, tally);
             let event = shipping::track(&db, conn, &recorder, &shipment, &request).await?;
             Ok((StatusCode::CREATED, serde_json::to_value(event)?))
         })
@@ -537,7 +537,8 @@ pub async fn proof(
         reference,
         actor: caller.id(),
     };
-    let run = effect(move |db, conn| {
+    // Proving records no event and changes no status: nothing for the business metrics.
+    let run = effect(move |db, _tally, conn| {
         let request = request.clone();
         Box::pin(async move {
             let shipment = shipping::lock(&db, conn, id, caller).await?;

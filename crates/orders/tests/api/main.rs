@@ -7,6 +7,7 @@ mod create;
 mod helpers;
 mod idempotency;
 mod location;
+mod metrics;
 mod operations;
 mod preconditions;
 mod saga;

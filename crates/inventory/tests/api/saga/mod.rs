@@ -356,3 +356,40 @@ async fn a_malformed_payload_is_dead_lettered_without_effects() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_saga_counts_a_reservation_and_a_shortage_once_each_after_its_commit() {
+    let saga = Saga::start().await;
+    let app = &saga.app;
+    let north = app.warehouse("NORTH", 1).await;
+    app.product("BOLT-1", json!({})).await;
+    app.receive("BOLT-1", north, 4).await;
+    let reservations = "inventory_reservations_total";
+
+    let held = Uuid::now_v7();
+    let created = saga.order(held, &[("BOLT-1", 3)]).await;
+    app.metric_reaches(reservations, "outcome=\"reserved\"", 1.0)
+        .await;
+    let units = format!("warehouse_id=\"{north}\"");
+    assert_eq!(
+        app.metric("inventory_reserved_units_total", &units).await,
+        3.0
+    );
+
+    let short = Uuid::now_v7();
+    saga.order(short, &[("BOLT-1", 3), ("NOPE-1", 1)]).await;
+    app.metric_reaches(reservations, "outcome=\"short\"", 1.0)
+        .await;
+    let short_lines = "inventory_reservation_short_lines_total";
+    // The unknown sku is short without trying the rest (see `OrderSaga::reserve`).
+    assert_eq!(app.metric(short_lines, "").await, 1.0);
+
+    // A redelivery of the first order's event changes nothing, so counts nothing.
+    saga.resend(&created).await;
+    saga.barrier(held).await;
+    assert_eq!(app.metric(reservations, "outcome=\"reserved\"").await, 1.0);
+    assert_eq!(
+        app.metric("inventory_reserved_units_total", &units).await,
+        3.0
+    );
+}
