@@ -5,6 +5,7 @@
 mod cut;
 
 pub mod limits;
+pub mod plans;
 pub mod raw;
 pub mod registries;
 pub mod traces;
