@@ -21,6 +21,7 @@ pub mod pagination;
 pub mod problem;
 pub mod request_id;
 pub mod revocation;
+pub mod search;
 pub mod state;
 pub mod telemetry;
 
