@@ -23,7 +23,13 @@ const NOTICE_TARGET: &str = "sqlx::postgres::notice";
 /// Session settings of the test database: every statement's plan, with schema names (`log_verbose`) and
 /// actual row counts (`log_analyze`, without the per-node timing it would cost), to the client only: the
 /// server's own log, which other tests share, gets none of it.
+///
+/// And generic plans by default: a test sees a statement's first runs, which get plans made for their
+/// values, but from the sixth run on a connection PostgreSQL may pick a generic plan blind to them. Services
+/// ask for custom plans on their connections (`platform::db`), which overrides this; a connection that did
+/// not would show its worst plans here.
 const SETTINGS: &[(&str, &str)] = &[
+    ("plan_cache_mode", "force_generic_plan"),
     ("session_preload_libraries", "auto_explain"),
     ("auto_explain.log_min_duration", "0"),
     ("auto_explain.log_format", "json"),
