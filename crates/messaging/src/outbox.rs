@@ -124,10 +124,13 @@ pub(crate) async fn prune(db: &Db, retention: Duration) -> Result<u64, sqlx::Err
         let deleted = db
             .timed(
                 "messaging_outbox_prune",
+                // `= ANY (ARRAY(…))`, not `IN (…)`: the batch is collected first (by the BRIN index) and its
+                // rows deleted by key, where `IN` let the planner hash the batch and read the whole outbox
+                // to find it (docs/indexing.md).
                 sqlx::query(
-                    "DELETE FROM outbox WHERE position IN ( \
+                    "DELETE FROM outbox WHERE position = ANY (ARRAY( \
                          SELECT position FROM outbox \
-                         WHERE sent_at < now() - make_interval(secs => $1) LIMIT $2)",
+                         WHERE sent_at < now() - make_interval(secs => $1) LIMIT $2))",
                 )
                 .bind(retention.as_secs_f64())
                 .bind(BATCH)

@@ -175,8 +175,16 @@ impl Db {
         }
         // NOTICEs are chatter such as the "relation … already exists, skipping" of every idempotent
         // migration at every start; warnings and errors still arrive.
+        // Custom plans always: the list queries filter with `(cardinality($1) = 0 OR status = ANY($1))`, which
+        // only a plan made for the actual values turns into an index scan. After five runs of a prepared
+        // statement PostgreSQL may switch to a generic plan, blind to the values, that walks the primary key
+        // and filters a whole table (docs/indexing.md); replanning costs a fraction of a millisecond.
         let options = options
-            .options([("search_path", schema), ("client_min_messages", "warning")])
+            .options([
+                ("search_path", schema),
+                ("client_min_messages", "warning"),
+                ("plan_cache_mode", "force_custom_plan"),
+            ])
             .log_slow_statements(tracing::log::LevelFilter::Warn, settings.slow_query())
             .log_statements(tracing::log::LevelFilter::Trace);
         let pool = PgPoolOptions::new()

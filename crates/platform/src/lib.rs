@@ -22,6 +22,7 @@ pub mod problem;
 pub mod request_id;
 pub mod revocation;
 pub mod route_pattern;
+pub mod search;
 pub mod state;
 pub mod tally;
 pub mod telemetry;

@@ -7,6 +7,7 @@ mod cut;
 
 pub mod limits;
 pub mod oidc;
+pub mod plans;
 pub mod raw;
 pub mod registries;
 pub mod traces;

@@ -248,8 +248,8 @@ pub async fn list(
         " FROM users WHERE ($1::uuid IS NULL OR id > $1) ",
         "AND (cardinality($2::text[]) = 0 OR role = ANY($2)) ",
         "AND (cardinality($3::text[]) = 0 OR status = ANY($3)) ",
-        // strpos, not LIKE: the search text is matched literally, `%` and `_` included.
-        "AND ($4::text IS NULL OR strpos(email, $4) > 0 OR strpos(lower(full_name), $4) > 0) ",
+        // LIKE with the search text's wildcards escaped, so the trigram indexes on both serve it.
+        "AND ($4::text IS NULL OR email LIKE $4 OR lower(full_name) LIKE $4) ",
         "ORDER BY id LIMIT $5"
     );
     let roles: Vec<&str> = filter.roles.iter().map(|r| r.as_str()).collect();
@@ -258,7 +258,7 @@ pub async fn list(
         .bind(after)
         .bind(roles)
         .bind(statuses)
-        .bind(filter.q.as_deref())
+        .bind(filter.q.as_deref().map(platform::search::contains_pattern))
         .bind(i64::from(limit))
         .fetch_all(db.pool());
     Ok(db.timed("users.list", query).await?)

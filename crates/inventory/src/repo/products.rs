@@ -202,14 +202,14 @@ pub async fn list(
         product_columns!(),
         " FROM products WHERE ($1::uuid IS NULL OR id > $1) ",
         "AND (cardinality($2::text[]) = 0 OR sku = ANY($2)) ",
-        // strpos, not LIKE: the search text is matched literally, `%` and `_` included.
-        "AND ($3::text IS NULL OR strpos(lower(sku), $3) > 0 OR strpos(lower(name), $3) > 0) ",
+        // LIKE with the search text's wildcards escaped, so the trigram indexes on both serve it.
+        "AND ($3::text IS NULL OR lower(sku) LIKE $3 OR lower(name) LIKE $3) ",
         "ORDER BY id LIMIT $4"
     );
     let query = sqlx::query_as::<_, Product>(SQL)
         .bind(after)
         .bind(&filter.skus)
-        .bind(filter.q.as_deref())
+        .bind(filter.q.as_deref().map(platform::search::contains_pattern))
         .bind(i64::from(limit))
         .fetch_all(db.pool());
     Ok(db.timed("inventory.product_list", query).await?)
