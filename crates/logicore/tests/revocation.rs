@@ -221,7 +221,7 @@ impl Platform {
 }
 
 async fn deactivation_demotion_and_logout_bite_everywhere_within_a_second(wiring: Wiring) {
-    let platform = Platform::start(wiring).await;
+    let platform = Box::pin(Platform::start(wiring)).await;
     let (admin, _) = platform.login(ADMIN_EMAIL).await;
     let customer_id = platform
         .create_user(&admin, "customer@revocation.test", "customer")
@@ -325,7 +325,7 @@ async fn in_one_process_revocations_bite_at_the_gateway_and_in_every_service_wit
 
 #[tokio::test]
 async fn with_redis_revocations_are_pushed_to_every_process_within_a_second() {
-    Box::pin(deactivation_demotion_and_logout_bite_everywhere_within_a_second(Wiring::Redis)).await;
+    deactivation_demotion_and_logout_bite_everywhere_within_a_second(Wiring::Redis).await;
 }
 
 #[tokio::test]

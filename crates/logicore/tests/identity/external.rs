@@ -265,7 +265,7 @@ async fn a_rotated_key_is_fetched_once_a_kid_storm_once_per_cooldown_and_known_k
     provider.stop().await;
     for token in [&another, &unseen] {
         for url in [&products, &through_gateway] {
-            let (status, body) = platform.get(&url, token).await;
+            let (status, body) = platform.get(url, token).await;
             assert_eq!(status, 200, "{url} with the provider down: {body}");
         }
     }
