@@ -142,6 +142,54 @@ async fn provider_tokens_pass_with_mapped_roles_and_wrong_ones_are_refused() {
         }
     }
 
+    // Revocation applies to external users too: deactivating the one made just in time refuses its current
+    // tokens everywhere within a second, and the provider's next token as well.
+    let admin = platform.admin_token().await;
+    let user = me["id"].as_str().unwrap_or_default();
+    let (status, _) = platform
+        .call(
+            reqwest::Method::DELETE,
+            &platform.gateway.url(&format!("/api/v1/users/{user}")),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let since = Instant::now();
+    testkit::eventually(
+        "the deactivated user's token refused",
+        Duration::from_secs(1),
+        || async {
+            let mut refused = true;
+            for url in [
+                platform.gateway.url(products),
+                platform.inventory.url(products),
+            ] {
+                let (status, body) = platform.get(&url, &warehouse).await;
+                refused &= status == 401 && body["code"] == "TOKEN_REVOKED";
+            }
+            refused.then_some(())
+        },
+    )
+    .await;
+    assert!(
+        since.elapsed() <= Duration::from_secs(1),
+        "took {:?}",
+        since.elapsed()
+    );
+    let next = provider.token("warehouse", RESOURCE).await;
+    for url in [
+        platform.gateway.url(products),
+        platform.inventory.url(products),
+    ] {
+        let (status, body) = platform.get(&url, &next).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("TOKEN_REVOKED")),
+            "a new token of a deactivated user at {url}: {body}"
+        );
+    }
+
     // A token that expires (1 s, plus the 5 s clock leeway) passes until then and is refused after.
     let brief = provider.token("brief", RESOURCE).await;
     let exp = part(&brief, 1)["exp"].as_i64().unwrap_or_default();

@@ -64,6 +64,16 @@ impl Services {
         let users = users::build(&users_config)
             .await
             .unwrap_or_else(|e| panic!("users: {e}"));
+        let users_server = TestServer::spawn(users.router.clone()).await;
+        // The other services fetch LogiCore's public signing keys from this users service.
+        let users_url = users_server.url("");
+        let settings = testkit::settings_with(
+            &[
+                ("DATABASE_URL", &db.url),
+                ("LOGICORE_AUTH__USERS_URL", &users_url),
+            ],
+            &logicore::services::sections(),
+        );
         let inventory = inventory::build(
             &inventory::Config::from_settings(&settings).unwrap_or_else(|e| panic!("{e}")),
         )
@@ -78,7 +88,7 @@ impl Services {
             .await
             .unwrap_or_else(|e| panic!("admin: {e}"));
         let servers = vec![
-            TestServer::spawn(users.router.clone()).await,
+            users_server,
             TestServer::spawn(inventory.router.clone()).await,
             TestServer::spawn(orders.router.clone()).await,
         ];
