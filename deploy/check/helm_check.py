@@ -368,18 +368,27 @@ class Wiring:
                     continue
                 for source in sources:
                     labels = source.get("podSelector", {}).get("matchLabels")
-                    from_gateway = labels and "namespaceSelector" not in source and \
+                    in_namespace = labels and "namespaceSelector" not in source
+                    from_gateway = in_namespace and \
                         all(gateway_labels.get(k) == v for k, v in labels.items())
-                    if not from_gateway and source not in metrics_from:
-                        self.fail(f"{component}: ingress on {ports} from {source}: neither the gateway nor the "
-                                  f"metrics scraper")
+                    # The users service alone also admits the other services: they fetch its public signing
+                    # keys (JWKS) and register external users there (docs/identity.md).
+                    from_service = component == "users" and in_namespace and any(
+                        all(by_component[other]["spec"]["template"]["metadata"]["labels"].get(k) == v
+                            for k, v in labels.items())
+                        for other in by_component if other not in ("gateway", "users"))
+                    if not from_gateway and not from_service and source not in metrics_from:
+                        self.fail(f"{component}: ingress on {ports} from {source}: neither the gateway, nor a "
+                                  f"service fetching the users service's keys, nor the metrics scraper")
             egress_ports = {p.get("port") for rule in spec.get("egress", []) for p in rule.get("ports", [])}
             if 53 not in egress_ports:
                 self.fail(f"{component}: no DNS egress")
             if component != "gateway" and self.v["database"]["port"] not in egress_ports:
                 self.fail(f"{component}: no PostgreSQL egress")
-        self.ok("NetworkPolicies: one per component; services only from the gateway (and the scraper); "
-                "DNS and PostgreSQL egress")
+            if component not in ("gateway", "users") and self.v["users"]["port"] not in egress_ports:
+                self.fail(f"{component}: no egress to the users service, whose JWKS it verifies tokens with")
+        self.ok("NetworkPolicies: one per component; services only from the gateway (and the scraper), the users "
+                "service also from the other services; DNS and PostgreSQL egress, and the services' to users")
 
     def check_migration(self):
         jobs = self.by_kind.get("Job", {})
