@@ -29,8 +29,23 @@ pub struct CreateClientRequest {
     )]
     pub name: String,
     /// At least one of `inventory:read`, `inventory:write`, `orders:read`, `tracking:write`.
-    #[schema(example = json!(["inventory:write"]), min_items = 1)]
+    #[schema(value_type = Vec<ScopeName>, example = json!(["inventory:write"]), min_items = 1)]
     pub scopes: Vec<String>,
+}
+
+/// The scopes of `platform::auth::scopes::SCOPES`, as the document names them (a test keeps the two equal).
+/// The request takes strings, so an unknown one is a field error (`UNKNOWN_SCOPE`), not a parse failure.
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code, reason = "only its schema is used")]
+pub enum ScopeName {
+    #[serde(rename = "inventory:read")]
+    InventoryRead,
+    #[serde(rename = "inventory:write")]
+    InventoryWrite,
+    #[serde(rename = "orders:read")]
+    OrdersRead,
+    #[serde(rename = "tracking:write")]
+    TrackingWrite,
 }
 
 impl Validate for CreateClientRequest {
@@ -167,4 +182,27 @@ pub async fn revoke_client(
 
 fn not_found() -> UsersError {
     UsersError::Problem(Problem::not_found("no client with this id"))
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::PartialSchema;
+
+    use super::ScopeName;
+
+    #[test]
+    fn the_documented_scopes_are_the_scopes() {
+        let schema = serde_json::to_value(ScopeName::schema()).unwrap_or_default();
+        let documented: Vec<&str> = schema["enum"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|name| name.as_str())
+            .collect();
+        let real: Vec<&str> = platform::auth::scopes::SCOPES
+            .iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(documented, real);
+    }
 }

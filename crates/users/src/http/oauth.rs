@@ -14,7 +14,7 @@ use base64::Engine;
 use platform::Problem;
 use platform::auth::Role;
 use platform::auth::scopes::{self, SCOPES};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
@@ -23,16 +23,19 @@ use crate::error::UsersError;
 use crate::state::AppState;
 
 /// The form of `POST /oauth/token`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, ToSchema)]
 pub struct TokenRequest {
     /// Only `client_credentials`.
-    #[schema(example = "client_credentials")]
+    #[schema(pattern = "^client_credentials$", example = "client_credentials")]
     pub grant_type: String,
     /// Unless sent with HTTP Basic authentication.
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub client_id: Option<String>,
     /// Unless sent with HTTP Basic authentication.
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub client_secret: Option<String>,
     /// Space-separated scopes, a subset of the client's; all of them when absent.
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub scope: Option<String>,
 }
 
@@ -115,7 +118,8 @@ fn percent_decode(text: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-/// The form fields, each at most once (RFC 6749 §3.2).
+/// The form (RFC 6749 §3.2): each known parameter at most once, a parameter without a value as if it
+/// were absent, and unknown parameters ignored.
 fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<TokenRequest, UsersError> {
     let form_type = headers
         .get(header::CONTENT_TYPE)
@@ -131,9 +135,17 @@ fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<TokenRequest, UsersErr
             "the body must be application/x-www-form-urlencoded",
         ));
     }
-    let mut seen = std::collections::HashSet::new();
+    let mut known: [(&str, Option<String>); 4] = [
+        ("grant_type", None),
+        ("client_id", None),
+        ("client_secret", None),
+        ("scope", None),
+    ];
     for (name, value) in form_urlencoded::parse(body) {
-        if !seen.insert(name.clone()) {
+        let Some((name, slot)) = known.iter_mut().find(|(known, _)| *known == name) else {
+            continue;
+        };
+        if slot.is_some() {
             return Err(invalid_request(format!("{name} is sent more than once")));
         }
         if value.chars().any(char::is_control) {
@@ -141,9 +153,17 @@ fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<TokenRequest, UsersErr
                 "{name} contains control characters"
             )));
         }
+        if !value.is_empty() {
+            *slot = Some(value.into_owned());
+        }
     }
-    serde_urlencoded::from_bytes::<TokenRequest>(body)
-        .map_err(|e| invalid_request(format!("the form is invalid: {e}")))
+    let [grant_type, client_id, client_secret, scope] = known.map(|(_, value)| value);
+    Ok(TokenRequest {
+        grant_type: grant_type.ok_or_else(|| invalid_request("grant_type is required"))?,
+        client_id,
+        client_secret,
+        scope,
+    })
 }
 
 /// Issues a machine client a short-lived access token.
@@ -296,10 +316,20 @@ mod tests {
     }
 
     #[test]
-    fn repeated_or_control_laden_fields_are_refused() {
+    fn repeated_or_control_laden_parameters_are_refused_and_unknown_ones_ignored() {
         assert!(form("grant_type=client_credentials&client_id=a&client_secret=b").is_ok());
         assert!(form("grant_type=client_credentials&grant_type=password").is_err());
         assert!(form("grant_type=client%00credentials").is_err());
+        assert!(
+            form("grant_type=").is_err(),
+            "a parameter without a value is absent"
+        );
+        let ignored = form("x=%01&x=2&grant_type=client_credentials&client_id=&scope=a")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (ignored.client_id, ignored.scope.as_deref()),
+            (None, Some("a"))
+        );
         assert!(parse_form(&HeaderMap::new(), b"grant_type=client_credentials").is_err());
     }
 
