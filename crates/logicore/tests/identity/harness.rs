@@ -199,35 +199,54 @@ pub fn part(token: &str, index: usize) -> Value {
 pub fn forge_es256(header: &Value, claims: &Value) -> String {
     let key = jsonwebtoken::EncodingKey::from_ec_pem(FORGING_KEY.as_bytes())
         .unwrap_or_else(|e| panic!("{e}"));
-    let signing_input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
-    let signature = jsonwebtoken::crypto::sign(
-        signing_input.as_bytes(),
-        &key,
-        jsonwebtoken::Algorithm::ES256,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    format!("{signing_input}.{signature}")
+    forge(header, claims, &key, jsonwebtoken::Algorithm::ES256)
 }
 
 /// A JWS of `header` and `claims` with an HMAC-SHA256 signature under `secret`.
 pub fn forge_hs256(header: &Value, claims: &Value, secret: &[u8]) -> String {
     let key = jsonwebtoken::EncodingKey::from_secret(secret);
+    forge(header, claims, &key, jsonwebtoken::Algorithm::HS256)
+}
+
+/// Signs exactly the given header, whatever it claims, as `algorithm` does with `key`.
+fn forge(
+    header: &Value,
+    claims: &Value,
+    key: &jsonwebtoken::EncodingKey,
+    algorithm: jsonwebtoken::Algorithm,
+) -> String {
     let signing_input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(claims.to_string())
     );
-    let signature = jsonwebtoken::crypto::sign(
-        signing_input.as_bytes(),
-        &key,
-        jsonwebtoken::Algorithm::HS256,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let signature = jsonwebtoken::crypto::sign(signing_input.as_bytes(), key, algorithm)
+        .unwrap_or_else(|e| panic!("{e}"));
     format!("{signing_input}.{signature}")
+}
+
+/// Polls until every one of `urls` refuses `token` as revoked, failing past a second from `since`.
+pub async fn assert_revoked_within_a_second(
+    platform: &Platform,
+    token: &str,
+    urls: &[String],
+    since: std::time::Instant,
+) {
+    let deadline = std::time::Duration::from_secs(1);
+    testkit::eventually(
+        "the token refused everywhere",
+        deadline.saturating_sub(since.elapsed()),
+        || async {
+            let mut refused = true;
+            for url in urls {
+                let (status, body) = platform.get(url, token).await;
+                refused &= status == 401 && body["code"] == "TOKEN_REVOKED";
+            }
+            refused.then_some(())
+        },
+    )
+    .await;
+    assert!(since.elapsed() <= deadline, "took {:?}", since.elapsed());
 }
 
 pub fn now() -> i64 {
