@@ -7,7 +7,7 @@
 //! - external OpenID providers' ([`external`]): their keys from their JWKS, their roles mapped, their users
 //!   given a LogiCore user id by the users service the first time they are seen.
 //!
-//! Whatever the kind, a verified token is cached ([`VerifiedTokens`]) and then checked against the
+//! Whatever the kind, a verified token is cached (`VerifiedTokens`) and then checked against the
 //! revocations, so revoking a user or a client works for every kind.
 
 pub mod external;
