@@ -530,6 +530,56 @@ mod tests {
     }
 
     #[test]
+    fn a_key_directory_signs_with_the_named_key_and_publishes_them_all() {
+        let dir = testkit::TempDir::new("logicore-signing-keys");
+        let write = |name: &str| {
+            let pem = generate(SigningAlgorithm::ES256).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(dir.path().join(name), pem).unwrap_or_else(|e| panic!("{e}"));
+        };
+        write("2026-11.pem");
+        let alone = load_from_directory(dir.path(), "", SigningAlgorithm::ES256)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ring = Ring { keys: alone };
+        assert_eq!(
+            ring.active().map(|key| key.kid.as_str()),
+            Some("2026-11"),
+            "the only key signs"
+        );
+
+        write("2026-12.pem");
+        // Kubernetes' own entries of a mounted Secret, and other files, are not keys.
+        write("..data.pem");
+        std::fs::write(dir.path().join("README"), "not a key").unwrap_or_else(|e| panic!("{e}"));
+        let error = load_from_directory(dir.path(), "", SigningAlgorithm::ES256).err();
+        assert!(
+            error.is_some_and(|e| e.contains("2 keys and no auth.signing_key_id")),
+            "two keys need a choice"
+        );
+        let keys = load_from_directory(dir.path(), "2026-12", SigningAlgorithm::ES256)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let kids: Vec<&str> = keys.iter().map(|key| key.kid.as_str()).collect();
+        assert_eq!(
+            kids,
+            vec!["2026-12", "2026-11"],
+            "both published, the signing one first"
+        );
+        assert_eq!(
+            Ring { keys }.active().map(|key| key.kid.clone()),
+            Some("2026-12".into())
+        );
+        assert!(load_from_directory(dir.path(), "2027-01", SigningAlgorithm::ES256).is_err());
+        std::fs::write(
+            dir.path().join("2026-12.pem"),
+            "-----BEGIN PRIVATE KEY-----\nbroken\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            load_from_directory(dir.path(), "2026-12", SigningAlgorithm::ES256).is_err(),
+            "a broken key is an error, not a silently missing one"
+        );
+    }
+
+    #[test]
     fn the_latest_key_whose_time_has_come_signs() {
         let pem = generate(SigningAlgorithm::ES256).unwrap_or_else(|e| panic!("{e}"));
         let at = |kid: &str, offset: i64| {
