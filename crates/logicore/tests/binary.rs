@@ -1,13 +1,16 @@
 //! The real `logicore` executable: configuration commands, and `all` serving the first vertical slice.
 
 use std::io::Write;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+#[path = "support/all.rs"]
+mod all;
 mod support;
 
+use all::{ADMIN_EMAIL, ADMIN_PASSWORD, AllServices, Running, wait_until_ready};
 use support::{logicore, promtool_accepts};
 
 fn run(command: &mut Command) -> Output {
@@ -77,7 +80,7 @@ fn the_help_lists_every_service_and_an_unknown_one_is_refused_like_any_unknown_c
 #[tokio::test]
 async fn a_service_runs_alone_by_its_name_on_port_and_stops_on_sigterm() {
     let db = testkit::TestDb::new();
-    let port = free_port().to_string();
+    let port = testkit::registries::free_port().to_string();
     let env = [("DATABASE_URL", db.url.as_str()), ("PORT", port.as_str())];
     let mut server = Running(
         logicore(&env)
@@ -169,32 +172,6 @@ fn production_refuses_to_start_with_the_development_jwt_secret_once_hs256_is_acc
     assert!(String::from_utf8_lossy(&output.stderr).contains("auth.jwt_secret"));
 }
 
-/// A port that was free a moment ago (the binary binds fixed ports, so the test picks them).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Polls the gateway's `/readyz` until it says ready, for at most a minute.
-async fn wait_until_ready(gateway: &str) {
-    let client = testkit::client();
-    testkit::eventually("the gateway to be ready", Duration::from_secs(60), || {
-        let request = client.get(format!("{gateway}/readyz"));
-        async move {
-            request
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-        }
-    })
-    .await;
-}
-
-struct Running(Child);
-
 impl Running {
     /// Sends SIGTERM and asserts the process exits successfully within 30 s, as a graceful shutdown does.
     async fn stop_with_sigterm(&mut self) {
@@ -216,21 +193,14 @@ impl Running {
     }
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn all_serves_register_login_and_me_through_the_gateway_and_stops_cleanly_on_sigterm() {
     let db = testkit::TestDb::new();
-    let gateway_port = free_port().to_string();
-    let admin_port = free_port().to_string();
-    let users_port = free_port().to_string();
-    let inventory_port = free_port().to_string();
-    let orders_port = free_port().to_string();
+    let gateway_port = testkit::registries::free_port().to_string();
+    let admin_port = testkit::registries::free_port().to_string();
+    let users_port = testkit::registries::free_port().to_string();
+    let inventory_port = testkit::registries::free_port().to_string();
+    let orders_port = testkit::registries::free_port().to_string();
     let users_url = format!("http://127.0.0.1:{users_port}");
     let inventory_url = format!("http://127.0.0.1:{inventory_port}");
     let log_dir = std::env::temp_dir().join(format!("logicore-logs-{}", uuid::Uuid::new_v4()));
@@ -426,7 +396,10 @@ impl Receiver {
             String::from_utf8_lossy(&located.stderr)
         );
         let agent = String::from_utf8_lossy(&located.stdout).trim().to_owned();
-        let (grpc, http) = (free_port(), free_port());
+        let (grpc, http) = (
+            testkit::registries::free_port(),
+            testkit::registries::free_port(),
+        );
         let output =
             std::env::temp_dir().join(format!("logicore-rotel-{}.log", uuid::Uuid::new_v4()));
         let log = std::fs::File::create(&output).unwrap_or_else(|e| panic!("{e}"));
@@ -493,81 +466,6 @@ impl Drop for Receiver {
     }
 }
 
-/// `logicore all` on free ports against a database of its own, with a first admin and `extra` settings.
-struct AllServices {
-    server: Running,
-    gateway: String,
-    admin_port: u16,
-    _db: testkit::TestDb,
-}
-
-impl AllServices {
-    async fn start(extra: &[(&str, &str)]) -> Self {
-        let db = testkit::TestDb::new();
-        let ports: Vec<String> = (0..5).map(|_| free_port().to_string()).collect();
-        let mut env = vec![
-            ("DATABASE_URL", db.url.as_str()),
-            ("GATEWAY_PORT", ports[0].as_str()),
-            ("LOGICORE_GATEWAY__ADMIN_PORT", ports[1].as_str()),
-            ("LOGICORE_USERS__PORT", ports[2].as_str()),
-            ("LOGICORE_INVENTORY__PORT", ports[3].as_str()),
-            ("LOGICORE_ORDERS__PORT", ports[4].as_str()),
-            ("ADMIN_EMAIL", "root@logicore.test"),
-            ("ADMIN_PASSWORD", "Admin-password-1"),
-            ("LOGICORE_MESSAGING__RELAY_POLL_MS", "50"),
-            ("GATEWAY_RATE_LIMIT_MAX_REQUESTS", "100000"),
-        ];
-        env.extend_from_slice(extra);
-        let server = Running(
-            logicore(&env)
-                .stdout(Stdio::null())
-                .arg("all")
-                .spawn()
-                .unwrap_or_else(|e| panic!("{e}")),
-        );
-        let gateway = format!("http://127.0.0.1:{}", ports[0]);
-        wait_until_ready(&gateway).await;
-        Self {
-            server,
-            gateway,
-            admin_port: ports[1].parse().unwrap_or_default(),
-            _db: db,
-        }
-    }
-
-    /// A successful JSON call through the gateway.
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Value,
-    ) -> Value {
-        let mut request = testkit::client()
-            .request(method.clone(), format!("{}{path}", self.gateway))
-            .json(&body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
-        let status = response.status();
-        let body: Value = testkit::json(response).await;
-        assert!(status.is_success(), "{method} {path}: {status} {body}");
-        body
-    }
-
-    async fn token(&self, email: &str, password: &str) -> String {
-        let login = json!({"email": email, "password": password});
-        let tokens = self
-            .call(reqwest::Method::POST, "/api/v1/auth/login", None, login)
-            .await;
-        tokens["access_token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-}
-
 /// An order placed through the gateway of `logicore all`, exporting to a real OTLP receiver over
 /// `protocol`, arrives there as one trace with spans of the gateway, orders and inventory, each under
 /// its own `service.name`.
@@ -586,7 +484,7 @@ async fn an_order_reaches_a_real_receiver_as_one_trace(protocol: &str) {
         ("LOGICORE_TRACING__BATCH_DELAY_MS", "100"),
     ])
     .await;
-    let admin = all.token("root@logicore.test", "Admin-password-1").await;
+    let admin = all.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let post = reqwest::Method::POST;
     let warehouse = all
         .call(
@@ -685,7 +583,7 @@ async fn a_collector_that_never_answers_costs_requests_nothing_and_dropped_spans
             .unwrap_or_else(|e| panic!("request {n}: {e}"));
         assert_eq!(response.status(), 401, "request {n}");
     }
-    let metrics = format!("http://127.0.0.1:{}/metrics", all.admin_port);
+    let metrics = format!("http://127.0.0.1:{}/metrics", all.listeners["admin"]);
     let dropped = testkit::eventually(
         "dropped spans to be counted",
         Duration::from_secs(10),
@@ -728,7 +626,10 @@ async fn probe_exits_0_for_a_2xx_and_1_otherwise_without_reading_configuration()
         String::from_utf8_lossy(&missing.stderr).contains("404"),
         "{missing:?}"
     );
-    let closed = format!("http://127.0.0.1:{}/health", free_port());
+    let closed = format!(
+        "http://127.0.0.1:{}/health",
+        testkit::registries::free_port()
+    );
     let refused = run(logicore(&[]).args(["probe", &closed]));
     assert_eq!(refused.status.code(), Some(1));
     let nonsense = run(logicore(&[]).args(["probe", "not a url"]));

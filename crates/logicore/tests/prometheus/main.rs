@@ -5,6 +5,8 @@
 //! dashboard (deploy/grafana/dashboards) parsing and returning data, except the few listed in
 //! [`EXPECTED_EMPTY`] with the reason they have no series in a healthy run.
 
+#[path = "../support/all.rs"]
+mod all;
 mod platform;
 mod queries;
 mod server;
@@ -13,7 +15,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -26,25 +27,8 @@ use server::{Api, require_prometheus, start_prometheus};
 /// How long the whole check may take once both servers are up: scrapes and rule evaluations are 1 s apart.
 const DEADLINE: Duration = Duration::from_secs(45);
 
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
 pub(crate) fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A child process killed (and reaped) when dropped, however the test ends.
-pub(crate) struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Polls `probe` (which describes what is still missing, if anything) until it reports nothing or the

@@ -6,7 +6,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::{Killed, free_port, repository};
+use crate::all::Running;
+use crate::repository;
 
 /// Fails the test at once, saying what to install, when there is no `prometheus` to run.
 pub fn require_prometheus() {
@@ -19,7 +20,7 @@ pub fn require_prometheus() {
 
 /// Prometheus on a free loopback port with its own storage, scraping `targets` (job → host:port) every
 /// second and evaluating rules.yml every second.
-pub fn start_prometheus(dir: &Path, targets: &BTreeMap<&str, String>) -> (Killed, String) {
+pub fn start_prometheus(dir: &Path, targets: &BTreeMap<&str, String>) -> (Running, String) {
     let rules = repository().join("deploy/prometheus/rules.yml");
     // JSON is YAML: the configuration needs no YAML writer.
     let config = json!({
@@ -32,7 +33,7 @@ pub fn start_prometheus(dir: &Path, targets: &BTreeMap<&str, String>) -> (Killed
     });
     let config_file = dir.join("prometheus.yml");
     std::fs::write(&config_file, config.to_string()).unwrap_or_else(|e| panic!("{e}"));
-    let address = format!("127.0.0.1:{}", free_port());
+    let address = format!("127.0.0.1:{}", testkit::registries::free_port());
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config_file.display()))
         .arg(format!(
@@ -45,7 +46,7 @@ pub fn start_prometheus(dir: &Path, targets: &BTreeMap<&str, String>) -> (Killed
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("starting prometheus: {e}"));
-    (Killed(child), format!("http://{address}"))
+    (Running(child), format!("http://{address}"))
 }
 
 /// Prometheus's HTTP API.
