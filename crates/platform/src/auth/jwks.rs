@@ -301,7 +301,14 @@ impl JwksCache {
             let stale = snapshot
                 .fetched_at
                 .is_none_or(|at| at.elapsed() >= self.0.ttl);
-            if stale {
+            // One background refresh at a time: none while one runs or within the cool-down of the last.
+            let due = || {
+                self.0
+                    .refresh
+                    .try_lock()
+                    .is_ok_and(|last| last.is_none_or(|at| at.elapsed() >= self.0.cooldown))
+            };
+            if stale && due() {
                 let cache = self.clone();
                 tokio::spawn(async move { cache.refresh().await });
             }
